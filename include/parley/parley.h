@@ -1,0 +1,462 @@
+/*
+ * parley.h - the Parley plugin ABI, version 1.
+ *
+ * This is the only header a plugin includes. A plugin is a shared object that
+ * exports exactly one symbol, PARLEY_PLUGIN_ENTRY_SYMBOL ("parley_plugin_entry"),
+ * a function returning a pointer to a const parley_plugin_descriptor. It never
+ * links against the daemon: everything it may ask of the core goes through the
+ * parley_host function table handed to create().
+ *
+ * Compatibility rules
+ *   - The major version changes only for a break; the core refuses a plugin
+ *     whose major differs from its own.
+ *   - The minor version grows when something is appended. Structs only ever
+ *     gain fields at their end; each versioned struct starts with a `size`
+ *     field so either side can tell which fields the other one knows.
+ *     Read a field only if `size` covers it (PARLEY_HAS_FIELD).
+ *
+ * Ownership conventions (written on every prototype below)
+ *   - "borrowed": valid only for the duration of the call; copy what you keep.
+ *   - "owned by the core" / "owned by the plugin": who frees it and when.
+ *   - Every callback runs on the core's single event loop thread and must not
+ *     block: no sleeping, no blocking sockets, no synchronous HTTP or SQL.
+ *
+ * See docs/PLUGINS.md for the author guide and plugins/examples/ for a
+ * complete minimal sink.
+ */
+#ifndef PARLEY_PARLEY_H
+#define PARLEY_PARLEY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PARLEY_ABI_MAJOR 1
+#define PARLEY_ABI_MINOR 0
+
+#define PARLEY_PLUGIN_ENTRY_SYMBOL "parley_plugin_entry"
+
+/* True when a struct whose first member is `uint32_t size` is large enough to
+ * contain `field`. Use it before reading fields added in later minor versions. */
+#define PARLEY_HAS_FIELD(ptr, type, field) \
+	((ptr)->size >= offsetof(type, field) + sizeof(((type *)0)->field))
+
+#if defined(__GNUC__)
+#define PARLEY_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#define PARLEY_EXPORT __attribute__((visibility("default")))
+#else
+#define PARLEY_PRINTF(fmt, args)
+#define PARLEY_EXPORT
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Basic types                                                              */
+/* ------------------------------------------------------------------------ */
+
+typedef enum parley_kind {
+	PARLEY_KIND_CHANNEL = 1,  /* talks to a platform: webhooks in, messages out */
+	PARLEY_KIND_SINK = 2,     /* a ticket system: tickets out, agent events in */
+	PARLEY_KIND_NOTIFIER = 3  /* tells people: Slack, e-mail, webhooks */
+} parley_kind;
+
+typedef enum parley_log_level {
+	PARLEY_LOG_ERROR = 0,
+	PARLEY_LOG_WARN = 1,
+	PARLEY_LOG_INFO = 2,
+	PARLEY_LOG_DEBUG = 3
+} parley_log_level;
+
+/* How a delivery (send, open ticket, append, notify) ended. The core owns
+ * retries, backoff with jitter, dead-lettering and their persistence: a plugin
+ * only says what happened. */
+typedef enum parley_outcome {
+	PARLEY_OK = 0,     /* done; never repeat it */
+	PARLEY_RETRY = 1,  /* transient (timeout, 5xx, rate limit); try again later */
+	PARLEY_FAIL = 2    /* permanent (validation error, refused); do not retry */
+} parley_outcome;
+
+typedef enum parley_visibility {
+	PARLEY_VISIBILITY_PUBLIC = 1,   /* a post, comment, mention: everyone sees it */
+	PARLEY_VISIBILITY_PRIVATE = 2   /* a DM, chat, e-mail */
+} parley_visibility;
+
+/* Opaque handles, owned by the core. */
+typedef struct parley_instance parley_instance;   /* one configured instance */
+typedef struct parley_config parley_config;       /* its validated config */
+typedef struct parley_request parley_request;     /* an inbound HTTP request */
+typedef struct parley_delivery parley_delivery;   /* one outbound unit of work */
+typedef struct parley_timer parley_timer;
+typedef struct parley_http_response parley_http_response;
+
+/* ------------------------------------------------------------------------ */
+/* Configuration schema                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* A plugin declares the keys of its instance's "config" object. The core
+ * validates every instance against this list before create() is called:
+ * unknown keys, wrong types and missing required keys are config errors that
+ * name the file and the JSON path (channels[2].config.app_secret) and stop
+ * the daemon from starting. "$env:NAME" and "$file:PATH" references are
+ * resolved by the core before the plugin sees a value. */
+typedef enum parley_config_type {
+	PARLEY_CONFIG_STRING = 1,
+	PARLEY_CONFIG_INTEGER = 2,
+	PARLEY_CONFIG_BOOLEAN = 3,
+	PARLEY_CONFIG_JSON = 4     /* any JSON value; read it as text and parse it */
+} parley_config_type;
+
+#define PARLEY_CONFIG_REQUIRED 0x1u  /* the key must be present */
+#define PARLEY_CONFIG_SECRET 0x2u    /* never logged or echoed by the core */
+
+typedef struct parley_config_key {
+	const char *name;           /* NULL name terminates the array */
+	parley_config_type type;
+	unsigned flags;             /* PARLEY_CONFIG_* bits */
+	const char *description;    /* one line, shown by parleyd --list-plugins -v */
+} parley_config_key;
+
+/* ------------------------------------------------------------------------ */
+/* Normalized inbound events (emitted by channels)                          */
+/* ------------------------------------------------------------------------ */
+
+typedef enum parley_event_type {
+	PARLEY_EVENT_MESSAGE_CREATED = 1,  /* a new post, comment, DM, mail */
+	PARLEY_EVENT_MESSAGE_EDITED = 2,   /* new text for an existing message */
+	PARLEY_EVENT_MESSAGE_DELETED = 3,  /* the author removed it (keep evidence) */
+	PARLEY_EVENT_DELIVERY_STATUS = 4   /* sent/delivered/read/failed for our message */
+} parley_event_type;
+
+typedef enum parley_delivery_status {
+	PARLEY_DELIVERY_NONE = 0,
+	PARLEY_DELIVERY_SENT = 1,
+	PARLEY_DELIVERY_DELIVERED = 2,
+	PARLEY_DELIVERY_READ = 3,
+	PARLEY_DELIVERY_FAILED = 4
+} parley_delivery_status;
+
+/* Who wrote something, as the platform knows them. All strings borrowed. */
+typedef struct parley_identity {
+	const char *external_id;   /* platform user id, as text (ids exceed doubles) */
+	const char *handle;        /* @name, may be NULL */
+	const char *display_name;  /* may be NULL */
+	const char *email;         /* may be NULL */
+	const char *phone;         /* E.164 where known, may be NULL */
+	int email_verified;        /* nonzero: the platform vouches for it */
+	int phone_verified;
+	const char *profile_json;  /* extra profile as a JSON object text, may be NULL
+	                              (follower count goes here: information only) */
+} parley_identity;
+
+typedef struct parley_event {
+	uint32_t size;                  /* sizeof(parley_event) as the plugin knows it */
+	parley_event_type type;
+	const char *dedupe_key;         /* required: equal keys on one instance are
+	                                   the same event; replays change nothing */
+	const char *external_id;        /* the message's platform id (required for
+	                                   CREATED/EDITED/DELETED/DELIVERY_STATUS) */
+	parley_identity author;         /* required for CREATED (external_id at least) */
+	const char *text;               /* CREATED/EDITED: the text; may be NULL */
+	parley_visibility visibility;   /* CREATED: public or private (required) */
+	const char *thread_id;          /* public: the root post/tweet id;
+	                                   private: the chat/conversation id */
+	const char *in_reply_to;        /* external id of the parent message, or NULL */
+	int64_t platform_time_ms;       /* when the platform says it happened, Unix ms;
+	                                   0 = unknown */
+	int from_brand;                 /* nonzero: written by the brand's own account
+	                                   (an echo); recorded as outbound */
+	parley_delivery_status delivery_status;  /* DELIVERY_STATUS only */
+	const char *detail;             /* DELIVERY_STATUS failed: the reason; else NULL */
+	const char *raw_json;           /* the platform's JSON for this item (kept as
+	                                   evidence); may be NULL */
+	size_t raw_json_len;
+} parley_event;
+
+/* ------------------------------------------------------------------------ */
+/* Outbound units of work                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* A reply or message a channel must send. All strings borrowed for the call. */
+typedef struct parley_outbound_message {
+	uint32_t size;
+	const char *idempotency_key;    /* stable across retries of this one send */
+	const char *conversation_id;    /* Parley's id, as text */
+	parley_visibility visibility;   /* public reply or private message */
+	const char *recipient_id;       /* platform user id of the customer */
+	const char *thread_id;          /* thread root / chat id on the platform */
+	const char *in_reply_to;        /* platform id of the message answered, or NULL */
+	const char *text;
+} parley_outbound_message;
+
+/* What a sink or notifier knows of a customer. Strings borrowed. */
+typedef struct parley_customer_info {
+	uint32_t size;
+	const char *customer_id;        /* Parley's id, as text */
+	const char *display_name;
+	const char *email;
+	const char *phone;
+	const char *external_id;        /* the identity's platform id */
+	const char *handle;
+} parley_customer_info;
+
+/* A conversation as handed to sinks and notifiers. Strings borrowed. */
+typedef struct parley_conversation_info {
+	uint32_t size;
+	const char *conversation_id;
+	const char *case_number;        /* e.g. "PC-10234", or NULL */
+	const char *channel_instance;   /* instance name, e.g. "facebook-main" */
+	const char *channel_kind;       /* plugin name, e.g. "meta" */
+	parley_visibility visibility;
+	const char *category;           /* may be NULL */
+	const char *status;             /* open, pending, resolved, closed */
+	const parley_customer_info *customer;
+} parley_conversation_info;
+
+typedef struct parley_message_info {
+	uint32_t size;
+	const char *message_id;         /* Parley's id, as text */
+	const char *external_id;        /* platform id, may be NULL */
+	const char *author_name;
+	const char *text;
+	parley_visibility visibility;
+	int inbound;                    /* nonzero: from the customer */
+	int64_t created_ms;
+} parley_message_info;
+
+/* Open a ticket for a conversation (first routed message). */
+typedef struct parley_ticket_request {
+	uint32_t size;
+	const char *idempotency_key;
+	const parley_conversation_info *conversation;
+	const parley_message_info *first_message;
+	const char *follow_up_of;       /* external ticket id this one follows, or NULL */
+} parley_ticket_request;
+
+/* Append a message to an existing ticket. */
+typedef struct parley_ticket_append {
+	uint32_t size;
+	const char *idempotency_key;
+	const char *external_ticket_id;
+	const parley_conversation_info *conversation;
+	const parley_message_info *message;
+} parley_ticket_append;
+
+/* A notice for people. */
+typedef struct parley_notice {
+	uint32_t size;
+	const char *idempotency_key;
+	const char *kind;               /* e.g. "conversation.created" */
+	const char *title;              /* one line */
+	const char *text;               /* a few lines of plain text */
+	const char *url;                /* where to look, may be NULL */
+	const parley_conversation_info *conversation;  /* may be NULL */
+	const char *payload_json;       /* the notice as a JSON object text */
+} parley_notice;
+
+/* ------------------------------------------------------------------------ */
+/* Outbound HTTP (libcurl on the core loop)                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef struct parley_http_call {
+	uint32_t size;
+	const char *method;             /* "GET", "POST", ... */
+	const char *url;
+	const char *const *headers;     /* "Name: value" strings, NULL-terminated; may be NULL */
+	const void *body;               /* may be NULL */
+	size_t body_len;
+	long timeout_ms;                /* whole-transfer limit; 0 = core default */
+	int insecure_skip_verify;       /* nonzero disables TLS verification (tests only) */
+} parley_http_call;
+
+/* Called exactly once, on the loop, when the call ends. `response` is
+ * borrowed for the duration of the callback. A transport failure (DNS,
+ * connect, timeout, TLS) has status 0 and an error text. */
+typedef void (*parley_http_done_fn)(void *arg, const parley_http_response *response);
+
+/* ------------------------------------------------------------------------ */
+/* The host function table                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef void (*parley_timer_fn)(void *arg);
+typedef void (*parley_state_get_fn)(void *arg, int ok, const char *value /* borrowed; NULL if absent */);
+typedef void (*parley_state_put_fn)(void *arg, int ok);
+
+typedef struct parley_host {
+	uint32_t size;                  /* sizeof(parley_host) as the core knows it */
+	uint16_t abi_major;
+	uint16_t abi_minor;
+
+	/* --- logging: one line per call, tagged with the instance --- */
+	void (*log)(parley_instance *inst, parley_log_level level, const char *fmt, ...)
+		PARLEY_PRINTF(3, 4);
+	/* The instance's configured name. Owned by the core; valid until destroy. */
+	const char *(*instance_name)(parley_instance *inst);
+
+	/* --- configuration (validated against the plugin's config_keys) ---
+	 * Returned strings are owned by the core and valid until the config
+	 * handle is released (after create() or reload() returns): copy them. */
+	const char *(*config_string)(const parley_config *cfg, const char *key);   /* NULL if absent */
+	int (*config_integer)(const parley_config *cfg, const char *key, int64_t *out); /* 1 if present */
+	int (*config_boolean)(const parley_config *cfg, const char *key, int *out);     /* 1 if present */
+	/* A JSON value serialized compactly; NULL if absent. */
+	const char *(*config_json)(const parley_config *cfg, const char *key);
+	/* Report a semantic config problem from create()/reload(); the core prints
+	 * it with the file and JSON path of `key` and refuses the config. Never put
+	 * a secret's value in `reason`. */
+	void (*config_error)(parley_instance *inst, const char *key, const char *reason);
+
+	/* --- inbound HTTP requests (channel and sink handle_request) ---
+	 * All returned pointers are borrowed: valid until the request is answered. */
+	const char *(*request_method)(const parley_request *req);
+	/* Path below the instance's mount point, e.g. "" or "/status". */
+	const char *(*request_subpath)(const parley_request *req);
+	/* A decoded query parameter, or NULL. */
+	const char *(*request_query)(const parley_request *req, const char *name);
+	/* A header (case-insensitive name), or NULL. */
+	const char *(*request_header)(const parley_request *req, const char *name);
+	/* The raw body bytes exactly as received (verify signatures on these). */
+	const unsigned char *(*request_body)(const parley_request *req, size_t *len);
+	/* Queue an event carried by this request. The event is copied; it is
+	 * committed to PostgreSQL before the request is answered with a 2xx.
+	 * Returns 0, or -1 when the event is invalid (then answer 400). */
+	int (*request_emit)(parley_request *req, const parley_event *event);
+	/* Answer the request. Exactly one of respond/respond_error per request,
+	 * now or later from a callback. For a 2xx the core first commits every
+	 * emitted event in one transaction; if that fails the client gets 503
+	 * with Retry-After instead, so a 2xx always means committed. For any
+	 * other status the emitted events are discarded. `body` is copied. */
+	void (*respond)(parley_request *req, int status, const char *content_type,
+	                const void *body, size_t len);
+	/* Answer with the core's JSON error shape: {"error":code,"detail":detail}. */
+	void (*respond_error)(parley_request *req, int status, const char *code,
+	                      const char *detail);
+
+	/* --- deliveries (send, open_ticket, append, notify) ---
+	 * Before completing, a sink may attach the ticket's id. */
+	void (*delivery_set_external_id)(parley_delivery *d, const char *external_id);
+	/* Finish a delivery. Exactly once per delivery. retry_at_ms: Unix ms not
+	 * before which to retry (0 = the core's backoff). `reason` is copied and
+	 * shown to operators: never include a secret. The delivery handle is
+	 * invalid after this call. */
+	void (*delivery_complete)(parley_delivery *d, parley_outcome outcome,
+	                          int64_t retry_at_ms, const char *reason);
+
+	/* --- outbound HTTP on the core loop (libcurl multi) ---
+	 * Everything in `call` is copied. Returns 0 if started (the callback will
+	 * run exactly once), -1 if it could not be started (no callback). */
+	int (*http_request)(parley_instance *inst, const parley_http_call *call,
+	                    parley_http_done_fn done, void *arg);
+	long (*http_response_status)(const parley_http_response *r);  /* 0 = transport error */
+	const char *(*http_response_error)(const parley_http_response *r); /* NULL if none */
+	const char *(*http_response_header)(const parley_http_response *r, const char *name);
+	const unsigned char *(*http_response_body)(const parley_http_response *r, size_t *len);
+
+	/* --- timers: one-shot, on the loop; owned by the core --- */
+	parley_timer *(*timer_start)(parley_instance *inst, uint64_t delay_ms,
+	                             parley_timer_fn fn, void *arg);
+	/* Cancel a timer that has not fired yet; a fired timer is already freed,
+	 * do not cancel it. */
+	void (*timer_cancel)(parley_timer *t);
+
+	/* --- small durable per-instance state (e.g. a polling cursor) --- */
+	void (*state_get)(parley_instance *inst, const char *key,
+	                  parley_state_get_fn done, void *arg);
+	void (*state_put)(parley_instance *inst, const char *key, const char *value,
+	                  parley_state_put_fn done, void *arg);
+
+	/* --- metrics: exported as parley_plugin_<name>{instance="..."} --- */
+	void (*counter_add)(parley_instance *inst, const char *name, uint64_t delta);
+
+	/* --- crypto helpers (libcrypto) --- */
+	/* HMAC-SHA256 of data with key into out (32 bytes). */
+	void (*hmac_sha256)(const void *key, size_t key_len, const void *data, size_t len,
+	                    unsigned char out[32]);
+	/* Constant-time comparison: 1 when equal (lengths are not secret). */
+	int (*secure_equals)(const void *a, size_t a_len, const void *b, size_t b_len);
+	/* Current wall-clock time, Unix milliseconds. */
+	int64_t (*now_ms)(void);
+} parley_host;
+
+/* ------------------------------------------------------------------------ */
+/* Operations per kind                                                      */
+/* ------------------------------------------------------------------------ */
+
+typedef struct parley_channel_ops {
+	uint32_t size;
+	/* Mandatory. Handle GET|POST /webhooks/{instance}[/...]: handshake,
+	 * signature check on the raw body, parse, request_emit per event, then
+	 * respond (or respond_error). `req` is owned by the core. */
+	void (*handle_request)(void *self, parley_request *req);
+	/* Mandatory. Send a message; finish with delivery_complete, now or later.
+	 * `msg` is borrowed for the call; `d` stays valid until completed. */
+	void (*send)(void *self, const parley_outbound_message *msg, parley_delivery *d);
+} parley_channel_ops;
+
+typedef struct parley_sink_ops {
+	uint32_t size;
+	/* Mandatory. Create a ticket; set its id with delivery_set_external_id. */
+	void (*open_ticket)(void *self, const parley_ticket_request *t, parley_delivery *d);
+	/* Mandatory. Add a message to an existing ticket. */
+	void (*append_message)(void *self, const parley_ticket_append *a, parley_delivery *d);
+	/* Optional. The ticket system's webhooks: POST /sinks/{instance}/events. */
+	void (*handle_request)(void *self, parley_request *req);
+} parley_sink_ops;
+
+typedef struct parley_notifier_ops {
+	uint32_t size;
+	/* Mandatory. Deliver one notice. */
+	void (*deliver)(void *self, const parley_notice *n, parley_delivery *d);
+} parley_notifier_ops;
+
+/* ------------------------------------------------------------------------ */
+/* The descriptor                                                           */
+/* ------------------------------------------------------------------------ */
+
+typedef struct parley_plugin_descriptor {
+	uint32_t size;                  /* sizeof(parley_plugin_descriptor) */
+	uint16_t abi_major;             /* PARLEY_ABI_MAJOR the plugin was built with */
+	uint16_t abi_minor;
+	parley_kind kind;
+	const char *name;               /* what "plugin": names in the config */
+	const char *version;            /* the plugin's own version */
+	const char *description;        /* one line */
+	const parley_config_key *config_keys;  /* NULL-name terminated; may be NULL */
+
+	/* Lifecycle. create is mandatory, the rest optional.
+	 * create: make one instance. `host` and `inst` stay valid until destroy.
+	 *   `cfg` is borrowed for the call. Store the instance's state in *self.
+	 *   Return 0, or -1 after config_error/log saying why.
+	 * start: begin work (timers, polling) once every instance is created.
+	 * reload: SIGHUP with a new validated config for this instance; return -1
+	 *   to keep the old one (say why).
+	 * stop: stop starting new work; in-flight deliveries still complete.
+	 * destroy: free everything; no callbacks run after it. */
+	int (*create)(const parley_host *host, parley_instance *inst,
+	              const parley_config *cfg, void **self);
+	int (*start)(void *self);
+	int (*reload)(void *self, const parley_config *cfg);
+	void (*stop)(void *self);
+	void (*destroy)(void *self);
+
+	/* Exactly the one matching `kind` is non-NULL. */
+	const parley_channel_ops *channel;
+	const parley_sink_ops *sink;
+	const parley_notifier_ops *notifier;
+} parley_plugin_descriptor;
+
+/* The one symbol a plugin exports. */
+typedef const parley_plugin_descriptor *(*parley_plugin_entry_fn)(void);
+
+/* Declare it in a plugin as:
+ *   PARLEY_PLUGIN_ENTRY(&my_descriptor)
+ */
+#define PARLEY_PLUGIN_ENTRY(desc_ptr) \
+	PARLEY_EXPORT const parley_plugin_descriptor *parley_plugin_entry(void); \
+	PARLEY_EXPORT const parley_plugin_descriptor *parley_plugin_entry(void) { return (desc_ptr); }
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PARLEY_PARLEY_H */
