@@ -1,0 +1,74 @@
+/* config.h - the daemon's JSON configuration: load, validate, resolve secrets.
+ *
+ * Every error names the file, the JSON path and what is wrong, and never a
+ * value (values may be secrets). */
+#ifndef PARLEY_CORE_CONFIG_H
+#define PARLEY_CORE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <jansson.h>
+
+#include "log.h"
+#include "parley/parley.h"
+
+typedef struct cfg_instance {
+	char *name;        /* URL-safe: [A-Za-z0-9_-]{1,64} */
+	char *plugin;      /* plugin name, looked up in plugin_dir */
+	json_t *config;    /* the "config" object, $env/$file resolved; owned */
+	char *path;        /* JSON path of the instance, e.g. "channels[2]" */
+} cfg_instance;
+
+typedef struct cfg {
+	char *file;                 /* path the config was read from */
+	char *listen_host;          /* "listen": "HOST:PORT" (IPv6 as [::1]:8080) */
+	int listen_port;
+	char *public_url;           /* e.g. "https://parley.example.com" */
+	struct {
+		char *dsn;              /* libpq connection string */
+		int pool_size;          /* default 4, 1..64 */
+		int connect_timeout_ms; /* default 5000 */
+		int query_timeout_ms;   /* default 10000: a batch waiting longer fails */
+		bool migrate_on_start;  /* default true */
+	} database;
+	char *plugin_dir;           /* default: the build's PARLEY_PLUGIN_DIR */
+	struct {
+		log_level level;        /* default info */
+		bool json;              /* "format": "text" (default) | "json" */
+	} log;
+	struct {
+		size_t max_body_bytes;   /* default 4 MiB */
+		size_t max_header_bytes; /* default 16 KiB: request line + headers */
+		int read_timeout_ms;     /* default 10000: whole request must arrive */
+		int write_timeout_ms;    /* default 10000 */
+		int idle_timeout_ms;     /* default 60000: keep-alive idle */
+		int max_connections;     /* default 1024 */
+		int shutdown_timeout_ms; /* default 10000: SIGTERM drain limit */
+	} limits;
+	cfg_instance *channels;  size_t n_channels;
+	cfg_instance *sinks;     size_t n_sinks;
+	cfg_instance *notifiers; size_t n_notifiers;
+} cfg;
+
+/* Load and validate `file`. On success returns true and *out (owned by the
+ * caller, free with cfg_free). On failure writes "FILE: PATH: reason" into
+ * err and returns false. */
+bool cfg_load(const char *file, cfg **out, char *err, size_t errlen);
+void cfg_free(cfg *c);
+
+/* Validate a plugin instance's "config" object against the plugin's declared
+ * keys: unknown keys, wrong types, missing required keys. `path` is the
+ * instance's JSON path ("channels[2]"); errors read
+ * "FILE: channels[2].config.KEY: reason". */
+bool cfg_validate_plugin_config(const char *file, const char *path, json_t *config,
+                                const parley_config_key *keys, char *err, size_t errlen);
+
+/* Resolve a "$env:NAME" / "$file:PATH" string, or copy a plain one.
+ * Returns a malloc'd string or NULL with a reason in err (no value in it).
+ * $file: values lose one trailing newline. */
+char *cfg_resolve_string(const char *value, char *err, size_t errlen);
+
+/* Is `name` a valid instance name ([A-Za-z0-9_-]{1,64})? */
+bool cfg_name_is_url_safe(const char *name);
+
+#endif
