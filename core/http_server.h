@@ -1,0 +1,73 @@
+/* http_server.h - the inbound HTTP/1.1 server on the libevent loop.
+ *
+ * Connections are bufferevents; parsing is done by http-parser. Limits come
+ * from the config (body, header bytes, read/write/idle timeouts, connection
+ * count). Every error the server itself produces is the JSON shape
+ * {"error":"code","detail":"..."}: 400 malformed request, 408 request
+ * timeout (a half-sent request is cut off after read_timeout_ms), 413 body
+ * too large (checked on Content-Length before reading and while reading
+ * chunked bodies), 431 headers too large.
+ *
+ * A request is handed to the handler once the whole body is read. The
+ * handler answers with http_req_respond*() now or later; until then the
+ * request stays valid even if the client goes away (the answer is then
+ * dropped). Keep-alive and pipelined requests are served in order. */
+#ifndef PARLEY_CORE_HTTP_SERVER_H
+#define PARLEY_CORE_HTTP_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <event2/event.h>
+
+typedef struct http_request http_request;
+typedef struct http_server http_server;
+
+typedef void (*http_handler_fn)(http_request *req, void *arg);
+
+typedef struct http_server_limits {
+	size_t max_body_bytes;
+	size_t max_header_bytes;
+	int read_timeout_ms;
+	int write_timeout_ms;
+	int idle_timeout_ms;
+	int max_connections;
+} http_server_limits;
+
+/* Bind and listen on host:port (host may be an IPv4/IPv6 literal or
+ * "localhost"). Returns NULL with a reason in err. port 0 picks a free port
+ * (see http_server_port). */
+http_server *http_server_new(struct event_base *base, const char *host, int port,
+                             const http_server_limits *limits,
+                             http_handler_fn handler, void *arg,
+                             char *err, size_t errlen);
+int http_server_port(const http_server *s);
+void http_server_set_limits(http_server *s, const http_server_limits *limits);
+/* Stop accepting new connections; idle keep-alive connections are closed,
+ * requests being handled are still answered. */
+void http_server_stop_accepting(http_server *s);
+/* Requests handed to the handler and not answered yet. */
+size_t http_server_inflight(const http_server *s);
+size_t http_server_connections(const http_server *s);
+/* Close everything and free. Unanswered requests are dropped. */
+void http_server_free(http_server *s);
+
+/* --- request accessors; returned pointers borrowed until the answer --- */
+const char *http_req_method(const http_request *r);  /* "GET", "POST", ... */
+const char *http_req_path(const http_request *r);    /* URL path, not decoded, no query */
+const char *http_req_query(const http_request *r, const char *name); /* decoded or NULL */
+const char *http_req_header(const http_request *r, const char *name); /* case-insensitive */
+const unsigned char *http_req_body(const http_request *r, size_t *len);
+const char *http_req_peer(const http_request *r);    /* "ip:port" */
+/* Route label for metrics, e.g. "/webhooks/{instance}"; borrowed static string. */
+void http_req_set_route(http_request *r, const char *route_label);
+
+/* Answer. `extra_headers` is a NULL-terminated list of "Name: value" or NULL.
+ * Content-Length, Date and Connection are added by the server. Copies body.
+ * Records the request in metrics (route label, method, status, latency). */
+void http_req_respond(http_request *r, int status, const char *content_type,
+                      const void *body, size_t len, const char *const *extra_headers);
+/* {"error":code,"detail":detail} with Content-Type application/json. */
+void http_req_respond_error(http_request *r, int status, const char *code,
+                            const char *detail, const char *const *extra_headers);
+
+#endif
