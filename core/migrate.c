@@ -1,0 +1,284 @@
+/* migrate.c - apply the embedded numbered migrations before the loop starts.
+ *
+ * Blocking on purpose: it runs once at startup (or from `parleyd --migrate`)
+ * before anything is served. Several daemons starting together serialize on
+ * a PostgreSQL advisory lock; whoever comes second finds the work done.
+ *
+ * Each migration runs in its own transaction together with its row in
+ * schema_migrations, so a migration is either applied and recorded or not at
+ * all. Migration files must therefore not contain transaction control
+ * (BEGIN/COMMIT) or statements that refuse to run in a transaction
+ * (CREATE INDEX CONCURRENTLY). */
+#include "migrate.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <libpq-fe.h>
+
+#include "log.h"
+
+#define MIGRATE_LOG "migrate"
+#define MIGRATE_MSG_MAX 1024
+
+#define MIGRATE_TABLE_SQL \
+	"CREATE TABLE IF NOT EXISTS schema_migrations (" \
+	"version int PRIMARY KEY, " \
+	"name text NOT NULL, " \
+	"applied_at timestamptz NOT NULL DEFAULT now())"
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (err == NULL || errlen == 0)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* One line out of libpq's multi-line messages. */
+static void clean_message(const char *in, char *out, size_t len)
+{
+	size_t o = 0;
+	bool space = false;
+	for (const char *p = in ? in : ""; *p && o + 1 < len; p++) {
+		if (*p == '\n' || *p == '\r' || *p == '\t' || *p == ' ') {
+			space = o > 0;
+			continue;
+		}
+		if (space && o + 2 < len)
+			out[o++] = ' ';
+		space = false;
+		out[o++] = *p;
+	}
+	out[o] = '\0';
+}
+
+/* The advisory lock key: FNV-1a (64 bit) of "parley.migrate", so any tool
+ * can derive the same key from the name. */
+static int64_t migrate_lock_key(void)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (const char *p = "parley.migrate"; *p; p++) {
+		h ^= (unsigned char)*p;
+		h *= 0x100000001b3ull;
+	}
+	return (int64_t)h;
+}
+
+int migrate_latest_version(void)
+{
+	int latest = 0;
+	for (size_t i = 0; i < migrate_embedded_count; i++)
+		if (migrate_embedded[i].version > latest)
+			latest = migrate_embedded[i].version;
+	return latest;
+}
+
+static void migrate_notice(void *arg, const PGresult *res)
+{
+	/* "relation already exists, skipping" and the like: not for stderr. */
+	char msg[MIGRATE_MSG_MAX];
+	clean_message(PQresultErrorMessage(res), msg, sizeof(msg));
+	log_debug(MIGRATE_LOG, "server: %s", msg);
+}
+
+/* Run one statement; true when it returned `want`. On failure err gets
+ * "what: PostgreSQL's message". */
+static bool run(PGconn *pg, const char *sql, int nparams, const char *const *params,
+                ExecStatusType want, PGresult **out, const char *what, char *err, size_t errlen)
+{
+	PGresult *r = nparams > 0 ? PQexecParams(pg, sql, nparams, NULL, params, NULL, NULL, 0)
+	                          : PQexec(pg, sql);
+	if (r == NULL || PQresultStatus(r) != want) {
+		char msg[MIGRATE_MSG_MAX];
+		clean_message(r ? PQresultErrorMessage(r) : PQerrorMessage(pg), msg, sizeof(msg));
+		if (msg[0] == '\0')
+			snprintf(msg, sizeof(msg), "unexpected result %s",
+			         r ? PQresStatus(PQresultStatus(r)) : "(none)");
+		set_err(err, errlen, "%s: %s", what, msg);
+		PQclear(r);
+		return false;
+	}
+	if (out != NULL)
+		*out = r;
+	else
+		PQclear(r);
+	return true;
+}
+
+static bool embedded_in_order(char *err, size_t errlen)
+{
+	/* A build mistake, but one that would apply migrations out of order. */
+	for (size_t i = 0; i < migrate_embedded_count; i++) {
+		const migration *m = &migrate_embedded[i];
+		if (m->version < 1 || (i > 0 && m->version <= migrate_embedded[i - 1].version)) {
+			set_err(err, errlen, "embedded migrations are not in ascending order at %s", m->name);
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool is_applied(PGconn *pg, const migration *m, bool *applied, char *err, size_t errlen)
+{
+	char version[16];
+	snprintf(version, sizeof(version), "%d", m->version);
+	const char *params[] = { version };
+	PGresult *r = NULL;
+	if (!run(pg, "SELECT 1 FROM schema_migrations WHERE version = $1::int", 1, params,
+	         PGRES_TUPLES_OK, &r, "reading schema_migrations", err, errlen))
+		return false;
+	*applied = PQntuples(r) > 0;
+	PQclear(r);
+	return true;
+}
+
+static bool apply_one(PGconn *pg, const migration *m, char *err, size_t errlen)
+{
+	char what[160];
+	snprintf(what, sizeof(what), "migration %s failed", m->name);
+	if (!run(pg, "BEGIN", 0, NULL, PGRES_COMMAND_OK, NULL, what, err, errlen))
+		return false;
+
+	/* Simple query protocol: a migration holds several statements, and it
+	 * is a trusted file shipped in the binary, not input. */
+	PGresult *r = PQexec(pg, m->sql);
+	ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY) {
+		char msg[MIGRATE_MSG_MAX];
+		clean_message(r ? PQresultErrorMessage(r) : PQerrorMessage(pg), msg, sizeof(msg));
+		set_err(err, errlen, "%s: %s", what, msg);
+		PQclear(r);
+		PQclear(PQexec(pg, "ROLLBACK"));
+		return false;
+	}
+	PQclear(r);
+
+	char version[16];
+	snprintf(version, sizeof(version), "%d", m->version);
+	const char *params[] = { version, m->name };
+	if (!run(pg, "INSERT INTO schema_migrations (version, name) VALUES ($1::int, $2)", 2, params,
+	         PGRES_COMMAND_OK, NULL, what, err, errlen)) {
+		PQclear(PQexec(pg, "ROLLBACK"));
+		return false;
+	}
+	/* COMMIT of an aborted transaction "succeeds" as ROLLBACK: check the tag. */
+	if (!run(pg, "COMMIT", 0, NULL, PGRES_COMMAND_OK, &r, what, err, errlen))
+		return false;
+	bool committed = strcmp(PQcmdStatus(r), "COMMIT") == 0;
+	PQclear(r);
+	if (!committed) {
+		set_err(err, errlen, "%s: the transaction was rolled back", what);
+		return false;
+	}
+	log_info(MIGRATE_LOG, "applied migration %s", m->name);
+	return true;
+}
+
+/* Everything that happens while the advisory lock is held. */
+static bool apply_locked(PGconn *pg, int *count, char *err, size_t errlen)
+{
+	if (!run(pg, MIGRATE_TABLE_SQL, 0, NULL, PGRES_COMMAND_OK, NULL, "creating schema_migrations",
+	         err, errlen))
+		return false;
+
+	PGresult *r = NULL;
+	if (!run(pg, MIGRATE_VERSION_SQL, 0, NULL, PGRES_TUPLES_OK, &r, "reading the schema version",
+	         err, errlen))
+		return false;
+	int current = PQntuples(r) == 1 ? atoi(PQgetvalue(r, 0, 0)) : 0;
+	PQclear(r);
+
+	int latest = migrate_latest_version();
+	if (current > latest) {
+		set_err(err, errlen,
+		        "database schema version %d is newer than this parleyd (knows up to %d); "
+		        "upgrade parleyd",
+		        current, latest);
+		return false;
+	}
+	for (size_t i = 0; i < migrate_embedded_count; i++) {
+		const migration *m = &migrate_embedded[i];
+		bool applied = false;
+		if (!is_applied(pg, m, &applied, err, errlen))
+			return false;
+		if (applied)
+			continue;
+		if (!apply_one(pg, m, err, errlen))
+			return false;
+		(*count)++;
+	}
+	return true;
+}
+
+bool migrate_apply(const char *dsn, int *applied, char *err, size_t errlen)
+{
+	int count = 0;
+	if (applied != NULL)
+		*applied = 0;
+	set_err(err, errlen, "%s", "");
+	if (dsn == NULL) {
+		set_err(err, errlen, "no database connection string");
+		return false;
+	}
+	if (!embedded_in_order(err, errlen))
+		return false;
+
+	/* libpq's parse errors can quote pieces of the string (a password):
+	 * check the syntax first and say only that it is wrong. */
+	char *perr = NULL;
+	PQconninfoOption *parsed = PQconninfoParse(dsn, &perr);
+	if (parsed == NULL) {
+		PQfreemem(perr);
+		set_err(err, errlen, "invalid database connection string (not shown: it may hold a password)");
+		return false;
+	}
+	PQconninfoFree(parsed);
+
+	static const char *const keys[] = { "fallback_application_name", "dbname", NULL };
+	const char *values[] = { "parleyd", dsn, NULL };
+	PGconn *pg = PQconnectdbParams(keys, values, 1);
+	if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {
+		char msg[MIGRATE_MSG_MAX];
+		clean_message(pg ? PQerrorMessage(pg) : "out of memory", msg, sizeof(msg));
+		set_err(err, errlen, "cannot connect to PostgreSQL: %s", msg);
+		PQfinish(pg);
+		return false;
+	}
+	PQsetNoticeReceiver(pg, migrate_notice, NULL);
+
+	char key[24];
+	snprintf(key, sizeof(key), "%" PRId64, migrate_lock_key());
+	const char *key_param[] = { key };
+	PGresult *r = NULL;
+	bool ok = run(pg, "SELECT pg_try_advisory_lock($1::bigint)", 1, key_param, PGRES_TUPLES_OK, &r,
+	              "taking the migration lock", err, errlen);
+	if (ok) {
+		bool got = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+		PQclear(r);
+		if (!got) {
+			log_info(MIGRATE_LOG, "another process is applying migrations; waiting for it");
+			ok = run(pg, "SELECT pg_advisory_lock($1::bigint)", 1, key_param, PGRES_TUPLES_OK,
+			         NULL, "taking the migration lock", err, errlen);
+		}
+	}
+	if (ok) {
+		ok = apply_locked(pg, &count, err, errlen);
+		/* Closing the connection would release it too; unlocking says so. */
+		PQclear(PQexecParams(pg, "SELECT pg_advisory_unlock($1::bigint)", 1, NULL, key_param, NULL,
+		                     NULL, 0));
+	}
+	PQfinish(pg);
+	if (applied != NULL)
+		*applied = count;
+	if (ok && count > 0)
+		log_info(MIGRATE_LOG, "schema is at version %d", migrate_latest_version());
+	return ok;
+}
