@@ -1,0 +1,343 @@
+/* main.c - parleyd: command line, start-up, signals, shutdown.
+ *
+ * Exit codes: 0 clean stop, 1 runtime failure (database, bind, plugin start),
+ * 2 configuration or usage error. */
+#include "config.h"   /* core/config.h: the configuration */
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <event2/event.h>
+
+#include "db.h"
+#include "host_api.h"
+#include "http_client.h"
+#include "http_server.h"
+#include "log.h"
+#include "metrics.h"
+#include "migrate.h"
+#include "plugin_loader.h"
+#include "router.h"
+#include "util.h"
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "dev"
+#endif
+#ifndef PARLEY_PLUGIN_DIR
+#define PARLEY_PLUGIN_DIR "/usr/local/lib/parley/plugins"
+#endif
+
+#define EXIT_CONFIG 2
+#define DRAIN_POLL_MS 20
+#define HTTP_CLIENT_TIMEOUT_MS 30000
+#define HTTP_CLIENT_MAX_RESPONSE (16u * 1024 * 1024)
+
+static struct {
+	struct event_base *base;
+	cfg *config;
+	plugin_set *plugins;
+	http_server *server;
+	struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
+	bool stopping;
+	uint64_t stop_started_us;
+} d;
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+	        "Usage: parleyd -c FILE [--check-config | --migrate]\n"
+	        "       parleyd --list-plugins [--plugin-dir DIR | -c FILE] [-v]\n"
+	        "       parleyd --version\n"
+	        "\n"
+	        "  -c, --config FILE    the JSON configuration (see docs/CONFIG.md)\n"
+	        "      --check-config   validate the configuration and the plugins' configs, then exit\n"
+	        "      --migrate        apply database migrations, then exit\n"
+	        "      --list-plugins   list the plugins in the plugin directory\n"
+	        "      --plugin-dir DIR the plugin directory for --list-plugins\n"
+	        "  -v, --verbose        with --list-plugins: descriptions and config keys\n"
+	        "      --version        print the version and the plugin ABI version\n"
+	        "  -h, --help           this text\n");
+}
+
+static http_server_limits limits_from(const cfg *c)
+{
+	http_server_limits l = {
+		.max_body_bytes = c->limits.max_body_bytes,
+		.max_header_bytes = c->limits.max_header_bytes,
+		.read_timeout_ms = c->limits.read_timeout_ms,
+		.write_timeout_ms = c->limits.write_timeout_ms,
+		.idle_timeout_ms = c->limits.idle_timeout_ms,
+		.max_connections = c->limits.max_connections,
+	};
+	return l;
+}
+
+/* ------------------------------------------------------------ shutdown */
+
+static size_t work_in_flight(void)
+{
+	return http_server_inflight(d.server) + host_api_requests_pending() + router_pending() +
+	       (size_t)db_pool_pending() + http_server_connections(d.server);
+}
+
+static void drain_check(evutil_socket_t fd, short what, void *arg)
+{
+	size_t left = work_in_flight();
+	uint64_t waited_ms = (util_mono_us() - d.stop_started_us) / 1000;
+	if (left == 0) {
+		log_info("main", "drained; stopping");
+		event_base_loopexit(d.base, NULL);
+		return;
+	}
+	if (waited_ms >= (uint64_t)d.config->limits.shutdown_timeout_ms) {
+		log_warn("main", "shutdown timeout: %zu requests/connections still open; stopping anyway", left);
+		event_base_loopexit(d.base, NULL);
+		return;
+	}
+	struct timeval tv = { 0, DRAIN_POLL_MS * 1000 };
+	evtimer_add(d.drain_timer, &tv);
+}
+
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+	if (d.stopping) {
+		log_warn("main", "second stop signal: exiting now");
+		event_base_loopbreak(d.base);
+		return;
+	}
+	d.stopping = true;
+	d.stop_started_us = util_mono_us();
+	log_info("main", "%s: no new connections; finishing %zu in-flight requests",
+	         sig == SIGTERM ? "SIGTERM" : "SIGINT", http_server_inflight(d.server));
+	/* Order matters: stop taking work, let in-flight requests commit and be
+	 * answered, then close. Plugins stop starting new work now. */
+	router_set_draining(true);
+	http_server_stop_accepting(d.server);
+	plugins_stop(d.plugins);
+	drain_check(-1, 0, NULL);
+}
+
+/* -------------------------------------------------------------- reload */
+
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	char err[2048];
+	cfg *next = NULL;
+	log_info("main", "SIGHUP: reloading %s", d.config->file);
+	if (!cfg_load(d.config->file, &next, err, sizeof(err))) {
+		log_error("main", "reload failed, keeping the old configuration: %s", err);
+		return;
+	}
+	if (strcmp(next->listen_host, d.config->listen_host) != 0 || next->listen_port != d.config->listen_port)
+		log_warn("main", "reload: listen changed; that takes a restart (ignored)");
+	if (strcmp(next->database.dsn, d.config->database.dsn) != 0 ||
+	    next->database.pool_size != d.config->database.pool_size)
+		log_warn("main", "reload: database settings changed; that takes a restart (ignored)");
+	if (strcmp(next->plugin_dir, d.config->plugin_dir) != 0)
+		log_warn("main", "reload: plugin_dir changed; that takes a restart (ignored)");
+	if (!plugins_reload(d.plugins, next, err, sizeof(err))) {
+		log_error("main", "reload failed, keeping the old configuration: %s", err);
+		cfg_free(next);
+		return;
+	}
+	log_set_level(next->log.level);
+	log_set_json(next->log.json);
+	http_server_limits l = limits_from(next);
+	http_server_set_limits(d.server, &l);
+	cfg_free(d.config);
+	d.config = next;
+	log_info("main", "reloaded: log level %s", log_level_name(next->log.level));
+}
+
+/* ----------------------------------------------------------------- run */
+
+static int run(void)
+{
+	char err[2048];
+	int rc = 1;
+
+	if (d.config->database.migrate_on_start) {
+		int applied = 0;
+		if (!migrate_apply(d.config->database.dsn, &applied, err, sizeof(err))) {
+			log_error("main", "migrations: %s", err);
+			return 1;
+		}
+		if (applied > 0)
+			log_info("main", "applied %d migration(s); schema version %d", applied, migrate_latest_version());
+	}
+
+	d.base = event_base_new();
+	if (d.base == NULL) {
+		log_error("main", "cannot create the event loop");
+		return 1;
+	}
+	host_api_set_base(d.base);
+	if (!http_client_init(d.base, HTTP_CLIENT_TIMEOUT_MS, HTTP_CLIENT_MAX_RESPONSE)) {
+		log_error("main", "cannot initialise the HTTP client");
+		goto out;
+	}
+	db_pool_options dbo = {
+		.dsn = d.config->database.dsn,
+		.pool_size = d.config->database.pool_size,
+		.connect_timeout_ms = d.config->database.connect_timeout_ms,
+		.query_timeout_ms = d.config->database.query_timeout_ms,
+	};
+	if (!db_pool_start(d.base, &dbo)) {
+		log_error("main", "cannot start the database pool");
+		goto out;
+	}
+	if (!plugins_load(d.config, &d.plugins, err, sizeof(err))) {
+		fprintf(stderr, "parleyd: %s\n", err);
+		rc = EXIT_CONFIG;
+		goto out;
+	}
+	router_init(d.plugins);
+	http_server_limits l = limits_from(d.config);
+	d.server = http_server_new(d.base, d.config->listen_host, d.config->listen_port, &l, router_handle,
+	                           NULL, err, sizeof(err));
+	if (d.server == NULL) {
+		log_error("main", "cannot listen on %s:%d: %s", d.config->listen_host, d.config->listen_port, err);
+		goto out;
+	}
+	if (!plugins_start(d.plugins, err, sizeof(err))) {
+		log_error("main", "%s", err);
+		goto out;
+	}
+
+	d.sig_term = evsignal_new(d.base, SIGTERM, on_stop_signal, NULL);
+	d.sig_int = evsignal_new(d.base, SIGINT, on_stop_signal, NULL);
+	d.sig_hup = evsignal_new(d.base, SIGHUP, on_hup, NULL);
+	d.drain_timer = evtimer_new(d.base, drain_check, NULL);
+	evsignal_add(d.sig_term, NULL);
+	evsignal_add(d.sig_int, NULL);
+	evsignal_add(d.sig_hup, NULL);
+
+	log_info("main", "parleyd %s listening on %s:%d (%zu channel, %zu sink, %zu notifier instances)",
+	         PACKAGE_VERSION, d.config->listen_host, http_server_port(d.server), d.config->n_channels,
+	         d.config->n_sinks, d.config->n_notifiers);
+	event_base_dispatch(d.base);
+	rc = 0;
+	log_info("main", "stopped");
+
+out:
+	/* Tear down in dependency order. Plugins stop first (they cancel their own
+	 * timers). Then outbound transfers are aborted and database work fails,
+	 * while plugins and HTTP requests still exist to receive those callbacks
+	 * (a request still waiting on a commit gets its 503). Only then do the
+	 * server, the plugins and the pool go away. */
+	if (d.plugins != NULL && !d.stopping)
+		plugins_stop(d.plugins);
+	http_client_shutdown();
+	db_pool_stop();
+	event_base_loop(d.base, EVLOOP_NONBLOCK);
+	host_api_cancel_timers();
+	if (d.server != NULL)
+		http_server_free(d.server);
+	if (d.plugins != NULL)
+		plugins_free(d.plugins);
+	if (d.sig_term) event_free(d.sig_term);
+	if (d.sig_int) event_free(d.sig_int);
+	if (d.sig_hup) event_free(d.sig_hup);
+	if (d.drain_timer) event_free(d.drain_timer);
+	event_base_loop(d.base, EVLOOP_NONBLOCK);
+	metrics_reset();
+	event_base_free(d.base);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	enum { OPT_CHECK = 1000, OPT_MIGRATE, OPT_LIST, OPT_PLUGIN_DIR, OPT_VERSION };
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", no_argument, NULL, OPT_CHECK },
+		{ "migrate", no_argument, NULL, OPT_MIGRATE },
+		{ "list-plugins", no_argument, NULL, OPT_LIST },
+		{ "plugin-dir", required_argument, NULL, OPT_PLUGIN_DIR },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "version", no_argument, NULL, OPT_VERSION },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *config_file = NULL, *plugin_dir = NULL;
+	bool check = false, migrate = false, list = false, verbose = false;
+	int c;
+	while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': config_file = optarg; break;
+		case OPT_CHECK: check = true; break;
+		case OPT_MIGRATE: migrate = true; break;
+		case OPT_LIST: list = true; break;
+		case OPT_PLUGIN_DIR: plugin_dir = optarg; break;
+		case 'v': verbose = true; break;
+		case OPT_VERSION:
+			printf("parleyd %s (plugin ABI %d.%d, schema version %d)\n", PACKAGE_VERSION,
+			       PARLEY_ABI_MAJOR, PARLEY_ABI_MINOR, migrate_latest_version());
+			return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return EXIT_CONFIG;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "parleyd: unexpected argument: %s\n", argv[optind]);
+		usage(stderr);
+		return EXIT_CONFIG;
+	}
+	signal(SIGPIPE, SIG_IGN);
+
+	char err[2048];
+	if (list) {
+		if (plugin_dir == NULL && config_file != NULL) {
+			if (!cfg_load(config_file, &d.config, err, sizeof(err))) {
+				fprintf(stderr, "parleyd: %s\n", err);
+				return EXIT_CONFIG;
+			}
+			plugin_dir = d.config->plugin_dir;
+		}
+		bool ok = loader_list_dir(plugin_dir ? plugin_dir : PARLEY_PLUGIN_DIR, stdout, verbose);
+		cfg_free(d.config);
+		return ok ? 0 : 1;
+	}
+	if (config_file == NULL) {
+		fprintf(stderr, "parleyd: no configuration given (-c FILE)\n");
+		usage(stderr);
+		return EXIT_CONFIG;
+	}
+	if (!cfg_load(config_file, &d.config, err, sizeof(err))) {
+		fprintf(stderr, "parleyd: %s\n", err);
+		return EXIT_CONFIG;
+	}
+	log_set_level(d.config->log.level);
+	log_set_json(d.config->log.json);
+
+	int rc;
+	if (check) {
+		/* Load every plugin and create every instance: that validates the
+		 * plugins' own configs too. Nothing is started. */
+		plugin_set *ps = NULL;
+		if (plugins_load(d.config, &ps, err, sizeof(err))) {
+			plugins_free(ps);
+			metrics_reset();
+			printf("%s: configuration OK\n", config_file);
+			rc = 0;
+		} else {
+			fprintf(stderr, "parleyd: %s\n", err);
+			rc = EXIT_CONFIG;
+		}
+	} else if (migrate) {
+		int applied = 0;
+		if (migrate_apply(d.config->database.dsn, &applied, err, sizeof(err))) {
+			printf("applied %d migration(s); schema version %d\n", applied, migrate_latest_version());
+			rc = 0;
+		} else {
+			fprintf(stderr, "parleyd: migrations: %s\n", err);
+			rc = 1;
+		}
+	} else {
+		rc = run();
+	}
+	cfg_free(d.config);
+	return rc;
+}

@@ -1,0 +1,415 @@
+/* test_loader.c - the plugin loader and the host function table, with real
+ * plugin shared objects: every rejection the loader promises, the lifecycle,
+ * and a channel's outbound send going through the core's HTTP client to a
+ * real HTTP server. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <jansson.h>
+#include <event2/event.h>
+
+#include "config.h"
+#include "host_api.h"
+#include "http_client.h"
+#include "http_server.h"
+#include "log.h"
+#include "metrics.h"
+#include "plugin_loader.h"
+#include "util.h"
+
+#ifndef TEST_BUILDDIR
+#define TEST_BUILDDIR "."
+#endif
+
+static const char *test_plugin_dir = TEST_BUILDDIR "/tests/plugins/.libs";
+static const char *real_plugin_dir = TEST_BUILDDIR "/plugin-dir";
+
+static char tmpdir[] = "/tmp/parley-loader-XXXXXX";
+
+/* Write a config naming `plugin_dir` with the given instance sections. */
+static cfg *load_config(const char *plugin_dir, const char *sections, char *err, size_t errlen)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "%s/parley.json", tmpdir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fprintf(f, "{\"database\": {\"dsn\": \"host=127.0.0.1 dbname=none\"}, \"plugin_dir\": \"%s\"%s%s}\n",
+	        plugin_dir, sections[0] ? ", " : "", sections);
+	fclose(f);
+	cfg *c = NULL;
+	if (!cfg_load(path, &c, err, errlen))
+		return NULL;
+	return c;
+}
+
+static void expect_open_fails(const char *file, parley_kind kind, const char *needle)
+{
+	char path[512], err[1024];
+	snprintf(path, sizeof(path), "%s/%s", test_plugin_dir, file);
+	loaded_plugin *p = NULL;
+	assert_false(loader_open_file(path, kind, &p, err, sizeof(err)));
+	assert_null(p);
+	if (strstr(err, needle) == NULL || strstr(err, path) == NULL)
+		fail_msg("error \"%s\" should name %s and contain \"%s\"", err, path, needle);
+}
+
+static void test_rejects_missing_entry_symbol(void **state)
+{
+	expect_open_fails("no_entry.so", 0, "no entry symbol parley_plugin_entry");
+}
+
+static void test_rejects_other_abi_major(void **state)
+{
+	expect_open_fails("wrong_major.so", 0, "built for plugin ABI 99.");
+}
+
+static void test_rejects_too_small_descriptor(void **state)
+{
+	expect_open_fails("small_descriptor.so", 0, "descriptor is 16 bytes");
+}
+
+static void test_rejects_wrong_kind(void **state)
+{
+	expect_open_fails("wrong_kind.so", PARLEY_KIND_SINK, "is a notifier plugin, configured as a sink");
+}
+
+static void test_rejects_missing_mandatory_operation(void **state)
+{
+	expect_open_fails("missing_op.so", PARLEY_KIND_SINK, "missing mandatory operation sink.append_message");
+}
+
+/* The daemon is not linked with --export-dynamic: a plugin that reaches for a
+ * core internal cannot even be loaded. */
+static void test_rejects_plugin_using_core_internal_symbol(void **state)
+{
+	expect_open_fails("core_symbol.so", 0, "undefined symbol: log_msg");
+}
+
+static void test_create_failure_names_file_and_key(void **state)
+{
+	char err[2048];
+	cfg *c = load_config(test_plugin_dir,
+	                     "\"channels\": [{\"name\": \"x\", \"plugin\": \"create_fails\", \"config\": {}}]",
+	                     err, sizeof(err));
+	assert_non_null(c);
+	plugin_set *s = NULL;
+	assert_false(plugins_load(c, &s, err, sizeof(err)));
+	if (strstr(err, "parley.json: channels[0].config.token: is not accepted by this test plugin") == NULL)
+		fail_msg("unexpected error: %s", err);
+	cfg_free(c);
+}
+
+static void test_missing_plugin_is_config_error(void **state)
+{
+	char err[2048];
+	cfg *c = load_config(test_plugin_dir,
+	                     "\"sinks\": [{\"name\": \"x\", \"plugin\": \"does_not_exist\"}]", err, sizeof(err));
+	assert_non_null(c);
+	plugin_set *s = NULL;
+	assert_false(plugins_load(c, &s, err, sizeof(err)));
+	if (strstr(err, "sinks[0].plugin: plugin \"does_not_exist\" not found") == NULL)
+		fail_msg("unexpected error: %s", err);
+	cfg_free(c);
+}
+
+static void test_plugin_config_checked_against_declared_keys(void **state)
+{
+	char err[2048];
+	cfg *c = load_config(test_plugin_dir,
+	                     "\"sinks\": [{\"name\": \"p\", \"plugin\": \"probe_sink\", \"config\": {\"lable\": \"x\"}}]",
+	                     err, sizeof(err));
+	assert_non_null(c);
+	plugin_set *s = NULL;
+	assert_false(plugins_load(c, &s, err, sizeof(err)));
+	if (strstr(err, "sinks[0].config.lable") == NULL)
+		fail_msg("unexpected error: %s", err);
+	cfg_free(c);
+}
+
+static void test_configured_kind_must_match(void **state)
+{
+	char err[2048];
+	cfg *c = load_config(test_plugin_dir,
+	                     "\"channels\": [{\"name\": \"p\", \"plugin\": \"probe_sink\"}]", err, sizeof(err));
+	assert_non_null(c);
+	plugin_set *s = NULL;
+	assert_false(plugins_load(c, &s, err, sizeof(err)));
+	if (strstr(err, "is a sink plugin, configured as a channel") == NULL)
+		fail_msg("unexpected error: %s", err);
+	cfg_free(c);
+}
+
+/* One plugin file, several instances, each with its own config; a ticket
+ * opened through the sink's operation table completes with its external id. */
+struct delivery_result {
+	bool done;
+	parley_outcome outcome;
+	int64_t retry_at_ms;
+	char reason[512];
+	char external_id[128];
+	struct event_base *base;
+};
+
+static void delivery_done(void *arg, parley_outcome outcome, int64_t retry_at_ms, const char *reason,
+                          const char *external_id)
+{
+	struct delivery_result *r = arg;
+	r->done = true;
+	r->outcome = outcome;
+	r->retry_at_ms = retry_at_ms;
+	snprintf(r->reason, sizeof(r->reason), "%s", reason ? reason : "");
+	snprintf(r->external_id, sizeof(r->external_id), "%s", external_id ? external_id : "");
+	if (r->base)
+		event_base_loopbreak(r->base);
+}
+
+static void test_instances_lifecycle_and_sink_delivery(void **state)
+{
+	char err[2048];
+	cfg *c = load_config(test_plugin_dir,
+	                     "\"sinks\": [{\"name\": \"a\", \"plugin\": \"probe_sink\", \"config\": {\"label\": \"one\"}},"
+	                     "            {\"name\": \"b\", \"plugin\": \"probe_sink\", \"config\": {\"label\": \"two\"}}]",
+	                     err, sizeof(err));
+	assert_non_null(c);
+	plugin_set *s = NULL;
+	if (!plugins_load(c, &s, err, sizeof(err)))
+		fail_msg("load: %s", err);
+	assert_int_equal(s->n_plugins, 1);     /* one .so ... */
+	assert_int_equal(s->n_instances, 2);   /* ... two instances */
+	assert_true(plugins_start(s, err, sizeof(err)));
+	parley_instance *b = plugins_find(s, PARLEY_KIND_SINK, "b");
+	assert_non_null(b);
+	assert_null(plugins_find(s, PARLEY_KIND_CHANNEL, "b"));
+
+	struct delivery_result r = { 0 };
+	parley_customer_info cust = { .size = sizeof(cust), .customer_id = "1", .display_name = "Ann" };
+	parley_conversation_info conv = { .size = sizeof(conv), .conversation_id = "7",
+	                                  .visibility = PARLEY_VISIBILITY_PRIVATE, .customer = &cust };
+	parley_message_info msg = { .size = sizeof(msg), .message_id = "9", .text = "hello", .inbound = 1 };
+	parley_ticket_request t = { .size = sizeof(t), .idempotency_key = "job-42", .conversation = &conv,
+	                            .first_message = &msg };
+	b->desc->sink->open_ticket(b->self, &t, host_delivery_new(b, delivery_done, &r));
+	assert_true(r.done);
+	assert_int_equal(r.outcome, PARLEY_OK);
+	assert_string_equal(r.external_id, "T-job-42");
+
+	/* Reload hands each instance its new config; a changed instance set is refused. */
+	cfg *c2 = load_config(test_plugin_dir,
+	                      "\"sinks\": [{\"name\": \"a\", \"plugin\": \"probe_sink\", \"config\": {\"label\": \"1\"}},"
+	                      "            {\"name\": \"b\", \"plugin\": \"probe_sink\", \"config\": {\"label\": \"2\"}}]",
+	                      err, sizeof(err));
+	assert_non_null(c2);
+	assert_true(plugins_reload(s, c2, err, sizeof(err)));
+	cfg *c3 = load_config(test_plugin_dir,
+	                      "\"sinks\": [{\"name\": \"a\", \"plugin\": \"probe_sink\"}]", err, sizeof(err));
+	assert_non_null(c3);
+	assert_false(plugins_reload(s, c3, err, sizeof(err)));
+	assert_non_null(strstr(err, "needs a restart"));
+	cfg *c4 = load_config(test_plugin_dir,
+	                      "\"sinks\": [{\"name\": \"a\", \"plugin\": \"probe_sink\", \"config\": {\"label\": 5}},"
+	                      "            {\"name\": \"b\", \"plugin\": \"probe_sink\"}]", err, sizeof(err));
+	assert_non_null(c4);
+	assert_false(plugins_reload(s, c4, err, sizeof(err)));
+	assert_non_null(strstr(err, "sinks[0].config.label"));
+
+	plugins_stop(s);
+	plugins_free(s);
+	metrics_reset();
+	cfg_free(c);
+	cfg_free(c2);
+	cfg_free(c3);
+	cfg_free(c4);
+}
+
+static void test_list_dir_describes_plugins_and_errors(void **state)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "%s/list.txt", tmpdir);
+	FILE *f = fopen(path, "w+");
+	assert_non_null(f);
+	assert_true(loader_list_dir(test_plugin_dir, f, false));
+	fflush(f);
+	rewind(f);
+	char buf[8192];
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	assert_non_null(strstr(buf, "probe_sink.so  sink  probe_sink  "));
+	assert_non_null(strstr(buf, "abi 1.0"));
+	assert_non_null(strstr(buf, "wrong_major.so  error: "));
+}
+
+/* ------------------------------------------------ webhook channel send */
+
+static struct {
+	int status;
+	const char *extra;          /* one extra response header or NULL */
+	const char *body;
+	char method[16], path[64], signature[128], idem[128];
+	char *received;
+	size_t received_len;
+	int hits;
+} receiver;
+
+static void receiver_handler(http_request *req, void *arg)
+{
+	receiver.hits++;
+	snprintf(receiver.method, sizeof(receiver.method), "%s", http_req_method(req));
+	snprintf(receiver.path, sizeof(receiver.path), "%s", http_req_path(req));
+	const char *sig = http_req_header(req, "x-parley-signature");
+	snprintf(receiver.signature, sizeof(receiver.signature), "%s", sig ? sig : "");
+	const char *idem = http_req_header(req, "Idempotency-Key");
+	snprintf(receiver.idem, sizeof(receiver.idem), "%s", idem ? idem : "");
+	size_t len;
+	const unsigned char *body = http_req_body(req, &len);
+	free(receiver.received);
+	receiver.received = xstrndup((const char *)body, len);
+	receiver.received_len = len;
+	const char *hdrs[] = { receiver.extra, NULL };
+	http_req_respond(req, receiver.status, "application/json", receiver.body, strlen(receiver.body),
+	                 receiver.extra ? hdrs : NULL);
+}
+
+static void send_once(int status, const char *extra, const char *body, struct delivery_result *r)
+{
+	struct event_base *base = event_base_new();
+	host_api_set_base(base);
+	assert_true(http_client_init(base, 5000, 1 << 20));
+	http_server_limits lim = { 1 << 20, 16384, 5000, 5000, 5000, 64 };
+	char err[2048];
+	http_server *srv = http_server_new(base, "127.0.0.1", 0, &lim, receiver_handler, NULL, err, sizeof(err));
+	assert_non_null(srv);
+	receiver.status = status;
+	receiver.extra = extra;
+	receiver.body = body;
+
+	char sections[512];
+	snprintf(sections, sizeof(sections),
+	         "\"channels\": [{\"name\": \"site\", \"plugin\": \"webhook\", \"config\": "
+	         "{\"secret\": \"s3cret\", \"callback_url\": \"http://127.0.0.1:%d/cb\", "
+	         "\"callback_timeout_ms\": 2000}}]",
+	         http_server_port(srv));
+	cfg *c = load_config(real_plugin_dir, sections, err, sizeof(err));
+	assert_non_null(c);
+	plugin_set *s = NULL;
+	if (!plugins_load(c, &s, err, sizeof(err)))
+		fail_msg("load: %s", err);
+	parley_instance *inst = plugins_find(s, PARLEY_KIND_CHANNEL, "site");
+	assert_non_null(inst);
+
+	memset(r, 0, sizeof(*r));
+	r->base = base;
+	parley_outbound_message m = {
+		.size = sizeof(m), .idempotency_key = "job-7", .conversation_id = "12",
+		.visibility = PARLEY_VISIBILITY_PRIVATE, .recipient_id = "visitor-1",
+		.thread_id = "dm:visitor-1", .in_reply_to = "m-1", .text = "We are on it \xc3\xa9",
+	};
+	inst->desc->channel->send(inst->self, &m, host_delivery_new(inst, delivery_done, r));
+	if (!r->done)
+		event_base_dispatch(base);
+	assert_true(r->done);
+
+	plugins_free(s);
+	http_server_free(srv);
+	http_client_shutdown();
+	cfg_free(c);
+	metrics_reset();
+	event_base_free(base);
+}
+
+static void test_webhook_send_is_signed_and_ok(void **state)
+{
+	struct delivery_result r;
+	send_once(200, NULL, "{\"id\":\"ext-1\"}", &r);
+	assert_int_equal(r.outcome, PARLEY_OK);
+	assert_string_equal(r.external_id, "ext-1");
+	assert_string_equal(receiver.method, "POST");
+	assert_string_equal(receiver.path, "/cb");
+	assert_string_equal(receiver.idem, "job-7");
+	/* The signature is over the exact bytes received. */
+	unsigned char mac[32];
+	char hex[65], expect[80];
+	util_hmac_sha256("s3cret", 6, receiver.received, receiver.received_len, mac);
+	util_hex(mac, 32, hex);
+	snprintf(expect, sizeof(expect), "sha256=%s", hex);
+	assert_string_equal(receiver.signature, expect);
+	json_error_t jerr;
+	json_t *o = json_loads(receiver.received, 0, &jerr);
+	assert_non_null(o);
+	assert_string_equal(json_string_value(json_object_get(o, "text")), "We are on it \xc3\xa9");
+	assert_string_equal(json_string_value(json_object_get(o, "recipient_id")), "visitor-1");
+	assert_string_equal(json_string_value(json_object_get(o, "visibility")), "private");
+	assert_string_equal(json_string_value(json_object_get(o, "idempotency_key")), "job-7");
+	json_decref(o);
+}
+
+static void test_webhook_send_5xx_is_retry(void **state)
+{
+	struct delivery_result r;
+	send_once(503, NULL, "{}", &r);
+	assert_int_equal(r.outcome, PARLEY_RETRY);
+}
+
+static void test_webhook_send_429_honours_retry_after(void **state)
+{
+	struct delivery_result r;
+	int64_t before = util_now_ms();
+	send_once(429, "Retry-After: 7", "{}", &r);
+	assert_int_equal(r.outcome, PARLEY_RETRY);
+	assert_true(r.retry_at_ms >= before + 6000 && r.retry_at_ms <= util_now_ms() + 8000);
+}
+
+static void test_webhook_send_4xx_is_fail_with_reason(void **state)
+{
+	struct delivery_result r;
+	send_once(422, NULL, "{\"error\":\"recipient unknown\"}", &r);
+	assert_int_equal(r.outcome, PARLEY_FAIL);
+	assert_non_null(strstr(r.reason, "422"));
+	assert_non_null(strstr(r.reason, "recipient unknown"));
+}
+
+static int setup(void **state)
+{
+	if (mkdtemp(tmpdir) == NULL)
+		return -1;
+	log_set_level(LOGL_ERROR);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+	free(receiver.received);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_rejects_missing_entry_symbol),
+		cmocka_unit_test(test_rejects_other_abi_major),
+		cmocka_unit_test(test_rejects_too_small_descriptor),
+		cmocka_unit_test(test_rejects_wrong_kind),
+		cmocka_unit_test(test_rejects_missing_mandatory_operation),
+		cmocka_unit_test(test_rejects_plugin_using_core_internal_symbol),
+		cmocka_unit_test(test_create_failure_names_file_and_key),
+		cmocka_unit_test(test_missing_plugin_is_config_error),
+		cmocka_unit_test(test_plugin_config_checked_against_declared_keys),
+		cmocka_unit_test(test_configured_kind_must_match),
+		cmocka_unit_test(test_instances_lifecycle_and_sink_delivery),
+		cmocka_unit_test(test_list_dir_describes_plugins_and_errors),
+		cmocka_unit_test(test_webhook_send_is_signed_and_ok),
+		cmocka_unit_test(test_webhook_send_5xx_is_retry),
+		cmocka_unit_test(test_webhook_send_429_honours_retry_after),
+		cmocka_unit_test(test_webhook_send_4xx_is_fail_with_reason),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
