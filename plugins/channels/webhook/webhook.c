@@ -1,0 +1,507 @@
+/* webhook.c - the "webhook" channel: the brand's own site or app, or anything
+ * else that can POST signed JSON.
+ *
+ * Inbound:  POST /webhooks/{instance}, signed with X-Parley-Signature
+ *           (HMAC-SHA256 of the raw body with the shared secret); one message
+ *           object or an array of them. See docs/PLUGINS.md, "Shipped
+ *           plugins: webhook", for the wire format.
+ * Outbound: replies are POSTed, signed the same way, to callback_url.
+ *
+ * This file is the glue to the host table; the pure parsing and signature
+ * code is in webhook_parse.c. Like any third-party plugin it uses only
+ * parley/parley.h and jansson. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <jansson.h>
+
+#include "parley/parley.h"
+#include "webhook_parse.h"
+
+#define WEBHOOK_VERSION "0.1.0"
+#define WEBHOOK_DEFAULT_TIMEOUT_MS 10000
+#define WEBHOOK_MAX_TIMEOUT_MS 600000
+#define WEBHOOK_MAX_RETRY_AFTER_S 86400   /* a larger Retry-After is capped */
+#define WEBHOOK_REASON_BODY_BYTES 200     /* body excerpt in a FAIL reason */
+#define WEBHOOK_MAX_EXTERNAL_ID 256
+
+/* One instance's settings; replaced as a whole on reload. */
+typedef struct webhook_settings {
+	char *secret;              /* owned; wiped before it is freed */
+	size_t secret_len;
+	char *callback_url;        /* owned; NULL: outbound sends fail */
+	long callback_timeout_ms;
+	int tls_verify;
+} webhook_settings;
+
+typedef struct webhook_channel {
+	const parley_host *host;   /* owned by the core; valid until destroy */
+	parley_instance *inst;     /* owned by the core; valid until destroy */
+	webhook_settings cfg;
+} webhook_channel;
+
+/* One outbound send waiting for its HTTP answer. */
+typedef struct webhook_send_ctx {
+	webhook_channel *ch;       /* borrowed: the core runs no callback after destroy */
+	parley_delivery *d;        /* owned by the core until delivery_complete */
+} webhook_send_ctx;
+
+static const parley_config_key webhook_config_keys[] = {
+	{ "secret", PARLEY_CONFIG_STRING, PARLEY_CONFIG_REQUIRED | PARLEY_CONFIG_SECRET,
+	  "shared secret for X-Parley-Signature (HMAC-SHA256), both directions" },
+	{ "callback_url", PARLEY_CONFIG_STRING, 0,
+	  "http(s) URL replies are POSTed to; without it outbound sends fail" },
+	{ "callback_timeout_ms", PARLEY_CONFIG_INTEGER, 0,
+	  "whole-request limit for a callback POST (default 10000)" },
+	{ "tls_verify", PARLEY_CONFIG_BOOLEAN, 0,
+	  "verify the callback's TLS certificate (default true; false for tests only)" },
+	{ NULL, 0, 0, NULL }
+};
+
+/* ------------------------------------------------------------------------ */
+/* Settings                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Overwrite a secret before giving its memory back; volatile so the stores
+ * are not optimized away as dead. */
+static void wipe(char *s, size_t len)
+{
+	volatile char *p = s;
+	while (len-- > 0)
+		*p++ = 0;
+}
+
+static void settings_free(webhook_settings *s)
+{
+	if (s->secret != NULL)
+		wipe(s->secret, s->secret_len);
+	free(s->secret);
+	free(s->callback_url);
+	memset(s, 0, sizeof(*s));
+}
+
+/* A copy of s (owned by the caller), or NULL when out of memory. */
+static char *copy_string(const char *s)
+{
+	size_t len = strlen(s) + 1;
+	char *copy = malloc(len);
+
+	if (copy != NULL)
+		memcpy(copy, s, len);
+	return copy;
+}
+
+/* A URL the HTTP client can take: http(s), a host part, no whitespace or
+ * control characters (a newline would smuggle a header). url: borrowed. */
+static int url_is_http(const char *url)
+{
+	size_t skip;
+
+	if (strncasecmp(url, "http://", 7) == 0)
+		skip = 7;
+	else if (strncasecmp(url, "https://", 8) == 0)
+		skip = 8;
+	else
+		return 0;
+	if (url[skip] == '\0' || url[skip] == '/')
+		return 0;
+	for (const unsigned char *p = (const unsigned char *)url; *p != '\0'; p++) {
+		if (*p <= 0x20 || *p == 0x7f)
+			return 0;
+	}
+	return 1;
+}
+
+/* Read and check one instance's config into *out (owned by the caller, free
+ * with settings_free). cfg is borrowed. Reports problems with config_error. */
+static int settings_read(const parley_host *host, parley_instance *inst,
+                         const parley_config *cfg, webhook_settings *out)
+{
+	const char *secret = host->config_string(cfg, "secret");
+	const char *url = host->config_string(cfg, "callback_url");
+	int64_t timeout = WEBHOOK_DEFAULT_TIMEOUT_MS;
+	int verify = 1;
+	int ok = 1;
+
+	memset(out, 0, sizeof(*out));
+	if (secret == NULL || secret[0] == '\0') {
+		host->config_error(inst, "secret", "must not be empty");
+		ok = 0;
+	}
+	if (url != NULL && !url_is_http(url)) {
+		host->config_error(inst, "callback_url", "must be an http:// or https:// URL");
+		ok = 0;
+	}
+	if (host->config_integer(cfg, "callback_timeout_ms", &timeout) &&
+	    (timeout < 1 || timeout > WEBHOOK_MAX_TIMEOUT_MS)) {
+		host->config_error(inst, "callback_timeout_ms", "must be between 1 and 600000");
+		ok = 0;
+	}
+	host->config_boolean(cfg, "tls_verify", &verify);
+	if (!ok)
+		return -1;
+
+	out->secret_len = strlen(secret);
+	out->secret = copy_string(secret);
+	out->callback_url = url != NULL ? copy_string(url) : NULL;
+	out->callback_timeout_ms = (long)timeout;
+	out->tls_verify = verify;
+	if (out->secret == NULL || (url != NULL && out->callback_url == NULL)) {
+		host->log(inst, PARLEY_LOG_ERROR, "out of memory reading the config");
+		settings_free(out);
+		return -1;
+	}
+	return 0;
+}
+
+static void settings_announce(const webhook_channel *ch)
+{
+	/* The URL itself is not logged: it may carry credentials. */
+	ch->host->log(ch->inst, PARLEY_LOG_INFO, "outbound sends %s",
+	              ch->cfg.callback_url != NULL ? "go to the configured callback_url"
+	                                           : "are disabled (no callback_url)");
+	if (ch->cfg.callback_url != NULL && !ch->cfg.tls_verify)
+		ch->host->log(ch->inst, PARLEY_LOG_WARN,
+		              "tls_verify is false: callback certificates are not checked");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Lifecycle                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* host, inst: owned by the core, valid until destroy. cfg: borrowed.
+ * *self receives the instance (owned by the plugin until destroy). */
+static int webhook_create(const parley_host *host, parley_instance *inst,
+                          const parley_config *cfg, void **self)
+{
+	webhook_channel *ch = calloc(1, sizeof(*ch));
+
+	if (ch == NULL) {
+		host->log(inst, PARLEY_LOG_ERROR, "out of memory");
+		return -1;
+	}
+	ch->host = host;
+	ch->inst = inst;
+	if (settings_read(host, inst, cfg, &ch->cfg) != 0) {
+		free(ch);
+		return -1;
+	}
+	settings_announce(ch);
+	*self = ch;
+	return 0;
+}
+
+/* cfg: borrowed. On -1 the old settings stay in force. */
+static int webhook_reload(void *self, const parley_config *cfg)
+{
+	webhook_channel *ch = self;
+	webhook_settings next;
+
+	if (settings_read(ch->host, ch->inst, cfg, &next) != 0)
+		return -1;
+	/* In-flight sends hold no pointer into the settings (the core copied
+	 * the call), so swapping them now is safe. */
+	settings_free(&ch->cfg);
+	ch->cfg = next;
+	settings_announce(ch);
+	return 0;
+}
+
+/* self: owned by the plugin; freed here. */
+static void webhook_destroy(void *self)
+{
+	webhook_channel *ch = self;
+
+	settings_free(&ch->cfg);
+	free(ch);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Inbound                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct webhook_emit_ctx {
+	const parley_host *host;
+	parley_request *req;
+} webhook_emit_ctx;
+
+/* ev: borrowed; request_emit copies it. */
+static bool webhook_emit_one(void *arg, size_t index, const parley_event *ev)
+{
+	webhook_emit_ctx *ctx = arg;
+
+	(void)index;
+	return ctx->host->request_emit(ctx->req, ev) == 0;
+}
+
+/* req: owned by the core; answered exactly once below. */
+static void webhook_handle_request(void *self, parley_request *req)
+{
+	webhook_channel *ch = self;
+	const parley_host *host = ch->host;
+	const char *subpath = host->request_subpath(req);
+	const unsigned char *body;
+	size_t len = 0, accepted = 0;
+	webhook_error err;
+	webhook_emit_ctx ctx = { host, req };
+	char answer[48];
+	int n;
+
+	if (subpath != NULL && subpath[0] != '\0' && strcmp(subpath, "/") != 0) {
+		host->respond_error(req, 404, "not_found", "POST to the instance's URL itself");
+		return;
+	}
+	if (strcmp(host->request_method(req), "POST") != 0) {
+		host->respond_error(req, 405, "method_not_allowed", "use POST");
+		return;
+	}
+
+	/* The signature covers the bytes as sent: verify before parsing, so
+	 * nothing unauthenticated reaches the JSON parser. */
+	body = host->request_body(req, &len);
+	if (body == NULL) {
+		body = (const unsigned char *)"";
+		len = 0;
+	}
+	switch (webhook_verify_signature(host->request_header(req, "X-Parley-Signature"),
+	                                 ch->cfg.secret, ch->cfg.secret_len, body, len,
+	                                 host->hmac_sha256, host->secure_equals)) {
+	case WEBHOOK_SIG_OK:
+		break;
+	case WEBHOOK_SIG_MISSING:
+		host->counter_add(ch->inst, "webhook_rejected_total", 1);
+		host->respond_error(req, 401, "missing_signature",
+		                    "the X-Parley-Signature header is required");
+		return;
+	case WEBHOOK_SIG_BAD:
+	default:
+		host->counter_add(ch->inst, "webhook_rejected_total", 1);
+		host->log(ch->inst, PARLEY_LOG_DEBUG, "request with a bad signature refused");
+		host->respond_error(req, 401, "bad_signature",
+		                    "X-Parley-Signature must be sha256=<hex HMAC-SHA256 of the body>");
+		return;
+	}
+
+	if (!webhook_parse(body, len, webhook_emit_one, &ctx, &accepted, &err)) {
+		/* Anything emitted before a refusal is discarded by the core,
+		 * because the answer is not a 2xx. */
+		host->counter_add(ch->inst, "webhook_rejected_total", 1);
+		host->respond_error(req, err.http_status, err.code, err.detail);
+		return;
+	}
+
+	host->counter_add(ch->inst, "webhook_events_total", accepted);
+	n = snprintf(answer, sizeof(answer), "{\"accepted\":%zu}", accepted);
+	host->respond(req, 200, "application/json", answer, (size_t)n);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Outbound                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Seconds from a Retry-After header in its delta-seconds form; 0 for none or
+ * the HTTP-date form (the core's backoff applies then). value: borrowed. */
+static int64_t retry_after_seconds(const char *value)
+{
+	int64_t s = 0;
+
+	if (value == NULL)
+		return 0;
+	while (*value == ' ' || *value == '\t')
+		value++;
+	if (*value < '0' || *value > '9')
+		return 0;
+	for (; *value >= '0' && *value <= '9'; value++) {
+		s = s * 10 + (*value - '0');
+		if (s > WEBHOOK_MAX_RETRY_AFTER_S)
+			return WEBHOOK_MAX_RETRY_AFTER_S;
+	}
+	return s;
+}
+
+/* If the callback's 2xx answer is a JSON object with a string "id", that is
+ * the message's id on the brand's side. body: borrowed. */
+static void take_external_id(webhook_send_ctx *ctx, const unsigned char *body, size_t len)
+{
+	json_t *root, *id;
+
+	if (body == NULL || len == 0)
+		return;
+	root = json_loadb((const char *)body, len, 0, NULL);
+	if (root == NULL)
+		return;
+	id = json_object_get(root, "id");
+	if (json_is_string(id) && json_string_length(id) > 0 &&
+	    json_string_length(id) <= WEBHOOK_MAX_EXTERNAL_ID)
+		ctx->ch->host->delivery_set_external_id(ctx->d, json_string_value(id));
+	json_decref(root);
+}
+
+/* arg: the webhook_send_ctx, freed here. response: borrowed for the call. */
+static void webhook_send_done(void *arg, const parley_http_response *response)
+{
+	webhook_send_ctx *ctx = arg;
+	const parley_host *host = ctx->ch->host;
+	long status = host->http_response_status(response);
+	const unsigned char *body;
+	size_t len = 0;
+	char reason[512];
+
+	body = host->http_response_body(response, &len);
+	if (status >= 200 && status <= 299) {
+		take_external_id(ctx, body, len);
+		host->delivery_complete(ctx->d, PARLEY_OK, 0, NULL);
+	} else if (status == 0) {
+		const char *error = host->http_response_error(response);
+		snprintf(reason, sizeof(reason), "callback failed: %s",
+		         error != NULL ? error : "transport error");
+		host->delivery_complete(ctx->d, PARLEY_RETRY, 0, reason);
+	} else if (status == 408 || status == 425 || status == 429 || status >= 500) {
+		int64_t wait_s = retry_after_seconds(host->http_response_header(response,
+		                                                                "Retry-After"));
+		snprintf(reason, sizeof(reason), "callback answered %ld", status);
+		host->delivery_complete(ctx->d, PARLEY_RETRY,
+		                        wait_s > 0 ? host->now_ms() + wait_s * 1000 : 0, reason);
+	} else {
+		char excerpt[WEBHOOK_REASON_BODY_BYTES + 1];
+		webhook_excerpt(body != NULL ? body : (const unsigned char *)"", len,
+		                WEBHOOK_REASON_BODY_BYTES, excerpt, sizeof(excerpt));
+		snprintf(reason, sizeof(reason), "callback answered %ld%s%s", status,
+		         excerpt[0] != '\0' ? ": " : "", excerpt);
+		host->delivery_complete(ctx->d, PARLEY_FAIL, 0, reason);
+	}
+	free(ctx);
+}
+
+/* A header value must not be able to end the header line. s: borrowed. */
+static int header_value_is_safe(const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			return 0;
+	}
+	return 1;
+}
+
+static const char *visibility_name(parley_visibility v)
+{
+	return v == PARLEY_VISIBILITY_PUBLIC ? "public" : "private";
+}
+
+/* POST a signed body to the callback. body, idem_header: borrowed (the core
+ * copies the call). ctx: on 0 owned by webhook_send_done, else still the
+ * caller's. */
+static int start_callback(webhook_channel *ch, const char *body, const char *idem_header,
+                          webhook_send_ctx *ctx)
+{
+	static const char sig_name[] = "X-Parley-Signature: ";
+	char signature[sizeof(sig_name) + WEBHOOK_SIGNATURE_LEN];
+
+	memcpy(signature, sig_name, sizeof(sig_name) - 1);
+	webhook_sign(ch->cfg.secret, ch->cfg.secret_len, body, strlen(body),
+	             ch->host->hmac_sha256, signature + sizeof(sig_name) - 1);
+
+	const char *headers[] = {
+		"Content-Type: application/json",
+		idem_header,
+		signature,
+		"User-Agent: parley-webhook/" WEBHOOK_VERSION,
+		NULL
+	};
+	parley_http_call call = {
+		.size = sizeof(call),
+		.method = "POST",
+		.url = ch->cfg.callback_url,
+		.headers = headers,
+		.body = body,
+		.body_len = strlen(body),
+		.timeout_ms = ch->cfg.callback_timeout_ms,
+		.insecure_skip_verify = !ch->cfg.tls_verify,
+	};
+	return ch->host->http_request(ch->inst, &call, webhook_send_done, ctx);
+}
+
+/* msg: borrowed for the call. d: owned by the core until delivery_complete,
+ * which is called exactly once, here or from webhook_send_done. */
+static void webhook_send(void *self, const parley_outbound_message *msg, parley_delivery *d)
+{
+	webhook_channel *ch = self;
+	const parley_host *host = ch->host;
+	char *body = NULL, *idem = NULL;
+	webhook_send_ctx *ctx = NULL;
+	json_t *payload;
+	size_t idem_len;
+
+	if (ch->cfg.callback_url == NULL) {
+		host->delivery_complete(d, PARLEY_FAIL, 0, "no callback_url configured");
+		return;
+	}
+	if (msg->idempotency_key == NULL || !header_value_is_safe(msg->idempotency_key)) {
+		host->delivery_complete(d, PARLEY_FAIL, 0, "the idempotency key is not a header value");
+		return;
+	}
+
+	/* "s?" writes null for a NULL string (in_reply_to of a first message). */
+	payload = json_pack("{s:s, s:s?, s:s, s:s?, s:s?, s:s?, s:s?}",
+	                    "idempotency_key", msg->idempotency_key,
+	                    "conversation_id", msg->conversation_id,
+	                    "visibility", visibility_name(msg->visibility),
+	                    "recipient_id", msg->recipient_id,
+	                    "thread", msg->thread_id,
+	                    "in_reply_to", msg->in_reply_to,
+	                    "text", msg->text);
+	if (payload == NULL) {
+		host->delivery_complete(d, PARLEY_FAIL, 0,
+		                        "the message cannot be encoded as JSON (invalid UTF-8?)");
+		return;
+	}
+	body = json_dumps(payload, JSON_COMPACT);
+	json_decref(payload);
+
+	idem_len = strlen("Idempotency-Key: ") + strlen(msg->idempotency_key) + 1;
+	idem = malloc(idem_len);
+	ctx = malloc(sizeof(*ctx));
+	if (body == NULL || idem == NULL || ctx == NULL) {
+		host->delivery_complete(d, PARLEY_RETRY, 0, "out of memory");
+	} else {
+		snprintf(idem, idem_len, "Idempotency-Key: %s", msg->idempotency_key);
+		ctx->ch = ch;
+		ctx->d = d;
+		if (start_callback(ch, body, idem, ctx) == 0)
+			ctx = NULL;   /* webhook_send_done frees it */
+		else
+			host->delivery_complete(d, PARLEY_RETRY, 0,
+			                        "could not start the callback request");
+	}
+	free(ctx);
+	free(idem);
+	free(body);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Descriptor                                                               */
+/* ------------------------------------------------------------------------ */
+
+static const parley_channel_ops webhook_ops = {
+	.size = sizeof(parley_channel_ops),
+	.handle_request = webhook_handle_request,
+	.send = webhook_send,
+};
+
+static const parley_plugin_descriptor webhook_descriptor = {
+	.size = sizeof(parley_plugin_descriptor),
+	.abi_major = PARLEY_ABI_MAJOR,
+	.abi_minor = PARLEY_ABI_MINOR,
+	.kind = PARLEY_KIND_CHANNEL,
+	.name = "webhook",
+	.version = WEBHOOK_VERSION,
+	.description = "the brand's own site or app: signed JSON in, signed callbacks out",
+	.config_keys = webhook_config_keys,
+	.create = webhook_create,
+	.reload = webhook_reload,
+	.destroy = webhook_destroy,
+	.channel = &webhook_ops,
+};
+
+PARLEY_PLUGIN_ENTRY(&webhook_descriptor)

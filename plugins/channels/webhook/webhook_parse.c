@@ -1,0 +1,539 @@
+/* webhook_parse.c - signature checks, body validation and RFC 3339 times for
+ * the webhook channel. No host calls: see webhook_parse.h. */
+#include "webhook_parse.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+
+/* ------------------------------------------------------------------------ */
+/* Signatures                                                               */
+/* ------------------------------------------------------------------------ */
+
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+webhook_sig_result webhook_verify_signature(const char *header,
+                                            const void *secret, size_t secret_len,
+                                            const void *body, size_t body_len,
+                                            webhook_hmac_fn hmac, webhook_equals_fn equals)
+{
+	const size_t prefix_len = sizeof(WEBHOOK_SIGNATURE_PREFIX) - 1;
+	unsigned char given[32], expected[32];
+
+	if (header == NULL)
+		return WEBHOOK_SIG_MISSING;
+	/* The header is not secret, so its shape may be checked with ordinary
+	 * branches; only the comparison with the expected MAC must not leak. */
+	if (strlen(header) != WEBHOOK_SIGNATURE_LEN ||
+	    strncmp(header, WEBHOOK_SIGNATURE_PREFIX, prefix_len) != 0)
+		return WEBHOOK_SIG_BAD;
+	for (size_t i = 0; i < 32; i++) {
+		int hi = hex_value(header[prefix_len + 2 * i]);
+		int lo = hex_value(header[prefix_len + 2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return WEBHOOK_SIG_BAD;
+		given[i] = (unsigned char)(hi << 4 | lo);
+	}
+	hmac(secret, secret_len, body, body_len, expected);
+	return equals(given, sizeof(given), expected, sizeof(expected)) ? WEBHOOK_SIG_OK
+	                                                                : WEBHOOK_SIG_BAD;
+}
+
+void webhook_sign(const void *secret, size_t secret_len, const void *body, size_t body_len,
+                  webhook_hmac_fn hmac, char out[WEBHOOK_SIGNATURE_LEN + 1])
+{
+	static const char digits[] = "0123456789abcdef";
+	const size_t prefix_len = sizeof(WEBHOOK_SIGNATURE_PREFIX) - 1;
+	unsigned char mac[32];
+
+	hmac(secret, secret_len, body, body_len, mac);
+	memcpy(out, WEBHOOK_SIGNATURE_PREFIX, prefix_len);
+	for (size_t i = 0; i < 32; i++) {
+		out[prefix_len + 2 * i] = digits[mac[i] >> 4];
+		out[prefix_len + 2 * i + 1] = digits[mac[i] & 0xf];
+	}
+	out[WEBHOOK_SIGNATURE_LEN] = '\0';
+}
+
+/* ------------------------------------------------------------------------ */
+/* RFC 3339                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Read exactly n decimal digits. */
+static bool read_digits(const char *s, int n, int *out)
+{
+	int v = 0;
+	for (int i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+static bool is_leap_year(int y)
+{
+	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+static int days_in_month(int y, int m)
+{
+	static const int days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	return m == 2 && is_leap_year(y) ? 29 : days[m - 1];
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (the well-known
+ * era-based civil calendar computation; exact for every year we accept and
+ * independent of the process's time zone, unlike mktime). */
+static int64_t days_from_civil(int y, int m, int d)
+{
+	y -= m <= 2;
+	const int64_t era = (y >= 0 ? y : y - 399) / 400;
+	const int64_t yoe = y - era * 400;                                  /* [0, 399] */
+	const int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1; /* [0, 365] */
+	const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;          /* [0, 146096] */
+	return era * 146097 + doe - 719468;
+}
+
+bool webhook_parse_rfc3339(const char *s, int64_t *out_ms)
+{
+	int year, month, day, hour, minute, second, ms = 0, offset_min = 0;
+	const char *p;
+
+	/* date-time = full-date "T" partial-time time-offset */
+	if (!read_digits(s, 4, &year) || s[4] != '-' || !read_digits(s + 5, 2, &month) ||
+	    s[7] != '-' || !read_digits(s + 8, 2, &day) || (s[10] != 'T' && s[10] != 't') ||
+	    !read_digits(s + 11, 2, &hour) || s[13] != ':' || !read_digits(s + 14, 2, &minute) ||
+	    s[16] != ':' || !read_digits(s + 17, 2, &second))
+		return false;
+	if (month < 1 || month > 12 || day < 1 || day > days_in_month(year, month) ||
+	    hour > 23 || minute > 59 || second > 60)   /* 60: a leap second */
+		return false;
+
+	p = s + 19;
+	if (*p == '.') {
+		/* time-secfrac: at least one digit; keep milliseconds, drop the rest. */
+		int n = 0;
+		p++;
+		if (*p < '0' || *p > '9')
+			return false;
+		for (; *p >= '0' && *p <= '9'; p++, n++) {
+			if (n < 3)
+				ms = ms * 10 + (*p - '0');
+		}
+		for (; n < 3; n++)
+			ms *= 10;
+	}
+
+	if (*p == 'Z' || *p == 'z') {
+		p++;
+	} else if (*p == '+' || *p == '-') {
+		int oh, om;
+		if (!read_digits(p + 1, 2, &oh) || p[3] != ':' || !read_digits(p + 4, 2, &om) ||
+		    oh > 23 || om > 59)
+			return false;
+		offset_min = (oh * 60 + om) * (*p == '-' ? -1 : 1);
+		p += 6;
+	} else {
+		return false;   /* the offset is mandatory in RFC 3339 */
+	}
+	if (*p != '\0')
+		return false;
+
+	int64_t secs = days_from_civil(year, month, day) * 86400 +
+	               (int64_t)hour * 3600 + minute * 60 + second - (int64_t)offset_min * 60;
+	*out_ms = secs * 1000 + ms;
+	return true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Body validation                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* One validated item. Strings are borrowed from the parsed JSON tree. */
+typedef struct wh_item {
+	json_t *obj;
+	parley_event_type type;
+	const char *id;
+	const char *author_id, *author_name, *author_handle, *author_email, *author_phone;
+	int email_verified, phone_verified;
+	const char *text;
+	parley_visibility visibility;
+	const char *thread;
+	const char *in_reply_to;
+	const char *created_at;
+	int64_t time_ms;
+	int from_brand;
+} wh_item;
+
+static void set_error(webhook_error *err, int status, const char *code)
+{
+	err->http_status = status;
+	err->code = code;
+	err->detail[0] = '\0';
+}
+
+/* "[3].author.id: required" (prefix is "" for a single object). */
+static bool field_error(webhook_error *err, const char *prefix, const char *field,
+                        const char *reason)
+{
+	set_error(err, 400, "invalid_field");
+	snprintf(err->detail, sizeof(err->detail), "%s%s: %s", prefix, field, reason);
+	return false;
+}
+
+/* JSON null counts as absent: many serializers write null for unset fields. */
+static json_t *member(json_t *obj, const char *key)
+{
+	json_t *v = json_object_get(obj, key);
+	return json_is_null(v) ? NULL : v;
+}
+
+/* An optional (or, with `required`, mandatory) string of at most max bytes.
+ * label is the field's path below the item, e.g. "author.id". */
+static bool get_string(json_t *obj, const char *key, const char *prefix, const char *label,
+                       bool required, bool nonempty, size_t max, const char **out,
+                       webhook_error *err)
+{
+	json_t *v = member(obj, key);
+	char reason[48];
+
+	*out = NULL;
+	if (v == NULL)
+		return required ? field_error(err, prefix, label, "required") : true;
+	if (!json_is_string(v))
+		return field_error(err, prefix, label, "expected a string");
+	if (nonempty && json_string_length(v) == 0)
+		return field_error(err, prefix, label, "must not be empty");
+	if (json_string_length(v) > max) {
+		snprintf(reason, sizeof(reason), "longer than %zu bytes", max);
+		return field_error(err, prefix, label, reason);
+	}
+	*out = json_string_value(v);
+	return true;
+}
+
+static bool get_boolean(json_t *obj, const char *key, const char *prefix, const char *label,
+                        int *out, webhook_error *err)
+{
+	json_t *v = member(obj, key);
+
+	*out = 0;
+	if (v == NULL)
+		return true;
+	if (!json_is_boolean(v))
+		return field_error(err, prefix, label, "expected a boolean");
+	*out = json_is_true(v);
+	return true;
+}
+
+static bool validate_author(json_t *obj, const char *prefix, bool required, wh_item *it,
+                            webhook_error *err)
+{
+	json_t *author = member(obj, "author");
+
+	if (author == NULL)
+		return required ? field_error(err, prefix, "author", "required") : true;
+	if (!json_is_object(author))
+		return field_error(err, prefix, "author", "expected an object");
+	return get_string(author, "id", prefix, "author.id", true, true, WEBHOOK_MAX_ID_BYTES,
+	                  &it->author_id, err) &&
+	       get_string(author, "name", prefix, "author.name", false, false,
+	                  WEBHOOK_MAX_PROFILE_BYTES, &it->author_name, err) &&
+	       get_string(author, "handle", prefix, "author.handle", false, false,
+	                  WEBHOOK_MAX_PROFILE_BYTES, &it->author_handle, err) &&
+	       get_string(author, "email", prefix, "author.email", false, false,
+	                  WEBHOOK_MAX_PROFILE_BYTES, &it->author_email, err) &&
+	       get_string(author, "phone", prefix, "author.phone", false, false,
+	                  WEBHOOK_MAX_PROFILE_BYTES, &it->author_phone, err) &&
+	       get_boolean(author, "email_verified", prefix, "author.email_verified",
+	                   &it->email_verified, err) &&
+	       get_boolean(author, "phone_verified", prefix, "author.phone_verified",
+	                   &it->phone_verified, err);
+}
+
+static bool validate_item(json_t *obj, const char *prefix, wh_item *it, webhook_error *err)
+{
+	const char *type, *visibility;
+	bool is_message;
+
+	memset(it, 0, sizeof(*it));
+	it->obj = obj;
+	if (!json_is_object(obj)) {
+		/* Only reachable for array elements: jansson itself insists on an
+		 * object or array at the top. prefix is "[i]."; drop the dot. */
+		set_error(err, 400, "invalid_field");
+		snprintf(err->detail, sizeof(err->detail), "%.*s: expected an object",
+		         (int)(strlen(prefix) - 1), prefix);
+		return false;
+	}
+
+	if (!get_string(obj, "id", prefix, "id", true, true, WEBHOOK_MAX_ID_BYTES, &it->id, err) ||
+	    !get_string(obj, "type", prefix, "type", false, false, 16, &type, err))
+		return false;
+	if (type == NULL || strcmp(type, "message") == 0)
+		it->type = PARLEY_EVENT_MESSAGE_CREATED;
+	else if (strcmp(type, "edit") == 0)
+		it->type = PARLEY_EVENT_MESSAGE_EDITED;
+	else if (strcmp(type, "delete") == 0)
+		it->type = PARLEY_EVENT_MESSAGE_DELETED;
+	else
+		return field_error(err, prefix, "type", "must be \"message\", \"edit\" or \"delete\"");
+	is_message = it->type == PARLEY_EVENT_MESSAGE_CREATED;
+
+	if (!validate_author(obj, prefix, is_message, it, err) ||
+	    !get_string(obj, "text", prefix, "text", it->type != PARLEY_EVENT_MESSAGE_DELETED,
+	                false, WEBHOOK_MAX_TEXT_BYTES, &it->text, err) ||
+	    !get_string(obj, "visibility", prefix, "visibility", false, false, 16, &visibility,
+	                err))
+		return false;
+	if (visibility == NULL || strcmp(visibility, "private") == 0)
+		it->visibility = PARLEY_VISIBILITY_PRIVATE;
+	else if (strcmp(visibility, "public") == 0)
+		it->visibility = PARLEY_VISIBILITY_PUBLIC;
+	else
+		return field_error(err, prefix, "visibility", "must be \"public\" or \"private\"");
+
+	if (!get_string(obj, "thread", prefix, "thread", false, true, WEBHOOK_MAX_ID_BYTES,
+	                &it->thread, err) ||
+	    !get_string(obj, "in_reply_to", prefix, "in_reply_to", false, true,
+	                WEBHOOK_MAX_ID_BYTES, &it->in_reply_to, err) ||
+	    !get_string(obj, "created_at", prefix, "created_at", !is_message, false, 64,
+	                &it->created_at, err) ||
+	    !get_boolean(obj, "from_brand", prefix, "from_brand", &it->from_brand, err))
+		return false;
+	if (it->created_at != NULL && !webhook_parse_rfc3339(it->created_at, &it->time_ms))
+		return field_error(err, prefix, "created_at",
+		                   "not an RFC 3339 date-time (e.g. 2026-11-23T10:00:00Z)");
+	return true;
+}
+
+/* a + b + c + d in a new string (owned by the caller; NULL when out of memory). */
+static char *concat4(const char *a, const char *b, const char *c, const char *d)
+{
+	size_t la = strlen(a), lb = strlen(b), lc = strlen(c), ld = strlen(d);
+	char *s = malloc(la + lb + lc + ld + 1);
+
+	if (s == NULL)
+		return NULL;
+	memcpy(s, a, la);
+	memcpy(s + la, b, lb);
+	memcpy(s + la + lb, c, lc);
+	memcpy(s + la + lb + lc, d, ld + 1);
+	return s;
+}
+
+/* Build the event for one validated item and hand it to fn. The strings the
+ * event needs beyond the JSON tree are allocated here and freed after fn. */
+static bool emit_item(const wh_item *it, size_t index, webhook_item_fn fn, void *arg,
+                      webhook_error *err)
+{
+	parley_event ev;
+	char *dedupe = NULL, *thread = NULL, *raw;
+	bool ok;
+
+	raw = json_dumps(it->obj, JSON_COMPACT);
+	if (raw == NULL)
+		goto out_of_memory;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.size = sizeof(ev);
+	ev.type = it->type;
+	ev.external_id = it->id;
+	ev.author.external_id = it->author_id;
+	ev.author.display_name = it->author_name;
+	ev.author.handle = it->author_handle;
+	ev.author.email = it->author_email;
+	ev.author.phone = it->author_phone;
+	ev.author.email_verified = it->email_verified;
+	ev.author.phone_verified = it->phone_verified;
+	ev.visibility = it->visibility;
+	ev.in_reply_to = it->in_reply_to;
+	ev.platform_time_ms = it->time_ms;
+	ev.from_brand = it->from_brand;
+	ev.raw_json = raw;
+	ev.raw_json_len = strlen(raw);
+	ev.thread_id = it->thread;
+
+	if (it->type == PARLEY_EVENT_MESSAGE_CREATED) {
+		ev.dedupe_key = it->id;
+		ev.text = it->text;
+		if (ev.thread_id == NULL) {
+			/* A private message belongs to the author's one chat; a public
+			 * one without a thread starts its own. */
+			if (it->visibility == PARLEY_VISIBILITY_PRIVATE) {
+				thread = concat4("dm:", it->author_id, "", "");
+				if (thread == NULL)
+					goto out_of_memory;
+				ev.thread_id = thread;
+			} else {
+				ev.thread_id = it->id;
+			}
+		}
+	} else {
+		/* The same edit or deletion replayed keeps its key; a later edit
+		 * of the same message (another created_at) is a new event. */
+		const char *what = it->type == PARLEY_EVENT_MESSAGE_EDITED ? "edit:" : "delete:";
+		dedupe = concat4(what, it->id, ":", it->created_at);
+		if (dedupe == NULL)
+			goto out_of_memory;
+		ev.dedupe_key = dedupe;
+		ev.text = it->type == PARLEY_EVENT_MESSAGE_EDITED ? it->text : NULL;
+	}
+
+	ok = fn(arg, index, &ev);
+	if (!ok) {
+		set_error(err, 400, "event_rejected");
+		snprintf(err->detail, sizeof(err->detail), "item %zu was refused by the core", index);
+	}
+	free(dedupe);
+	free(thread);
+	free(raw);
+	return ok;
+
+out_of_memory:
+	free(dedupe);
+	free(thread);
+	free(raw);
+	set_error(err, 500, "internal_error");
+	snprintf(err->detail, sizeof(err->detail), "out of memory");
+	return false;
+}
+
+bool webhook_parse(const void *body, size_t len, webhook_item_fn fn, void *arg,
+                   size_t *n_items, webhook_error *err)
+{
+	json_error_t jerr;
+	json_t *root;
+	wh_item single, *items = &single;
+	size_t n;
+	bool ok = false;
+
+	*n_items = 0;
+	/* Duplicate keys would let two readers of one signed body disagree on
+	 * what it says; refuse them. */
+	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (root == NULL) {
+		set_error(err, 400, "invalid_json");
+		snprintf(err->detail, sizeof(err->detail), "line %d column %d: %s", jerr.line,
+		         jerr.column, jerr.text);
+		return false;
+	}
+
+	if (json_is_array(root)) {
+		n = json_array_size(root);
+		if (n == 0) {
+			set_error(err, 400, "empty_batch");
+			snprintf(err->detail, sizeof(err->detail), "the array has no items");
+			goto done;
+		}
+		if (n > WEBHOOK_MAX_ITEMS) {
+			set_error(err, 413, "batch_too_large");
+			snprintf(err->detail, sizeof(err->detail),
+			         "%zu items; at most %d per request", n, WEBHOOK_MAX_ITEMS);
+			goto done;
+		}
+		items = calloc(n, sizeof(*items));
+		if (items == NULL) {
+			set_error(err, 500, "internal_error");
+			snprintf(err->detail, sizeof(err->detail), "out of memory");
+			goto done;
+		}
+		for (size_t i = 0; i < n; i++) {
+			char prefix[32];
+			snprintf(prefix, sizeof(prefix), "[%zu].", i);
+			if (!validate_item(json_array_get(root, i), prefix, &items[i], err))
+				goto done;
+		}
+	} else {
+		n = 1;
+		if (!validate_item(root, "", &single, err))
+			goto done;
+	}
+
+	/* Every item is valid: only now is anything handed out. */
+	for (size_t i = 0; i < n; i++) {
+		if (!emit_item(&items[i], i, fn, arg, err))
+			goto done;
+	}
+	*n_items = n;
+	ok = true;
+
+done:
+	if (items != &single)
+		free(items);
+	json_decref(root);
+	return ok;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Excerpts of untrusted text                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Length of the valid UTF-8 sequence at s (at most `avail` bytes), or 0. */
+static size_t utf8_sequence(const unsigned char *s, size_t avail)
+{
+	size_t n;
+	unsigned char lo = 0x80, hi = 0xbf;   /* allowed range of the second byte */
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	/* No overlong forms, no surrogates, nothing above U+10FFFF. */
+	if (s[0] == 0xe0)
+		lo = 0xa0;
+	else if (s[0] == 0xed)
+		hi = 0x9f;
+	else if (s[0] == 0xf0)
+		lo = 0x90;
+	else if (s[0] == 0xf4)
+		hi = 0x8f;
+	if (avail < n || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++) {
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	}
+	return n;
+}
+
+void webhook_excerpt(const void *body, size_t len, size_t max, char *out, size_t outlen)
+{
+	const unsigned char *s = body;
+	size_t i = 0, o = 0;
+
+	if (outlen == 0)
+		return;
+	if (max > outlen - 1)
+		max = outlen - 1;
+	while (i < len && o < max) {
+		size_t n = s[i] < 0x80 ? 1 : utf8_sequence(s + i, len - i);
+		if (n == 0 || (n == 1 && (s[i] < 0x20 || s[i] == 0x7f))) {
+			out[o++] = '?';
+			i++;
+			continue;
+		}
+		if (o + n > max)
+			break;   /* never cut a character in half */
+		memcpy(out + o, s + i, n);
+		o += n;
+		i += n;
+	}
+	out[o] = '\0';
+}
