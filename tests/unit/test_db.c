@@ -254,6 +254,7 @@ static void run_one(const char *q, outcome *o)
  * started must not answer its first webhooks 503. */
 static void batch_submitted_before_first_connect_waits_for_it(void **state)
 {
+	NEED_DB();
 	start_pool_dsn(test_dsn, 2, 5000);
 	assert_false(db_pool_ready());
 	outcome o;
