@@ -50,18 +50,6 @@ typedef struct cfg_ctx {
 	size_t errlen;
 } cfg_ctx;
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err == NULL || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* Write "FILE: PATH: reason" and return false, so callers can
  * `return cfg_fail(...)`. */
@@ -75,7 +63,7 @@ static bool cfg_fail(const cfg_ctx *ctx, const char *path, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
-	set_err(ctx->err, ctx->errlen, "%s: %s: %s", ctx->file, path, reason);
+	util_set_err(ctx->err, ctx->errlen, "%s: %s: %s", ctx->file, path, reason);
 	return false;
 }
 
@@ -208,22 +196,22 @@ static char *read_small_file(const char *path, size_t *len_out, char *err, size_
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
-		set_err(err, errlen, "cannot read file %s: %s", path, strerror(errno));
+		util_set_err(err, errlen, "cannot read file %s: %s", path, strerror(errno));
 		return NULL;
 	}
 	struct stat st;
 	if (fstat(fd, &st) != 0) {
-		set_err(err, errlen, "cannot read file %s: %s", path, strerror(errno));
+		util_set_err(err, errlen, "cannot read file %s: %s", path, strerror(errno));
 		close(fd);
 		return NULL;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		set_err(err, errlen, "cannot read file %s: not a regular file", path);
+		util_set_err(err, errlen, "cannot read file %s: not a regular file", path);
 		close(fd);
 		return NULL;
 	}
 	if (st.st_size > CFG_FILE_MAX) {
-		set_err(err, errlen, "file %s is larger than %d bytes", path, CFG_FILE_MAX);
+		util_set_err(err, errlen, "file %s is larger than %d bytes", path, CFG_FILE_MAX);
 		close(fd);
 		return NULL;
 	}
@@ -237,7 +225,7 @@ static char *read_small_file(const char *path, size_t *len_out, char *err, size_
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			set_err(err, errlen, "cannot read file %s: %s", path, strerror(errno));
+			util_set_err(err, errlen, "cannot read file %s: %s", path, strerror(errno));
 			close(fd);
 			free(buf);
 			return NULL;
@@ -246,7 +234,7 @@ static char *read_small_file(const char *path, size_t *len_out, char *err, size_
 			break;
 		len += (size_t)n;
 		if (len > CFG_FILE_MAX) {
-			set_err(err, errlen, "file %s is larger than %d bytes", path, CFG_FILE_MAX);
+			util_set_err(err, errlen, "file %s is larger than %d bytes", path, CFG_FILE_MAX);
 			close(fd);
 			free(buf);
 			return NULL;
@@ -266,24 +254,24 @@ static json_t *resolve_to_json(const char *value, const char *base_dir, char *er
 	if (starts_with(value, CFG_ENV_PREFIX)) {
 		const char *name = value + strlen(CFG_ENV_PREFIX);
 		if (name[0] == '\0') {
-			set_err(err, errlen, "empty environment variable name after \"$env:\"");
+			util_set_err(err, errlen, "empty environment variable name after \"$env:\"");
 			return NULL;
 		}
 		const char *env = getenv(name);
 		if (env == NULL) {
-			set_err(err, errlen, "environment variable %s is not set", name);
+			util_set_err(err, errlen, "environment variable %s is not set", name);
 			return NULL;
 		}
 		json_t *s = json_string(env);
 		if (s == NULL)
-			set_err(err, errlen, "environment variable %s is not valid UTF-8", name);
+			util_set_err(err, errlen, "environment variable %s is not valid UTF-8", name);
 		return s;
 	}
 
 	if (starts_with(value, CFG_FILE_PREFIX)) {
 		const char *rel = value + strlen(CFG_FILE_PREFIX);
 		if (rel[0] == '\0') {
-			set_err(err, errlen, "empty file name after \"$file:\"");
+			util_set_err(err, errlen, "empty file name after \"$file:\"");
 			return NULL;
 		}
 		char *path = resolve_relative(base_dir, rel);
@@ -302,9 +290,9 @@ static json_t *resolve_to_json(const char *value, const char *base_dir, char *er
 		}
 		json_t *s = NULL;
 		if (memchr(content, '\0', len) != NULL)
-			set_err(err, errlen, "file %s contains a NUL byte", path);
+			util_set_err(err, errlen, "file %s contains a NUL byte", path);
 		else if ((s = json_stringn(content, len)) == NULL)
-			set_err(err, errlen, "file %s is not valid UTF-8", path);
+			util_set_err(err, errlen, "file %s is not valid UTF-8", path);
 		/* The content may be a secret: do not leave it in freed memory. */
 		memset(content, 0, len);
 		free(content);
@@ -318,7 +306,7 @@ static json_t *resolve_to_json(const char *value, const char *base_dir, char *er
 char *cfg_resolve_string(const char *value, char *err, size_t errlen)
 {
 	if (value == NULL) {
-		set_err(err, errlen, "no value");
+		util_set_err(err, errlen, "no value");
 		return NULL;
 	}
 	json_t *s = resolve_to_json(value, NULL, err, errlen);
@@ -796,13 +784,13 @@ static void fail_syntax(const cfg_ctx *ctx, const json_error_t *jerr)
 		size_t klen = strlen(key);
 		if (klen > 0 && key[klen - 1] == '\'')
 			klen--;
-		set_err(ctx->err, ctx->errlen, "%s: line %d, column %d: duplicate key %.*s",
+		util_set_err(ctx->err, ctx->errlen, "%s: line %d, column %d: duplicate key %.*s",
 		        ctx->file, jerr->line, jerr->column, (int)klen, key);
 		return;
 	}
 	if (near != NULL)
 		*near = '\0';
-	set_err(ctx->err, ctx->errlen, "%s: line %d, column %d: invalid JSON: %s",
+	util_set_err(ctx->err, ctx->errlen, "%s: line %d, column %d: invalid JSON: %s",
 	        ctx->file, jerr->line, jerr->column, text);
 }
 
@@ -812,13 +800,13 @@ static json_t *load_json(const cfg_ctx *ctx)
 	 * file is reported with errno's text. */
 	FILE *fp = fopen(ctx->file, "re");
 	if (fp == NULL) {
-		set_err(ctx->err, ctx->errlen, "%s: cannot open: %s", ctx->file, strerror(errno));
+		util_set_err(ctx->err, ctx->errlen, "%s: cannot open: %s", ctx->file, strerror(errno));
 		return NULL;
 	}
 	json_error_t jerr;
 	json_t *root = json_loadf(fp, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL && ferror(fp))
-		set_err(ctx->err, ctx->errlen, "%s: cannot read: %s", ctx->file, strerror(errno));
+		util_set_err(ctx->err, ctx->errlen, "%s: cannot read: %s", ctx->file, strerror(errno));
 	else if (root == NULL)
 		fail_syntax(ctx, &jerr);
 	fclose(fp);
@@ -876,7 +864,7 @@ bool cfg_load(const char *file, cfg **out, char *err, size_t errlen)
 {
 	*out = NULL;
 	if (file == NULL || file[0] == '\0') {
-		set_err(err, errlen, "no configuration file given");
+		util_set_err(err, errlen, "no configuration file given");
 		return false;
 	}
 	char *base_dir = dir_of(file);

@@ -129,25 +129,6 @@ static void pool_dispatch(void);
 
 /* ------------------------------------------------------------- helpers */
 
-/* Collapse libpq's multi-line messages into one line, trimmed. */
-static void db_clean_message(const char *in, char *out, size_t len)
-{
-	size_t o = 0;
-	bool space = false;
-	if (len == 0)
-		return;
-	for (const char *p = in ? in : ""; *p && o + 1 < len; p++) {
-		if (*p == '\n' || *p == '\r' || *p == '\t' || *p == ' ') {
-			space = o > 0;
-			continue;
-		}
-		if (space && o + 2 < len)
-			out[o++] = ' ';
-		space = false;
-		out[o++] = *p;
-	}
-	out[o] = '\0';
-}
 
 /* PostgreSQL's primary message for an error result, one line. The DETAIL
  * part is left out on purpose: it can quote row values (customer data) and
@@ -155,7 +136,7 @@ static void db_clean_message(const char *in, char *out, size_t len)
 static void db_result_message(const PGresult *r, char *out, size_t len)
 {
 	const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-	db_clean_message(primary ? primary : PQresultErrorMessage(r), out, len);
+	util_one_line(primary ? primary : PQresultErrorMessage(r), out, len);
 	if (out[0] == '\0')
 		snprintf(out, len, "%s", PQresStatus(PQresultStatus(r)));
 }
@@ -166,7 +147,7 @@ static void conn_message(const db_conn *c, char *out, size_t len)
 	if (c->fatal[0] != '\0')
 		snprintf(out, len, "%s", c->fatal);
 	else if (c->pg != NULL)
-		db_clean_message(PQerrorMessage(c->pg), out, len);
+		util_one_line(PQerrorMessage(c->pg), out, len);
 	else
 		snprintf(out, len, "out of memory");
 	if (out[0] == '\0')

@@ -19,6 +19,7 @@
 #include <libpq-fe.h>
 
 #include "log.h"
+#include "util.h"
 
 #define MIGRATE_LOG "migrate"
 #define MIGRATE_MSG_MAX 1024
@@ -29,36 +30,7 @@
 	"name text NOT NULL, " \
 	"applied_at timestamptz NOT NULL DEFAULT now())"
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err == NULL || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-/* One line out of libpq's multi-line messages. */
-static void clean_message(const char *in, char *out, size_t len)
-{
-	size_t o = 0;
-	bool space = false;
-	for (const char *p = in ? in : ""; *p && o + 1 < len; p++) {
-		if (*p == '\n' || *p == '\r' || *p == '\t' || *p == ' ') {
-			space = o > 0;
-			continue;
-		}
-		if (space && o + 2 < len)
-			out[o++] = ' ';
-		space = false;
-		out[o++] = *p;
-	}
-	out[o] = '\0';
-}
 
 /* The advisory lock key: FNV-1a (64 bit) of "parley.migrate", so any tool
  * can derive the same key from the name. */
@@ -85,7 +57,7 @@ static void migrate_notice(void *arg, const PGresult *res)
 {
 	/* "relation already exists, skipping" and the like: not for stderr. */
 	char msg[MIGRATE_MSG_MAX];
-	clean_message(PQresultErrorMessage(res), msg, sizeof(msg));
+	util_one_line(PQresultErrorMessage(res), msg, sizeof(msg));
 	log_debug(MIGRATE_LOG, "server: %s", msg);
 }
 
@@ -98,11 +70,11 @@ static bool run(PGconn *pg, const char *sql, int nparams, const char *const *par
 	                          : PQexec(pg, sql);
 	if (r == NULL || PQresultStatus(r) != want) {
 		char msg[MIGRATE_MSG_MAX];
-		clean_message(r ? PQresultErrorMessage(r) : PQerrorMessage(pg), msg, sizeof(msg));
+		util_one_line(r ? PQresultErrorMessage(r) : PQerrorMessage(pg), msg, sizeof(msg));
 		if (msg[0] == '\0')
 			snprintf(msg, sizeof(msg), "unexpected result %s",
 			         r ? PQresStatus(PQresultStatus(r)) : "(none)");
-		set_err(err, errlen, "%s: %s", what, msg);
+		util_set_err(err, errlen, "%s: %s", what, msg);
 		PQclear(r);
 		return false;
 	}
@@ -119,7 +91,7 @@ static bool embedded_in_order(char *err, size_t errlen)
 	for (size_t i = 0; i < migrate_embedded_count; i++) {
 		const migration *m = &migrate_embedded[i];
 		if (m->version < 1 || (i > 0 && m->version <= migrate_embedded[i - 1].version)) {
-			set_err(err, errlen, "embedded migrations are not in ascending order at %s", m->name);
+			util_set_err(err, errlen, "embedded migrations are not in ascending order at %s", m->name);
 			return false;
 		}
 	}
@@ -153,8 +125,8 @@ static bool apply_one(PGconn *pg, const migration *m, char *err, size_t errlen)
 	ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY) {
 		char msg[MIGRATE_MSG_MAX];
-		clean_message(r ? PQresultErrorMessage(r) : PQerrorMessage(pg), msg, sizeof(msg));
-		set_err(err, errlen, "%s: %s", what, msg);
+		util_one_line(r ? PQresultErrorMessage(r) : PQerrorMessage(pg), msg, sizeof(msg));
+		util_set_err(err, errlen, "%s: %s", what, msg);
 		PQclear(r);
 		PQclear(PQexec(pg, "ROLLBACK"));
 		return false;
@@ -175,7 +147,7 @@ static bool apply_one(PGconn *pg, const migration *m, char *err, size_t errlen)
 	bool committed = strcmp(PQcmdStatus(r), "COMMIT") == 0;
 	PQclear(r);
 	if (!committed) {
-		set_err(err, errlen, "%s: the transaction was rolled back", what);
+		util_set_err(err, errlen, "%s: the transaction was rolled back", what);
 		return false;
 	}
 	log_info(MIGRATE_LOG, "applied migration %s", m->name);
@@ -198,7 +170,7 @@ static bool apply_locked(PGconn *pg, int *count, char *err, size_t errlen)
 
 	int latest = migrate_latest_version();
 	if (current > latest) {
-		set_err(err, errlen,
+		util_set_err(err, errlen,
 		        "database schema version %d is newer than this parleyd (knows up to %d); "
 		        "upgrade parleyd",
 		        current, latest);
@@ -223,9 +195,9 @@ bool migrate_apply(const char *dsn, int *applied, char *err, size_t errlen)
 	int count = 0;
 	if (applied != NULL)
 		*applied = 0;
-	set_err(err, errlen, "%s", "");
+	util_set_err(err, errlen, "%s", "");
 	if (dsn == NULL) {
-		set_err(err, errlen, "no database connection string");
+		util_set_err(err, errlen, "no database connection string");
 		return false;
 	}
 	if (!embedded_in_order(err, errlen))
@@ -237,7 +209,7 @@ bool migrate_apply(const char *dsn, int *applied, char *err, size_t errlen)
 	PQconninfoOption *parsed = PQconninfoParse(dsn, &perr);
 	if (parsed == NULL) {
 		PQfreemem(perr);
-		set_err(err, errlen, "invalid database connection string (not shown: it may hold a password)");
+		util_set_err(err, errlen, "invalid database connection string (not shown: it may hold a password)");
 		return false;
 	}
 	PQconninfoFree(parsed);
@@ -247,8 +219,8 @@ bool migrate_apply(const char *dsn, int *applied, char *err, size_t errlen)
 	PGconn *pg = PQconnectdbParams(keys, values, 1);
 	if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {
 		char msg[MIGRATE_MSG_MAX];
-		clean_message(pg ? PQerrorMessage(pg) : "out of memory", msg, sizeof(msg));
-		set_err(err, errlen, "cannot connect to PostgreSQL: %s", msg);
+		util_one_line(pg ? PQerrorMessage(pg) : "out of memory", msg, sizeof(msg));
+		util_set_err(err, errlen, "cannot connect to PostgreSQL: %s", msg);
 		PQfinish(pg);
 		return false;
 	}

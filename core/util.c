@@ -1,6 +1,8 @@
 /* util.c - small helpers shared by the core's subsystems. */
 #include "util.h"
 
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +40,35 @@ int util_secure_equals(const void *a, size_t a_len, const void *b, size_t b_len)
 	if (a_len == 0)
 		return 1;
 	return CRYPTO_memcmp(a, b, a_len) == 0;
+}
+
+void util_set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (err == NULL || errlen == 0)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+void util_one_line(const char *in, char *out, size_t len)
+{
+	size_t o = 0;
+	bool space = false;
+	if (len == 0)
+		return;
+	for (const char *p = in ? in : ""; *p && o + 1 < len; p++) {
+		if (*p == '\n' || *p == '\r' || *p == '\t' || *p == ' ') {
+			space = o > 0;
+			continue;
+		}
+		if (space && o + 2 < len)
+			out[o++] = ' ';
+		space = false;
+		out[o++] = *p;
+	}
+	out[o] = '\0';
 }
 
 int64_t util_now_ms(void)
