@@ -178,3 +178,27 @@ def test_half_sent_body_is_cut_off_and_stores_nothing(site):
     assert answer.startswith(b"HTTP/1.1 408")
     assert b"request_timeout" in answer
     assert count(site) == 0
+
+
+def test_readyz_reports_an_outdated_schema(fresh_db, daemon, plugin_dir):
+    # Not migrated (migrate_on_start off): alive, but not ready.
+    query(fresh_db, "CREATE TABLE schema_migrations (version int PRIMARY KEY, name text NOT NULL, "
+                    "applied_at timestamptz NOT NULL DEFAULT now())")
+    d = daemon.start({"database": {"dsn": fresh_db, "migrate_on_start": False}, "plugin_dir": plugin_dir})
+    assert http("GET", d.url + "/healthz")[0] == 200
+    status, _, body = http("GET", d.url + "/readyz")
+    assert status == 503 and error_of(body) == "schema_outdated"
+
+
+def test_json_log_format_is_one_json_object_per_line(fresh_db, daemon, plugin_dir):
+    d = daemon.start({"database": {"dsn": fresh_db}, "plugin_dir": plugin_dir,
+                      "log": {"level": "info", "format": "json"},
+                      "channels": [{"name": "site", "plugin": "webhook", "config": {"secret": SECRET}}]})
+    d.stop()
+    lines = [l for l in d.log_text().splitlines() if l.strip()]
+    assert len(lines) >= 3
+    for line in lines:
+        entry = json.loads(line)
+        assert entry["level"] in ("error", "warn", "info", "debug") and entry["msg"] and entry["ts"]
+    assert any(json.loads(l).get("component") == "channel/site" for l in lines)
+    assert SECRET not in d.log_text()
