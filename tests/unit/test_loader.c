@@ -12,10 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <libpq-fe.h>
 #include <jansson.h>
 #include <event2/event.h>
 
 #include "config.h"
+#include "db.h"
+#include "migrate.h"
 #include "host_api.h"
 #include "http_client.h"
 #include "http_server.h"
@@ -375,6 +378,131 @@ static void test_webhook_send_4xx_is_fail_with_reason(void **state)
 	assert_non_null(strstr(r.reason, "recipient unknown"));
 }
 
+/* ---------------------------------------------- state and timers */
+
+static struct {
+	int calls;
+	int ok;
+	char value[256];
+	bool absent;
+	struct event_base *base;
+} st;
+
+static void state_got(void *arg, int ok, const char *value)
+{
+	st.calls++;
+	st.ok = ok;
+	st.absent = value == NULL;
+	snprintf(st.value, sizeof(st.value), "%s", value ? value : "");
+	event_base_loopbreak(st.base);
+}
+
+static void state_put_done(void *arg, int ok)
+{
+	st.calls++;
+	st.ok = ok;
+	event_base_loopbreak(st.base);
+}
+
+static void wait_call(int before)
+{
+	struct timeval limit = { 10, 0 };
+	event_base_loopexit(st.base, &limit);
+	while (st.calls == before)
+		if (event_base_dispatch(st.base) != 0 || st.calls == before)
+			break;
+	assert_int_equal(st.calls, before + 1);
+}
+
+/* A plugin's durable state survives in PostgreSQL per instance: put, get,
+ * overwrite, absent keys, and instances do not see each other's keys. */
+static void test_state_is_durable_per_instance(void **state)
+{
+	const char *base_dsn = getenv("PARLEY_TEST_DSN");
+	if (base_dsn == NULL)
+		skip();
+	char dbname[64], dsn[512], sql[128];
+	snprintf(dbname, sizeof(dbname), "parley_loader_%d", (int)getpid());
+	PGconn *admin = PQconnectdb(base_dsn);
+	assert_int_equal(PQstatus(admin), CONNECTION_OK);
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", dbname);
+	PGresult *r = PQexec(admin, sql);
+	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+	PQclear(r);
+	snprintf(dsn, sizeof(dsn), "%s dbname=%s", base_dsn, dbname);
+	char err[512];
+	int applied = 0;
+	if (!migrate_apply(dsn, &applied, err, sizeof(err)))
+		fail_msg("migrate: %s", err);
+
+	st.base = event_base_new();
+	host_api_set_base(st.base);
+	db_pool_options o = { .dsn = dsn, .pool_size = 2, .connect_timeout_ms = 5000, .query_timeout_ms = 5000 };
+	assert_true(db_pool_start(st.base, &o));
+	const parley_host *h = host_api_table();
+	struct parley_instance a = { .name = "poller-a", .component = "channel/poller-a" };
+	struct parley_instance b = { .name = "poller-b", .component = "channel/poller-b" };
+
+	h->state_get(&a, "cursor", state_got, NULL);
+	wait_call(0);
+	assert_true(st.ok);
+	assert_true(st.absent);
+	h->state_put(&a, "cursor", "1234567890123456789", state_put_done, NULL);
+	wait_call(1);
+	assert_true(st.ok);
+	h->state_put(&a, "cursor", "1234567890123456790", state_put_done, NULL);
+	wait_call(2);
+	h->state_get(&a, "cursor", state_got, NULL);
+	wait_call(3);
+	assert_true(st.ok);
+	assert_string_equal(st.value, "1234567890123456790");
+	h->state_get(&b, "cursor", state_got, NULL);
+	wait_call(4);
+	assert_true(st.absent);
+
+	db_pool_stop();
+	event_base_loop(st.base, EVLOOP_NONBLOCK);
+	event_base_free(st.base);
+	snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", dbname);
+	PQclear(PQexec(admin, sql));
+	PQfinish(admin);
+	metrics_reset();
+}
+
+static int timer_hits[3];
+static struct event_base *timer_base;
+
+static void timer_hit(void *arg)
+{
+	int i = (int)(intptr_t)arg;
+	timer_hits[i]++;
+	if (i == 2)
+		event_base_loopbreak(timer_base);
+}
+
+/* Plugin timers fire once after their delay, in order; a cancelled one never fires. */
+static void test_timers_fire_once_and_cancel(void **state)
+{
+	timer_base = event_base_new();
+	host_api_set_base(timer_base);
+	const parley_host *h = host_api_table();
+	struct parley_instance a = { .name = "t", .component = "channel/t" };
+	uint64_t start = util_mono_us();
+	assert_non_null(h->timer_start(&a, 20, timer_hit, (void *)(intptr_t)0));
+	parley_timer *cancelled = h->timer_start(&a, 30, timer_hit, (void *)(intptr_t)1);
+	assert_non_null(h->timer_start(&a, 60, timer_hit, (void *)(intptr_t)2));
+	assert_int_equal(host_api_timer_count(), 3);
+	h->timer_cancel(cancelled);
+	assert_int_equal(host_api_timer_count(), 2);
+	event_base_dispatch(timer_base);
+	assert_true(util_mono_us() - start >= 60000);
+	assert_int_equal(timer_hits[0], 1);
+	assert_int_equal(timer_hits[1], 0);
+	assert_int_equal(timer_hits[2], 1);
+	assert_int_equal(host_api_timer_count(), 0);
+	event_base_free(timer_base);
+}
+
 static int setup(void **state)
 {
 	if (mkdtemp(tmpdir) == NULL)
@@ -410,6 +538,8 @@ int main(void)
 		cmocka_unit_test(test_webhook_send_5xx_is_retry),
 		cmocka_unit_test(test_webhook_send_429_honours_retry_after),
 		cmocka_unit_test(test_webhook_send_4xx_is_fail_with_reason),
+		cmocka_unit_test(test_state_is_durable_per_instance),
+		cmocka_unit_test(test_timers_fire_once_and_cancel),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
