@@ -26,6 +26,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
+#include "pg_testdb.h"
 
 static char *test_dsn;          /* the fresh database, or NULL: skip */
 static char test_dbname[64];
@@ -38,40 +39,6 @@ static struct event_base *base;
 	} while (0)
 
 /* ------------------------------------------------------------ fixtures */
-
-/* `dsn` with dbname replaced, as a key=value string; works for URIs too. */
-static char *dsn_with_dbname(const char *dsn, const char *dbname)
-{
-	char *err = NULL;
-	PQconninfoOption *opts = PQconninfoParse(dsn, &err);
-	if (opts == NULL) {
-		PQfreemem(err);
-		return NULL;
-	}
-	size_t cap = 1024, len = 0;
-	char *out = xmalloc(cap);
-	out[0] = '\0';
-	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
-		if (o->val == NULL || strcmp(o->keyword, "dbname") == 0)
-			continue;
-		size_t need = len + strlen(o->keyword) + 2 * strlen(o->val) + 8;
-		if (need > cap) {
-			cap = need * 2;
-			out = xrealloc(out, cap);
-		}
-		len += (size_t)sprintf(out + len, "%s='", o->keyword);
-		for (const char *p = o->val; *p; p++) {
-			if (*p == '\'' || *p == '\\')
-				out[len++] = '\\';
-			out[len++] = *p;
-		}
-		len += (size_t)sprintf(out + len, "' ");
-	}
-	PQconninfoFree(opts);
-	out = xrealloc(out, len + strlen(dbname) + 16);
-	sprintf(out + len, "dbname=%s", dbname);
-	return out;
-}
 
 static void admin_exec(const char *dsn, const char *sql)
 {
@@ -95,7 +62,7 @@ static int group_setup(void **state)
 	char sql[128];
 	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", test_dbname);
 	admin_exec(dsn, sql);
-	test_dsn = dsn_with_dbname(dsn, test_dbname);
+	test_dsn = pg_testdb_dsn(dsn, test_dbname);
 	return test_dsn ? 0 : -1;
 }
 

@@ -26,6 +26,7 @@
 #include "metrics.h"
 #include "plugin_loader.h"
 #include "util.h"
+#include "pg_testdb.h"
 
 #ifndef TEST_BUILDDIR
 #define TEST_BUILDDIR "."
@@ -429,7 +430,10 @@ static void test_state_is_durable_per_instance(void **state)
 	PGresult *r = PQexec(admin, sql);
 	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
 	PQclear(r);
-	snprintf(dsn, sizeof(dsn), "%s dbname=%s", base_dsn, dbname);
+	char *full = pg_testdb_dsn(base_dsn, dbname);
+	assert_non_null(full);
+	snprintf(dsn, sizeof(dsn), "%s", full);
+	free(full);
 	char err[512];
 	int applied = 0;
 	if (!migrate_apply(dsn, &applied, err, sizeof(err)))

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "util.h"
+#include "pg_testdb.h"
 
 static const char *server_dsn;  /* PARLEY_TEST_DSN, or NULL: skip */
 static char dbname[64];         /* this test's fresh database */
@@ -35,38 +36,6 @@ static char *dsn;               /* ... and how to reach it */
 	} while (0)
 
 /* ------------------------------------------------------------ fixtures */
-
-static char *dsn_with_dbname(const char *base, const char *name)
-{
-	char *err = NULL;
-	PQconninfoOption *opts = PQconninfoParse(base, &err);
-	if (opts == NULL) {
-		PQfreemem(err);
-		return NULL;
-	}
-	size_t cap = 1024, len = 0;
-	char *out = xmalloc(cap);
-	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
-		if (o->val == NULL || strcmp(o->keyword, "dbname") == 0)
-			continue;
-		size_t need = len + strlen(o->keyword) + 2 * strlen(o->val) + 8;
-		if (need > cap) {
-			cap = need * 2;
-			out = xrealloc(out, cap);
-		}
-		len += (size_t)sprintf(out + len, "%s='", o->keyword);
-		for (const char *p = o->val; *p; p++) {
-			if (*p == '\'' || *p == '\\')
-				out[len++] = '\\';
-			out[len++] = *p;
-		}
-		len += (size_t)sprintf(out + len, "' ");
-	}
-	PQconninfoFree(opts);
-	out = xrealloc(out, len + strlen(name) + 16);
-	sprintf(out + len, "dbname=%s", name);
-	return out;
-}
 
 static PGconn *connect_or_fail(const char *to)
 {
@@ -120,7 +89,7 @@ static int setup(void **state)
 	char sql[128];
 	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", dbname);
 	exec_at(server_dsn, sql);
-	dsn = dsn_with_dbname(server_dsn, dbname);
+	dsn = pg_testdb_dsn(server_dsn, dbname);
 	return dsn ? 0 : -1;
 }
 
