@@ -13,7 +13,6 @@
 #include <jansson.h>
 
 #include "db.h"
-#include "host_api.h"
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
@@ -269,14 +268,6 @@ static void commit_done(db_batch *b, bool ok, const char *error, void *arg)
 	free(c);
 }
 
-static void empty_done(evutil_socket_t fd, short what, void *arg)
-{
-	struct commit_ctx *c = arg;
-	c->done(c->arg, true, NULL);
-	free(c->instance);
-	free(c);
-}
-
 void ingest_set_commit(ingest_set *s, ingest_done_fn done, void *arg)
 {
 	struct commit_ctx *c = xcalloc(1, sizeof(*c));
@@ -284,13 +275,6 @@ void ingest_set_commit(ingest_set *s, ingest_done_fn done, void *arg)
 	c->arg = arg;
 	c->instance = xstrdup(s->instance);
 	c->n = s->n;
-	if (s->n == 0) {
-		ingest_set_free(s);
-		/* Callbacks always come from the loop, never from inside the call. */
-		if (event_base_once(host_api_base(), -1, EV_TIMEOUT, empty_done, c, NULL) != 0)
-			empty_done(-1, 0, c);
-		return;
-	}
 	db_batch *b = db_batch_new();
 	for (size_t i = 0; i < s->n; i++) {
 		ingest_row *r = &s->rows[i];

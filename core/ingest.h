@@ -20,8 +20,8 @@ bool ingest_set_add(ingest_set *s, const parley_event *ev, char *err, size_t err
 size_t ingest_set_count(const ingest_set *s);
 
 typedef void (*ingest_done_fn)(void *arg, bool ok, const char *error);
-/* Takes ownership of s. done runs exactly once, from the loop. An empty set
- * completes ok without touching the database. */
+/* Takes ownership of s. done runs exactly once, from the loop (an empty set
+ * is an empty transaction). */
 void ingest_set_commit(ingest_set *s, ingest_done_fn done, void *arg);
 void ingest_set_free(ingest_set *s);
 

@@ -152,9 +152,9 @@ void router_handle(http_request *req, void *arg)
 			http_req_respond_error(req, 405, "method_not_allowed", "use GET", allow_get);
 			return;
 		}
-		if (path[1] == 'h')
+		if (strcmp(path, "/healthz") == 0)
 			respond_json(req, 200, "{\"status\":\"ok\"}");
-		else if (path[1] == 'r')
+		else if (strcmp(path, "/readyz") == 0)
 			handle_readyz(req);
 		else
 			handle_metrics(req);
