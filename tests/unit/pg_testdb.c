@@ -2,6 +2,7 @@
 #include "pg_testdb.h"
 
 #include <stdio.h>
+#include <unistd.h>
 #include <string.h>
 #include <libpq-fe.h>
 
@@ -39,4 +40,44 @@ char *pg_testdb_dsn(const char *base, const char *name)
 	out = xrealloc(out, len + strlen(name) + 16);
 	sprintf(out + len, "dbname=%s", name);
 	return out;
+}
+
+bool pg_testdb_exec(const char *dsn, const char *sql, char *err, size_t errlen)
+{
+	PGconn *pg = PQconnectdb(dsn);
+	bool ok = PQstatus(pg) == CONNECTION_OK;
+	if (!ok) {
+		snprintf(err, errlen, "cannot connect to the test server: %s", PQerrorMessage(pg));
+	} else {
+		PGresult *r = PQexec(pg, sql);
+		ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+		if (!ok)
+			snprintf(err, errlen, "%s: %s", sql, PQresultErrorMessage(r));
+		PQclear(r);
+	}
+	PQfinish(pg);
+	return ok;
+}
+
+char *pg_testdb_create(const char *base, const char *prefix, char *name, size_t namelen)
+{
+	static int seq;
+	char sql[160], err[512];
+	snprintf(name, namelen, "%s_%d_%d", prefix, (int)getpid(), ++seq);
+	/* A leftover from a crashed run with the same pid would make CREATE fail. */
+	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
+	pg_testdb_exec(base, sql, err, sizeof(err));
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);
+	if (!pg_testdb_exec(base, sql, err, sizeof(err))) {
+		snprintf(name, namelen, "%s", err);
+		return NULL;
+	}
+	return pg_testdb_dsn(base, name);
+}
+
+void pg_testdb_drop(const char *base, const char *name)
+{
+	char sql[160], err[512];
+	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
+	pg_testdb_exec(base, sql, err, sizeof(err));
 }

@@ -42,14 +42,9 @@ static struct event_base *base;
 
 static void admin_exec(const char *dsn, const char *sql)
 {
-	PGconn *pg = PQconnectdb(dsn);
-	if (PQstatus(pg) != CONNECTION_OK)
-		fail_msg("cannot connect to the test server: %s", PQerrorMessage(pg));
-	PGresult *r = PQexec(pg, sql);
-	if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-		fail_msg("%s: %s", sql, PQresultErrorMessage(r));
-	PQclear(r);
-	PQfinish(pg);
+	char err[1024];
+	if (!pg_testdb_exec(dsn, sql, err, sizeof(err)))
+		fail_msg("%s", err);
 }
 
 static int group_setup(void **state)
@@ -57,12 +52,9 @@ static int group_setup(void **state)
 	const char *dsn = getenv("PARLEY_TEST_DSN");
 	if (dsn == NULL || dsn[0] == '\0')
 		return 0;
-	snprintf(test_dbname, sizeof(test_dbname), "parley_test_db_%d_%llu", (int)getpid(),
-	         (unsigned long long)(util_mono_us() % 1000000000ull));
-	char sql[128];
-	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", test_dbname);
-	admin_exec(dsn, sql);
-	test_dsn = pg_testdb_dsn(dsn, test_dbname);
+	test_dsn = pg_testdb_create(dsn, "parley_test_db", test_dbname, sizeof(test_dbname));
+	if (test_dsn == NULL)
+		fprintf(stderr, "%s\n", test_dbname);
 	return test_dsn ? 0 : -1;
 }
 
@@ -70,9 +62,7 @@ static int group_teardown(void **state)
 {
 	if (test_dsn == NULL)
 		return 0;
-	char sql[128];
-	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", test_dbname);
-	admin_exec(getenv("PARLEY_TEST_DSN"), sql);
+	pg_testdb_drop(getenv("PARLEY_TEST_DSN"), test_dbname);
 	free(test_dsn);
 	test_dsn = NULL;
 	return 0;

@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <libpq-fe.h>
 #include <jansson.h>
 #include <event2/event.h>
 
@@ -422,18 +421,10 @@ static void test_state_is_durable_per_instance(void **state)
 	const char *base_dsn = getenv("PARLEY_TEST_DSN");
 	if (base_dsn == NULL)
 		skip();
-	char dbname[64], dsn[512], sql[128];
-	snprintf(dbname, sizeof(dbname), "parley_loader_%d", (int)getpid());
-	PGconn *admin = PQconnectdb(base_dsn);
-	assert_int_equal(PQstatus(admin), CONNECTION_OK);
-	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", dbname);
-	PGresult *r = PQexec(admin, sql);
-	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
-	PQclear(r);
-	char *full = pg_testdb_dsn(base_dsn, dbname);
-	assert_non_null(full);
-	snprintf(dsn, sizeof(dsn), "%s", full);
-	free(full);
+	char dbname[64];
+	char *dsn = pg_testdb_create(base_dsn, "parley_test_loader", dbname, sizeof(dbname));
+	if (dsn == NULL)
+		fail_msg("%s", dbname);
 	char err[512];
 	int applied = 0;
 	if (!migrate_apply(dsn, &applied, err, sizeof(err)))
@@ -467,9 +458,8 @@ static void test_state_is_durable_per_instance(void **state)
 	db_pool_stop();
 	event_base_loop(st.base, EVLOOP_NONBLOCK);
 	event_base_free(st.base);
-	snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", dbname);
-	PQclear(PQexec(admin, sql));
-	PQfinish(admin);
+	pg_testdb_drop(base_dsn, dbname);
+	free(dsn);
 	metrics_reset();
 }
 

@@ -84,12 +84,9 @@ static int setup(void **state)
 {
 	if (server_dsn == NULL)
 		return 0;
-	static int seq;
-	snprintf(dbname, sizeof(dbname), "parley_test_migrate_%d_%d", (int)getpid(), ++seq);
-	char sql[128];
-	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", dbname);
-	exec_at(server_dsn, sql);
-	dsn = pg_testdb_dsn(server_dsn, dbname);
+	dsn = pg_testdb_create(server_dsn, "parley_test_migrate", dbname, sizeof(dbname));
+	if (dsn == NULL)
+		fprintf(stderr, "%s\n", dbname);
 	return dsn ? 0 : -1;
 }
 
@@ -97,9 +94,7 @@ static int teardown(void **state)
 {
 	if (dsn == NULL)
 		return 0;
-	char sql[128];
-	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", dbname);
-	exec_at(server_dsn, sql);
+	pg_testdb_drop(server_dsn, dbname);
 	free(dsn);
 	dsn = NULL;
 	return 0;
