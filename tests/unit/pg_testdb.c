@@ -42,9 +42,12 @@ char *pg_testdb_dsn(const char *base, const char *name)
 	return out;
 }
 
+static void ignore_notice(void *arg, const char *message) { (void)arg; (void)message; }
+
 bool pg_testdb_exec(const char *dsn, const char *sql, char *err, size_t errlen)
 {
 	PGconn *pg = PQconnectdb(dsn);
+	PQsetNoticeProcessor(pg, ignore_notice, NULL);  /* "does not exist, skipping" */
 	bool ok = PQstatus(pg) == CONNECTION_OK;
 	if (!ok) {
 		snprintf(err, errlen, "cannot connect to the test server: %s", PQerrorMessage(pg));
