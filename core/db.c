@@ -76,6 +76,7 @@ struct db_batch {
 	struct event *timer;      /* query timeout; re-armed at zero to fail later */
 	struct db_conn *conn;     /* while RUNNING */
 	char *error;              /* why it failed (first error wins unless replaced) */
+	bool background;          /* low priority: never takes the last free connection */
 	TAILQ_ENTRY(db_batch) link; /* pool.queue or pool.failing */
 };
 TAILQ_HEAD(batch_list, db_batch);
@@ -201,6 +202,12 @@ void db_batch_add(db_batch *b, const char *sql, int nparams, const char *const *
 	s->params = nparams > 0 ? xcalloc((size_t)nparams, sizeof(char *)) : NULL;
 	for (int i = 0; i < nparams && params != NULL; i++)
 		s->params[i] = xstrdup(params[i]);
+}
+
+void db_batch_set_background(db_batch *b)
+{
+	if (b != NULL && b->state == BATCH_NEW)
+		b->background = true;
 }
 
 int db_batch_count(const db_batch *b)
@@ -729,14 +736,45 @@ static db_conn *pool_idle_conn(void)
 	return NULL;
 }
 
-/* Start queued batches on idle connections, oldest first. */
+/* Connections running a background batch right now. */
+static int pool_background_busy(void)
+{
+	int n = 0;
+	for (int i = 0; i < pool.nconns; i++)
+		if (pool.conns[i].state == CONN_BUSY && pool.conns[i].batch != NULL &&
+		    pool.conns[i].batch->background)
+			n++;
+	return n;
+}
+
+/* The next batch to start: the oldest foreground one, else the oldest
+ * background one while background work leaves a connection for the
+ * foreground (inbound events must never wait behind a backlog of jobs). */
+static db_batch *pool_next_batch(void)
+{
+	db_batch *b, *first_bg = NULL;
+	TAILQ_FOREACH(b, &pool.queue, link) {
+		if (!b->background)
+			return b;
+		if (first_bg == NULL)
+			first_bg = b;
+	}
+	if (first_bg == NULL)
+		return NULL;
+	int bg_limit = pool.nconns > 1 ? pool.nconns - 1 : 1;
+	return pool_background_busy() < bg_limit ? first_bg : NULL;
+}
+
+/* Start queued batches on idle connections, oldest first, foreground first. */
 static void pool_dispatch(void)
 {
 	while (pool.running && !TAILQ_EMPTY(&pool.queue)) {
 		db_conn *c = pool_idle_conn();
 		if (c == NULL)
 			return;
-		db_batch *b = TAILQ_FIRST(&pool.queue);
+		db_batch *b = pool_next_batch();
+		if (b == NULL)
+			return;
 		TAILQ_REMOVE(&pool.queue, b, link);
 		conn_run(c, b);
 	}

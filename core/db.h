@@ -39,6 +39,10 @@ db_batch *db_batch_new(void);
  * Parameters are text format. */
 void db_batch_add(db_batch *b, const char *sql, int nparams, const char *const *params);
 int db_batch_count(const db_batch *b);
+/* Mark a batch low priority (job runner work): queued foreground batches
+ * start first, and background batches never occupy the pool's last free
+ * connection, so inbound ingest is never starved by outbound work. */
+void db_batch_set_background(db_batch *b);
 
 typedef void (*db_batch_fn)(db_batch *b, bool ok, const char *error, void *arg);
 /* Takes ownership of b; it is freed after the callback returns. */

@@ -446,6 +446,48 @@ static void many_concurrent_batches_each_complete_exactly_once(void **state)
 	assert_int_equal(distinct, 4);
 }
 
+static void submit_sleep(outcome *o, bool background)
+{
+	memset(o, 0, sizeof(*o));
+	db_batch *b = db_batch_new();
+	db_batch_add(b, background ? "SELECT pg_sleep(0.3)" : "SELECT 1", 0, NULL);
+	if (background)
+		db_batch_set_background(b);
+	submit(b, o);
+}
+
+static bool all_called(void *arg)
+{
+	outcome *o = arg;
+	for (int i = 0; i < 4; i++)
+		if (o[i].calls == 0)
+			return false;
+	return true;
+}
+
+/* Background work (the job runner's) never takes the pool's last free
+ * connection: a foreground batch submitted behind a backlog of background
+ * batches starts at once and finishes first. */
+static void background_batches_leave_a_connection_for_foreground(void **state)
+{
+	NEED_DB();
+	start_pool(2, 30000);
+	outcome o[4];
+	submit_sleep(&o[0], true);
+	submit_sleep(&o[1], true);
+	submit_sleep(&o[2], true);
+	submit_sleep(&o[3], false);
+	assert_true(loop_until(all_called, o, 20000));
+	for (int i = 0; i < 4; i++)
+		if (!o[i].ok)
+			fail_msg("batch %d failed: %s", i, o[i].error);
+	/* The foreground batch did not wait for any background one. */
+	assert_true(o[3].at_us < o[0].at_us);
+	/* Background batches ran one at a time, in order, on one connection. */
+	assert_true(o[0].at_us < o[1].at_us && o[1].at_us < o[2].at_us);
+	assert_true(o[2].at_us - o[0].at_us >= 500000);
+}
+
 static void parameters_round_trip_byte_for_byte(void **state)
 {
 	NEED_DB();
@@ -731,6 +773,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(batch_larger_than_the_socket_buffers_commits, setup,
 		                                teardown),
 		cmocka_unit_test_setup_teardown(many_concurrent_batches_each_complete_exactly_once, setup,
+		                                teardown),
+		cmocka_unit_test_setup_teardown(background_batches_leave_a_connection_for_foreground, setup,
 		                                teardown),
 		cmocka_unit_test_setup_teardown(parameters_round_trip_byte_for_byte, setup, teardown),
 		cmocka_unit_test_setup_teardown(submit_without_a_server_fails_fast_and_never_inline, setup,
