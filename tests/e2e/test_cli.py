@@ -2,6 +2,7 @@
 migrations and the loader's refusals, each seen from outside the process."""
 import json
 import os
+import re
 
 import pytest
 
@@ -75,15 +76,23 @@ def test_config_errors_never_show_secrets(run_parleyd, tmp_path, plugin_dir):
     assert "TOPSECRET" not in out + err
 
 
+# The versions of sql/NNN_*.sql, which parleyd embeds.
+EMBEDDED_MIGRATIONS = sorted(int(f[:3]) for f in os.listdir(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "sql"))
+    if re.match(r"^[0-9]{3}_.*\.sql$", f))
+
+
 def test_migrate_applies_once_then_nothing(run_parleyd, tmp_path, plugin_dir, fresh_db):
     path = write_config(tmp_path, base_config(fresh_db, plugin_dir))
     code, out, err = run_parleyd(["--migrate", "-c", path])
     assert code == 0, err
-    assert "applied 1 migration" in out
+    n = len(EMBEDDED_MIGRATIONS)
+    assert "applied %d migration(s); schema version %d" % (n, EMBEDDED_MIGRATIONS[-1]) in out
     code, out, err = run_parleyd(["--migrate", "-c", path])
     assert code == 0, err
     assert "applied 0 migration" in out
-    assert query(fresh_db, "SELECT version FROM schema_migrations ORDER BY version") == [(1,)]
+    assert query(fresh_db, "SELECT version FROM schema_migrations ORDER BY version") == \
+        [(v,) for v in EMBEDDED_MIGRATIONS]
 
 
 def test_newer_schema_is_refused(run_parleyd, tmp_path, plugin_dir, fresh_db):
@@ -105,7 +114,8 @@ def test_concurrent_starts_apply_each_migration_once(fresh_db, daemon, plugin_di
     b = daemon.start(dict(cfg), wait=False)
     a.wait_healthy()
     b.wait_healthy()
-    assert query(fresh_db, "SELECT version, count(*) FROM schema_migrations GROUP BY version") == [(1, 1)]
+    assert query(fresh_db, "SELECT version, count(*) FROM schema_migrations GROUP BY version "
+                           "ORDER BY version") == [(v, 1) for v in EMBEDDED_MIGRATIONS]
 
 
 @pytest.mark.parametrize("plugin, section, needle", [
