@@ -18,6 +18,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <regex.h>
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -580,6 +582,111 @@ static bool parse_database(const cfg_ctx *ctx, json_t *root, cfg *c)
 	       get_bool(ctx, db, "database", "migrate_on_start", &c->database.migrate_on_start);
 }
 
+/* A regular expression the database evaluates (PostgreSQL's flavour is a
+ * superset of POSIX extended syntax): checked here so a typo is a config
+ * error at start-up, not a failing batch later. */
+static bool check_regex(const cfg_ctx *ctx, const char *path, const char *pattern)
+{
+	regex_t re;
+	int rc = regcomp(&re, pattern, REG_EXTENDED | REG_ICASE);
+	if (rc != 0) {
+		char why[128];
+		regerror(rc, &re, why, sizeof(why));
+		return cfg_fail(ctx, path, "invalid regular expression: %s", why);
+	}
+	regfree(&re);
+	return true;
+}
+
+static bool parse_ingest(const cfg_ctx *ctx, json_t *root, cfg *c)
+{
+	static const char *const keys[] = {
+		"batch_max_events", "batch_max_delay_ms", "max_inflight_batches", "reopen_window_s",
+		"auto_merge_verified_email", "auto_merge_verified_phone", "case_prefix",
+		"order_number_pattern", "notify_new_conversation", NULL
+	};
+	json_t *in;
+	if (!get_section(ctx, root, "ingest", &in))
+		return false;
+	c->ingest.case_prefix = xstrdup("PC-");
+	c->ingest.order_number_pattern = xstrdup(CFG_DEFAULT_ORDER_PATTERN);
+	if (in == NULL)
+		return true;
+	if (!check_known_keys(ctx, in, "ingest", keys))
+		return false;
+	const char *prefix = NULL, *order = NULL;
+	if (!get_int(ctx, in, "ingest", "batch_max_events", 1, 10000, &c->ingest.batch_max_events) ||
+	    !get_int(ctx, in, "ingest", "batch_max_delay_ms", 0, 1000, &c->ingest.batch_max_delay_ms) ||
+	    !get_int(ctx, in, "ingest", "max_inflight_batches", 1, 64, &c->ingest.max_inflight_batches) ||
+	    !get_int(ctx, in, "ingest", "reopen_window_s", 0, INT_MAX, &c->ingest.reopen_window_s) ||
+	    !get_bool(ctx, in, "ingest", "auto_merge_verified_email", &c->ingest.auto_merge_verified_email) ||
+	    !get_bool(ctx, in, "ingest", "auto_merge_verified_phone", &c->ingest.auto_merge_verified_phone) ||
+	    !get_string(ctx, in, "ingest", "case_prefix", &prefix) ||
+	    !get_string(ctx, in, "ingest", "order_number_pattern", &order))
+		return false;
+	if (prefix != NULL) {
+		size_t n = strlen(prefix);
+		bool ok = n >= 1 && n <= 16;
+		for (size_t i = 0; ok && i < n; i++)
+			ok = isalnum((unsigned char)prefix[i]) || prefix[i] == '-' || prefix[i] == '_';
+		if (!ok)
+			return cfg_fail(ctx, "ingest.case_prefix", "must be 1..16 of A-Z a-z 0-9 - _");
+		free(c->ingest.case_prefix);
+		c->ingest.case_prefix = xstrdup(prefix);
+	}
+	json_t *notify = json_object_get(in, "notify_new_conversation");
+	if (notify != NULL) {
+		if (!json_is_array(notify))
+			return fail_type(ctx, "ingest.notify_new_conversation", JSON_ARRAY, notify);
+		size_t i;
+		json_t *v;
+		c->ingest.notify_new_conversation = xcalloc(json_array_size(notify) + 1, sizeof(char *));
+		json_array_foreach(notify, i, v) {
+			char child[CFG_PATH_MAX];
+			snprintf(child, sizeof(child), "ingest.notify_new_conversation[%zu]", i);
+			if (!json_is_string(v))
+				return fail_type(ctx, child, JSON_STRING, v);
+			c->ingest.notify_new_conversation[i] = xstrdup(json_string_value(v));
+			c->ingest.n_notify_new_conversation = i + 1;
+		}
+	}
+	if (order != NULL) {
+		if (order[0] == '\0')
+			return cfg_fail(ctx, "ingest.order_number_pattern", "must not be empty");
+		if (!check_regex(ctx, "ingest.order_number_pattern", order))
+			return false;
+		free(c->ingest.order_number_pattern);
+		c->ingest.order_number_pattern = xstrdup(order);
+	}
+	return true;
+}
+
+static bool parse_jobs(const cfg_ctx *ctx, json_t *root, cfg *c)
+{
+	static const char *const keys[] = {
+		"enabled", "concurrency", "lease_ms", "max_attempts", "backoff_base_ms",
+		"backoff_max_ms", "sweep_interval_ms", NULL
+	};
+	json_t *j;
+	if (!get_section(ctx, root, "jobs", &j))
+		return false;
+	if (j == NULL)
+		return true;
+	if (!check_known_keys(ctx, j, "jobs", keys))
+		return false;
+	if (!get_bool(ctx, j, "jobs", "enabled", &c->jobs.enabled) ||
+	    !get_int(ctx, j, "jobs", "concurrency", 1, 1000, &c->jobs.concurrency) ||
+	    !get_int(ctx, j, "jobs", "lease_ms", 500, INT_MAX, &c->jobs.lease_ms) ||
+	    !get_int(ctx, j, "jobs", "max_attempts", 1, 1000, &c->jobs.max_attempts) ||
+	    !get_int(ctx, j, "jobs", "backoff_base_ms", 1, INT_MAX, &c->jobs.backoff_base_ms) ||
+	    !get_int(ctx, j, "jobs", "backoff_max_ms", 1, INT_MAX, &c->jobs.backoff_max_ms) ||
+	    !get_int(ctx, j, "jobs", "sweep_interval_ms", 50, INT_MAX, &c->jobs.sweep_interval_ms))
+		return false;
+	if (c->jobs.backoff_max_ms < c->jobs.backoff_base_ms)
+		return cfg_fail(ctx, "jobs.backoff_max_ms", "must be at least jobs.backoff_base_ms");
+	return true;
+}
+
 static bool parse_log(const cfg_ctx *ctx, json_t *root, cfg *c)
 {
 	static const char *const keys[] = { "level", "format", NULL };
@@ -768,6 +875,19 @@ static void set_defaults(cfg *c)
 	c->limits.idle_timeout_ms = 60000;
 	c->limits.max_connections = 1024;
 	c->limits.shutdown_timeout_ms = 10000;
+	c->ingest.batch_max_events = 500;
+	c->ingest.batch_max_delay_ms = 2;
+	c->ingest.max_inflight_batches = 2;
+	c->ingest.reopen_window_s = 7 * 24 * 3600;
+	c->ingest.auto_merge_verified_email = true;
+	c->ingest.auto_merge_verified_phone = true;
+	c->jobs.enabled = true;
+	c->jobs.concurrency = 16;
+	c->jobs.lease_ms = 60000;
+	c->jobs.max_attempts = 10;
+	c->jobs.backoff_base_ms = 1000;
+	c->jobs.backoff_max_ms = 3600000;
+	c->jobs.sweep_interval_ms = 5000;
 }
 
 /* Report a JSON syntax error by position. jansson's text ends in
@@ -813,11 +933,27 @@ static json_t *load_json(const cfg_ctx *ctx)
 	return root;
 }
 
+/* ingest.notify_new_conversation names configured notifiers. */
+static bool check_notify_targets(const cfg_ctx *ctx, const cfg *c)
+{
+	for (size_t i = 0; i < c->ingest.n_notify_new_conversation; i++) {
+		bool found = false;
+		for (size_t j = 0; j < c->n_notifiers && !found; j++)
+			found = strcmp(c->notifiers[j].name, c->ingest.notify_new_conversation[i]) == 0;
+		if (!found) {
+			char path[CFG_PATH_MAX];
+			snprintf(path, sizeof(path), "ingest.notify_new_conversation[%zu]", i);
+			return cfg_fail(ctx, path, "no notifier instance of that name");
+		}
+	}
+	return true;
+}
+
 static bool parse_root(const cfg_ctx *ctx, json_t *root, cfg *c)
 {
 	static const char *const keys[] = {
 		"listen", "public_url", "database", "plugin_dir", "log", "limits",
-		"channels", "sinks", "notifiers", NULL
+		"ingest", "jobs", "channels", "sinks", "notifiers", NULL
 	};
 	if (!json_is_object(root))
 		return cfg_fail(ctx, "(top level)", "expected an object, got %s", type_name(root));
@@ -855,9 +991,12 @@ static bool parse_root(const cfg_ctx *ctx, json_t *root, cfg *c)
 
 	return parse_log(ctx, root, c) &&
 	       parse_limits(ctx, root, c) &&
+	       parse_ingest(ctx, root, c) &&
+	       parse_jobs(ctx, root, c) &&
 	       parse_instances(ctx, root, "channels", &c->channels, &c->n_channels) &&
 	       parse_instances(ctx, root, "sinks", &c->sinks, &c->n_sinks) &&
-	       parse_instances(ctx, root, "notifiers", &c->notifiers, &c->n_notifiers);
+	       parse_instances(ctx, root, "notifiers", &c->notifiers, &c->n_notifiers) &&
+	       check_notify_targets(ctx, c);
 }
 
 bool cfg_load(const char *file, cfg **out, char *err, size_t errlen)
@@ -906,6 +1045,11 @@ void cfg_free(cfg *c)
 	free(c->public_url);
 	free(c->database.dsn);
 	free(c->plugin_dir);
+	free(c->ingest.case_prefix);
+	free(c->ingest.order_number_pattern);
+	for (size_t i = 0; i < c->ingest.n_notify_new_conversation; i++)
+		free(c->ingest.notify_new_conversation[i]);
+	free(c->ingest.notify_new_conversation);
 	free_instances(c->channels, c->n_channels);
 	free_instances(c->sinks, c->n_sinks);
 	free_instances(c->notifiers, c->n_notifiers);

@@ -45,10 +45,35 @@ typedef struct cfg {
 		int max_connections;     /* default 1024 */
 		int shutdown_timeout_ms; /* default 10000: SIGTERM drain limit */
 	} limits;
+	struct {
+		int batch_max_events;    /* default 500: flush a batch at this many events */
+		int batch_max_delay_ms;  /* default 2: or this long after its first event */
+		int max_inflight_batches;/* default 2: batches being committed at once */
+		int reopen_window_s;     /* default 7 days: a resolved conversation reopens */
+		bool auto_merge_verified_email; /* default true */
+		bool auto_merge_verified_phone; /* default true */
+		char *case_prefix;       /* default "PC-" */
+		char *order_number_pattern; /* a regular expression; default below */
+		char **notify_new_conversation; /* notifier instance names */
+		size_t n_notify_new_conversation;
+	} ingest;
+	struct {
+		bool enabled;            /* default true: run the job runner */
+		int concurrency;         /* default 16 */
+		int lease_ms;            /* default 60000 */
+		int max_attempts;        /* default 10 */
+		int backoff_base_ms;     /* default 1000 */
+		int backoff_max_ms;      /* default 3600000 */
+		int sweep_interval_ms;   /* default 5000 */
+	} jobs;
 	cfg_instance *channels;  size_t n_channels;
 	cfg_instance *sinks;     size_t n_sinks;
 	cfg_instance *notifiers; size_t n_notifiers;
 } cfg;
+
+/* The default ingest.order_number_pattern: "order", up to 12 other
+ * characters ("#", " no. ", " number: "), then the number (the capture group). */
+#define CFG_DEFAULT_ORDER_PATTERN "order[^0-9]{0,12}([0-9][0-9A-Z-]{3,})"
 
 /* Load and validate `file`. On success returns true and *out (owned by the
  * caller, free with cfg_free). On failure writes "FILE: PATH: reason" into

@@ -977,3 +977,31 @@ void db_batch_submit(db_batch *b, db_batch_fn done, void *arg)
 	}
 	pool_dispatch();
 }
+
+/* ------------------------------------------------------- command line */
+
+PGconn *db_connect_blocking(const char *dsn, char *err, size_t errlen)
+{
+	/* libpq's parse errors can quote pieces of the string (a password):
+	 * check the syntax first and say only that it is wrong. */
+	char *perr = NULL;
+	PQconninfoOption *parsed = PQconninfoParse(dsn, &perr);
+	if (parsed == NULL) {
+		PQfreemem(perr);
+		util_set_err(err, errlen, "invalid database connection string (not shown: it may hold a password)");
+		return NULL;
+	}
+	PQconninfoFree(parsed);
+
+	static const char *const keys[] = { "fallback_application_name", "dbname", NULL };
+	const char *values[] = { "parleyd", dsn, NULL };
+	PGconn *pg = PQconnectdbParams(keys, values, 1);
+	if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {
+		char msg[DB_MSG_MAX];
+		util_one_line(pg ? PQerrorMessage(pg) : "out of memory", msg, sizeof(msg));
+		util_set_err(err, errlen, "cannot connect to PostgreSQL: %s", msg);
+		PQfinish(pg);
+		return NULL;
+	}
+	return pg;
+}

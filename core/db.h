@@ -52,4 +52,8 @@ PGresult *db_batch_result(db_batch *b, int i);
 /* Free a batch that was never submitted. */
 void db_batch_free(db_batch *b);
 
+/* For one-shot command-line work only (--migrate, --merge-customer), never
+ * on the loop: connect and wait. NULL with a reason (never the DSN). */
+PGconn *db_connect_blocking(const char *dsn, char *err, size_t errlen);
+
 #endif

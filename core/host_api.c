@@ -129,7 +129,7 @@ parley_request *host_request_new(parley_instance *inst, http_request *http, cons
 	r->inst = inst;
 	r->http = http;
 	r->subpath = xstrdup(subpath ? subpath : "");
-	r->events = ingest_set_new(inst->name);
+	r->events = ingest_set_new(inst->name, inst->desc->name);
 	requests_pending++;
 	return r;
 }

@@ -1,9 +1,10 @@
-/* ingest.c - durable intake of the events a channel emits for one request.
+/* ingest.c - the events a channel emits for one request.
  *
- * The event is checked and turned into JSON as it is emitted (so a bad event
- * is refused while the plugin can still answer 400), and the whole set is
- * written in one transaction on commit. ON CONFLICT DO NOTHING on the
- * (instance, dedupe key) constraint makes replays no-ops. */
+ * Each event is checked and turned into the JSON item the database's
+ * parley_ingest_batch() reads as it is emitted, so a bad event is refused
+ * while the plugin can still answer 400. On commit the set joins the
+ * batcher (ingest_batch.c), which writes the sets of many requests in one
+ * transaction. */
 #include "ingest.h"
 
 #include <inttypes.h>
@@ -12,9 +13,7 @@
 #include <string.h>
 #include <jansson.h>
 
-#include "db.h"
-#include "log.h"
-#include "metrics.h"
+#include "ingest_batch.h"
 #include "util.h"
 
 #define INGEST_MAX_KEY 512
@@ -23,51 +22,36 @@
 /* The size a plugin built against ABI 1.0 reports for parley_event. */
 #define EVENT_V1_SIZE (offsetof(parley_event, raw_json_len) + sizeof(size_t))
 
-typedef struct ingest_row {
-	char *dedupe_key;
-	const char *type_name;      /* static */
-	char *external_id;
-	char *author_id;
-	char *event_json;
-	char *raw_json;             /* NULL = SQL NULL */
-	char platform_time_ms[24];  /* "" = SQL NULL */
-} ingest_row;
-
 struct ingest_set {
 	char *instance;
-	ingest_row *rows;
+	char *channel;              /* the plugin's name */
+	char **items;               /* one serialized batch item per event */
 	size_t n, cap;
+	size_t bytes;               /* sum of the items' lengths */
 };
 
-struct commit_ctx {
-	ingest_done_fn done;
-	void *arg;
-	char *instance;
-	size_t n;
-};
-
-ingest_set *ingest_set_new(const char *instance)
+ingest_set *ingest_set_new(const char *instance, const char *channel)
 {
 	ingest_set *s = xcalloc(1, sizeof(*s));
 	s->instance = xstrdup(instance);
+	s->channel = xstrdup(channel);
 	return s;
 }
 
 size_t ingest_set_count(const ingest_set *s) { return s ? s->n : 0; }
+const char *ingest_set_instance(const ingest_set *s) { return s->instance; }
+const char *ingest_set_item(const ingest_set *s, size_t i) { return s->items[i]; }
+size_t ingest_set_bytes(const ingest_set *s) { return s->bytes; }
 
 void ingest_set_free(ingest_set *s)
 {
 	if (s == NULL)
 		return;
-	for (size_t i = 0; i < s->n; i++) {
-		free(s->rows[i].dedupe_key);
-		free(s->rows[i].external_id);
-		free(s->rows[i].author_id);
-		free(s->rows[i].event_json);
-		free(s->rows[i].raw_json);
-	}
-	free(s->rows);
+	for (size_t i = 0; i < s->n; i++)
+		free(s->items[i]);
+	free(s->items);
 	free(s->instance);
+	free(s->channel);
 	free(s);
 }
 
@@ -200,96 +184,45 @@ bool ingest_set_add(ingest_set *s, const parley_event *ev, char *err, size_t err
 	if (ev->platform_time_ms > 0)
 		json_object_set_new(o, "platform_time_ms", json_integer(ev->platform_time_ms));
 
-	char *raw = NULL;
+	json_t *raw = json_null();
 	if (ev->raw_json != NULL && ev->raw_json_len > 0) {
 		/* Store the platform's item as jsonb. It must be JSON; jansson also refuses
 		 * \u0000, which PostgreSQL's jsonb cannot hold either. */
 		json_error_t jerr;
-		json_t *r = json_loadb(ev->raw_json, ev->raw_json_len, JSON_DECODE_ANY, &jerr);
-		if (r == NULL) {
+		json_decref(raw);
+		raw = json_loadb(ev->raw_json, ev->raw_json_len, JSON_DECODE_ANY, &jerr);
+		if (raw == NULL) {
 			snprintf(err, errlen, "raw_json is not valid JSON: %s", jerr.text);
 			goto fail;
 		}
-		raw = json_dumps(r, JSON_COMPACT | JSON_ENCODE_ANY);
-		json_decref(r);
 	}
 
-	char *event_text = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	if (event_text == NULL) {
-		free(raw);
+	/* The item as parley_ingest_batch() reads it (sql/002_customer_model.sql). */
+	json_t *item = json_object();
+	json_object_set_new(item, "instance", json_string(s->instance));
+	json_object_set_new(item, "channel", json_string(s->channel));
+	json_object_set_new(item, "event", o);
+	json_object_set_new(item, "raw", raw);
+	char *text = json_dumps(item, JSON_COMPACT);
+	json_decref(item);
+	if (text == NULL) {
 		snprintf(err, errlen, "event could not be serialized");
 		return false;
 	}
 
 	if (s->n == s->cap) {
 		s->cap = s->cap ? s->cap * 2 : 4;
-		s->rows = xrealloc(s->rows, s->cap * sizeof(ingest_row));
+		s->items = xrealloc(s->items, s->cap * sizeof(char *));
 	}
-	ingest_row *row = &s->rows[s->n++];
-	memset(row, 0, sizeof(*row));
-	row->dedupe_key = xstrdup(ev->dedupe_key);
-	row->type_name = tname;
-	row->external_id = xstrdup(ev->external_id);
-	row->author_id = xstrdup(ev->author.external_id);
-	row->event_json = event_text;
-	row->raw_json = raw;
-	if (ev->platform_time_ms > 0)
-		snprintf(row->platform_time_ms, sizeof(row->platform_time_ms), "%" PRId64,
-		         ev->platform_time_ms);
+	s->items[s->n++] = text;
+	s->bytes += strlen(text);
 	return true;
 fail:
 	json_decref(o);
 	return false;
 }
 
-static void commit_done(db_batch *b, bool ok, const char *error, void *arg)
-{
-	struct commit_ctx *c = arg;
-	if (ok) {
-		/* Rows actually inserted; the rest were replays. */
-		uint64_t inserted = 0;
-		for (int i = 0; i < db_batch_count(b); i++) {
-			PGresult *r = db_batch_result(b, i);
-			if (r != NULL)
-				inserted += (uint64_t)strtoull(PQcmdTuples(r), NULL, 10);
-		}
-		char *esc = metrics_escape_label(c->instance);
-		char labels[300];
-		snprintf(labels, sizeof(labels), "instance=\"%s\"", esc);
-		free(esc);
-		metrics_counter_add("parley_ingest_events_total", "Inbound events committed.", labels, inserted);
-		metrics_counter_add("parley_ingest_replays_total",
-		                    "Inbound events that were replays of committed ones.", labels,
-		                    (uint64_t)c->n - inserted);
-	}
-	c->done(c->arg, ok, error);
-	free(c->instance);
-	free(c);
-}
-
 void ingest_set_commit(ingest_set *s, ingest_done_fn done, void *arg)
 {
-	struct commit_ctx *c = xcalloc(1, sizeof(*c));
-	c->done = done;
-	c->arg = arg;
-	c->instance = xstrdup(s->instance);
-	c->n = s->n;
-	db_batch *b = db_batch_new();
-	for (size_t i = 0; i < s->n; i++) {
-		ingest_row *r = &s->rows[i];
-		const char *params[] = {
-			s->instance, r->dedupe_key, r->type_name, r->external_id, r->author_id,
-			r->event_json, r->raw_json, r->platform_time_ms[0] ? r->platform_time_ms : NULL,
-		};
-		db_batch_add(b,
-		             "INSERT INTO inbound_event (channel_instance, dedupe_key, event_type, external_id, "
-		             "author_external_id, event, raw, platform_time) "
-		             "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, "
-		             "to_timestamp($8::bigint / 1000.0)) "
-		             "ON CONFLICT ON CONSTRAINT inbound_event_dedupe DO NOTHING",
-		             8, params);
-	}
-	ingest_set_free(s);
-	db_batch_submit(b, commit_done, c);
+	ingest_batch_enqueue(s, done, arg);
 }

@@ -1,9 +1,10 @@
 /* ingest.h - durable intake of the events a channel emits for one request.
  *
- * Events are validated and copied as they are emitted; ingest_commit writes
- * them all to inbound_event in one transaction (a replay, same dedupe key on
- * the same instance, is a no-op). The caller answers the platform 2xx only
- * when the commit callback says ok. */
+ * Events are validated and copied as they are emitted; ingest_set_commit
+ * hands the set to the batcher, which commits it together with the sets of
+ * other requests in one transaction (a replay, same dedupe key on the same
+ * instance, is a no-op). The caller answers the platform 2xx only when the
+ * commit callback says ok. */
 #ifndef PARLEY_CORE_INGEST_H
 #define PARLEY_CORE_INGEST_H
 
@@ -13,15 +14,20 @@
 
 typedef struct ingest_set ingest_set;
 
-/* instance: the channel instance name (copied). */
-ingest_set *ingest_set_new(const char *instance);
+/* instance: the channel instance name; channel: its plugin's name (both copied). */
+ingest_set *ingest_set_new(const char *instance, const char *channel);
 /* Validate and copy one event. false (with a reason) if it is invalid. */
 bool ingest_set_add(ingest_set *s, const parley_event *ev, char *err, size_t errlen);
 size_t ingest_set_count(const ingest_set *s);
+/* For the batcher: the instance, item i as JSON text, total item bytes.
+ * All borrowed from s. */
+const char *ingest_set_instance(const ingest_set *s);
+const char *ingest_set_item(const ingest_set *s, size_t i);
+size_t ingest_set_bytes(const ingest_set *s);
 
 typedef void (*ingest_done_fn)(void *arg, bool ok, const char *error);
-/* Takes ownership of s. done runs exactly once, from the loop (an empty set
- * is an empty transaction). */
+/* Takes ownership of s. done runs exactly once, from the loop, after the
+ * transaction holding the set committed (ok) or failed. */
 void ingest_set_commit(ingest_set *s, ingest_done_fn done, void *arg);
 void ingest_set_free(ingest_set *s);
 

@@ -11,10 +11,13 @@
 #include <string.h>
 #include <event2/event.h>
 
+#include "admin.h"
 #include "db.h"
 #include "host_api.h"
 #include "http_client.h"
 #include "http_server.h"
+#include "ingest_batch.h"
+#include "jobs.h"
 #include "log.h"
 #include "metrics.h"
 #include "migrate.h"
@@ -48,12 +51,20 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 	        "Usage: parleyd -c FILE [--check-config | --migrate]\n"
+	        "       parleyd -c FILE --merge-customer SOURCE --into TARGET [--actor NAME]\n"
+	        "       parleyd -c FILE --unmerge AUDIT_ID [--actor NAME]\n"
 	        "       parleyd --list-plugins [--plugin-dir DIR | -c FILE] [-v]\n"
 	        "       parleyd --version\n"
 	        "\n"
 	        "  -c, --config FILE    the JSON configuration (see docs/CONFIG.md)\n"
 	        "      --check-config   validate the configuration and the plugins' configs, then exit\n"
 	        "      --migrate        apply database migrations, then exit\n"
+	        "      --merge-customer SOURCE --into TARGET\n"
+	        "                       merge customer SOURCE into TARGET (identities, conversations,\n"
+	        "                       cases, contacts); prints the audit id that undoes it\n"
+	        "      --unmerge AUDIT_ID\n"
+	        "                       undo that merge: everything moves back\n"
+	        "      --actor NAME     who is recorded in the audit log (default: cli:$USER)\n"
 	        "      --list-plugins   list the plugins in the plugin directory\n"
 	        "      --plugin-dir DIR the plugin directory for --list-plugins\n"
 	        "  -v, --verbose        with --list-plugins: descriptions and config keys\n"
@@ -79,7 +90,7 @@ static http_server_limits limits_from(const cfg *c)
 static size_t work_in_flight(void)
 {
 	return http_server_inflight(d.server) + host_api_requests_pending() + router_pending() +
-	       (size_t)db_pool_pending() + http_server_connections(d.server);
+	       (size_t)db_pool_pending() + http_server_connections(d.server) + jobs_in_flight();
 }
 
 static void drain_check(evutil_socket_t fd, short what, void *arg)
@@ -115,6 +126,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	 * answered, then close. Plugins stop starting new work now. */
 	router_set_draining(true);
 	http_server_stop_accepting(d.server);
+	jobs_stop();
 	plugins_stop(d.plugins);
 	drain_check(-1, 0, NULL);
 }
@@ -146,6 +158,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 	log_set_json(next->log.json);
 	http_server_limits l = limits_from(next);
 	http_server_set_limits(d.server, &l);
+	ingest_batch_configure(d.base, next);
 	cfg_free(d.config);
 	d.config = next;
 	log_info("main", "reloaded: log level %s", log_level_name(next->log.level));
@@ -188,6 +201,7 @@ static int run(void)
 		log_error("main", "cannot start the database pool");
 		goto out;
 	}
+	ingest_batch_configure(d.base, d.config);
 	if (!plugins_load(d.config, &d.plugins, err, sizeof(err))) {
 		fprintf(stderr, "parleyd: %s\n", err);
 		rc = EXIT_CONFIG;
@@ -204,6 +218,22 @@ static int run(void)
 	if (!plugins_start(d.plugins, err, sizeof(err))) {
 		log_error("main", "%s", err);
 		goto out;
+	}
+	if (d.config->jobs.enabled) {
+		jobs_options jo = {
+			.dsn = d.config->database.dsn,
+			.connect_timeout_ms = d.config->database.connect_timeout_ms,
+			.concurrency = d.config->jobs.concurrency,
+			.lease_ms = d.config->jobs.lease_ms,
+			.max_attempts = d.config->jobs.max_attempts,
+			.backoff_base_ms = d.config->jobs.backoff_base_ms,
+			.backoff_max_ms = d.config->jobs.backoff_max_ms,
+			.sweep_interval_ms = d.config->jobs.sweep_interval_ms,
+		};
+		if (!jobs_start(d.base, &jo, d.plugins, err, sizeof(err))) {
+			log_error("main", "job runner: %s", err);
+			goto out;
+		}
 	}
 
 	d.sig_term = evsignal_new(d.base, SIGTERM, on_stop_signal, NULL);
@@ -227,12 +257,17 @@ out:
 	 * while plugins and HTTP requests still exist to receive those callbacks
 	 * (a request still waiting on a commit gets its 503). Only then do the
 	 * server, the plugins and the pool go away. */
-	if (d.plugins != NULL && !d.stopping)
-		plugins_stop(d.plugins);
+	if (!d.stopping) {
+		jobs_stop();
+		if (d.plugins != NULL)
+			plugins_stop(d.plugins);
+	}
 	http_client_shutdown();
 	db_pool_stop();
 	event_base_loop(d.base, EVLOOP_NONBLOCK);
 	host_api_cancel_timers();
+	jobs_free();
+	ingest_batch_free();
 	if (d.server != NULL)
 		http_server_free(d.server);
 	if (d.plugins != NULL)
@@ -249,12 +284,17 @@ out:
 
 int main(int argc, char **argv)
 {
-	enum { OPT_CHECK = 1000, OPT_MIGRATE, OPT_LIST, OPT_PLUGIN_DIR, OPT_VERSION };
+	enum { OPT_CHECK = 1000, OPT_MIGRATE, OPT_LIST, OPT_PLUGIN_DIR, OPT_VERSION, OPT_MERGE,
+	       OPT_INTO, OPT_UNMERGE, OPT_ACTOR };
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", no_argument, NULL, OPT_CHECK },
 		{ "migrate", no_argument, NULL, OPT_MIGRATE },
 		{ "list-plugins", no_argument, NULL, OPT_LIST },
+		{ "merge-customer", required_argument, NULL, OPT_MERGE },
+		{ "into", required_argument, NULL, OPT_INTO },
+		{ "unmerge", required_argument, NULL, OPT_UNMERGE },
+		{ "actor", required_argument, NULL, OPT_ACTOR },
 		{ "plugin-dir", required_argument, NULL, OPT_PLUGIN_DIR },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, OPT_VERSION },
@@ -262,6 +302,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config_file = NULL, *plugin_dir = NULL;
+	const char *merge_source = NULL, *merge_target = NULL, *unmerge_id = NULL, *actor = NULL;
 	bool check = false, migrate = false, list = false, verbose = false;
 	int c;
 	while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
@@ -271,6 +312,10 @@ int main(int argc, char **argv)
 		case OPT_MIGRATE: migrate = true; break;
 		case OPT_LIST: list = true; break;
 		case OPT_PLUGIN_DIR: plugin_dir = optarg; break;
+		case OPT_MERGE: merge_source = optarg; break;
+		case OPT_INTO: merge_target = optarg; break;
+		case OPT_UNMERGE: unmerge_id = optarg; break;
+		case OPT_ACTOR: actor = optarg; break;
 		case 'v': verbose = true; break;
 		case OPT_VERSION:
 			printf("parleyd %s (plugin ABI %d.%d, schema version %d)\n", PACKAGE_VERSION,
@@ -279,6 +324,10 @@ int main(int argc, char **argv)
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EXIT_CONFIG;
 		}
+	}
+	if ((merge_source != NULL) != (merge_target != NULL)) {
+		fprintf(stderr, "parleyd: --merge-customer and --into go together\n");
+		return EXIT_CONFIG;
 	}
 	if (optind < argc) {
 		fprintf(stderr, "parleyd: unexpected argument: %s\n", argv[optind]);
@@ -312,8 +361,34 @@ int main(int argc, char **argv)
 	log_set_level(d.config->log.level);
 	log_set_json(d.config->log.json);
 
+	char actor_buf[128];
+	if (actor == NULL) {
+		const char *user = getenv("USER");
+		snprintf(actor_buf, sizeof(actor_buf), "cli:%s", user != NULL ? user : "unknown");
+		actor = actor_buf;
+	}
+
 	int rc;
-	if (check) {
+	if (merge_source != NULL) {
+		long long audit_id = 0;
+		if (admin_merge_customers(d.config->database.dsn, merge_source, merge_target, actor,
+		                          &audit_id, err, sizeof(err))) {
+			printf("merged customer %s into %s (audit %lld; undo with --unmerge %lld)\n",
+			       merge_source, merge_target, audit_id, audit_id);
+			rc = 0;
+		} else {
+			fprintf(stderr, "parleyd: merge: %s\n", err);
+			rc = 1;
+		}
+	} else if (unmerge_id != NULL) {
+		if (admin_unmerge(d.config->database.dsn, unmerge_id, actor, err, sizeof(err))) {
+			printf("unmerged (audit %s)\n", unmerge_id);
+			rc = 0;
+		} else {
+			fprintf(stderr, "parleyd: unmerge: %s\n", err);
+			rc = 1;
+		}
+	} else if (check) {
 		/* Load every plugin and create every instance: that validates the
 		 * plugins' own configs too. Nothing is started. */
 		plugin_set *ps = NULL;

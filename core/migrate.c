@@ -18,6 +18,7 @@
 #include <string.h>
 #include <libpq-fe.h>
 
+#include "db.h"
 #include "log.h"
 #include "util.h"
 
@@ -203,27 +204,9 @@ bool migrate_apply(const char *dsn, int *applied, char *err, size_t errlen)
 	if (!embedded_in_order(err, errlen))
 		return false;
 
-	/* libpq's parse errors can quote pieces of the string (a password):
-	 * check the syntax first and say only that it is wrong. */
-	char *perr = NULL;
-	PQconninfoOption *parsed = PQconninfoParse(dsn, &perr);
-	if (parsed == NULL) {
-		PQfreemem(perr);
-		util_set_err(err, errlen, "invalid database connection string (not shown: it may hold a password)");
+	PGconn *pg = db_connect_blocking(dsn, err, errlen);
+	if (pg == NULL)
 		return false;
-	}
-	PQconninfoFree(parsed);
-
-	static const char *const keys[] = { "fallback_application_name", "dbname", NULL };
-	const char *values[] = { "parleyd", dsn, NULL };
-	PGconn *pg = PQconnectdbParams(keys, values, 1);
-	if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {
-		char msg[MIGRATE_MSG_MAX];
-		util_one_line(pg ? PQerrorMessage(pg) : "out of memory", msg, sizeof(msg));
-		util_set_err(err, errlen, "cannot connect to PostgreSQL: %s", msg);
-		PQfinish(pg);
-		return false;
-	}
 	PQsetNoticeReceiver(pg, migrate_notice, NULL);
 
 	char key[24];

@@ -887,6 +887,99 @@ static void test_plugin_config_error_hides_value(void **state)
 /* The shipped example                                                      */
 /* ------------------------------------------------------------------------ */
 
+static void test_ingest_and_jobs_defaults(void **state)
+{
+	fixture *f = *state;
+	assert_loads(f, "{'database': {'dsn': 'x'}}");
+	assert_int_equal(f->c->ingest.batch_max_events, 500);
+	assert_int_equal(f->c->ingest.batch_max_delay_ms, 2);
+	assert_int_equal(f->c->ingest.max_inflight_batches, 2);
+	assert_int_equal(f->c->ingest.reopen_window_s, 604800);
+	assert_true(f->c->ingest.auto_merge_verified_email);
+	assert_true(f->c->ingest.auto_merge_verified_phone);
+	assert_string_equal(f->c->ingest.case_prefix, "PC-");
+	assert_string_equal(f->c->ingest.order_number_pattern, CFG_DEFAULT_ORDER_PATTERN);
+	assert_true(f->c->jobs.enabled);
+	assert_int_equal(f->c->jobs.concurrency, 16);
+	assert_int_equal(f->c->jobs.lease_ms, 60000);
+	assert_int_equal(f->c->jobs.max_attempts, 10);
+	assert_int_equal(f->c->jobs.backoff_base_ms, 1000);
+	assert_int_equal(f->c->jobs.backoff_max_ms, 3600000);
+	assert_int_equal(f->c->jobs.sweep_interval_ms, 5000);
+}
+
+static void test_ingest_and_jobs_values(void **state)
+{
+	fixture *f = *state;
+	char buf[1024];
+	assert_loads(f, with_db("'ingest': {'batch_max_events': 1, 'batch_max_delay_ms': 0, "
+	                        "'max_inflight_batches': 3, 'reopen_window_s': 60, "
+	                        "'auto_merge_verified_email': false, 'auto_merge_verified_phone': false, "
+	                        "'case_prefix': 'CASE-', 'order_number_pattern': '#([0-9]{6})', "
+	                        "'notify_new_conversation': ['ops']}, "
+	                        "'notifiers': [{'name': 'ops', 'plugin': 'slack'}], "
+	                        "'jobs': {'enabled': false, 'concurrency': 2, 'lease_ms': 500, "
+	                        "'max_attempts': 3, 'backoff_base_ms': 10, 'backoff_max_ms': 10, "
+	                        "'sweep_interval_ms': 50}", buf, sizeof(buf)));
+	assert_int_equal(f->c->ingest.batch_max_events, 1);
+	assert_int_equal(f->c->ingest.batch_max_delay_ms, 0);
+	assert_int_equal(f->c->ingest.max_inflight_batches, 3);
+	assert_int_equal(f->c->ingest.reopen_window_s, 60);
+	assert_false(f->c->ingest.auto_merge_verified_email);
+	assert_false(f->c->ingest.auto_merge_verified_phone);
+	assert_string_equal(f->c->ingest.case_prefix, "CASE-");
+	assert_string_equal(f->c->ingest.order_number_pattern, "#([0-9]{6})");
+	assert_int_equal(f->c->ingest.n_notify_new_conversation, 1);
+	assert_string_equal(f->c->ingest.notify_new_conversation[0], "ops");
+	assert_false(f->c->jobs.enabled);
+	assert_int_equal(f->c->jobs.concurrency, 2);
+	assert_int_equal(f->c->jobs.lease_ms, 500);
+	assert_int_equal(f->c->jobs.max_attempts, 3);
+	assert_int_equal(f->c->jobs.backoff_base_ms, 10);
+	assert_int_equal(f->c->jobs.backoff_max_ms, 10);
+	assert_int_equal(f->c->jobs.sweep_interval_ms, 50);
+}
+
+static void test_ingest_and_jobs_errors(void **state)
+{
+	fixture *f = *state;
+	char buf[1024];
+	assert_refused(f, with_db("'ingest': {'batch_max_events': 0}", buf, sizeof(buf)),
+	               "ingest.batch_max_events: must be between 1 and 10000");
+	assert_refused(f, with_db("'ingest': {'batch_max_delay_ms': 1001}", buf, sizeof(buf)),
+	               "ingest.batch_max_delay_ms: must be between 0 and 1000");
+	assert_refused(f, with_db("'ingest': {'reopen_window_s': -1}", buf, sizeof(buf)),
+	               "ingest.reopen_window_s: must be at least 0");
+	assert_refused(f, with_db("'ingest': {'batch_size': 5}", buf, sizeof(buf)),
+	               "ingest.batch_size: unknown key");
+	assert_refused(f, with_db("'ingest': {'case_prefix': 'P C'}", buf, sizeof(buf)),
+	               "ingest.case_prefix: must be 1..16 of A-Z a-z 0-9 - _");
+	assert_refused(f, with_db("'ingest': {'case_prefix': ''}", buf, sizeof(buf)),
+	               "ingest.case_prefix: must be 1..16 of A-Z a-z 0-9 - _");
+	assert_false(load(f, with_db("'ingest': {'order_number_pattern': 'order ([0-9]+'}", buf, sizeof(buf))));
+	assert_non_null(strstr(f->err, ": ingest.order_number_pattern: invalid regular expression: "));
+	assert_refused(f, with_db("'ingest': {'order_number_pattern': ''}", buf, sizeof(buf)),
+	               "ingest.order_number_pattern: must not be empty");
+	assert_refused(f, with_db("'ingest': 5", buf, sizeof(buf)),
+	               "ingest: expected an object, got integer");
+	assert_refused(f, with_db("'ingest': {'notify_new_conversation': ['ops']}", buf, sizeof(buf)),
+	               "ingest.notify_new_conversation[0]: no notifier instance of that name");
+	assert_refused(f, with_db("'ingest': {'notify_new_conversation': 'ops'}", buf, sizeof(buf)),
+	               "ingest.notify_new_conversation: expected an array, got string");
+	assert_refused(f, with_db("'ingest': {'notify_new_conversation': [5]}", buf, sizeof(buf)),
+	               "ingest.notify_new_conversation[0]: expected a string, got integer");
+	assert_refused(f, with_db("'jobs': {'concurrency': 0}", buf, sizeof(buf)),
+	               "jobs.concurrency: must be between 1 and 1000");
+	assert_refused(f, with_db("'jobs': {'lease_ms': 499}", buf, sizeof(buf)),
+	               "jobs.lease_ms: must be at least 500");
+	assert_refused(f, with_db("'jobs': {'backoff_base_ms': 100, 'backoff_max_ms': 50}", buf, sizeof(buf)),
+	               "jobs.backoff_max_ms: must be at least jobs.backoff_base_ms");
+	assert_refused(f, with_db("'jobs': {'enabled': 'yes'}", buf, sizeof(buf)),
+	               "jobs.enabled: expected a boolean, got string");
+	assert_refused(f, with_db("'jobs': {'workers': 1}", buf, sizeof(buf)),
+	               "jobs.workers: unknown key");
+}
+
 /* PARLEY_SRCDIR, else automake's test harness's srcdir, else ".". */
 static void example_path(char *out, size_t len)
 {
@@ -932,6 +1025,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_full_config_sets_every_field, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_minimal_config_gets_defaults, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ingest_and_jobs_defaults, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ingest_and_jobs_values, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ingest_and_jobs_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_empty_sections_keep_defaults, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_listen_ipv6_and_default_public_url, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_public_url_loses_trailing_slash, setup, teardown),
