@@ -37,7 +37,9 @@ bool jobs_start(struct event_base *base, const jobs_options *opts,
 void jobs_stop(void);
 /* Deliveries in flight plus their pending database writes (shutdown drain). */
 size_t jobs_in_flight(void);
-/* Free everything (after the loop has drained). */
+/* Free everything: after db_pool_stop and the loop has drained, before
+ * plugins_free (a job a plugin still holds frees itself if the plugin
+ * completes it later). */
 void jobs_free(void);
 
 #endif
