@@ -62,6 +62,8 @@ CREATE TABLE customer_contact (
     CONSTRAINT customer_contact_unique UNIQUE (customer_id, kind, value)
 );
 CREATE INDEX customer_contact_verified ON customer_contact (kind, value) WHERE verified;
+-- A mentioned e-mail address finds its customer (verified or not).
+CREATE INDEX customer_contact_value ON customer_contact (kind, value);
 
 -- A case groups the conversations about one matter across channels. "case"
 -- is a reserved word, hence support_case. Numbers are the configured prefix
@@ -880,6 +882,10 @@ BEGIN
                nullif(f.raw, 'null'::jsonb), parley_ms_time(f.ev -> 'platform_time_ms'),
                CASE WHEN parley_created_ok(f.ev) THEN now() END
           FROM firsts f
+         -- Batch order: ids order the events of one batch (edits without a
+         -- platform time apply in this order). Two batches carrying the
+         -- same event hold the same message lock (step 1), so they cannot
+         -- meet in the dedupe index in opposite orders.
          ORDER BY f.ord
         ON CONFLICT ON CONSTRAINT inbound_event_dedupe DO NOTHING
         RETURNING id, channel_instance, dedupe_key, event_type, external_id, author_external_id, event,

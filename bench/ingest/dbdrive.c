@@ -146,7 +146,8 @@ static void usage(FILE *out)
 	      "  --instance NAME     channel instance of the items (default web)\n"
 	      "  --channel NAME      channel plugin of the items (default webhook)\n"
 	      "  --opts JSON         second argument of parley_ingest_batch (default {})\n"
-	      "  --seed N, --prefix P, --customers N, --posts N, --skew X,\n"
+	      "  --seed N, --prefix P, --customers N, --posts N, --regulars X,\n"
+	      "  --regular-share X,\n"
 	      "  --public X, --edits X, --replays X   the mix, as in loadgen\n",
 	      out);
 }
@@ -205,7 +206,8 @@ static bool parse_args(int argc, char **argv, dd_opts *o)
 		{ "prefix", required_argument, NULL, 'p' },
 		{ "customers", required_argument, NULL, 'C' },
 		{ "posts", required_argument, NULL, 'P' },
-		{ "skew", required_argument, NULL, 'S' },
+		{ "regulars", required_argument, NULL, 'R' },
+		{ "regular-share", required_argument, NULL, 'G' },
 		{ "public", required_argument, NULL, 'b' },
 		{ "edits", required_argument, NULL, 'e' },
 		{ "replays", required_argument, NULL, 'y' },
@@ -250,7 +252,8 @@ static bool parse_args(int argc, char **argv, dd_opts *o)
 			break;
 		case 'C': ok = parse_u64(optarg, UINT32_MAX, &u); o->mix.customers = (uint32_t)u; break;
 		case 'P': ok = parse_u64(optarg, INT32_MAX, &u); o->mix.posts = (uint32_t)u; break;
-		case 'S': ok = parse_double(optarg, 1, 20, &o->mix.skew); break;
+		case 'R': ok = parse_double(optarg, 1e-9, 1, &o->mix.regulars); break;
+		case 'G': ok = parse_double(optarg, 0, 1, &o->mix.regular_share); break;
 		case 'b': ok = parse_double(optarg, 0, 1, &d); o->mix.public_share = d; break;
 		case 'e': ok = parse_double(optarg, 0, 1, &d); o->mix.edit_share = d; break;
 		case 'y': ok = parse_double(optarg, 0, 1, &d); o->mix.replay_share = d; break;
@@ -607,7 +610,8 @@ static bool report(dd *g, double cpu, double wall)
 	if (m->batches > 0 && g->last_done_ns > g->first_start_ns)
 		elapsed = (double)(g->last_done_ns - g->first_start_ns) / 1e9;
 
-	qsort(g->lat_ms, g->n_lat, sizeof(double), mix_cmp_double);
+	if (g->n_lat > 0)   /* qsort wants a valid pointer even for nothing */
+		qsort(g->lat_ms, g->n_lat, sizeof(double), mix_cmp_double);
 	json_t *out = json_pack(
 		"{s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:s, s:I,"
 		" s:{s:I, s:I}, s:I, s:I, s:I, s:f, s:f, s:f,"

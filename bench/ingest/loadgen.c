@@ -147,7 +147,8 @@ static void usage(FILE *out)
 	      "  --prefix P          message id prefix; make it unique per run (default bench)\n"
 	      "  --customers N       distinct customers (default 200000)\n"
 	      "  --posts N           distinct public thread roots (default 2000)\n"
-	      "  --skew X            customer skew, 1 = uniform (default 3)\n"
+	      "  --regulars X        share of the customers who write often (default 0.01)\n"
+	      "  --regular-share X   share of new messages they write (default 0.20)\n"
 	      "  --public X          share of public messages (default 0.30)\n"
 	      "  --edits X           share of edits (default 0.03)\n"
 	      "  --replays X         share of exact replays (default 0.02)\n",
@@ -192,7 +193,8 @@ static bool parse_args(int argc, char **argv, lg_opts *o)
 		{ "prefix", required_argument, NULL, 'p' },
 		{ "customers", required_argument, NULL, 'C' },
 		{ "posts", required_argument, NULL, 'P' },
-		{ "skew", required_argument, NULL, 'S' },
+		{ "regulars", required_argument, NULL, 'R' },
+		{ "regular-share", required_argument, NULL, 'G' },
 		{ "public", required_argument, NULL, 'b' },
 		{ "edits", required_argument, NULL, 'e' },
 		{ "replays", required_argument, NULL, 'y' },
@@ -229,7 +231,8 @@ static bool parse_args(int argc, char **argv, lg_opts *o)
 			break;
 		case 'C': ok = parse_u64(optarg, UINT32_MAX, &u); o->mix.customers = (uint32_t)u; break;
 		case 'P': ok = parse_u64(optarg, INT32_MAX, &u); o->mix.posts = (uint32_t)u; break;
-		case 'S': ok = parse_double(optarg, 1, 20, &o->mix.skew); break;
+		case 'R': ok = parse_double(optarg, 1e-9, 1, &o->mix.regulars); break;
+		case 'G': ok = parse_double(optarg, 0, 1, &o->mix.regular_share); break;
 		case 'b': ok = parse_double(optarg, 0, 1, &d); o->mix.public_share = d; break;
 		case 'e': ok = parse_double(optarg, 0, 1, &d); o->mix.edit_share = d; break;
 		case 'y': ok = parse_double(optarg, 0, 1, &d); o->mix.replay_share = d; break;
@@ -754,19 +757,22 @@ static uint64_t count_2xx(const lg_counts *c)
 static bool report(lg *g, double cpu, double wall)
 {
 	const lg_counts *m = &g->meas;
-	double elapsed = g->last_done_ns > g->warm_end ? (double)(g->last_done_ns - g->warm_end) / 1e9 : 0;
+	double elapsed = 0;
+	if (g->last_done_ns > g->warm_end)
+		elapsed = (double)(g->last_done_ns - g->warm_end) / 1e9;
 	/* In closed loop the window starts with the first request sent in it. */
 	if (g->o.rate <= 0 && m->sent > 0 && g->last_done_ns > g->first_sched_ns)
 		elapsed = (double)(g->last_done_ns - g->first_sched_ns) / 1e9;
 
-	qsort(g->lat_ms, g->n_lat, sizeof(double), mix_cmp_double);
+	if (g->n_lat > 0)   /* qsort wants a valid pointer even for nothing */
+		qsort(g->lat_ms, g->n_lat, sizeof(double), mix_cmp_double);
 	double sum = 0;
 	for (size_t i = 0; i < g->n_lat; i++)
 		sum += g->lat_ms[i];
 
 	json_t *out = json_pack(
 		"{s:s, s:s, s:f, s:i, s:f, s:f, s:s, s:I,"
-		" s:{s:I, s:I, s:I, s:I},"
+		" s:{s:I, s:I, s:I, s:I, s:I},"
 		" s:o,"
 		" s:{s:f, s:f, s:f, s:f, s:f, s:f},"
 		" s:f, s:f, s:f, s:I,"
@@ -785,6 +791,7 @@ static bool report(lg *g, double cpu, double wall)
 		"requests",
 		"sent", (json_int_t)m->sent, "answered", (json_int_t)m->answered,
 		"ok_2xx", (json_int_t)count_2xx(m), "unanswered", (json_int_t)(m->sent - m->answered),
+		"not_sent", (json_int_t)g->pend_n,
 		"status", status_json(m),
 		"latency_ms",
 		"p50", mix_percentile(g->lat_ms, g->n_lat, 50),

@@ -9,7 +9,8 @@
  *   - with probability edit_share, an edit of an earlier message (a new event
  *     with its own created_at, so its own dedupe key);
  *   - otherwise a new message from a customer drawn from a pool of
- *     `customers` ids with a skew (a few return often, most rarely), public
+ *     `customers` ids: with probability regular_share one of the regulars
+ *     (the first regulars * customers ids), else anyone in the pool; public
  *     on one of `posts` thread roots with probability public_share, private
  *     otherwise.
  *
@@ -78,7 +79,8 @@ typedef struct mix_opts {
 	uint64_t seed;
 	uint32_t customers;     /* distinct customer ids */
 	uint32_t posts;         /* distinct public thread roots */
-	double skew;            /* customer index = customers * u^skew; 1 = uniform */
+	double regulars;        /* share of the pool that writes often */
+	double regular_share;   /* share of new messages the regulars write */
 	double public_share;
 	double edit_share;
 	double replay_share;
@@ -116,7 +118,8 @@ static inline void mix_default_opts(mix_opts *o)
 	o->seed = 1;
 	o->customers = 200000;
 	o->posts = 2000;
-	o->skew = 3.0;
+	o->regulars = 0.01;
+	o->regular_share = 0.20;
 	o->public_share = 0.30;
 	o->edit_share = 0.03;
 	o->replay_share = 0.02;
@@ -146,8 +149,9 @@ static inline bool mix_opts_check(const mix_opts *o, char *err, size_t errlen)
 		snprintf(err, errlen, "customers and posts must be at least 1");
 		return false;
 	}
-	if (!(o->skew >= 1.0 && o->skew <= 20.0)) {
-		snprintf(err, errlen, "skew must be between 1 and 20");
+	if (!(o->regulars > 0 && o->regulars <= 1 && o->regular_share >= 0 &&
+	      o->regular_share <= 1)) {
+		snprintf(err, errlen, "regulars must be in (0, 1], regular-share in [0, 1]");
 		return false;
 	}
 	if (!(o->public_share >= 0 && o->public_share <= 1 && o->edit_share >= 0 &&
@@ -242,15 +246,18 @@ static inline void mix_next(mix_state *s, mix_event *ev)
 		ev->customer = m->customer;
 		ev->post = m->post;
 	} else {
-		/* customers * u^skew: small indexes come up often (the regulars),
-		 * the long tail rarely. With skew 3 about a fifth of the messages
-		 * come from the first 1% of the customers. */
-		double u = pow(mix_uniform(s), s->o.skew);
+		/* Regulars write often: by default a fifth of the messages come
+		 * from 1% of the customers. Within each group the draw is uniform,
+		 * so no single author is in every batch: a handful of customers
+		 * writing a large share of all traffic would be a bot, not a
+		 * customer base. */
+		uint32_t regulars = (uint32_t)(s->o.regulars * s->o.customers);
+		if (regulars < 1)
+			regulars = 1;
 		ev->kind = MIX_MESSAGE;
 		ev->msg_seq = ev->seq;
-		ev->customer = (uint32_t)(u * s->o.customers);
-		if (ev->customer >= s->o.customers)
-			ev->customer = s->o.customers - 1;
+		ev->customer = mix_uniform(s) < s->o.regular_share ? (uint32_t)mix_below(s, regulars)
+		                                                   : (uint32_t)mix_below(s, s->o.customers);
 		ev->post = mix_uniform(s) < s->o.public_share ? (int32_t)mix_below(s, s->o.posts) : -1;
 		mix_ring_push(&s->messages, ev);
 	}

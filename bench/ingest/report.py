@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Helpers of bench/ingest/run.sh.
+"""The parts of bench/ingest/run.sh written in Python.
 
   report.py cpu PID       CPU seconds used so far by PID and its children
                           (running ones and those it has reaped): for the
@@ -68,13 +68,19 @@ def facts(d):
 
 
 def non_2xx(lg):
-    """Answers that were not 2xx, and requests without any answer."""
-    bad = lg["requests"]["sent"] - lg["requests"]["ok_2xx"]
-    return bad
+    """Requests due in the window that did not get a 2xx: other answers, no
+    answer, or never sent (the generator gave up waiting, see --drain)."""
+    r = lg["requests"]
+    return r["sent"] - r["ok_2xx"] + r.get("not_sent", 0)
 
 
 def status_text(lg):
+    r = lg["requests"]
     parts = []
+    if r["unanswered"]:
+        parts.append("%d unanswered" % r["unanswered"])
+    if r.get("not_sent"):
+        parts.append("%d never sent" % r["not_sent"])
     for k, v in sorted(lg["status"].items()):
         if k == "no_answer":
             parts.append("no answer: " + ", ".join("%s %d" % kv for kv in sorted(v.items())))
@@ -187,7 +193,9 @@ def summary(d):
     problems = []
     for name, j in (("HTTP ceiling", http), ("end to end", lg), ("steady", st)):
         if j and (j["drain_timed_out"] or j["requests"]["unanswered"]):
-            problems.append("%s: %d requests unanswered" % (name, j["requests"]["unanswered"]))
+            problems.append("%s: %d requests unanswered, %d never sent, when the generator "
+                            "stopped waiting" % (name, j["requests"]["unanswered"],
+                                                 j["requests"].get("not_sent", 0)))
     if db["batches"]["failed"]:
         problems.append("DB ceiling: %d batches failed" % db["batches"]["failed"])
     if db["drain_timed_out"]:

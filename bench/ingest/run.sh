@@ -288,7 +288,11 @@ loadgen() { # loadgen OUT PREFIX [args...]
 		--customers "$customers" --prefix "$prefix" "$@" >"$out"
 }
 
-seed=$(date +%s)   # ids differ between runs; the mix itself does not
+# Message ids differ between runs (the prefix); the events do not. Each
+# measurement has its own seed, and the warm-up before it another, so the
+# measured events are not a repetition of the warm-up's; dbdrive and the end
+# to end run get the same ones.
+stamp=$(date +%s)
 
 # --------------------------------------------- 1) HTTP ceiling: bare responder
 echo "parley: 1/5 HTTP ceiling: loadgen against bench/http/bare_responder (${warmup}s + ${seconds}s)"
@@ -297,7 +301,7 @@ bare_port=$(free_port)
 bare_pid=$!
 pids+=("$bare_pid")
 wait_http "http://127.0.0.1:$bare_port/" || die "bare_responder did not start"
-loadgen "$work/http.json" "http-$seed" --url "http://127.0.0.1:$bare_port/webhooks/bench" \
+loadgen "$work/http.json" "http-$stamp" --seed 2 --url "http://127.0.0.1:$bare_port/webhooks/bench" \
 	--warmup "$warmup" --duration "$seconds"
 kill -TERM "$bare_pid"
 wait "$bare_pid" 2>/dev/null || true
@@ -320,18 +324,18 @@ else
 	db_sql=insert
 fi
 echo "parley: 2/5 DB ceiling: dbdrive, $db_conns connections x depth $db_depth, batches of $db_batch (${warmup}s + ${seconds}s)"
-dbdrive() { # dbdrive OUT PREFIX SECONDS
+dbdrive() { # dbdrive OUT PREFIX SEED SECONDS
 	local rc=0
 	"$build/bench/ingest/dbdrive" --dsn "$dbdrive_dsn" --sql "$db_sql" --connections "$db_conns" \
 		--depth "$db_depth" --batch "$db_batch" --opts "$db_opts" --customers "$customers" \
-		--prefix "$2" --warmup 0 --duration "$3" >"$1" || rc=$?
+		--prefix "$2" --seed "$3" --warmup 0 --duration "$4" >"$1" || rc=$?
 	# 3: some batches failed; the report says how many.
 	((rc == 0 || rc == 3)) || die "dbdrive failed"
 }
-dbdrive "$work/db-warmup.json" "dbw-$seed" "$warmup"
+dbdrive "$work/db-warmup.json" "dbw-$stamp" 1 "$warmup"
 read -r ev0 msg0 < <(count_rows parley_dbdrive)
 cpu0=$(cpu_of "$pg_pid")
-dbdrive "$work/db.json" "db-$seed" "$seconds"
+dbdrive "$work/db.json" "db-$stamp" 2 "$seconds"
 cpu1=$(cpu_of "$pg_pid")
 read -r ev1 msg1 < <(count_rows parley_dbdrive)
 fact db_events "$((ev1 - ev0))"
@@ -342,12 +346,12 @@ fact db_cpu_pg "$("$python" -c "print($cpu1 - $cpu0)")"
 # run_e2e TAG DBNAME: unlimited, then steady; facts prefixed with TAG.
 run_e2e() {
 	local tag=$1 db=$2 ev0 msg0 ev1 msg1 p0 p1 g0 g1
-	loadgen "$work/$tag-warmup.json" "$tag-w-$seed" --url "http://127.0.0.1:$http_port/webhooks/bench" \
+	loadgen "$work/$tag-warmup.json" "$tag-w-$stamp" --seed 1 --url "http://127.0.0.1:$http_port/webhooks/bench" \
 		--warmup 0 --duration "$warmup"
 	read -r ev0 msg0 < <(count_rows "$db")
 	p0=$(cpu_of "$parleyd_pid")
 	g0=$(cpu_of "$pg_pid")
-	loadgen "$work/$tag.json" "$tag-$seed" --url "http://127.0.0.1:$http_port/webhooks/bench" \
+	loadgen "$work/$tag.json" "$tag-$stamp" --seed 2 --url "http://127.0.0.1:$http_port/webhooks/bench" \
 		--warmup 0 --duration "$seconds"
 	p1=$(cpu_of "$parleyd_pid")
 	g1=$(cpu_of "$pg_pid")
@@ -362,7 +366,7 @@ run_e2e() {
 	p0=$(cpu_of "$parleyd_pid")
 	g0=$(cpu_of "$pg_pid")
 	# The steady run's warm-up is part of the same open-loop schedule.
-	loadgen "$work/$tag-steady.json" "$tag-s-$seed" --url "http://127.0.0.1:$http_port/webhooks/bench" \
+	loadgen "$work/$tag-steady.json" "$tag-s-$stamp" --seed 3 --url "http://127.0.0.1:$http_port/webhooks/bench" \
 		--rate "$steady_rate" --warmup 2 --duration "$steady_seconds"
 	p1=$(cpu_of "$parleyd_pid")
 	g1=$(cpu_of "$pg_pid")
@@ -399,7 +403,9 @@ if [[ $sweep == yes ]]; then
 	i=0
 	for setting in $sweep_list; do
 		IFS=: read -r n t k <<<"$setting"
-		is_uint "$n" && is_uint "$t" && is_uint "${k:-2}" || die "BENCH_SWEEP: bad setting '$setting'"
+		if ! is_uint "$n" || ! is_uint "$t" || ! is_uint "${k:-2}"; then
+			die "BENCH_SWEEP: bad setting '$setting'"
+		fi
 		i=$((i + 1))
 		echo "parley: sweep $i: batch_max_events=$n batch_max_delay_ms=$t max_inflight_batches=${k:-2}"
 		new_db "parley_sweep_$i"

@@ -45,7 +45,9 @@ die() {
 	exit 1
 }
 for v in customers active conversations messages jobs seconds clients; do
-	[[ ${!v} =~ ^[0-9]+$ ]] && ((${!v} > 0)) || die "$v must be a positive whole number (got '${!v}')"
+	if ! [[ ${!v} =~ ^[0-9]+$ ]] || ((${!v} == 0)); then
+		die "$v must be a positive whole number (got '${!v}')"
+	fi
 done
 ((active <= customers)) || die "BENCH_QUERY_ACTIVE must not exceed BENCH_QUERY_CUSTOMERS"
 ((active <= conversations && conversations <= messages)) ||
