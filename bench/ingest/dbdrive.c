@@ -152,28 +152,6 @@ static void usage(FILE *out)
 	      out);
 }
 
-static bool parse_double(const char *s, double lo, double hi, double *out)
-{
-	char *end = NULL;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno != 0 || end == s || *end != '\0' || !(v >= lo && v <= hi))
-		return false;
-	*out = v;
-	return true;
-}
-
-static bool parse_u64(const char *s, uint64_t hi, uint64_t *out)
-{
-	char *end = NULL;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v > hi)
-		return false;
-	*out = v;
-	return true;
-}
-
 static bool parse_sql(const char *s, dd_sql *out)
 {
 	if (strcmp(s, "auto") == 0)
@@ -234,29 +212,29 @@ static bool parse_args(int argc, char **argv, dd_opts *o)
 		bool ok = true;
 		switch (c) {
 		case 'd': o->dsn = optarg; break;
-		case 'c': ok = parse_u64(optarg, DD_MAX_CONNS, &u) && u >= 1; o->connections = (int)u; break;
-		case 'B': ok = parse_u64(optarg, 100000, &u) && u >= 1; o->batch = (int)u; break;
-		case 'q': ok = parse_u64(optarg, DD_MAX_DEPTH, &u) && u >= 1; o->depth = (int)u; break;
+		case 'c': ok = mix_parse_u64(optarg, DD_MAX_CONNS, &u) && u >= 1; o->connections = (int)u; break;
+		case 'B': ok = mix_parse_u64(optarg, 100000, &u) && u >= 1; o->batch = (int)u; break;
+		case 'q': ok = mix_parse_u64(optarg, DD_MAX_DEPTH, &u) && u >= 1; o->depth = (int)u; break;
 		case 'Q': ok = parse_sql(optarg, &o->sql); break;
-		case 'T': ok = parse_double(optarg, 0.1, 86400, &o->duration); break;
-		case 'w': ok = parse_double(optarg, 0, 86400, &o->warmup); break;
-		case 'D': ok = parse_double(optarg, 0, 86400, &o->drain); break;
+		case 'T': ok = mix_parse_double(optarg, 0.1, 86400, &o->duration); break;
+		case 'w': ok = mix_parse_double(optarg, 0, 86400, &o->warmup); break;
+		case 'D': ok = mix_parse_double(optarg, 0, 86400, &o->drain); break;
 		case 'i': o->instance = optarg; break;
 		case 'n': o->channel = optarg; break;
 		case 'o': o->opts_json = optarg; break;
-		case 's': ok = parse_u64(optarg, UINT64_MAX, &o->mix.seed); break;
+		case 's': ok = mix_parse_u64(optarg, UINT64_MAX, &o->mix.seed); break;
 		case 'p':
 			ok = strlen(optarg) < sizeof(o->mix.prefix);
 			if (ok)
 				snprintf(o->mix.prefix, sizeof(o->mix.prefix), "%s", optarg);
 			break;
-		case 'C': ok = parse_u64(optarg, UINT32_MAX, &u); o->mix.customers = (uint32_t)u; break;
-		case 'P': ok = parse_u64(optarg, INT32_MAX, &u); o->mix.posts = (uint32_t)u; break;
-		case 'R': ok = parse_double(optarg, 1e-9, 1, &o->mix.regulars); break;
-		case 'G': ok = parse_double(optarg, 0, 1, &o->mix.regular_share); break;
-		case 'b': ok = parse_double(optarg, 0, 1, &d); o->mix.public_share = d; break;
-		case 'e': ok = parse_double(optarg, 0, 1, &d); o->mix.edit_share = d; break;
-		case 'y': ok = parse_double(optarg, 0, 1, &d); o->mix.replay_share = d; break;
+		case 'C': ok = mix_parse_u64(optarg, UINT32_MAX, &u); o->mix.customers = (uint32_t)u; break;
+		case 'P': ok = mix_parse_u64(optarg, INT32_MAX, &u); o->mix.posts = (uint32_t)u; break;
+		case 'R': ok = mix_parse_double(optarg, 1e-9, 1, &o->mix.regulars); break;
+		case 'G': ok = mix_parse_double(optarg, 0, 1, &o->mix.regular_share); break;
+		case 'b': ok = mix_parse_double(optarg, 0, 1, &d); o->mix.public_share = d; break;
+		case 'e': ok = mix_parse_double(optarg, 0, 1, &d); o->mix.edit_share = d; break;
+		case 'y': ok = mix_parse_double(optarg, 0, 1, &d); o->mix.replay_share = d; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return false;
 		}

@@ -155,28 +155,6 @@ static void usage(FILE *out)
 	      out);
 }
 
-static bool parse_double(const char *s, double lo, double hi, double *out)
-{
-	char *end = NULL;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno != 0 || end == s || *end != '\0' || !(v >= lo && v <= hi))
-		return false;
-	*out = v;
-	return true;
-}
-
-static bool parse_u64(const char *s, uint64_t hi, uint64_t *out)
-{
-	char *end = NULL;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v > hi)
-		return false;
-	*out = v;
-	return true;
-}
-
 /* Fill o from argv; false (after a message) on a bad command line. */
 static bool parse_args(int argc, char **argv, lg_opts *o)
 {
@@ -217,25 +195,25 @@ static bool parse_args(int argc, char **argv, lg_opts *o)
 		switch (c) {
 		case 'u': o->url = optarg; break;
 		case 'k': o->secret_file = optarg; break;
-		case 'c': ok = parse_u64(optarg, 10000, &u) && u >= 1; o->connections = (int)u; break;
-		case 'r': ok = parse_double(optarg, 0, 1e7, &o->rate); break;
-		case 'd': ok = parse_double(optarg, 0.1, 86400, &o->duration); break;
-		case 'w': ok = parse_double(optarg, 0, 86400, &o->warmup); break;
-		case 'D': ok = parse_double(optarg, 0, 86400, &o->drain); break;
-		case 't': ok = parse_u64(optarg, 3600, &u) && u >= 1; o->timeout = (int)u; break;
-		case 's': ok = parse_u64(optarg, UINT64_MAX, &o->mix.seed); break;
+		case 'c': ok = mix_parse_u64(optarg, 10000, &u) && u >= 1; o->connections = (int)u; break;
+		case 'r': ok = mix_parse_double(optarg, 0, 1e7, &o->rate); break;
+		case 'd': ok = mix_parse_double(optarg, 0.1, 86400, &o->duration); break;
+		case 'w': ok = mix_parse_double(optarg, 0, 86400, &o->warmup); break;
+		case 'D': ok = mix_parse_double(optarg, 0, 86400, &o->drain); break;
+		case 't': ok = mix_parse_u64(optarg, 3600, &u) && u >= 1; o->timeout = (int)u; break;
+		case 's': ok = mix_parse_u64(optarg, UINT64_MAX, &o->mix.seed); break;
 		case 'p':
 			ok = strlen(optarg) < sizeof(o->mix.prefix);
 			if (ok)
 				snprintf(o->mix.prefix, sizeof(o->mix.prefix), "%s", optarg);
 			break;
-		case 'C': ok = parse_u64(optarg, UINT32_MAX, &u); o->mix.customers = (uint32_t)u; break;
-		case 'P': ok = parse_u64(optarg, INT32_MAX, &u); o->mix.posts = (uint32_t)u; break;
-		case 'R': ok = parse_double(optarg, 1e-9, 1, &o->mix.regulars); break;
-		case 'G': ok = parse_double(optarg, 0, 1, &o->mix.regular_share); break;
-		case 'b': ok = parse_double(optarg, 0, 1, &d); o->mix.public_share = d; break;
-		case 'e': ok = parse_double(optarg, 0, 1, &d); o->mix.edit_share = d; break;
-		case 'y': ok = parse_double(optarg, 0, 1, &d); o->mix.replay_share = d; break;
+		case 'C': ok = mix_parse_u64(optarg, UINT32_MAX, &u); o->mix.customers = (uint32_t)u; break;
+		case 'P': ok = mix_parse_u64(optarg, INT32_MAX, &u); o->mix.posts = (uint32_t)u; break;
+		case 'R': ok = mix_parse_double(optarg, 1e-9, 1, &o->mix.regulars); break;
+		case 'G': ok = mix_parse_double(optarg, 0, 1, &o->mix.regular_share); break;
+		case 'b': ok = mix_parse_double(optarg, 0, 1, &d); o->mix.public_share = d; break;
+		case 'e': ok = mix_parse_double(optarg, 0, 1, &d); o->mix.edit_share = d; break;
+		case 'y': ok = mix_parse_double(optarg, 0, 1, &d); o->mix.replay_share = d; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return false;
 		}

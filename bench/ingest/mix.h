@@ -19,6 +19,7 @@
 #ifndef PARLEY_BENCH_MIX_H
 #define PARLEY_BENCH_MIX_H
 
+#include <errno.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -111,6 +112,29 @@ typedef struct mix_state {
 	mix_ring history;       /* every non-replay event (replays pick here) */
 	mix_ring messages;      /* new messages only (edits pick here) */
 } mix_state;
+
+/* Command-line numbers: the whole string, within [lo, hi]. */
+static inline bool mix_parse_double(const char *s, double lo, double hi, double *out)
+{
+	char *end = NULL;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno != 0 || end == s || *end != '\0' || !(v >= lo && v <= hi))
+		return false;
+	*out = v;
+	return true;
+}
+
+static inline bool mix_parse_u64(const char *s, uint64_t hi, uint64_t *out)
+{
+	char *end = NULL;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v > hi)
+		return false;
+	*out = v;
+	return true;
+}
 
 static inline void mix_default_opts(mix_opts *o)
 {
