@@ -104,8 +104,18 @@ void ingest_batch_configure(struct event_base *base, const cfg *c)
 	ib.opts_json = text;
 }
 
+static void ib_answer(ib_entry *e, bool ok, const char *error);
+
 void ingest_batch_free(void)
 {
+	/* Sets still waiting when the loop ended (a shutdown that timed out):
+	 * their requests get their 503 now rather than never. */
+	ib_entry *e;
+	while ((e = TAILQ_FIRST(&ib.waiting)) != NULL) {
+		TAILQ_REMOVE(&ib.waiting, e, link);
+		ib_answer(e, false, "shutting down");
+	}
+	ib.waiting_events = 0;
 	if (ib.timer != NULL)
 		event_free(ib.timer);
 	ib.timer = NULL;

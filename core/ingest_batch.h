@@ -27,7 +27,8 @@ void ingest_batch_configure(struct event_base *base, const cfg *c);
 void ingest_batch_enqueue(ingest_set *s, ingest_done_fn done, void *arg);
 /* Sets waiting or being committed. */
 size_t ingest_batch_pending(void);
-/* Free the settings (at exit, after the loop drained). */
+/* At exit, after the loop drained and before requests are freed: answer
+ * sets still waiting (503) and free the settings. */
 void ingest_batch_free(void);
 
 #endif

@@ -186,3 +186,27 @@ def test_postgres_restart_under_load_loses_and_doubles_nothing(fresh_db, daemon,
     assert query(fresh_db, "SELECT count(*) FROM inbound_event")[0][0] == len(stored)
     # Five authors, five customers: the restart created no duplicates either.
     assert query(fresh_db, "SELECT count(*) FROM customer")[0][0] == 5
+
+
+def test_a_shutdown_that_times_out_never_acknowledges_waiting_requests(fresh_db, daemon, plugin_dir):
+    """Stopping at once (shutdown_timeout_ms 0) with a request still waiting
+    for its batch: it is answered 503 or its connection is closed, never 2xx,
+    and nothing of it is stored (the daemon's exit is also checked for leaks)."""
+    import signal
+    d = daemon.start(config(fresh_db, plugin_dir, ingest={"batch_max_delay_ms": 1000},
+                            limits={"shutdown_timeout_ms": 0}))
+    result = {}
+
+    def one():
+        try:
+            result["status"] = post(d, msg("waiting"))[0]
+        except OSError:
+            result["status"] = "closed"
+
+    t = threading.Thread(target=one)
+    t.start()
+    time.sleep(0.3)   # the request is parsed and waits for its batch (1 s)
+    assert d.stop(signal.SIGTERM) == 0
+    t.join()
+    assert result["status"] in (503, "closed")
+    assert query(fresh_db, "SELECT count(*) FROM inbound_event")[0][0] == 0
