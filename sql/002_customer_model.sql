@@ -481,6 +481,20 @@ BEGIN
 END
 $$;
 
+-- Store references found in messages (case, kind, value, message; in this
+-- order). A reference a case has already keeps its first message.
+CREATE FUNCTION parley_store_references(p_case bigint[], p_kind text[], p_value text[], p_message bigint[])
+RETURNS void
+LANGUAGE plpgsql AS $$   -- (not sql: PL/pgSQL keeps the plan)
+BEGIN
+    INSERT INTO case_reference (case_id, kind, value, message_id)
+    SELECT r.case_id, r.kind, r.value, r.message_id
+      FROM unnest(p_case, p_kind, p_value, p_message) WITH ORDINALITY AS r(case_id, kind, value, message_id, ord)
+     ORDER BY r.ord
+    ON CONFLICT ON CONSTRAINT case_reference_unique DO NOTHING;
+END
+$$;
+
 -- ---------------------------------------------------------- conversations
 
 CREATE FUNCTION parley_reopen_conversation(p_conv bigint, p_previous text, p_inbound bigint)
@@ -506,54 +520,6 @@ BEGIN
                          jsonb_build_object('from_case_id', p_from, 'to_case_id', p_to,
                                             'kind', p_kind, 'value', p_value,
                                             'inbound_event_id', p_inbound));
-END
-$$;
-
--- A new conversation. Its case: the referenced one, else the customer's
--- case that still has open work, else a new case (numbered from the
--- sequence, with the customer's own emails as its first references, so a
--- later message that mentions one of them finds it).
-CREATE FUNCTION parley_new_conversation(it parley_ingest_item, o parley_ingest_options,
-                                        p_identity bigint, p_customer bigint, p_new_customer boolean,
-                                        p_key text, p_ref_case bigint, p_ref_kind text, p_ref_value text,
-                                        OUT conversation_id bigint, OUT case_id bigint)
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_at timestamptz := parley_event_time(it.platform_time);
-BEGIN
-    case_id := p_ref_case;
-    IF case_id IS NULL AND NOT p_new_customer THEN
-        SELECT cv.case_id INTO case_id FROM conversation cv
-         WHERE cv.customer_id = p_customer AND cv.status IN ('open', 'pending') AND cv.case_id IS NOT NULL
-         ORDER BY cv.id DESC LIMIT 1;
-    END IF;
-    IF case_id IS NOT NULL THEN
-        INSERT INTO conversation (customer_id, identity_id, case_id, channel_kind, channel_instance,
-                                  visibility, thread_key, last_inbound_at)
-        VALUES (p_customer, p_identity, case_id, coalesce(it.channel, ''), it.instance,
-                it.ev ->> 'visibility', p_key, v_at)
-        RETURNING id INTO conversation_id;
-    ELSE
-        WITH c AS (
-            INSERT INTO support_case (case_number, customer_id)
-            VALUES (o.case_prefix || nextval('case_number_seq'), p_customer)
-            RETURNING id
-        ), refs AS (
-            INSERT INTO case_reference (case_id, kind, value)
-            SELECT c.id, 'email', cc.value FROM c, customer_contact cc
-             WHERE cc.customer_id = p_customer AND cc.kind = 'email'
-            ON CONFLICT ON CONSTRAINT case_reference_unique DO NOTHING
-        )
-        INSERT INTO conversation (customer_id, identity_id, case_id, channel_kind, channel_instance,
-                                  visibility, thread_key, last_inbound_at)
-        SELECT p_customer, p_identity, c.id, coalesce(it.channel, ''), it.instance,
-               it.ev ->> 'visibility', p_key, v_at
-          FROM c
-        RETURNING id, conversation.case_id INTO conversation_id, case_id;
-    END IF;
-    IF p_ref_case IS NOT NULL THEN
-        PERFORM parley_link_case(conversation_id, NULL, p_ref_case, p_ref_kind, p_ref_value, it.inbound_id);
-    END IF;
 END
 $$;
 
@@ -762,13 +728,18 @@ $$;
 --    instance and dedupe key; also twice within the batch, where the first
 --    wins) inserts nothing and is not processed again.
 -- 3. One statement finds the messages already stored and refreshes the
---    identities of returning authors.
--- 4. Per item, in batch order: identity of a new author, references, the
---    conversation (join, reopen or new) and its case. Edits, deletions and
---    receipts are applied when their message exists, else they wait.
--- 5. One statement stores the batch's messages (its trigger applies what
---    waited for them), one moves the conversations' activity times, and
---    parley_conversations_started() hears of the new conversations.
+--    identities of returning authors; when no new author gives an email or
+--    a phone, two more create all new authors (customer and identity).
+-- 4. Per item, in batch order: identity of a new author (unless created
+--    in step 3), references, the conversation (join, reopen or new) and
+--    its case. Edits, deletions and receipts are applied when their
+--    message exists, else they wait.
+-- 5. One statement stores the references found in the messages (earlier
+--    when a later item names one of them, or a new case takes a
+--    customer's emails: rows are made in item order), one the batch's
+--    messages (its trigger applies what waited for them), one moves the
+--    conversations' activity times, and parley_conversations_started()
+--    hears of the new conversations.
 -- What cannot be understood stays stored and unprocessed; a real error
 -- aborts the whole batch.
 --
@@ -817,10 +788,13 @@ DECLARE
     -- them the lookups of step 3 are stale.
     v_changed  bigint[] := '{}';
     v_started  bigint[] := '{}';    -- conversations this batch created
-    -- Authors whose identity this batch created.
+    -- Authors whose identity this batch created, and the position of the
+    -- item that created it (that item is the new customer's first).
     b_key    text[] := '{}';
     b_ident  bigint[] := '{}';
     b_cust   bigint[] := '{}';
+    b_first  integer[] := '{}';
+    b_simple boolean;
     -- The batch's new messages, stored together after the loop.
     m_pos    integer[] := '{}';
     m_id     bigint[] := '{}';
@@ -828,6 +802,15 @@ DECLARE
     m_author bigint[] := '{}';
     m_dir    text[] := '{}';
     m_ext    text[] := '{}';
+    -- References found in messages, stored together (before anything
+    -- could read them: a later item of the batch that mentions one of them,
+    -- and the end of the loop).
+    r_case   bigint[] := '{}';
+    r_kind   text[] := '{}';
+    r_value  text[] := '{}';
+    r_msg    bigint[] := '{}';
+    r_key    text[] := '{}';     -- kind<US>value of the above
+    v_hit    boolean;
     -- Conversation activity, applied together after the loop.
     c_conv   bigint[] := '{}';
     c_in     timestamptz[] := '{}';
@@ -954,6 +937,48 @@ BEGIN
            ORDER BY c.id DESC
            LIMIT 1) AS cv ON true;
 
+    -- New authors, created together when none of them gives an email or a
+    -- phone (the usual case): such an identity cannot join an existing
+    -- customer and brings no contacts, so each is a new customer and a new
+    -- identity, exactly what parley_new_identity() would make. Ids are
+    -- drawn in batch order, as the per-item path draws them. With any
+    -- email or phone among them, every new author takes the per-item path.
+    SELECT coalesce(bool_and(n.email IS NULL AND n.phone IS NULL), true),
+           array_agg(n.key ORDER BY n.ord), array_agg(n.ord::integer ORDER BY n.ord)
+      INTO b_simple, b_key, b_first
+      FROM (SELECT DISTINCT ON (u.instance, u.author) u.instance || chr(31) || u.author AS key, u.ord,
+                   nullif(u.ev -> 'author' ->> 'email', '') AS email,
+                   nullif(u.ev -> 'author' ->> 'phone', '') AS phone
+              FROM unnest(v_items) WITH ORDINALITY
+                   AS u(inbound_id, instance, channel, event_type, external_id, author, ev, platform_time,
+                        ready, brand, ord)
+             WHERE u.ready AND NOT u.brand AND NOT v_dup[u.ord::integer]
+               AND NOT (v_known ? (u.instance || chr(31) || u.author))
+             ORDER BY u.instance, u.author, u.ord) AS n;
+    IF b_simple AND b_key IS NOT NULL THEN
+        b_cust := ARRAY(SELECT nextval('customer_id_seq') FROM generate_series(1, cardinality(b_key)));
+        b_ident := ARRAY(SELECT nextval('identity_id_seq') FROM generate_series(1, cardinality(b_key)));
+        INSERT INTO customer (id, display_name)
+        SELECT n.cust, coalesce(nullif(x.ev #>> '{author,display_name}', ''),
+                                nullif(x.ev #>> '{author,handle}', ''), x.author)
+          FROM unnest(b_first, b_cust) AS n(pos, cust)
+          JOIN unnest(v_items) WITH ORDINALITY AS x ON x.ordinality = n.pos
+         ORDER BY n.pos;
+        INSERT INTO identity (id, customer_id, channel_kind, channel_instance, external_id, handle,
+                              display_name, profile, first_seen_at, last_seen_at)
+        SELECT n.ident, n.cust, coalesce(x.channel, ''), x.instance, x.author, nullif(y.a ->> 'handle', ''),
+               nullif(y.a ->> 'display_name', ''),
+               CASE WHEN jsonb_typeof(y.a -> 'profile') = 'object' THEN y.a -> 'profile' ELSE '{}' END,
+               parley_event_time(x.platform_time), parley_event_time(x.platform_time)
+          FROM unnest(b_first, b_cust, b_ident) AS n(pos, cust, ident)
+          JOIN unnest(v_items) WITH ORDINALITY AS x ON x.ordinality = n.pos
+         CROSS JOIN LATERAL (SELECT x.ev -> 'author' AS a) AS y
+         ORDER BY n.pos;
+    ELSE
+        b_key := '{}';
+        b_first := '{}';
+    END IF;
+
     -- 4. Per item.
     FOREACH it IN ARRAY v_items LOOP
         v_pos := v_pos + 1;
@@ -1018,6 +1043,7 @@ BEGIN
             IF v_new_pos IS NOT NULL THEN
                 v_identity := b_ident[v_new_pos];
                 v_customer := b_cust[v_new_pos];
+                v_new_customer := b_first[v_new_pos] = v_pos;  -- created together above
             ELSE
                 SELECT n.identity_id, n.customer_id, n.new_customer
                   INTO v_identity, v_customer, v_new_customer
@@ -1025,6 +1051,7 @@ BEGIN
                 b_key := b_key || (it.instance || chr(31) || it.author);
                 b_ident := b_ident || v_identity;
                 b_cust := b_cust || v_customer;
+                b_first := b_first || v_pos;
             END IF;
         END IF;
 
@@ -1039,6 +1066,28 @@ BEGIN
             SELECT r.kinds, r.vals, r.case_id, r.kind, r.value
               INTO v_kinds, v_vals, v_ref_case, v_ref_kind, v_ref_value
               FROM parley_reference_case(v_text, o) AS r;
+            -- It names a reference an earlier item found: store those and
+            -- look again, so the answer is the one stored rows give.
+            v_hit := false;
+            IF v_kinds IS NOT NULL AND cardinality(r_key) > 0 THEN
+                FOR v_i IN 1 .. cardinality(v_kinds) LOOP
+                    IF array_position(r_key, v_kinds[v_i] || chr(31) || v_vals[v_i]) IS NOT NULL THEN
+                        v_hit := true;
+                        EXIT;
+                    END IF;
+                END LOOP;
+            END IF;
+            IF v_hit THEN
+                PERFORM parley_store_references(r_case, r_kind, r_value, r_msg);
+                r_case := '{}';
+                r_kind := '{}';
+                r_value := '{}';
+                r_msg := '{}';
+                r_key := '{}';
+                SELECT r.kinds, r.vals, r.case_id, r.kind, r.value
+                  INTO v_kinds, v_vals, v_ref_case, v_ref_kind, v_ref_value
+                  FROM parley_reference_case(v_text, o) AS r;
+            END IF;
         END IF;
 
         -- Threading. Public: the customer's conversation of this root post.
@@ -1078,10 +1127,57 @@ BEGIN
         END IF;
 
         IF v_conv IS NULL THEN
-            -- (Created with this message's time: no activity update needed.)
-            SELECT n.conversation_id, n.case_id INTO v_conv, v_case
-              FROM parley_new_conversation(it, o, v_identity, v_customer, v_new_customer, v_key,
-                                           v_ref_case, v_ref_kind, v_ref_value) AS n;
+            -- A new conversation (here, not in a function of its own: this
+            -- runs for most items, and a call costs as much as the insert).
+            -- Its case: the referenced one, else the customer's case that
+            -- still has open work, else a new case (numbered from the
+            -- sequence, with the customer's own emails as its first
+            -- references, so a later message that mentions one of them
+            -- finds it). Created with this message's time: no activity
+            -- update needed.
+            v_case := v_ref_case;
+            IF v_case IS NULL AND NOT v_new_customer THEN
+                SELECT cv.case_id INTO v_case FROM conversation cv
+                 WHERE cv.customer_id = v_customer AND cv.status IN ('open', 'pending') AND cv.case_id IS NOT NULL
+                 ORDER BY cv.id DESC LIMIT 1;
+            END IF;
+            IF v_case IS NOT NULL THEN
+                INSERT INTO conversation (customer_id, identity_id, case_id, channel_kind, channel_instance,
+                                          visibility, thread_key, last_inbound_at)
+                VALUES (v_customer, v_identity, v_case, coalesce(it.channel, ''), it.instance, v_vis, v_key, v_at)
+                RETURNING id INTO v_conv;
+            ELSE
+                -- A new case takes the customer's emails as references:
+                -- store the waiting ones first, so rows are made in the
+                -- order of the items. (A customer created together above
+                -- has no emails.)
+                IF cardinality(r_case) > 0 AND NOT (b_simple AND v_new_customer) THEN
+                    PERFORM parley_store_references(r_case, r_kind, r_value, r_msg);
+                    r_case := '{}';
+                    r_kind := '{}';
+                    r_value := '{}';
+                    r_msg := '{}';
+                    r_key := '{}';
+                END IF;
+                WITH c AS (
+                    INSERT INTO support_case (case_number, customer_id)
+                    VALUES (o.case_prefix || nextval('case_number_seq'), v_customer)
+                    RETURNING id
+                ), refs AS (
+                    INSERT INTO case_reference (case_id, kind, value)
+                    SELECT c.id, 'email', cc.value FROM c, customer_contact cc
+                     WHERE cc.customer_id = v_customer AND cc.kind = 'email'
+                    ON CONFLICT ON CONSTRAINT case_reference_unique DO NOTHING
+                )
+                INSERT INTO conversation (customer_id, identity_id, case_id, channel_kind, channel_instance,
+                                          visibility, thread_key, last_inbound_at)
+                SELECT v_customer, v_identity, c.id, coalesce(it.channel, ''), it.instance, v_vis, v_key, v_at
+                  FROM c
+                RETURNING id, conversation.case_id INTO v_conv, v_case;
+            END IF;
+            IF v_ref_case IS NOT NULL THEN
+                PERFORM parley_link_case(v_conv, NULL, v_ref_case, v_ref_kind, v_ref_value, it.inbound_id);
+            END IF;
             v_changed := v_changed || v_customer;
             v_started := v_started || v_conv;
         ELSE
@@ -1097,9 +1193,13 @@ BEGIN
 
         v_message := nextval('message_id_seq');
         IF v_kinds IS NOT NULL THEN
-            INSERT INTO case_reference (case_id, kind, value, message_id)
-            SELECT v_case, r.kind, r.value, v_message FROM unnest(v_kinds, v_vals) AS r(kind, value)
-            ON CONFLICT ON CONSTRAINT case_reference_unique DO NOTHING;
+            FOR v_i IN 1 .. cardinality(v_kinds) LOOP
+                r_case := r_case || v_case;
+                r_kind := r_kind || v_kinds[v_i];
+                r_value := r_value || v_vals[v_i];
+                r_msg := r_msg || v_message;
+                r_key := r_key || (v_kinds[v_i] || chr(31) || v_vals[v_i]);
+            END LOOP;
         END IF;
 
         m_pos := m_pos || v_pos;
@@ -1110,7 +1210,11 @@ BEGIN
         m_ext := m_ext || it.external_id;
     END LOOP;
 
-    -- 5. The messages, in batch order (their ids were drawn in that order).
+    -- 5. The references, in batch order; the messages, in batch order
+    --    (their ids were drawn in that order).
+    IF cardinality(r_case) > 0 THEN
+        PERFORM parley_store_references(r_case, r_kind, r_value, r_msg);
+    END IF;
     IF cardinality(m_pos) > 0 THEN
         INSERT INTO message (id, conversation_id, channel_instance, direction, external_id,
                              author_identity_id, text, visibility, in_reply_to_external_id, in_reply_to_id,
