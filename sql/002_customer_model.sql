@@ -700,8 +700,12 @@ $$;
 
 -- The answer of a batch: {"inserted": N, "replays": M, "instances":
 -- {"NAME": {"inserted": n, "replays": m}, ...}} (the core counts per instance).
+-- PL/pgSQL rather than SQL: a SQL function's query is planned again on
+-- every call, a PL/pgSQL one keeps its plan for the session.
 CREATE FUNCTION parley_batch_counts(items jsonb, stored parley_ingest_item[]) RETURNS jsonb
-LANGUAGE sql STABLE AS $$
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (
     SELECT jsonb_build_object('inserted', coalesce(sum(coalesce(s.n, 0)), 0),
                               'replays', coalesce(sum(t.n - coalesce(s.n, 0)), 0),
                               'instances', coalesce(jsonb_object_agg(t.instance, jsonb_build_object(
@@ -709,7 +713,8 @@ LANGUAGE sql STABLE AS $$
       FROM (SELECT e ->> 'instance' AS instance, count(*) AS n
               FROM jsonb_array_elements(items) AS e GROUP BY 1) AS t
       LEFT JOIN (SELECT u.instance, count(*) AS n FROM unnest(stored) AS u GROUP BY 1) AS s
-             ON s.instance = t.instance
+             ON s.instance = t.instance);
+END
 $$;
 
 -- The one call the core makes per batch, in one transaction:

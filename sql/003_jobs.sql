@@ -254,8 +254,14 @@ $$;
 -- batch's transaction, so a notice exists exactly when its conversation does.
 -- For each notifier in opts.notify_new_conversation: one 'deliver' job whose
 -- idempotency key makes a second call for the same conversation a no-op.
+-- PL/pgSQL (plans kept per session) with an early return: this runs once
+-- per ingest batch, usually with nothing to notify.
 CREATE OR REPLACE FUNCTION parley_conversations_started(conversation_ids bigint[], opts jsonb)
-RETURNS void LANGUAGE sql AS $$
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF coalesce(jsonb_array_length(opts -> 'notify_new_conversation'), 0) = 0 THEN
+        RETURN;
+    END IF;
     INSERT INTO job (target_kind, target_instance, operation, payload, idempotency_key, ordering_key)
     SELECT 'notifier', n.name, 'deliver',
            jsonb_build_object(
@@ -289,5 +295,6 @@ RETURNS void LANGUAGE sql AS $$
       LEFT JOIN LATERAL (SELECT m.text FROM message m WHERE m.conversation_id = c.id
                           ORDER BY m.id LIMIT 1) AS first ON true
      CROSS JOIN jsonb_array_elements_text(coalesce(opts -> 'notify_new_conversation', '[]'::jsonb)) AS n(name)
-    ON CONFLICT ON CONSTRAINT job_idempotency_key DO NOTHING
+    ON CONFLICT ON CONSTRAINT job_idempotency_key DO NOTHING;
+END
 $$;
