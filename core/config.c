@@ -877,7 +877,7 @@ static void set_defaults(cfg *c)
 	c->limits.shutdown_timeout_ms = 10000;
 	c->ingest.batch_max_events = 500;
 	c->ingest.batch_max_delay_ms = 2;
-	c->ingest.max_inflight_batches = 2;
+	c->ingest.max_inflight_batches = 3;
 	c->ingest.reopen_window_s = 7 * 24 * 3600;
 	c->ingest.auto_merge_verified_email = true;
 	c->ingest.auto_merge_verified_phone = true;

@@ -48,7 +48,7 @@ typedef struct cfg {
 	struct {
 		int batch_max_events;    /* default 500: flush a batch at this many events */
 		int batch_max_delay_ms;  /* default 2: or this long after its first event */
-		int max_inflight_batches;/* default 2: batches being committed at once */
+		int max_inflight_batches;/* default 3: batches being committed at once */
 		int reopen_window_s;     /* default 7 days: a resolved conversation reopens */
 		bool auto_merge_verified_email; /* default true */
 		bool auto_merge_verified_phone; /* default true */

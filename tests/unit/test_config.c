@@ -893,7 +893,7 @@ static void test_ingest_and_jobs_defaults(void **state)
 	assert_loads(f, "{'database': {'dsn': 'x'}}");
 	assert_int_equal(f->c->ingest.batch_max_events, 500);
 	assert_int_equal(f->c->ingest.batch_max_delay_ms, 2);
-	assert_int_equal(f->c->ingest.max_inflight_batches, 2);
+	assert_int_equal(f->c->ingest.max_inflight_batches, 3);
 	assert_int_equal(f->c->ingest.reopen_window_s, 604800);
 	assert_true(f->c->ingest.auto_merge_verified_email);
 	assert_true(f->c->ingest.auto_merge_verified_phone);
