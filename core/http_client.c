@@ -82,8 +82,10 @@ static struct {
 
 /* ------------------------------------------------------- small pieces */
 
-/* The URL as it may appear in a log: no userinfo, no query, no fragment,
- * since either may carry a token. Returns an owned string. */
+/* The URL as it may appear in a log: scheme and host only. Userinfo, query
+ * and fragment may carry a token, and so may the path (a Slack incoming
+ * webhook's path is its secret, a Telegram bot's path holds its token).
+ * A path is shown as "/...". Returns an owned string. */
 static char *redact_url(const char *url)
 {
 	const char *authority = strstr(url, "://");
@@ -92,12 +94,13 @@ static char *redact_url(const char *url)
 	size_t auth_len = strcspn(authority, "/?#");
 	const char *at = memchr(authority, '@', auth_len);
 	const char *host = at ? at + 1 : authority;
-	size_t rest_len = strcspn(host, "?#");
+	size_t host_len = (size_t)(authority + auth_len - host);
+	bool has_path = host[host_len] == '/' && host[host_len + 1] != '\0';
 
-	char *out = xmalloc(prefix_len + rest_len + 1);
+	char *out = xmalloc(prefix_len + host_len + sizeof("/..."));
 	memcpy(out, url, prefix_len);
-	memcpy(out + prefix_len, host, rest_len);
-	out[prefix_len + rest_len] = '\0';
+	memcpy(out + prefix_len, host, host_len);
+	strcpy(out + prefix_len + host_len, has_path ? "/..." : "");
 	return out;
 }
 

@@ -1,0 +1,898 @@
+/* slack.c - the "slack" notifier: notices for people, posted to a Slack
+ * incoming webhook.
+ *
+ * Slack accepts about one message a second per webhook, so posts are paced:
+ * at most one POST per min_interval_ms, and never two at once. Notices wait
+ * in a queue (each holds its delivery). When the queue holds no more than
+ * coalesce_after notices, the oldest is posted on its own; when it holds
+ * more, one summary message covers all of them, and that one answer
+ * completes every delivery it covers. Nothing is dropped.
+ *
+ * The webhook URL is the credential (Slack has no other authentication): it
+ * is never logged and never put into a delivery's reason.
+ *
+ * Like any third-party plugin it uses only parley/parley.h and jansson. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <jansson.h>
+
+#include "parley/parley.h"
+
+#define SLACK_VERSION "0.1.0"
+#define SLACK_DEFAULT_INTERVAL_MS 1000
+#define SLACK_DEFAULT_COALESCE 3
+#define SLACK_DEFAULT_TIMEOUT_MS 10000
+#define SLACK_MAX_INTERVAL_MS 600000
+#define SLACK_MAX_COALESCE 10000
+#define SLACK_MAX_TIMEOUT_MS 600000
+#define SLACK_MAX_RETRY_AFTER_S 86400   /* a larger Retry-After is capped */
+#define SLACK_HOLD_MAX_MS 5000          /* longer rate-limit pauses hand jobs back */
+#define SLACK_REASON_BODY_BYTES 200     /* body excerpt in a reason */
+#define SLACK_TITLE_BYTES 300           /* a title is one line */
+#define SLACK_TEXT_BYTES 3000           /* a notice's text in a single post */
+#define SLACK_SUMMARY_GROUPS 5          /* "12 conversation.created on x" lines */
+#define SLACK_SUMMARY_TITLES 5          /* titles listed in a summary */
+#define SLACK_SUMMARY_TITLE_BYTES 150
+
+/* One instance's settings; replaced as a whole on reload. */
+typedef struct slack_settings {
+	char *webhook_url;          /* owned; a secret, wiped before it is freed */
+	char *username;             /* owned; NULL: the webhook's default */
+	char *icon_emoji;           /* owned; NULL: the webhook's default */
+	int64_t min_interval_ms;
+	int64_t coalesce_after;
+	long timeout_ms;
+} slack_settings;
+
+/* A notice waiting for its post: copies of what the message needs. */
+typedef struct slack_item {
+	struct slack_item *next;
+	parley_delivery *d;         /* owned by the core until delivery_complete */
+	char *kind;                 /* owned */
+	char *title;                /* owned */
+	char *text;                 /* owned */
+	char *url;                  /* owned; NULL if none */
+	char *channel_instance;     /* owned; NULL if none */
+} slack_item;
+
+/* A FIFO of items. */
+typedef struct slack_queue {
+	slack_item *head;
+	slack_item *tail;
+	size_t count;
+} slack_queue;
+
+typedef struct slack_notifier {
+	const parley_host *host;    /* owned by the core; valid until destroy */
+	parley_instance *inst;      /* owned by the core; valid until destroy */
+	slack_settings cfg;
+	slack_queue waiting;        /* notices not posted yet */
+	parley_timer *timer;        /* owned by the core; NULL when none is pending */
+	int posting;                /* a POST is in flight */
+	int stopped;                /* stop() ran: post nothing new */
+	int64_t next_post_ms;       /* Unix ms before which no POST starts */
+	int64_t paused_until_ms;    /* a 429's Retry-After ends here (0: none) */
+} slack_notifier;
+
+/* One POST waiting for its answer; owns the items it covers. */
+typedef struct slack_post {
+	slack_notifier *sn;         /* borrowed: the core runs no callback after destroy */
+	slack_queue items;          /* owned; completed by the answer */
+	int summary;
+} slack_post;
+
+static const parley_config_key slack_config_keys[] = {
+	{ "webhook_url", PARLEY_CONFIG_STRING, PARLEY_CONFIG_REQUIRED | PARLEY_CONFIG_SECRET,
+	  "the Slack incoming webhook URL (it is the credential)" },
+	{ "min_interval_ms", PARLEY_CONFIG_INTEGER, 0,
+	  "at most one post per this many ms (default 1000)" },
+	{ "coalesce_after", PARLEY_CONFIG_INTEGER, 0,
+	  "more notices than this waiting: post one summary (default 3)" },
+	{ "timeout_ms", PARLEY_CONFIG_INTEGER, 0, "whole-request limit for a post (default 10000)" },
+	{ "username", PARLEY_CONFIG_STRING, 0, "name to post as, if the webhook allows it" },
+	{ "icon_emoji", PARLEY_CONFIG_STRING, 0, "icon to post with, e.g. :bell:" },
+	{ NULL, 0, 0, NULL }
+};
+
+/* ------------------------------------------------------------------------ */
+/* Small helpers                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* Overwrite a secret before giving its memory back; volatile so the stores
+ * are not optimized away as dead. */
+static void wipe(char *s)
+{
+	volatile char *p = s;
+
+	if (s == NULL)
+		return;
+	while (*p != '\0')
+		*p++ = 0;
+}
+
+/* A copy of s (owned by the caller), or NULL for NULL or out of memory. */
+static char *copy_string(const char *s)
+{
+	size_t len;
+	char *copy;
+
+	if (s == NULL)
+		return NULL;
+	len = strlen(s) + 1;
+	copy = malloc(len);
+	if (copy != NULL)
+		memcpy(copy, s, len);
+	return copy;
+}
+
+/* True when s is valid UTF-8 (jansson refuses anything else). s: borrowed. */
+static int is_utf8(const char *s)
+{
+	json_t *j = json_string(s);
+
+	if (j == NULL)
+		return 0;
+	json_decref(j);
+	return 1;
+}
+
+/* The length of s cut to at most max bytes without splitting a UTF-8
+ * sequence. s: borrowed, valid UTF-8. */
+static size_t utf8_cut(const char *s, size_t max)
+{
+	size_t len = strlen(s);
+
+	if (len <= max)
+		return len;
+	while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
+		max--;
+	return max;
+}
+
+/* A growing text buffer; a failed append sets failed and keeps the rest. */
+typedef struct slack_buf {
+	char *data;                 /* owned */
+	size_t len;
+	size_t cap;
+	int failed;
+} slack_buf;
+
+static void buf_add(slack_buf *b, const char *s, size_t n)
+{
+	if (b->failed)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap == 0 ? 256 : b->cap;
+		char *grown;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		grown = realloc(b->data, cap);
+		if (grown == NULL) {
+			b->failed = 1;
+			return;
+		}
+		b->data = grown;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, s, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+static void buf_str(slack_buf *b, const char *s)
+{
+	buf_add(b, s, strlen(s));
+}
+
+/* Append up to max bytes of s with Slack's three control characters
+ * escaped, so a customer's "<!channel>" cannot ping anyone. Newlines become
+ * spaces when one_line. s: borrowed, valid UTF-8. */
+static void buf_escaped(slack_buf *b, const char *s, size_t max, int one_line)
+{
+	size_t len = utf8_cut(s, max);
+
+	for (size_t i = 0; i < len; i++) {
+		switch (s[i]) {
+		case '&': buf_str(b, "&amp;"); break;
+		case '<': buf_str(b, "&lt;"); break;
+		case '>': buf_str(b, "&gt;"); break;
+		case '\r':
+		case '\n':
+			buf_str(b, one_line ? " " : "\n");
+			break;
+		default:
+			buf_add(b, s + i, 1);
+		}
+	}
+	if (len < strlen(s))
+		buf_str(b, "\xE2\x80\xA6");   /* U+2026: it was cut */
+}
+
+static void buf_printf(slack_buf *b, const char *fmt, ...) PARLEY_PRINTF(2, 3);
+
+static void buf_printf(slack_buf *b, const char *fmt, ...)
+{
+	char tmp[256];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		b->failed = 1;
+		return;
+	}
+	buf_add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+/* Up to max bytes of an answer's body as printable text for a reason or a
+ * log line. body: borrowed, may be NULL; out holds at least max + 1 bytes. */
+static void excerpt(const unsigned char *body, size_t len, size_t max, char *out)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; body != NULL && i < len && n < max; i++)
+		out[n++] = (body[i] < 0x20 || body[i] == 0x7f) ? ' ' : (char)body[i];
+	while (n > 0 && out[n - 1] == ' ')
+		n--;
+	out[n] = '\0';
+}
+
+/* Seconds from a Retry-After header in its delta-seconds form; 0 for none or
+ * the HTTP-date form. value: borrowed. */
+static int64_t retry_after_seconds(const char *value)
+{
+	int64_t s = 0;
+
+	if (value == NULL)
+		return 0;
+	while (*value == ' ' || *value == '\t')
+		value++;
+	if (*value < '0' || *value > '9')
+		return 0;
+	for (; *value >= '0' && *value <= '9'; value++) {
+		s = s * 10 + (*value - '0');
+		if (s > SLACK_MAX_RETRY_AFTER_S)
+			return SLACK_MAX_RETRY_AFTER_S;
+	}
+	return s;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The queue                                                                */
+/* ------------------------------------------------------------------------ */
+
+static void item_free(slack_item *it)
+{
+	free(it->kind);
+	free(it->title);
+	free(it->text);
+	free(it->url);
+	free(it->channel_instance);
+	free(it);
+}
+
+/* it: ownership passes to q. */
+static void queue_push(slack_queue *q, slack_item *it)
+{
+	it->next = NULL;
+	if (q->tail != NULL)
+		q->tail->next = it;
+	else
+		q->head = it;
+	q->tail = it;
+	q->count++;
+}
+
+/* The oldest item, owned by the caller from now on; NULL when empty. */
+static slack_item *queue_pop(slack_queue *q)
+{
+	slack_item *it = q->head;
+
+	if (it == NULL)
+		return NULL;
+	q->head = it->next;
+	if (q->head == NULL)
+		q->tail = NULL;
+	q->count--;
+	it->next = NULL;
+	return it;
+}
+
+/* Complete every delivery in q with one outcome and free the items. */
+static void queue_complete(slack_notifier *sn, slack_queue *q, parley_outcome outcome,
+                           int64_t retry_at_ms, const char *reason)
+{
+	static const char *const counters[] = {
+		[PARLEY_OK] = "slack_delivered_total",
+		[PARLEY_RETRY] = "slack_retried_total",
+		[PARLEY_FAIL] = "slack_failed_total",
+	};
+	uint64_t n = q->count;
+	slack_item *it;
+
+	while ((it = queue_pop(q)) != NULL) {
+		sn->host->delivery_complete(it->d, outcome, retry_at_ms, reason);
+		item_free(it);
+	}
+	if (n > 0)
+		sn->host->counter_add(sn->inst, counters[outcome], n);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Settings                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void settings_free(slack_settings *s)
+{
+	wipe(s->webhook_url);
+	free(s->webhook_url);
+	free(s->username);
+	free(s->icon_emoji);
+	memset(s, 0, sizeof(*s));
+}
+
+/* A URL the HTTP client can take: http(s), a host part, no whitespace or
+ * control characters. url: borrowed. */
+static int url_is_http(const char *url)
+{
+	size_t skip;
+
+	if (strncasecmp(url, "http://", 7) == 0)
+		skip = 7;
+	else if (strncasecmp(url, "https://", 8) == 0)
+		skip = 8;
+	else
+		return 0;
+	if (url[skip] == '\0' || url[skip] == '/')
+		return 0;
+	for (const unsigned char *p = (const unsigned char *)url; *p != '\0'; p++) {
+		if (*p <= 0x20 || *p == 0x7f)
+			return 0;
+	}
+	return 1;
+}
+
+/* Read an optional integer key into *out (left alone when absent) and check
+ * its range. Returns 0 when it is out of range (after config_error). */
+static int read_int(const parley_host *host, parley_instance *inst, const parley_config *cfg,
+                    const char *key, int64_t min, int64_t max, const char *range, int64_t *out)
+{
+	int64_t v;
+
+	if (!host->config_integer(cfg, key, &v))
+		return 1;
+	if (v < min || v > max) {
+		host->config_error(inst, key, range);
+		return 0;
+	}
+	*out = v;
+	return 1;
+}
+
+/* Read and check one instance's config into *out (owned by the caller, free
+ * with settings_free). cfg is borrowed. Reports problems with config_error,
+ * never echoing the URL. */
+static int settings_read(const parley_host *host, parley_instance *inst,
+                         const parley_config *cfg, slack_settings *out)
+{
+	const char *url = host->config_string(cfg, "webhook_url");
+	const char *username = host->config_string(cfg, "username");
+	const char *icon = host->config_string(cfg, "icon_emoji");
+	int64_t interval = SLACK_DEFAULT_INTERVAL_MS;
+	int64_t coalesce = SLACK_DEFAULT_COALESCE;
+	int64_t timeout = SLACK_DEFAULT_TIMEOUT_MS;
+	int ok = 1;
+
+	memset(out, 0, sizeof(*out));
+	if (url == NULL || !url_is_http(url)) {
+		host->config_error(inst, "webhook_url", "must be an http:// or https:// URL");
+		ok = 0;
+	}
+	ok &= read_int(host, inst, cfg, "min_interval_ms", 0, SLACK_MAX_INTERVAL_MS,
+	               "must be between 0 and 600000", &interval);
+	ok &= read_int(host, inst, cfg, "coalesce_after", 1, SLACK_MAX_COALESCE,
+	               "must be between 1 and 10000", &coalesce);
+	ok &= read_int(host, inst, cfg, "timeout_ms", 1, SLACK_MAX_TIMEOUT_MS,
+	               "must be between 1 and 600000", &timeout);
+	if (username != NULL && (username[0] == '\0' || !is_utf8(username))) {
+		host->config_error(inst, "username", "must be non-empty UTF-8 text");
+		ok = 0;
+	}
+	if (icon != NULL && (icon[0] == '\0' || !is_utf8(icon))) {
+		host->config_error(inst, "icon_emoji", "must be non-empty UTF-8 text");
+		ok = 0;
+	}
+	if (!ok)
+		return -1;
+
+	out->webhook_url = copy_string(url);
+	out->username = copy_string(username);
+	out->icon_emoji = copy_string(icon);
+	out->min_interval_ms = interval;
+	out->coalesce_after = coalesce;
+	out->timeout_ms = (long)timeout;
+	if (out->webhook_url == NULL || (username != NULL && out->username == NULL) ||
+	    (icon != NULL && out->icon_emoji == NULL)) {
+		host->log(inst, PARLEY_LOG_ERROR, "out of memory reading the config");
+		settings_free(out);
+		return -1;
+	}
+	return 0;
+}
+
+static void settings_announce(const slack_notifier *sn)
+{
+	/* The URL itself is never logged: it is the credential. */
+	sn->host->log(sn->inst, PARLEY_LOG_INFO,
+	              "posting to the configured webhook_url: at most one post per %lld ms, "
+	              "a summary when more than %lld notices wait",
+	              (long long)sn->cfg.min_interval_ms, (long long)sn->cfg.coalesce_after);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Messages                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* "<title>\n<text>[\n<url>]" for one notice, escaped. Owned by the caller;
+ * NULL when out of memory. */
+static char *single_text(const slack_item *it)
+{
+	slack_buf b = { 0 };
+
+	buf_escaped(&b, it->title, SLACK_TITLE_BYTES, 1);
+	if (it->text[0] != '\0') {
+		buf_str(&b, "\n");
+		buf_escaped(&b, it->text, SLACK_TEXT_BYTES, 0);
+	}
+	if (it->url != NULL) {
+		buf_str(&b, "\n");
+		buf_escaped(&b, it->url, SLACK_TITLE_BYTES, 1);
+	}
+	if (b.failed) {
+		free(b.data);
+		return NULL;
+	}
+	return b.data;
+}
+
+/* How many items of q share one kind and channel instance. */
+typedef struct slack_group {
+	const slack_item *first;    /* borrowed from the queue */
+	size_t count;
+} slack_group;
+
+static int same_group(const slack_item *a, const slack_item *b)
+{
+	if (strcmp(a->kind, b->kind) != 0)
+		return 0;
+	if (a->channel_instance == NULL || b->channel_instance == NULL)
+		return a->channel_instance == b->channel_instance;
+	return strcmp(a->channel_instance, b->channel_instance) == 0;
+}
+
+/* The groups of q in order of first appearance, owned by the caller (NULL
+ * when out of memory); *n_out receives their number. */
+static slack_group *group_items(const slack_queue *q, size_t *n_out)
+{
+	slack_group *groups = calloc(q->count, sizeof(*groups));
+	size_t n = 0;
+
+	if (groups == NULL)
+		return NULL;
+	for (const slack_item *it = q->head; it != NULL; it = it->next) {
+		size_t g = 0;
+		while (g < n && !same_group(groups[g].first, it))
+			g++;
+		if (g == n)
+			groups[n++].first = it;
+		groups[g].count++;
+	}
+	*n_out = n;
+	return groups;
+}
+
+/* One summary covering every item of q:
+ *   14 new notices: 12 conversation.created on facebook-main, 2 delivery.failed
+ *   • <first title>            (a link when the notice has a URL)
+ *   … and 9 more
+ * Bounded: at most SLACK_SUMMARY_GROUPS groups and SLACK_SUMMARY_TITLES
+ * titles. Owned by the caller; NULL when out of memory. */
+static char *summary_text(const slack_queue *q)
+{
+	slack_buf b = { 0 };
+	size_t n_groups = 0, listed = 0, other = 0;
+	slack_group *groups = group_items(q, &n_groups);
+
+	if (groups == NULL)
+		return NULL;
+	buf_printf(&b, "%zu new notices: ", q->count);
+	for (size_t g = 0; g < n_groups; g++) {
+		if (g >= SLACK_SUMMARY_GROUPS) {
+			other += groups[g].count;
+			continue;
+		}
+		buf_printf(&b, "%s%zu ", g > 0 ? ", " : "", groups[g].count);
+		buf_escaped(&b, groups[g].first->kind, 100, 1);
+		if (groups[g].first->channel_instance != NULL) {
+			buf_str(&b, " on ");
+			buf_escaped(&b, groups[g].first->channel_instance, 100, 1);
+		}
+	}
+	if (other > 0)
+		buf_printf(&b, ", %zu other", other);
+	free(groups);
+
+	for (const slack_item *it = q->head; it != NULL && listed < SLACK_SUMMARY_TITLES;
+	     it = it->next, listed++) {
+		/* A link only for a URL that cannot break Slack's <url|text> form. */
+		int link = it->url != NULL && strpbrk(it->url, "|<> ") == NULL;
+		buf_str(&b, "\n\xE2\x80\xA2 ");   /* U+2022 bullet */
+		if (link) {
+			buf_str(&b, "<");
+			buf_escaped(&b, it->url, 1000, 1);
+			buf_str(&b, "|");
+		}
+		buf_escaped(&b, it->title, SLACK_SUMMARY_TITLE_BYTES, 1);
+		if (link)
+			buf_str(&b, ">");
+	}
+	if (q->count > listed)
+		buf_printf(&b, "\n\xE2\x80\xA6 and %zu more", q->count - listed);
+	if (b.failed) {
+		free(b.data);
+		return NULL;
+	}
+	return b.data;
+}
+
+/* The JSON body for text (borrowed), owned by the caller; NULL on failure. */
+static char *message_body(const slack_notifier *sn, const char *text)
+{
+	json_t *payload = json_pack("{s:s, s:s?, s:s?}", "text", text,
+	                            "username", sn->cfg.username,
+	                            "icon_emoji", sn->cfg.icon_emoji);
+	char *body;
+
+	if (payload == NULL)
+		return NULL;
+	/* "s?" writes null for an absent option; Slack wants it left out. */
+	if (sn->cfg.username == NULL)
+		json_object_del(payload, "username");
+	if (sn->cfg.icon_emoji == NULL)
+		json_object_del(payload, "icon_emoji");
+	body = json_dumps(payload, JSON_COMPACT);
+	json_decref(payload);
+	return body;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Pacing and posting                                                       */
+/* ------------------------------------------------------------------------ */
+
+static void kick(slack_notifier *sn);
+
+/* The pacing timer: the core freed it on firing. arg: the notifier. */
+static void pace_fired(void *arg)
+{
+	slack_notifier *sn = arg;
+
+	sn->timer = NULL;
+	kick(sn);
+}
+
+/* Map Slack's answer to one outcome for every delivery the post covers.
+ * response: borrowed. The reason never contains the URL. */
+static void post_done(void *arg, const parley_http_response *response)
+{
+	slack_post *post = arg;
+	slack_notifier *sn = post->sn;
+	const parley_host *host = sn->host;
+	long status = host->http_response_status(response);
+	const unsigned char *body;
+	size_t len = 0;
+	char text[SLACK_REASON_BODY_BYTES + 1];
+	char reason[512];
+
+	body = host->http_response_body(response, &len);
+	excerpt(body, len, SLACK_REASON_BODY_BYTES, text);
+	sn->posting = 0;
+
+	if (status == 200 && strcmp(text, "ok") == 0) {
+		queue_complete(sn, &post->items, PARLEY_OK, 0, NULL);
+	} else if (status == 0) {
+		const char *error = host->http_response_error(response);
+		snprintf(reason, sizeof(reason), "Slack post failed: %s",
+		         error != NULL ? error : "transport error");
+		queue_complete(sn, &post->items, PARLEY_RETRY, 0, reason);
+	} else if (status == 429) {
+		int64_t wait_s = retry_after_seconds(host->http_response_header(response,
+		                                                                "Retry-After"));
+		int64_t now = host->now_ms();
+		int64_t retry_at = wait_s > 0 ? now + wait_s * 1000 : 0;
+		/* Without Retry-After, pause one interval (at least a second):
+		 * Slack's limit is about one message a second. */
+		int64_t pause = wait_s > 0 ? wait_s * 1000
+		                : (sn->cfg.min_interval_ms > 1000 ? sn->cfg.min_interval_ms : 1000);
+		host->counter_add(sn->inst, "slack_rate_limited_total", 1);
+		if (now + pause > sn->paused_until_ms)
+			sn->paused_until_ms = now + pause;
+		if (sn->paused_until_ms > sn->next_post_ms)
+			sn->next_post_ms = sn->paused_until_ms;
+		snprintf(reason, sizeof(reason), "Slack answered 429 (rate limited%s)",
+		         wait_s > 0 ? ", honouring Retry-After" : "");
+		queue_complete(sn, &post->items, PARLEY_RETRY, retry_at, reason);
+	} else if (status == 408 || status >= 500 || status == 200) {
+		snprintf(reason, sizeof(reason), "Slack answered %ld%s%s", status,
+		         text[0] != '\0' ? ": " : "", text);
+		queue_complete(sn, &post->items, PARLEY_RETRY, 0, reason);
+	} else {
+		/* 400 (bad payload), 403 (refused), 404/410 (webhook revoked,
+		 * channel gone): no retry will help; an operator must act. */
+		snprintf(reason, sizeof(reason), "Slack answered %ld%s%s", status,
+		         text[0] != '\0' ? ": " : "", text);
+		if (status == 403 || status == 404 || status == 410)
+			host->log(sn->inst, PARLEY_LOG_WARN, "%s: check the webhook_url and its channel",
+			          reason);
+		queue_complete(sn, &post->items, PARLEY_FAIL, 0, reason);
+	}
+	free(post);
+	kick(sn);
+}
+
+/* Start one POST of body (borrowed; the core copies the call). post: on 0
+ * owned by post_done, else still the caller's. */
+static int start_post(slack_notifier *sn, const char *body, slack_post *post)
+{
+	const char *headers[] = {
+		"Content-Type: application/json",
+		"User-Agent: parley-slack/" SLACK_VERSION,
+		NULL
+	};
+	parley_http_call call = {
+		.size = sizeof(call),
+		.method = "POST",
+		.url = sn->cfg.webhook_url,
+		.headers = headers,
+		.body = body,
+		.body_len = strlen(body),
+		.timeout_ms = sn->cfg.timeout_ms,
+	};
+	return sn->host->http_request(sn->inst, &call, post_done, post);
+}
+
+/* Take the next message's items off the queue and POST it now. */
+static void post_next(slack_notifier *sn)
+{
+	slack_post *post = calloc(1, sizeof(*post));
+	char *text = NULL, *body = NULL;
+
+	if (post == NULL) {
+		queue_complete(sn, &sn->waiting, PARLEY_RETRY, 0, "out of memory");
+		return;
+	}
+	post->sn = sn;
+	if ((int64_t)sn->waiting.count > sn->cfg.coalesce_after) {
+		post->items = sn->waiting;
+		memset(&sn->waiting, 0, sizeof(sn->waiting));
+		post->summary = 1;
+		text = summary_text(&post->items);
+	} else {
+		queue_push(&post->items, queue_pop(&sn->waiting));
+		text = single_text(post->items.head);
+	}
+	body = text != NULL ? message_body(sn, text) : NULL;
+	if (body == NULL) {
+		queue_complete(sn, &post->items, PARLEY_RETRY, 0, "out of memory building the message");
+		free(post);
+	} else {
+		/* Counted before starting: once started, post belongs to post_done. */
+		sn->host->counter_add(sn->inst, "slack_posts_total", 1);
+		if (post->summary)
+			sn->host->counter_add(sn->inst, "slack_summaries_total", 1);
+		sn->next_post_ms = sn->host->now_ms() + sn->cfg.min_interval_ms;
+		sn->posting = 1;
+		if (start_post(sn, body, post) != 0) {
+			sn->posting = 0;
+			queue_complete(sn, &post->items, PARLEY_RETRY, 0,
+			               "could not start the Slack request");
+			free(post);
+		}
+	}
+	free(body);
+	free(text);
+}
+
+/* Post what is waiting when pacing allows, else make sure a timer will. */
+static void kick(slack_notifier *sn)
+{
+	int64_t now;
+
+	if (sn->stopped || sn->posting || sn->timer != NULL || sn->waiting.count == 0)
+		return;
+	now = sn->host->now_ms();
+	if (sn->paused_until_ms - now > SLACK_HOLD_MAX_MS) {
+		/* A long rate-limit pause: hand the jobs back rather than hold
+		 * them past their lease; they come back after the pause. */
+		queue_complete(sn, &sn->waiting, PARLEY_RETRY, sn->paused_until_ms,
+		               "Slack rate limit: waiting for Retry-After");
+		return;
+	}
+	if (now < sn->next_post_ms) {
+		sn->timer = sn->host->timer_start(sn->inst, (uint64_t)(sn->next_post_ms - now),
+		                                  pace_fired, sn);
+		if (sn->timer == NULL)
+			queue_complete(sn, &sn->waiting, PARLEY_RETRY, 0, "could not start a timer");
+		return;
+	}
+	post_next(sn);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Operations                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* A copy of what the messages need from n (borrowed); NULL when out of
+ * memory. *bad is set when a field is not valid UTF-8. */
+static slack_item *item_from_notice(const parley_notice *n, int *bad)
+{
+	const char *ci = NULL;
+	slack_item *it;
+
+	*bad = 0;
+	if (n->conversation != NULL)
+		ci = n->conversation->channel_instance;
+	if ((n->kind != NULL && !is_utf8(n->kind)) || (n->title != NULL && !is_utf8(n->title)) ||
+	    (n->text != NULL && !is_utf8(n->text)) || (n->url != NULL && !is_utf8(n->url)) ||
+	    (ci != NULL && !is_utf8(ci))) {
+		*bad = 1;
+		return NULL;
+	}
+	it = calloc(1, sizeof(*it));
+	if (it == NULL)
+		return NULL;
+	it->kind = copy_string(n->kind != NULL ? n->kind : "notice");
+	it->title = copy_string(n->title != NULL ? n->title : "");
+	it->text = copy_string(n->text != NULL ? n->text : "");
+	it->url = n->url != NULL && n->url[0] != '\0' ? copy_string(n->url) : NULL;
+	it->channel_instance = copy_string(ci);
+	if (it->kind == NULL || it->title == NULL || it->text == NULL ||
+	    (n->url != NULL && n->url[0] != '\0' && it->url == NULL) ||
+	    (ci != NULL && it->channel_instance == NULL)) {
+		item_free(it);
+		return NULL;
+	}
+	return it;
+}
+
+/* n: borrowed for the call. d: owned by the core until delivery_complete,
+ * which runs exactly once: here, from post_done, or from stop. */
+static void slack_deliver(void *self, const parley_notice *n, parley_delivery *d)
+{
+	slack_notifier *sn = self;
+	slack_item *it;
+	int bad;
+
+	if (sn->stopped) {
+		sn->host->delivery_complete(d, PARLEY_RETRY, 0, "shutting down");
+		return;
+	}
+	it = item_from_notice(n, &bad);
+	if (it == NULL) {
+		sn->host->delivery_complete(d, bad ? PARLEY_FAIL : PARLEY_RETRY, 0,
+		                            bad ? "the notice is not valid UTF-8" : "out of memory");
+		return;
+	}
+	it->d = d;
+	queue_push(&sn->waiting, it);
+	kick(sn);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Lifecycle                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* host, inst: owned by the core, valid until destroy. cfg: borrowed.
+ * *self receives the instance (owned by the plugin until destroy). */
+static int slack_create(const parley_host *host, parley_instance *inst,
+                        const parley_config *cfg, void **self)
+{
+	slack_notifier *sn;
+
+	if (!PARLEY_HAS_FIELD(host, parley_host, now_ms)) {
+		host->log(inst, PARLEY_LOG_ERROR, "this parleyd is too old for the slack plugin");
+		return -1;
+	}
+	sn = calloc(1, sizeof(*sn));
+	if (sn == NULL) {
+		host->log(inst, PARLEY_LOG_ERROR, "out of memory");
+		return -1;
+	}
+	sn->host = host;
+	sn->inst = inst;
+	if (settings_read(host, inst, cfg, &sn->cfg) != 0) {
+		free(sn);
+		return -1;
+	}
+	settings_announce(sn);
+	*self = sn;
+	return 0;
+}
+
+/* cfg: borrowed. On -1 the old settings stay in force. */
+static int slack_reload(void *self, const parley_config *cfg)
+{
+	slack_notifier *sn = self;
+	slack_settings next;
+
+	if (settings_read(sn->host, sn->inst, cfg, &next) != 0)
+		return -1;
+	/* A post in flight holds no pointer into the settings (the core copied
+	 * the call); a pending timer keeps the old pace once. */
+	settings_free(&sn->cfg);
+	sn->cfg = next;
+	settings_announce(sn);
+	return 0;
+}
+
+/* Post nothing new: waiting notices go back to the core to run again later.
+ * A post in flight still completes its deliveries from post_done. */
+static void slack_stop(void *self)
+{
+	slack_notifier *sn = self;
+
+	sn->stopped = 1;
+	if (sn->timer != NULL) {
+		sn->host->timer_cancel(sn->timer);
+		sn->timer = NULL;
+	}
+	queue_complete(sn, &sn->waiting, PARLEY_RETRY, 0, "shutting down");
+}
+
+/* self: owned by the plugin; freed here. */
+static void slack_destroy(void *self)
+{
+	slack_notifier *sn = self;
+	slack_item *it;
+
+	/* stop() ran first in every path that started work, so no timer is
+	 * pending and nothing waits; anything left is only freed (its
+	 * deliveries belong to a core that is going away). */
+	if (sn->timer != NULL)
+		sn->host->timer_cancel(sn->timer);
+	while ((it = queue_pop(&sn->waiting)) != NULL)
+		item_free(it);
+	settings_free(&sn->cfg);
+	free(sn);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Descriptor                                                               */
+/* ------------------------------------------------------------------------ */
+
+static const parley_notifier_ops slack_ops = {
+	.size = sizeof(parley_notifier_ops),
+	.deliver = slack_deliver,
+};
+
+static const parley_plugin_descriptor slack_descriptor = {
+	.size = sizeof(parley_plugin_descriptor),
+	.abi_major = PARLEY_ABI_MAJOR,
+	.abi_minor = PARLEY_ABI_MINOR,
+	.kind = PARLEY_KIND_NOTIFIER,
+	.name = "slack",
+	.version = SLACK_VERSION,
+	.description = "notices to a Slack incoming webhook, paced, bursts summarized",
+	.config_keys = slack_config_keys,
+	.create = slack_create,
+	.reload = slack_reload,
+	.stop = slack_stop,
+	.destroy = slack_destroy,
+	.notifier = &slack_ops,
+};
+
+PARLEY_PLUGIN_ENTRY(&slack_descriptor)
