@@ -6,6 +6,7 @@
  * trail. */
 #include "admin.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <libpq-fe.h>
@@ -35,7 +36,7 @@ static bool call_one(const char *dsn, const char *sql, int n, const char *const 
 	bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
 	if (ok) {
 		if (value != NULL)
-			util_set_err(value, vlen, "%s", PQgetvalue(r, 0, 0));
+			snprintf(value, vlen, "%s", PQgetvalue(r, 0, 0));
 	} else {
 		const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
 		char msg[512];

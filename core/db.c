@@ -46,9 +46,6 @@
 #define DB_MAX_PARAMS 65535      /* the protocol's limit per statement */
 #define DB_MSG_MAX 512
 
-#define DB_ERR_UNAVAILABLE "database unavailable"
-#define DB_ERR_TIMEOUT "timeout"
-#define DB_ERR_SHUTDOWN "shutting down"
 
 typedef struct db_stmt {
 	char *sql;

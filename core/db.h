@@ -16,6 +16,13 @@
 
 typedef struct db_batch db_batch;
 
+/* The errors a batch fails with when the database did not answer it
+ * (anything else is PostgreSQL's own message about the batch). */
+#define DB_ERR_UNAVAILABLE "database unavailable"
+#define DB_ERR_TIMEOUT "timeout"
+#define DB_ERR_SHUTDOWN "shutting down"
+
+
 typedef struct db_pool_options {
 	const char *dsn;
 	int pool_size;

@@ -7,7 +7,6 @@
  * transaction. */
 #include "ingest.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +26,6 @@ struct ingest_set {
 	char *channel;              /* the plugin's name */
 	char **items;               /* one serialized batch item per event */
 	size_t n, cap;
-	size_t bytes;               /* sum of the items' lengths */
 };
 
 ingest_set *ingest_set_new(const char *instance, const char *channel)
@@ -39,9 +37,7 @@ ingest_set *ingest_set_new(const char *instance, const char *channel)
 }
 
 size_t ingest_set_count(const ingest_set *s) { return s ? s->n : 0; }
-const char *ingest_set_instance(const ingest_set *s) { return s->instance; }
 const char *ingest_set_item(const ingest_set *s, size_t i) { return s->items[i]; }
-size_t ingest_set_bytes(const ingest_set *s) { return s->bytes; }
 
 void ingest_set_free(ingest_set *s)
 {
@@ -215,7 +211,6 @@ bool ingest_set_add(ingest_set *s, const parley_event *ev, char *err, size_t err
 		s->items = xrealloc(s->items, s->cap * sizeof(char *));
 	}
 	s->items[s->n++] = text;
-	s->bytes += strlen(text);
 	return true;
 fail:
 	json_decref(o);

@@ -19,11 +19,8 @@ ingest_set *ingest_set_new(const char *instance, const char *channel);
 /* Validate and copy one event. false (with a reason) if it is invalid. */
 bool ingest_set_add(ingest_set *s, const parley_event *ev, char *err, size_t errlen);
 size_t ingest_set_count(const ingest_set *s);
-/* For the batcher: the instance, item i as JSON text, total item bytes.
- * All borrowed from s. */
-const char *ingest_set_instance(const ingest_set *s);
+/* For the batcher: item i as JSON text, borrowed from s. */
 const char *ingest_set_item(const ingest_set *s, size_t i);
-size_t ingest_set_bytes(const ingest_set *s);
 
 typedef void (*ingest_done_fn)(void *arg, bool ok, const char *error);
 /* Takes ownership of s. done runs exactly once, from the loop, after the

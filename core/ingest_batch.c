@@ -113,7 +113,7 @@ void ingest_batch_free(void)
 	ib_entry *e;
 	while ((e = TAILQ_FIRST(&ib.waiting)) != NULL) {
 		TAILQ_REMOVE(&ib.waiting, e, link);
-		ib_answer(e, false, "shutting down");
+		ib_answer(e, false, DB_ERR_SHUTDOWN);
 	}
 	ib.waiting_events = 0;
 	if (ib.timer != NULL)
@@ -163,8 +163,8 @@ static void ib_answer(ib_entry *e, bool ok, const char *error)
  * retrying would only add load. */
 static bool ib_should_split(const char *error)
 {
-	return db_pool_ready() && error != NULL && strcmp(error, "timeout") != 0 &&
-	       strcmp(error, "database unavailable") != 0 && strcmp(error, "shutting down") != 0;
+	return db_pool_ready() && error != NULL && strcmp(error, DB_ERR_TIMEOUT) != 0 &&
+	       strcmp(error, DB_ERR_UNAVAILABLE) != 0 && strcmp(error, DB_ERR_SHUTDOWN) != 0;
 }
 
 static void ib_flight_done(db_batch *b, bool ok, const char *error, void *arg)
