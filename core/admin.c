@@ -1,8 +1,10 @@
-/* admin.c - operator commands: merge and unmerge customers.
+/* admin.c - operator commands: merge and unmerge customers, reply to a
+ * conversation, move a conversation to private.
  *
  * The work itself is in the database (parley_merge_customers and
- * parley_unmerge in sql/002_customer_model.sql) so that the API, the
- * command line and automatic merges share one implementation and one audit
+ * parley_unmerge in sql/002_customer_model.sql, parley_reply and
+ * parley_move_to_private in sql/004_replies.sql) so that the API, the
+ * command line and automatic actions share one implementation and one audit
  * trail. */
 #include "admin.h"
 
@@ -74,4 +76,40 @@ bool admin_unmerge(const char *dsn, const char *audit_id, const char *actor, cha
 	const char *params[] = { audit_id, actor };
 	return call_one(dsn, "SELECT parley_unmerge($1::bigint, $2)::text", 2, params, NULL, 0, err,
 	                errlen);
+}
+
+bool admin_reply(const char *dsn, const char *conversation, const char *text,
+                 const char *visibility, const char *actor, long long *message_id, char *err,
+                 size_t errlen)
+{
+	if (!is_id(conversation)) {
+		util_set_err(err, errlen, "a conversation id is a positive whole number");
+		return false;
+	}
+	const char *params[] = { conversation, text, visibility, actor };
+	char value[32];
+	if (!call_one(dsn, "SELECT parley_reply($1::bigint, $2, $3, $4)", 4, params, value,
+	              sizeof(value), err, errlen))
+		return false;
+	*message_id = strtoll(value, NULL, 10);
+	return true;
+}
+
+bool admin_move_to_private(const char *dsn, const char *conversation, const char *text,
+                           const char *public_text, const char *texts_json, const char *actor,
+                           long long *private_id, char *err, size_t errlen)
+{
+	if (!is_id(conversation)) {
+		util_set_err(err, errlen, "a conversation id is a positive whole number");
+		return false;
+	}
+	const char *params[] = { conversation, text, public_text, texts_json, actor };
+	char value[32];
+	if (!call_one(dsn,
+	              "SELECT parley_move_to_private($1::bigint, $2, coalesce($3, $4::jsonb ->> "
+	              "(SELECT channel_instance FROM conversation WHERE id = $1::bigint)), $5)",
+	              5, params, value, sizeof(value), err, errlen))
+		return false;
+	*private_id = strtoll(value, NULL, 10);
+	return true;
 }

@@ -16,4 +16,18 @@ bool admin_merge_customers(const char *dsn, const char *source, const char *targ
 bool admin_unmerge(const char *dsn, const char *audit_id, const char *actor, char *err,
                    size_t errlen);
 
+/* Reply to conversation `conversation` with `text`; visibility: "public",
+ * "private" or NULL (the conversation's). On success *message_id is the new
+ * outbound message; its send is queued for the channel. */
+bool admin_reply(const char *dsn, const char *conversation, const char *text,
+                 const char *visibility, const char *actor, long long *message_id, char *err,
+                 size_t errlen);
+/* Move public conversation `conversation` to private with `text` as the
+ * private message. public_text: the public note, or NULL for the channel
+ * instance's move_to_private_text, looked up in texts_json ({"instance":
+ * "text", ...}). On success *private_id is the new private conversation. */
+bool admin_move_to_private(const char *dsn, const char *conversation, const char *text,
+                           const char *public_text, const char *texts_json, const char *actor,
+                           long long *private_id, char *err, size_t errlen);
+
 #endif

@@ -598,6 +598,30 @@ static bool check_regex(const cfg_ctx *ctx, const char *path, const char *patter
 	return true;
 }
 
+/* obj[key]: an optional array of strings (instance names) at `path`. The
+ * array is attached to *out as it fills, so cfg_free releases a partial one. */
+static bool get_names(const cfg_ctx *ctx, json_t *obj, const char *path, const char *key,
+                      char ***out, size_t *n_out)
+{
+	json_t *arr = json_object_get(obj, key);
+	if (arr == NULL)
+		return true;
+	if (!json_is_array(arr))
+		return fail_type(ctx, path, JSON_ARRAY, arr);
+	size_t i;
+	json_t *v;
+	*out = xcalloc(json_array_size(arr) + 1, sizeof(char *));
+	json_array_foreach(arr, i, v) {
+		char child[CFG_PATH_MAX];
+		snprintf(child, sizeof(child), "%s[%zu]", path, i);
+		if (!json_is_string(v))
+			return fail_type(ctx, child, JSON_STRING, v);
+		(*out)[i] = xstrdup(json_string_value(v));
+		*n_out = i + 1;
+	}
+	return true;
+}
+
 static bool parse_ingest(const cfg_ctx *ctx, json_t *root, cfg *c)
 {
 	static const char *const keys[] = {
@@ -634,22 +658,9 @@ static bool parse_ingest(const cfg_ctx *ctx, json_t *root, cfg *c)
 		free(c->ingest.case_prefix);
 		c->ingest.case_prefix = xstrdup(prefix);
 	}
-	json_t *notify = json_object_get(in, "notify_new_conversation");
-	if (notify != NULL) {
-		if (!json_is_array(notify))
-			return fail_type(ctx, "ingest.notify_new_conversation", JSON_ARRAY, notify);
-		size_t i;
-		json_t *v;
-		c->ingest.notify_new_conversation = xcalloc(json_array_size(notify) + 1, sizeof(char *));
-		json_array_foreach(notify, i, v) {
-			char child[CFG_PATH_MAX];
-			snprintf(child, sizeof(child), "ingest.notify_new_conversation[%zu]", i);
-			if (!json_is_string(v))
-				return fail_type(ctx, child, JSON_STRING, v);
-			c->ingest.notify_new_conversation[i] = xstrdup(json_string_value(v));
-			c->ingest.n_notify_new_conversation = i + 1;
-		}
-	}
+	if (!get_names(ctx, in, "ingest.notify_new_conversation", "notify_new_conversation",
+	               &c->ingest.notify_new_conversation, &c->ingest.n_notify_new_conversation))
+		return false;
 	if (order != NULL) {
 		if (order[0] == '\0')
 			return cfg_fail(ctx, "ingest.order_number_pattern", "must not be empty");
@@ -665,7 +676,7 @@ static bool parse_jobs(const cfg_ctx *ctx, json_t *root, cfg *c)
 {
 	static const char *const keys[] = {
 		"enabled", "concurrency", "lease_ms", "max_attempts", "backoff_base_ms",
-		"backoff_max_ms", "sweep_interval_ms", NULL
+		"backoff_max_ms", "sweep_interval_ms", "notify_delivery_failed", NULL
 	};
 	json_t *j;
 	if (!get_section(ctx, root, "jobs", &j))
@@ -684,7 +695,8 @@ static bool parse_jobs(const cfg_ctx *ctx, json_t *root, cfg *c)
 		return false;
 	if (c->jobs.backoff_max_ms < c->jobs.backoff_base_ms)
 		return cfg_fail(ctx, "jobs.backoff_max_ms", "must be at least jobs.backoff_base_ms");
-	return true;
+	return get_names(ctx, j, "jobs.notify_delivery_failed", "notify_delivery_failed",
+	                 &c->jobs.notify_delivery_failed, &c->jobs.n_notify_delivery_failed);
 }
 
 static bool parse_log(const cfg_ctx *ctx, json_t *root, cfg *c)
@@ -779,19 +791,30 @@ static void instance_clear(cfg_instance *in)
 {
 	free(in->name);
 	free(in->plugin);
+	free(in->move_to_private_text);
 	free(in->path);
 	json_decref(in->config);
 }
 
-static bool parse_instance(const cfg_ctx *ctx, json_t *obj, const char *path, cfg_instance *in)
+static bool parse_instance(const cfg_ctx *ctx, json_t *obj, const char *path, bool channel,
+                           cfg_instance *in)
 {
 	static const char *const keys[] = { "name", "plugin", "config", NULL };
+	static const char *const channel_keys[] = { "name", "plugin", "config", "move_to_private_text",
+	                                            NULL };
 	char child[CFG_PATH_MAX];
 
 	if (!json_is_object(obj))
 		return fail_type(ctx, path, JSON_OBJECT, obj);
-	if (!check_known_keys(ctx, obj, path, keys))
+	if (!check_known_keys(ctx, obj, path, channel ? channel_keys : keys))
 		return false;
+	const char *move_text = NULL;
+	if (channel && !get_string(ctx, obj, path, "move_to_private_text", &move_text))
+		return false;
+	if (move_text != NULL && strlen(move_text) > CFG_MOVE_TEXT_MAX) {
+		path_key(child, path, "move_to_private_text");
+		return cfg_fail(ctx, child, "at most %d bytes", CFG_MOVE_TEXT_MAX);
+	}
 
 	const char *name = NULL, *plugin = NULL;
 	if (!get_string(ctx, obj, path, "name", &name))
@@ -819,6 +842,8 @@ static bool parse_instance(const cfg_ctx *ctx, json_t *obj, const char *path, cf
 	in->plugin = xstrdup(plugin);
 	in->path = xstrdup(path);
 	in->config = config != NULL ? json_incref(config) : json_object();
+	if (channel)
+		in->move_to_private_text = xstrdup(move_text != NULL ? move_text : CFG_MOVE_TEXT_DEFAULT);
 	return true;
 }
 
@@ -841,7 +866,8 @@ static bool parse_instances(const cfg_ctx *ctx, json_t *root, const char *kind,
 	char path[CFG_PATH_MAX];
 	for (size_t i = 0; i < n; i++) {
 		path_index(path, kind, i);
-		if (!parse_instance(ctx, json_array_get(arr, i), path, &(*out)[i]))
+		if (!parse_instance(ctx, json_array_get(arr, i), path, strcmp(kind, "channels") == 0,
+		                    &(*out)[i]))
 			return false;
 		*n_out = i + 1;
 		for (size_t j = 0; j < i; j++) {
@@ -933,20 +959,31 @@ static json_t *load_json(const cfg_ctx *ctx)
 	return root;
 }
 
-/* ingest.notify_new_conversation names configured notifiers. */
-static bool check_notify_targets(const cfg_ctx *ctx, const cfg *c)
+/* Each of names[] is a configured notifier instance. */
+static bool check_notifier_names(const cfg_ctx *ctx, const cfg *c, const char *path,
+                                 char *const *names, size_t n)
 {
-	for (size_t i = 0; i < c->ingest.n_notify_new_conversation; i++) {
+	for (size_t i = 0; i < n; i++) {
 		bool found = false;
 		for (size_t j = 0; j < c->n_notifiers && !found; j++)
-			found = strcmp(c->notifiers[j].name, c->ingest.notify_new_conversation[i]) == 0;
+			found = strcmp(c->notifiers[j].name, names[i]) == 0;
 		if (!found) {
-			char path[CFG_PATH_MAX];
-			snprintf(path, sizeof(path), "ingest.notify_new_conversation[%zu]", i);
-			return cfg_fail(ctx, path, "no notifier instance of that name");
+			char child[CFG_PATH_MAX];
+			snprintf(child, sizeof(child), "%s[%zu]", path, i);
+			return cfg_fail(ctx, child, "no notifier instance of that name");
 		}
 	}
 	return true;
+}
+
+/* The notice settings name configured notifiers. */
+static bool check_notify_targets(const cfg_ctx *ctx, const cfg *c)
+{
+	return check_notifier_names(ctx, c, "ingest.notify_new_conversation",
+	                            c->ingest.notify_new_conversation,
+	                            c->ingest.n_notify_new_conversation) &&
+	       check_notifier_names(ctx, c, "jobs.notify_delivery_failed",
+	                            c->jobs.notify_delivery_failed, c->jobs.n_notify_delivery_failed);
 }
 
 static bool parse_root(const cfg_ctx *ctx, json_t *root, cfg *c)
@@ -1050,6 +1087,9 @@ void cfg_free(cfg *c)
 	for (size_t i = 0; i < c->ingest.n_notify_new_conversation; i++)
 		free(c->ingest.notify_new_conversation[i]);
 	free(c->ingest.notify_new_conversation);
+	for (size_t i = 0; i < c->jobs.n_notify_delivery_failed; i++)
+		free(c->jobs.notify_delivery_failed[i]);
+	free(c->jobs.notify_delivery_failed);
 	free_instances(c->channels, c->n_channels);
 	free_instances(c->sinks, c->n_sinks);
 	free_instances(c->notifiers, c->n_notifiers);

@@ -17,7 +17,15 @@ typedef struct cfg_instance {
 	char *plugin;      /* plugin name, looked up in plugin_dir */
 	json_t *config;    /* the "config" object, $env/$file resolved; owned */
 	char *path;        /* JSON path of the instance, e.g. "channels[2]" */
+	/* Channels only: the public reply that says a conversation moved to
+	 * private ("" = none); NULL for sinks and notifiers. */
+	char *move_to_private_text;
 } cfg_instance;
+
+#define CFG_MOVE_TEXT_MAX 1000
+#define CFG_MOVE_TEXT_DEFAULT \
+	"We have sent you a private message so we can look into the details with you."
+
 
 typedef struct cfg {
 	char *file;                 /* path the config was read from */
@@ -65,6 +73,8 @@ typedef struct cfg {
 		int backoff_base_ms;     /* default 1000 */
 		int backoff_max_ms;      /* default 3600000 */
 		int sweep_interval_ms;   /* default 5000 */
+		char **notify_delivery_failed; /* notifier instance names */
+		size_t n_notify_delivery_failed;
 	} jobs;
 	cfg_instance *channels;  size_t n_channels;
 	cfg_instance *sinks;     size_t n_sinks;

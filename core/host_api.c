@@ -229,6 +229,83 @@ static void host_respond_error(parley_request *r, int status, const char *code, 
 	request_free(r);
 }
 
+/* ------------------------------------------ events without a request */
+
+/* A batch of polled events, committed like a request's (ingest_batch.c). */
+struct parley_emit_batch {
+	parley_instance *inst;
+	ingest_set *events;
+	parley_state_put_fn done;
+	void *arg;
+};
+
+static parley_emit_batch *host_emit_begin(parley_instance *inst)
+{
+	parley_emit_batch *b = xcalloc(1, sizeof(*b));
+	b->inst = inst;
+	b->events = ingest_set_new(inst->name, inst->desc->name);
+	requests_pending++;
+	return b;
+}
+
+static int host_emit_event(parley_emit_batch *b, const parley_event *ev)
+{
+	char err[256];
+	if (!ingest_set_add(b->events, ev, err, sizeof(err))) {
+		log_warn(b->inst->component, "invalid event: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
+static void emit_batch_free(parley_emit_batch *b)
+{
+	if (b->events != NULL)
+		ingest_set_free(b->events);
+	free(b);
+	requests_pending--;
+}
+
+static void emit_committed(void *arg, bool ok, const char *error)
+{
+	parley_emit_batch *b = arg;
+	if (!ok)
+		log_warn(b->inst->component, "polled events not stored: %s", error ? error : "?");
+	b->done(b->arg, ok ? 1 : 0);
+	emit_batch_free(b);
+}
+
+static void emit_nothing_done(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	emit_committed(arg, true, NULL);
+}
+
+static void host_emit_commit(parley_emit_batch *b, const char *state_key, const char *state_value,
+                             parley_state_put_fn done, void *arg)
+{
+	b->done = done;
+	b->arg = arg;
+	if (state_key != NULL)
+		ingest_set_set_state(b->events, state_key, state_value ? state_value : "");
+	if (ingest_set_count(b->events) == 0 && state_key == NULL) {
+		/* Nothing to write; still answer from the loop, never inside the call. */
+		if (event_base_once(loop_base, -1, EV_TIMEOUT, emit_nothing_done, b, NULL) != 0)
+			abort();
+		return;
+	}
+	ingest_set *events = b->events;
+	b->events = NULL;  /* the batcher owns it now */
+	ingest_set_commit(events, emit_committed, b);
+}
+
+static void host_emit_abort(parley_emit_batch *b)
+{
+	if (b != NULL)
+		emit_batch_free(b);
+}
+
 /* ----------------------------------------------------------- deliveries */
 
 struct parley_delivery {
@@ -236,6 +313,8 @@ struct parley_delivery {
 	host_delivery_done_fn done;
 	void *arg;
 	char *external_id;
+	char *thread_id;
+	char *recipient_id;
 };
 
 parley_delivery *host_delivery_new(parley_instance *inst, host_delivery_done_fn done, void *arg)
@@ -253,6 +332,18 @@ static void host_delivery_set_external_id(parley_delivery *d, const char *extern
 	d->external_id = xstrdup(external_id);
 }
 
+static void host_delivery_set_thread_id(parley_delivery *d, const char *thread_id)
+{
+	free(d->thread_id);
+	d->thread_id = xstrdup(thread_id);
+}
+
+static void host_delivery_set_recipient_id(parley_delivery *d, const char *recipient_id)
+{
+	free(d->recipient_id);
+	d->recipient_id = xstrdup(recipient_id);
+}
+
 static void host_delivery_complete(parley_delivery *d, parley_outcome outcome, int64_t retry_at_ms,
                                    const char *reason)
 {
@@ -261,9 +352,16 @@ static void host_delivery_complete(parley_delivery *d, parley_outcome outcome, i
 		          (int)outcome);
 		outcome = PARLEY_FAIL;
 	}
-	if (d->done != NULL)
-		d->done(d->arg, outcome, retry_at_ms, reason, d->external_id);
+	if (d->done != NULL) {
+		host_delivery_result r = { .outcome = outcome, .retry_at_ms = retry_at_ms,
+		                           .reason = reason, .external_id = d->external_id,
+		                           .thread_id = d->thread_id,
+		                           .recipient_id = d->recipient_id };
+		d->done(d->arg, &r);
+	}
 	free(d->external_id);
+	free(d->thread_id);
+	free(d->recipient_id);
 	free(d);
 }
 
@@ -473,6 +571,12 @@ static const parley_host host_table = {
 	.hmac_sha256 = util_hmac_sha256,
 	.secure_equals = util_secure_equals,
 	.now_ms = util_now_ms,
+	.emit_begin = host_emit_begin,
+	.emit_event = host_emit_event,
+	.emit_commit = host_emit_commit,
+	.emit_abort = host_emit_abort,
+	.delivery_set_thread_id = host_delivery_set_thread_id,
+	.delivery_set_recipient_id = host_delivery_set_recipient_id,
 };
 
 const parley_host *host_api_table(void) { return &host_table; }

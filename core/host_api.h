@@ -41,8 +41,16 @@ void host_api_set_base(struct event_base *base);
 struct event_base *host_api_base(void);
 
 /* Deliveries: the core creates one per unit of outbound work. */
-typedef void (*host_delivery_done_fn)(void *arg, parley_outcome outcome, int64_t retry_at_ms,
-                                      const char *reason, const char *external_id);
+typedef struct host_delivery_result {
+	parley_outcome outcome;
+	int64_t retry_at_ms;
+	const char *reason;       /* may be NULL */
+	const char *external_id;  /* delivery_set_external_id, or NULL */
+	const char *thread_id;    /* delivery_set_thread_id, or NULL */
+	const char *recipient_id; /* delivery_set_recipient_id, or NULL */
+} host_delivery_result;
+/* r: borrowed for the call. */
+typedef void (*host_delivery_done_fn)(void *arg, const host_delivery_result *r);
 parley_delivery *host_delivery_new(parley_instance *inst, host_delivery_done_fn done, void *arg);
 
 /* Requests: wrap an HTTP request for a plugin's handle_request. */

@@ -26,6 +26,8 @@ struct ingest_set {
 	char *channel;              /* the plugin's name */
 	char **items;               /* one serialized batch item per event */
 	size_t n, cap;
+	char *state_key;            /* plugin_state written with the events, or NULL */
+	char *state_value;
 };
 
 ingest_set *ingest_set_new(const char *instance, const char *channel)
@@ -39,6 +41,25 @@ ingest_set *ingest_set_new(const char *instance, const char *channel)
 size_t ingest_set_count(const ingest_set *s) { return s ? s->n : 0; }
 const char *ingest_set_item(const ingest_set *s, size_t i) { return s->items[i]; }
 
+void ingest_set_set_state(ingest_set *s, const char *key, const char *value)
+{
+	free(s->state_key);
+	free(s->state_value);
+	s->state_key = xstrdup(key);
+	s->state_value = xstrdup(value);
+}
+
+bool ingest_set_state(const ingest_set *s, const char **instance, const char **key,
+                      const char **value)
+{
+	if (s == NULL || s->state_key == NULL)
+		return false;
+	*instance = s->instance;
+	*key = s->state_key;
+	*value = s->state_value;
+	return true;
+}
+
 void ingest_set_free(ingest_set *s)
 {
 	if (s == NULL)
@@ -46,6 +67,8 @@ void ingest_set_free(ingest_set *s)
 	for (size_t i = 0; i < s->n; i++)
 		free(s->items[i]);
 	free(s->items);
+	free(s->state_key);
+	free(s->state_value);
 	free(s->instance);
 	free(s->channel);
 	free(s);

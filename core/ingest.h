@@ -22,6 +22,14 @@ size_t ingest_set_count(const ingest_set *s);
 /* For the batcher: item i as JSON text, borrowed from s. */
 const char *ingest_set_item(const ingest_set *s, size_t i);
 
+/* A plugin_state value written in the set's transaction (a polling cursor
+ * moves exactly when the events it produced are stored). Copied; replaces
+ * an earlier one. */
+void ingest_set_set_state(ingest_set *s, const char *key, const char *value);
+/* The state to write, or false. Borrowed from s. */
+bool ingest_set_state(const ingest_set *s, const char **instance, const char **key,
+                      const char **value);
+
 typedef void (*ingest_done_fn)(void *arg, bool ok, const char *error);
 /* Takes ownership of s. done runs exactly once, from the loop, after the
  * transaction holding the set committed (ok) or failed. */

@@ -20,6 +20,9 @@
 
 #define IB_LOG "ingest"
 #define IB_SQL "SELECT parley_ingest_batch($1::jsonb, $2::jsonb)"
+#define IB_STATE_SQL \
+	"INSERT INTO plugin_state (instance, key, value) VALUES ($1, $2, $3) " \
+	"ON CONFLICT (instance, key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
 
 /* One request's events waiting for (or in) a transaction. */
 typedef struct ib_entry {
@@ -237,6 +240,12 @@ static void ib_start_one(void)
 	db_batch *b = db_batch_new();
 	db_batch_add(b, IB_SQL, 2, params);
 	evbuffer_free(json);
+	/* Polling cursors move in the same transaction as their events. */
+	TAILQ_FOREACH(e, &f->entries, link) {
+		const char *st[3];
+		if (ingest_set_state(e->set, &st[0], &st[1], &st[2]))
+			db_batch_add(b, IB_STATE_SQL, 3, st);
+	}
 	ib.inflight++;
 	db_batch_submit(b, ib_flight_done, f);
 }

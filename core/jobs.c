@@ -62,7 +62,7 @@
 #define JOBS_NEXT_DUE_SQL "SELECT parley_job_next_due_ms()"
 #define JOBS_FINISH_SQL \
 	"SELECT new_state, retry_in_ms FROM parley_job_finish($1::bigint, $2::uuid, $3, $4, $5, " \
-	"to_timestamp($6::double precision / 1000), $7::int, $8::int, $9::int)"
+	"to_timestamp($6::double precision / 1000), $7::int, $8::int, $9::int, $10, $11, $12::jsonb)"
 #define JOBS_COUNT_SQL \
 	"SELECT state, target_kind, target_instance, count(*) FROM job WHERE state <> 'done' " \
 	"GROUP BY state, target_kind, target_instance"
@@ -98,6 +98,8 @@ typedef struct job {
 	const char *outcome;          /* static: what is being recorded */
 	char *reason;                 /* owned: the reason being recorded, or NULL */
 	char *external_id;            /* owned: the external id being recorded, or NULL */
+	char *thread_id;              /* owned: a private reply's new chat, or NULL */
+	char *recipient_id;           /* owned: the customer's id in that chat, or NULL */
 	char retry_at[24];            /* the plugin's not-before time in Unix ms, "" for none */
 	struct event *rewrite;        /* owned: retries a failed outcome write */
 	int rewrite_ms;               /* the last delay before a rewrite */
@@ -123,6 +125,7 @@ static struct {
 	plugin_set *plugins;          /* borrowed; outlives the runner */
 	jobs_options o;               /* o.dsn points at `dsn` */
 	char *dsn;                    /* owned; never logged (may hold a password) */
+	char *finish_opts;            /* owned: jobs_options.finish_opts_json */
 	char runner_id[320];          /* host:pid, recorded as claimed_by */
 	char params[4][24];           /* lease, max attempts, backoff base and max as text */
 	int watchdog_ms;
@@ -282,6 +285,8 @@ static void job_free_orphan(job *j)
 	free(j->target);
 	free(j->reason);
 	free(j->external_id);
+	free(j->thread_id);
+	free(j->recipient_id);
 	free(j);
 }
 
@@ -481,6 +486,39 @@ static bool build_message(field_ctx *f, json_t *parent, job_call *call)
 	return true;
 }
 
+/* obj.kind of a send: absent or "message", or "private_reply". */
+static bool field_send_kind(field_ctx *f, json_t *obj, parley_send_kind *out)
+{
+	json_t *v = json_object_get(obj, "kind");
+	*out = PARLEY_SEND_MESSAGE;
+	if (v == NULL || json_is_null(v))
+		return true;
+	if (json_is_string(v) && strcmp(json_string_value(v), "message") == 0)
+		return true;
+	if (json_is_string(v) && strcmp(json_string_value(v), "private_reply") == 0) {
+		*out = PARLEY_SEND_PRIVATE_REPLY;
+		return true;
+	}
+	snprintf(f->why, f->whylen, "invalid payload: %skind must be \"message\" or \"private_reply\"",
+	         f->where);
+	return false;
+}
+
+/* obj[key] as an integer; 0 when absent or null. */
+static bool field_int64(field_ctx *f, json_t *obj, const char *key, int64_t *out)
+{
+	json_t *v = json_object_get(obj, key);
+	*out = 0;
+	if (v == NULL || json_is_null(v))
+		return true;
+	if (!json_is_integer(v)) {
+		snprintf(f->why, f->whylen, "invalid payload: %s%s must be an integer", f->where, key);
+		return false;
+	}
+	*out = (int64_t)json_integer_value(v);
+	return true;
+}
+
 static bool build_send(field_ctx *f, json_t *p, job_call *call)
 {
 	parley_outbound_message *m = &call->u.send;
@@ -491,7 +529,10 @@ static bool build_send(field_ctx *f, json_t *p, job_call *call)
 	       field_text(f, p, "recipient_id", false, &m->recipient_id) &&
 	       field_text(f, p, "thread_id", false, &m->thread_id) &&
 	       field_text(f, p, "in_reply_to", false, &m->in_reply_to) &&
-	       field_text(f, p, "text", true, &m->text);
+	       field_text(f, p, "text", true, &m->text) &&
+	       field_text(f, p, "message_id", false, &m->message_id) &&
+	       field_send_kind(f, p, &m->kind) &&
+	       field_int64(f, p, "last_inbound_ms", &m->last_inbound_ms);
 }
 
 static bool build_open_ticket(field_ctx *f, json_t *p, job_call *call)
@@ -579,10 +620,10 @@ static void job_watchdog_fired(evutil_socket_t fd, short what, void *arg)
 
 /* The plugin completed the delivery (possibly from inside the operation
  * call). reason and external_id: borrowed for the call. */
-static void job_delivery_done(void *arg, parley_outcome outcome, int64_t retry_at_ms,
-                              const char *reason, const char *external_id)
+static void job_delivery_done(void *arg, const host_delivery_result *r)
 {
 	job *j = arg;
+	parley_outcome outcome = r->outcome;
 	j->delivery_open = false;
 	if (j->orphan) {
 		/* Completed from a plugin's destroy, after jobs_free: nothing to record. */
@@ -597,7 +638,11 @@ static void job_delivery_done(void *arg, parley_outcome outcome, int64_t retry_a
 	}
 	evtimer_del(j->watchdog);
 	const char *name = outcome == PARLEY_OK ? "ok" : outcome == PARLEY_RETRY ? "retry" : "fail";
-	job_record(j, name, retry_at_ms, reason, external_id);
+	free(j->thread_id);
+	free(j->recipient_id);
+	j->thread_id = outcome == PARLEY_OK ? clean_text(r->thread_id, JOBS_EXTERNAL_ID_MAX) : NULL;
+	j->recipient_id = outcome == PARLEY_OK ? clean_text(r->recipient_id, JOBS_EXTERNAL_ID_MAX) : NULL;
+	job_record(j, name, r->retry_at_ms, r->reason, r->external_id);
 }
 
 /* Hand a freshly claimed job to its plugin. Nothing may touch j after the
@@ -724,9 +769,11 @@ static void job_write(job *j)
 	const char *params[] = {
 		j->id, j->claim_token, sql_outcome, j->reason, j->external_id,
 		j->retry_at[0] ? j->retry_at : NULL, R.params[2], R.params[3], R.params[1],
+		strcmp(j->outcome, "ok") == 0 ? j->thread_id : NULL,
+		strcmp(j->outcome, "ok") == 0 ? j->recipient_id : NULL, R.finish_opts,
 	};
 	db_batch *b = db_batch_new();
-	db_batch_add(b, JOBS_FINISH_SQL, 9, params);
+	db_batch_add(b, JOBS_FINISH_SQL, 12, params);
 	j->write_pending = true;
 	db_batch_set_background(b);
 	db_batch_submit(b, job_written, j);
@@ -1244,6 +1291,9 @@ bool jobs_start(struct event_base *base, const jobs_options *opts, struct plugin
 	R.o = *opts;
 	R.dsn = xstrdup(opts->dsn);
 	R.o.dsn = R.dsn;
+	free(R.finish_opts);
+	R.finish_opts = xstrdup(opts->finish_opts_json ? opts->finish_opts_json : "{}");
+	R.o.finish_opts_json = R.finish_opts;
 	int margin = R.o.lease_ms / 5;
 	R.watchdog_ms = R.o.lease_ms - (margin > JOBS_WATCHDOG_MARGIN_MAX_MS ? JOBS_WATCHDOG_MARGIN_MAX_MS
 	                                                                     : margin);
@@ -1337,6 +1387,8 @@ void jobs_free(void)
 	free(R.gauge_labels);
 	free(R.gauge_values);
 	free(R.dsn);
+	free(R.finish_opts);
+	R.finish_opts = NULL;
 	memset(&R, 0, sizeof(R));
 	TAILQ_INIT(&R.jobs);
 }

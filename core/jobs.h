@@ -27,6 +27,10 @@ typedef struct jobs_options {
 	int backoff_base_ms;      /* first retry delay cap; doubles per attempt */
 	int backoff_max_ms;       /* cap of the backoff */
 	int sweep_interval_ms;    /* look for due jobs at least this often */
+	/* What a job's end may set off, as a JSON object text handed to
+	 * parley_job_finish (e.g. {"notify_delivery_failed": ["slack"]});
+	 * borrowed, copied; NULL = "{}". */
+	const char *finish_opts_json;
 } jobs_options;
 
 /* Start the runner on `base`. plugins: borrowed, must outlive the runner.

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <event2/event.h>
+#include <jansson.h>
 
 #include "admin.h"
 #include "db.h"
@@ -53,6 +54,9 @@ static void usage(FILE *out)
 	        "Usage: parleyd -c FILE [--check-config | --migrate]\n"
 	        "       parleyd -c FILE --merge-customer SOURCE --into TARGET [--actor NAME]\n"
 	        "       parleyd -c FILE --unmerge AUDIT_ID [--actor NAME]\n"
+	        "       parleyd -c FILE --reply CONVERSATION --text TEXT [--visibility V] [--actor NAME]\n"
+	        "       parleyd -c FILE --move-to-private CONVERSATION --text TEXT [--public-text TEXT]\n"
+	        "               [--actor NAME]\n"
 	        "       parleyd --list-plugins [--plugin-dir DIR | -c FILE] [-v]\n"
 	        "       parleyd --version\n"
 	        "\n"
@@ -64,12 +68,49 @@ static void usage(FILE *out)
 	        "                       cases, contacts); prints the audit id that undoes it\n"
 	        "      --unmerge AUDIT_ID\n"
 	        "                       undo that merge: everything moves back\n"
+	        "      --reply CONVERSATION --text TEXT\n"
+	        "                       reply on the conversation's channel (queued; the job runner of\n"
+	        "                       a running parleyd sends it); --visibility public|private must be\n"
+	        "                       the conversation's own\n"
+	        "      --move-to-private CONVERSATION --text TEXT\n"
+	        "                       send TEXT privately to the author of a public conversation, in a\n"
+	        "                       new private conversation of the same case; once it is sent, a\n"
+	        "                       public note (--public-text, default the channel's\n"
+	        "                       move_to_private_text) says so\n"
 	        "      --actor NAME     who is recorded in the audit log (default: cli:$USER)\n"
 	        "      --list-plugins   list the plugins in the plugin directory\n"
 	        "      --plugin-dir DIR the plugin directory for --list-plugins\n"
 	        "  -v, --verbose        with --list-plugins: descriptions and config keys\n"
 	        "      --version        print the version and the plugin ABI version\n"
 	        "  -h, --help           this text\n");
+}
+
+/* {"instance": move_to_private_text, ...} for every channel. Owned by the caller. */
+static char *move_texts_json(const cfg *c)
+{
+	json_t *o = json_object();
+	for (size_t i = 0; i < c->n_channels; i++)
+		json_object_set_new(o, c->channels[i].name,
+		                    json_string(c->channels[i].move_to_private_text));
+	char *s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (s == NULL)
+		abort();
+	return s;
+}
+
+/* What a job's end may set off (parley_job_finish's p_opts). Owned by the caller. */
+static char *finish_opts_json(const cfg *c)
+{
+	json_t *names = json_array();
+	for (size_t i = 0; i < c->jobs.n_notify_delivery_failed; i++)
+		json_array_append_new(names, json_string(c->jobs.notify_delivery_failed[i]));
+	json_t *o = json_pack("{s:o}", "notify_delivery_failed", names);
+	char *s = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	if (s == NULL)
+		abort();
+	return s;
 }
 
 static http_server_limits limits_from(const cfg *c)
@@ -220,6 +261,7 @@ static int run(void)
 		goto out;
 	}
 	if (d.config->jobs.enabled) {
+		char *finish_opts = finish_opts_json(d.config);
 		jobs_options jo = {
 			.dsn = d.config->database.dsn,
 			.connect_timeout_ms = d.config->database.connect_timeout_ms,
@@ -229,8 +271,11 @@ static int run(void)
 			.backoff_base_ms = d.config->jobs.backoff_base_ms,
 			.backoff_max_ms = d.config->jobs.backoff_max_ms,
 			.sweep_interval_ms = d.config->jobs.sweep_interval_ms,
+			.finish_opts_json = finish_opts,
 		};
-		if (!jobs_start(d.base, &jo, d.plugins, err, sizeof(err))) {
+		bool started = jobs_start(d.base, &jo, d.plugins, err, sizeof(err));
+		free(finish_opts);  /* copied by the runner */
+		if (!started) {
 			log_error("main", "job runner: %s", err);
 			goto out;
 		}
@@ -285,7 +330,8 @@ out:
 int main(int argc, char **argv)
 {
 	enum { OPT_CHECK = 1000, OPT_MIGRATE, OPT_LIST, OPT_PLUGIN_DIR, OPT_VERSION, OPT_MERGE,
-	       OPT_INTO, OPT_UNMERGE, OPT_ACTOR };
+	       OPT_INTO, OPT_UNMERGE, OPT_ACTOR, OPT_REPLY, OPT_MOVE, OPT_TEXT, OPT_PUBLIC_TEXT,
+	       OPT_VISIBILITY };
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", no_argument, NULL, OPT_CHECK },
@@ -295,6 +341,11 @@ int main(int argc, char **argv)
 		{ "into", required_argument, NULL, OPT_INTO },
 		{ "unmerge", required_argument, NULL, OPT_UNMERGE },
 		{ "actor", required_argument, NULL, OPT_ACTOR },
+		{ "reply", required_argument, NULL, OPT_REPLY },
+		{ "move-to-private", required_argument, NULL, OPT_MOVE },
+		{ "text", required_argument, NULL, OPT_TEXT },
+		{ "public-text", required_argument, NULL, OPT_PUBLIC_TEXT },
+		{ "visibility", required_argument, NULL, OPT_VISIBILITY },
 		{ "plugin-dir", required_argument, NULL, OPT_PLUGIN_DIR },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, OPT_VERSION },
@@ -303,6 +354,8 @@ int main(int argc, char **argv)
 	};
 	const char *config_file = NULL, *plugin_dir = NULL;
 	const char *merge_source = NULL, *merge_target = NULL, *unmerge_id = NULL, *actor = NULL;
+	const char *reply_conv = NULL, *move_conv = NULL, *text = NULL, *public_text = NULL;
+	const char *visibility = NULL;
 	bool check = false, migrate = false, list = false, verbose = false;
 	int c;
 	while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
@@ -316,6 +369,11 @@ int main(int argc, char **argv)
 		case OPT_INTO: merge_target = optarg; break;
 		case OPT_UNMERGE: unmerge_id = optarg; break;
 		case OPT_ACTOR: actor = optarg; break;
+		case OPT_REPLY: reply_conv = optarg; break;
+		case OPT_MOVE: move_conv = optarg; break;
+		case OPT_TEXT: text = optarg; break;
+		case OPT_PUBLIC_TEXT: public_text = optarg; break;
+		case OPT_VISIBILITY: visibility = optarg; break;
 		case 'v': verbose = true; break;
 		case OPT_VERSION:
 			printf("parleyd %s (plugin ABI %d.%d, schema version %d)\n", PACKAGE_VERSION,
@@ -327,6 +385,15 @@ int main(int argc, char **argv)
 	}
 	if ((merge_source != NULL) != (merge_target != NULL)) {
 		fprintf(stderr, "parleyd: --merge-customer and --into go together\n");
+		return EXIT_CONFIG;
+	}
+	if ((reply_conv != NULL || move_conv != NULL) != (text != NULL)) {
+		fprintf(stderr, "parleyd: --text goes with --reply or --move-to-private\n");
+		return EXIT_CONFIG;
+	}
+	if ((public_text != NULL && move_conv == NULL) || (visibility != NULL && reply_conv == NULL)) {
+		fprintf(stderr, "parleyd: --public-text goes with --move-to-private, --visibility with "
+		        "--reply\n");
 		return EXIT_CONFIG;
 	}
 	if (optind < argc) {
@@ -388,6 +455,28 @@ int main(int argc, char **argv)
 			fprintf(stderr, "parleyd: unmerge: %s\n", err);
 			rc = 1;
 		}
+	} else if (reply_conv != NULL) {
+		long long message_id = 0;
+		if (admin_reply(d.config->database.dsn, reply_conv, text, visibility, actor, &message_id,
+		                err, sizeof(err))) {
+			printf("reply queued as message %lld\n", message_id);
+			rc = 0;
+		} else {
+			fprintf(stderr, "parleyd: reply: %s\n", err);
+			rc = 1;
+		}
+	} else if (move_conv != NULL) {
+		long long private_id = 0;
+		char *texts = move_texts_json(d.config);
+		if (admin_move_to_private(d.config->database.dsn, move_conv, text, public_text, texts,
+		                          actor, &private_id, err, sizeof(err))) {
+			printf("moved to private conversation %lld\n", private_id);
+			rc = 0;
+		} else {
+			fprintf(stderr, "parleyd: move to private: %s\n", err);
+			rc = 1;
+		}
+		free(texts);
 	} else if (check) {
 		/* Load every plugin and create every instance: that validates the
 		 * plugins' own configs too. Nothing is started. */

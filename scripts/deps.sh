@@ -14,6 +14,7 @@ packages=(
 	postgresql
 	python3 python3-pytest python3-psycopg2
 	curl openssl ca-certificates procps
+	clang
 )
 case "${1:-}" in
 	--bench) packages+=(wrk) ;;

@@ -35,7 +35,7 @@ extern "C" {
 #endif
 
 #define PARLEY_ABI_MAJOR 1
-#define PARLEY_ABI_MINOR 0
+#define PARLEY_ABI_MINOR 1
 
 #define PARLEY_PLUGIN_ENTRY_SYMBOL "parley_plugin_entry"
 
@@ -90,6 +90,7 @@ typedef struct parley_request parley_request;     /* an inbound HTTP request */
 typedef struct parley_delivery parley_delivery;   /* one outbound unit of work */
 typedef struct parley_timer parley_timer;
 typedef struct parley_http_response parley_http_response;
+typedef struct parley_emit_batch parley_emit_batch; /* events without a request (1.1) */
 
 /* ------------------------------------------------------------------------ */
 /* Configuration schema                                                      */
@@ -178,6 +179,19 @@ typedef struct parley_event {
 /* Outbound units of work                                                   */
 /* ------------------------------------------------------------------------ */
 
+/* What a send is (ABI 1.1; a 1.0 core never sets it, which reads as MESSAGE). */
+typedef enum parley_send_kind {
+	/* A message in the conversation itself: a public reply in the thread
+	 * (answering in_reply_to), or a private message in the chat. */
+	PARLEY_SEND_MESSAGE = 0,
+	/* "Move to private": a private message to the author of the public
+	 * message in_reply_to (a comment's private reply, a DM to the tweet's
+	 * author, ...). The conversation is a new private one whose chat is not
+	 * known yet: report it with delivery_set_thread_id, as the thread_id the
+	 * channel's inbound events of that chat will carry. */
+	PARLEY_SEND_PRIVATE_REPLY = 1
+} parley_send_kind;
+
 /* A reply or message a channel must send. All strings borrowed for the call. */
 typedef struct parley_outbound_message {
 	uint32_t size;
@@ -188,6 +202,13 @@ typedef struct parley_outbound_message {
 	const char *thread_id;          /* thread root / chat id on the platform */
 	const char *in_reply_to;        /* platform id of the message answered, or NULL */
 	const char *text;
+	/* --- ABI 1.1 (check with PARLEY_HAS_FIELD) --- */
+	parley_send_kind kind;          /* see parley_send_kind */
+	int64_t last_inbound_ms;        /* when the customer last wrote in this
+	                                   conversation (for PRIVATE_REPLY: the public
+	                                   message answered), Unix ms; 0 = unknown.
+	                                   Messaging windows are checked against it. */
+	const char *message_id;         /* Parley's id of the outbound message, or NULL */
 } parley_outbound_message;
 
 /* What a sink or notifier knows of a customer. Strings borrowed. */
@@ -377,6 +398,35 @@ typedef struct parley_host {
 	int (*secure_equals)(const void *a, size_t a_len, const void *b, size_t b_len);
 	/* Current wall-clock time, Unix milliseconds. */
 	int64_t (*now_ms)(void);
+
+	/* --- ABI 1.1: check PARLEY_HAS_FIELD(host, parley_host, emit_begin) --- */
+
+	/* Events that do not come with a request (polling a platform's API):
+	 * begin a batch, emit events into it, then commit. The events and, when
+	 * state_key is not NULL, the state value (a polling cursor) are written
+	 * in ONE transaction, so a cursor never moves past events that were not
+	 * stored, and events are never stored without their cursor moving.
+	 * Returns a batch owned by the core until emit_commit/emit_abort. */
+	parley_emit_batch *(*emit_begin)(parley_instance *inst);
+	/* Queue an event (copied). 0, or -1 when the event is invalid (the
+	 * batch stays usable; the reason is logged). */
+	int (*emit_event)(parley_emit_batch *b, const parley_event *event);
+	/* Commit; done(arg, ok) runs exactly once, on the loop, never inside
+	 * this call. ok = 0: nothing was written (retry later). `b` is consumed.
+	 * state_key/state_value: borrowed for the call; may be NULL. */
+	void (*emit_commit)(parley_emit_batch *b, const char *state_key, const char *state_value,
+	                    parley_state_put_fn done, void *arg);
+	/* Drop an uncommitted batch. */
+	void (*emit_abort)(parley_emit_batch *b);
+
+	/* For a PARLEY_SEND_PRIVATE_REPLY send, before completing it OK: the
+	 * thread_id of the private chat it opened (copied). */
+	void (*delivery_set_thread_id)(parley_delivery *d, const char *thread_id);
+	/* For a PARLEY_SEND_PRIVATE_REPLY send, before completing it OK: the
+	 * customer's platform id in that chat (copied), when it differs from
+	 * their id in public (a Facebook comment's author vs. the Messenger
+	 * user); the core records it as the same customer's identity. */
+	void (*delivery_set_recipient_id)(parley_delivery *d, const char *recipient_id);
 } parley_host;
 
 /* ------------------------------------------------------------------------ */

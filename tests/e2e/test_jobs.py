@@ -400,13 +400,14 @@ def test_an_outcome_that_cannot_be_written_is_written_later_not_run_again(fresh_
     d = daemon.start(runner_config(fresh_db, probe_plugins, probe_log, log={"level": "debug"}))
     job_id = enqueue(fresh_db, "slow:1000", key="k-rewrite")
     wait_for("the call", lambda: calls(probe_log, "k-rewrite"))
-    signature = "parley_job_finish(bigint, uuid, text, text, text, timestamptz, int, int, int)"
+    signature = ("parley_job_finish(bigint, uuid, text, text, text, timestamptz, int, int, int, "
+                 "text, text, jsonb)")
     query(fresh_db, "ALTER FUNCTION %s RENAME TO parley_job_finish_away" % signature)
     try:
         wait_for("a failed outcome write", lambda: "not recorded yet" in d.log_text(), timeout=10)
     finally:
         query(fresh_db, "ALTER FUNCTION parley_job_finish_away(bigint, uuid, text, text, text, timestamptz, "
-                        "int, int, int) RENAME TO parley_job_finish")
+                        "int, int, int, text, text, jsonb) RENAME TO parley_job_finish")
     j = wait_state(fresh_db, job_id)
     assert (j["state"], j["attempts"], j["external_id"]) == ("done", 1, "T-k-rewrite")
     assert len(calls(probe_log, "k-rewrite")) == 1
@@ -527,7 +528,8 @@ def test_channel_send_records_the_platform_id_on_job_and_message(fresh_db, daemo
     assert headers["Idempotency-Key"] == "reply-1"
     assert body == {"idempotency_key": "reply-1", "conversation_id": "42", "visibility": "private",
                     "recipient_id": "cust-1", "thread": "chat-9", "in_reply_to": "m-1",
-                    "text": "Sorry, on its way"}
+                    "text": "Sorry, on its way", "kind": "message", "message_id": str(message_id),
+                    "last_inbound_ms": 0}
 
 
 # ------------------------------------------------------------------ metrics

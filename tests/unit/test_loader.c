@@ -160,15 +160,14 @@ struct delivery_result {
 	struct event_base *base;
 };
 
-static void delivery_done(void *arg, parley_outcome outcome, int64_t retry_at_ms, const char *reason,
-                          const char *external_id)
+static void delivery_done(void *arg, const host_delivery_result *res)
 {
 	struct delivery_result *r = arg;
 	r->done = true;
-	r->outcome = outcome;
-	r->retry_at_ms = retry_at_ms;
-	snprintf(r->reason, sizeof(r->reason), "%s", reason ? reason : "");
-	snprintf(r->external_id, sizeof(r->external_id), "%s", external_id ? external_id : "");
+	r->outcome = res->outcome;
+	r->retry_at_ms = res->retry_at_ms;
+	snprintf(r->reason, sizeof(r->reason), "%s", res->reason ? res->reason : "");
+	snprintf(r->external_id, sizeof(r->external_id), "%s", res->external_id ? res->external_id : "");
 	if (r->base)
 		event_base_loopbreak(r->base);
 }

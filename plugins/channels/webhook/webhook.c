@@ -10,6 +10,7 @@
  * This file is the glue to the host table; the pure parsing and signature
  * code is in webhook_parse.c. Like any third-party plugin it uses only
  * parley/parley.h and jansson. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,7 @@ typedef struct webhook_channel {
 typedef struct webhook_send_ctx {
 	webhook_channel *ch;       /* borrowed: the core runs no callback after destroy */
 	parley_delivery *d;        /* owned by the core until delivery_complete */
+	bool private_reply;        /* a "move to private" send: the answer may name the chat */
 } webhook_send_ctx;
 
 static const parley_config_key webhook_config_keys[] = {
@@ -320,21 +322,39 @@ static int64_t retry_after_seconds(const char *value)
 	return s;
 }
 
+/* root[key] when it is a usable id string, else NULL. Borrowed from root. */
+static const char *id_field(json_t *root, const char *key)
+{
+	json_t *v = json_object_get(root, key);
+	if (json_is_string(v) && json_string_length(v) > 0 &&
+	    json_string_length(v) <= WEBHOOK_MAX_EXTERNAL_ID)
+		return json_string_value(v);
+	return NULL;
+}
+
 /* If the callback's 2xx answer is a JSON object with a string "id", that is
- * the message's id on the brand's side. body: borrowed. */
+ * the message's id on the brand's side. For a private reply ("move to
+ * private") it may also name the private chat ("thread") and the
+ * customer's id in it ("recipient_id"). body: borrowed. */
 static void take_external_id(webhook_send_ctx *ctx, const unsigned char *body, size_t len)
 {
-	json_t *root, *id;
+	const parley_host *host = ctx->ch->host;
+	const char *v;
+	json_t *root;
 
 	if (body == NULL || len == 0)
 		return;
 	root = json_loadb((const char *)body, len, 0, NULL);
 	if (root == NULL)
 		return;
-	id = json_object_get(root, "id");
-	if (json_is_string(id) && json_string_length(id) > 0 &&
-	    json_string_length(id) <= WEBHOOK_MAX_EXTERNAL_ID)
-		ctx->ch->host->delivery_set_external_id(ctx->d, json_string_value(id));
+	if ((v = id_field(root, "id")) != NULL)
+		host->delivery_set_external_id(ctx->d, v);
+	if (ctx->private_reply && PARLEY_HAS_FIELD(host, parley_host, delivery_set_recipient_id)) {
+		if ((v = id_field(root, "thread")) != NULL)
+			host->delivery_set_thread_id(ctx->d, v);
+		if ((v = id_field(root, "recipient_id")) != NULL)
+			host->delivery_set_recipient_id(ctx->d, v);
+	}
 	json_decref(root);
 }
 
@@ -443,14 +463,19 @@ static void webhook_send(void *self, const parley_outbound_message *msg, parley_
 	}
 
 	/* "s?" writes null for a NULL string (in_reply_to of a first message). */
-	payload = json_pack("{s:s, s:s?, s:s, s:s?, s:s?, s:s?, s:s?}",
+	bool v11 = PARLEY_HAS_FIELD(msg, parley_outbound_message, message_id);
+	bool private_reply = v11 && msg->kind == PARLEY_SEND_PRIVATE_REPLY;
+	payload = json_pack("{s:s, s:s?, s:s, s:s?, s:s?, s:s?, s:s?, s:s, s:s?, s:I}",
 	                    "idempotency_key", msg->idempotency_key,
 	                    "conversation_id", msg->conversation_id,
 	                    "visibility", visibility_name(msg->visibility),
 	                    "recipient_id", msg->recipient_id,
 	                    "thread", msg->thread_id,
 	                    "in_reply_to", msg->in_reply_to,
-	                    "text", msg->text);
+	                    "text", msg->text,
+	                    "kind", private_reply ? "private_reply" : "message",
+	                    "message_id", v11 ? msg->message_id : NULL,
+	                    "last_inbound_ms", (json_int_t)(v11 ? msg->last_inbound_ms : 0));
 	if (payload == NULL) {
 		host->delivery_complete(d, PARLEY_FAIL, 0,
 		                        "the message cannot be encoded as JSON (invalid UTF-8?)");
@@ -468,6 +493,7 @@ static void webhook_send(void *self, const parley_outbound_message *msg, parley_
 		snprintf(idem, idem_len, "Idempotency-Key: %s", msg->idempotency_key);
 		ctx->ch = ch;
 		ctx->d = d;
+		ctx->private_reply = private_reply;
 		if (start_callback(ch, body, idem, ctx) == 0)
 			ctx = NULL;   /* webhook_send_done frees it */
 		else

@@ -1,0 +1,416 @@
+-- 004_replies: answering customers. The core operations "reply to a
+-- conversation" and "move a public conversation to private", what a send's
+-- end changes (the message's platform id and status, a private chat's
+-- thread, the reason a reply did not go out, the notices that says so), and
+-- the echo of a sent message stored before the send's outcome.
+
+-- origin_conversation_id: the public conversation a private one was opened
+-- from ("move to private"; same case). delivery_error: why the latest reply
+-- did not go out (cleared by the next one that does), for the agents.
+ALTER TABLE conversation
+    ADD COLUMN origin_conversation_id bigint,
+    ADD COLUMN delivery_error         text,
+    ADD COLUMN delivery_error_at      timestamptz;
+CREATE INDEX conversation_origin ON conversation (origin_conversation_id)
+    WHERE origin_conversation_id IS NOT NULL;
+
+-- A conversation as notices and sinks see it (docs/JOBS.md, "the
+-- conversation object").
+CREATE FUNCTION parley_conversation_json(p_conversation bigint) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+               'conversation_id', c.id::text,
+               'case_number', sc.case_number,
+               'channel_instance', c.channel_instance,
+               'channel_kind', c.channel_kind,
+               'visibility', c.visibility,
+               'category', c.category,
+               'status', c.status,
+               'customer', jsonb_strip_nulls(jsonb_build_object(
+                   'customer_id', cu.id::text,
+                   'display_name', coalesce(cu.display_name, i.display_name),
+                   'external_id', i.external_id,
+                   'handle', i.handle))))
+      FROM conversation c
+      JOIN customer cu ON cu.id = c.customer_id
+      LEFT JOIN identity i ON i.id = c.identity_id
+      LEFT JOIN support_case sc ON sc.id = c.case_id
+     WHERE c.id = p_conversation
+$$;
+
+-- Enqueue the channel 'send' of outbound message p_message (its row holds
+-- the text, visibility and conversation). p_kind: 'message' or
+-- 'private_reply'; p_extra: more payload fields. Sends of one conversation
+-- go one at a time, in order. Returns the job's id.
+CREATE FUNCTION parley_enqueue_send(p_message bigint, p_kind text, p_extra jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    m message%ROWTYPE;
+    c conversation%ROWTYPE;
+    v_recipient text;
+BEGIN
+    SELECT * INTO m FROM message WHERE id = p_message;
+    SELECT * INTO c FROM conversation WHERE id = m.conversation_id;
+    SELECT i.external_id INTO v_recipient FROM identity i WHERE i.id = c.identity_id;
+    RETURN parley_job_enqueue('channel', c.channel_instance, 'send',
+        jsonb_strip_nulls(jsonb_build_object(
+            'conversation_id', c.id::text,
+            'visibility', m.visibility,
+            'text', m.text,
+            'recipient_id', v_recipient,
+            'thread_id', c.thread_key,
+            'in_reply_to', m.in_reply_to_external_id,
+            'message_id', m.id::text,
+            'kind', p_kind,
+            'last_inbound_ms', floor(extract(epoch FROM c.last_inbound_at) * 1000)::bigint))
+        || p_extra,
+        'send:' || m.id,
+        'send:' || coalesce(c.origin_conversation_id, c.id));
+END
+$$;
+
+-- The customer's newest message of a conversation (the one a reply answers).
+CREATE FUNCTION parley_last_inbound(p_conversation bigint, OUT id bigint, OUT external_id text,
+                                    OUT at timestamptz)
+LANGUAGE sql STABLE AS $$
+    SELECT m.id, m.external_id, coalesce(m.platform_time, m.received_at)
+      FROM message m
+     WHERE m.conversation_id = p_conversation AND m.direction = 'inbound'
+     ORDER BY coalesce(m.platform_time, m.received_at) DESC, m.id DESC
+     LIMIT 1
+$$;
+
+-- Reply to a conversation: the reply is stored as an outbound message and
+-- its send is enqueued in the same transaction. p_visibility must be the
+-- conversation's own (NULL: the conversation's); a private answer to a
+-- public conversation is parley_move_to_private. Returns the message's id.
+CREATE FUNCTION parley_reply(p_conversation bigint, p_text text, p_visibility text DEFAULT NULL,
+                             p_actor text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    c     conversation%ROWTYPE;
+    v_vis text;
+    v_in  record;
+    v_msg bigint;
+BEGIN
+    IF p_text IS NULL OR btrim(p_text) = '' THEN
+        RAISE EXCEPTION 'the reply text is empty' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO c FROM conversation WHERE conversation.id = p_conversation FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'conversation % does not exist', p_conversation USING ERRCODE = 'P0002';
+    END IF;
+    v_vis := coalesce(p_visibility, c.visibility);
+    IF v_vis NOT IN ('public', 'private') THEN
+        RAISE EXCEPTION 'visibility must be "public" or "private"' USING ERRCODE = '22023';
+    END IF;
+    IF v_vis <> c.visibility THEN
+        RAISE EXCEPTION 'conversation % is %: a % reply is not possible here%', c.id, c.visibility, v_vis,
+            CASE WHEN c.visibility = 'public' THEN ' (move it to private instead)' ELSE '' END
+            USING ERRCODE = '22023';
+    END IF;
+    v_in := parley_last_inbound(c.id);
+    INSERT INTO message (conversation_id, channel_instance, direction, text, visibility,
+                         in_reply_to_external_id, in_reply_to_id)
+    VALUES (c.id, c.channel_instance, 'outbound', p_text, v_vis, v_in.external_id, v_in.id)
+    RETURNING message.id INTO v_msg;
+    UPDATE conversation
+       SET last_outbound_at = now(), first_response_at = coalesce(first_response_at, now()),
+           updated_at = now()
+     WHERE conversation.id = c.id;
+    PERFORM parley_enqueue_send(v_msg, 'message');
+    PERFORM parley_audit(coalesce(p_actor, 'system'), 'conversation.reply', 'conversation', c.id,
+                         jsonb_build_object('message_id', v_msg, 'visibility', v_vis));
+    RETURN v_msg;
+END
+$$;
+
+-- Move a public conversation to private (product rule 6): a private message
+-- to the customer (a comment's private reply, a DM) in a new private
+-- conversation of the same case, linked to the public one, and, once that
+-- message is sent, a short public reply saying so (p_public_text; NULL or
+-- empty: none). The private chat's thread is what the channel reports when
+-- the send succeeds. Returns the new conversation's id.
+CREATE FUNCTION parley_move_to_private(p_conversation bigint, p_text text, p_public_text text,
+                                       p_actor text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    c        conversation%ROWTYPE;
+    v_in     record;
+    v_conv   bigint;
+    v_msg    bigint;
+    v_public bigint;
+BEGIN
+    IF p_text IS NULL OR btrim(p_text) = '' THEN
+        RAISE EXCEPTION 'the private message text is empty' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO c FROM conversation WHERE conversation.id = p_conversation FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'conversation % does not exist', p_conversation USING ERRCODE = 'P0002';
+    END IF;
+    IF c.visibility <> 'public' THEN
+        RAISE EXCEPTION 'conversation % is private already', c.id USING ERRCODE = '22023';
+    END IF;
+    v_in := parley_last_inbound(c.id);
+    IF v_in.external_id IS NULL THEN
+        RAISE EXCEPTION 'conversation % has no customer message to answer privately', c.id
+            USING ERRCODE = '22023';
+    END IF;
+
+    INSERT INTO conversation (customer_id, identity_id, case_id, channel_kind, channel_instance,
+                              visibility, thread_key, status, origin_conversation_id,
+                              last_outbound_at, first_response_at)
+    VALUES (c.customer_id, c.identity_id, c.case_id, c.channel_kind, c.channel_instance,
+            'private', NULL, 'pending', c.id, now(), now())
+    RETURNING conversation.id INTO v_conv;
+    INSERT INTO message (conversation_id, channel_instance, direction, text, visibility,
+                         in_reply_to_external_id, in_reply_to_id)
+    VALUES (v_conv, c.channel_instance, 'outbound', p_text, 'private', v_in.external_id, v_in.id)
+    RETURNING message.id INTO v_msg;
+    IF p_public_text IS NOT NULL AND btrim(p_public_text) <> '' THEN
+        -- Sent only after the private message went out (parley_send_done):
+        -- "we sent you a message" must not be said of one that failed.
+        INSERT INTO message (conversation_id, channel_instance, direction, text, visibility,
+                             in_reply_to_external_id, in_reply_to_id)
+        VALUES (c.id, c.channel_instance, 'outbound', p_public_text, 'public', v_in.external_id, v_in.id)
+        RETURNING message.id INTO v_public;
+    END IF;
+    UPDATE conversation
+       SET last_outbound_at = now(), first_response_at = coalesce(first_response_at, now()),
+           updated_at = now()
+     WHERE conversation.id = c.id;
+    -- The private message's window runs from the public message it answers.
+    PERFORM parley_enqueue_send(v_msg, 'private_reply',
+        jsonb_strip_nulls(jsonb_build_object(
+            'thread_id', c.thread_key,
+            'last_inbound_ms', floor(extract(epoch FROM v_in.at) * 1000)::bigint,
+            'public_message_id', v_public::text)));
+    PERFORM parley_audit(coalesce(p_actor, 'system'), 'conversation.move_to_private', 'conversation',
+                         c.id, jsonb_strip_nulls(jsonb_build_object(
+                             'private_conversation_id', v_conv, 'message_id', v_msg,
+                             'public_message_id', v_public)));
+    RETURN v_conv;
+END
+$$;
+
+-- A channel 'send' succeeded: the outbound message gets its platform id and
+-- the status sent, each only where nothing is known yet (a receipt may have
+-- arrived first; delivery status only moves forward). When the platform's
+-- echo of the message was stored first (an echo can overtake the send's
+-- answer), that row is this message: it is folded into it (status,
+-- evidence, revisions), so the message exists once.
+CREATE OR REPLACE FUNCTION parley_job_mark_sent(p_message bigint, p_external_id text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    m message%ROWTYPE;
+    e message%ROWTYPE;
+BEGIN
+    SELECT * INTO m FROM message WHERE id = p_message FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF m.external_id IS NULL AND p_external_id IS NOT NULL THEN
+        SELECT * INTO e FROM message
+         WHERE channel_instance = m.channel_instance AND external_id = p_external_id
+           FOR UPDATE;
+        IF FOUND AND e.direction = 'outbound' AND e.author_identity_id IS NULL THEN
+            UPDATE message_revision SET message_id = m.id WHERE message_id = e.id;
+            DELETE FROM message WHERE id = e.id;
+            UPDATE message
+               SET external_id = p_external_id,
+                   delivery_status = CASE WHEN coalesce(parley_delivery_rank(e.delivery_status), 0)
+                                               > coalesce(parley_delivery_rank(m.delivery_status), 0)
+                                          THEN e.delivery_status ELSE coalesce(m.delivery_status, 'sent') END,
+                   delivery_detail = coalesce(m.delivery_detail, e.delivery_detail),
+                   platform_time = coalesce(m.platform_time, e.platform_time),
+                   inbound_event_id = coalesce(m.inbound_event_id, e.inbound_event_id),
+                   edited_text = coalesce(m.edited_text, e.edited_text),
+                   edited_at = coalesce(m.edited_at, e.edited_at),
+                   deleted_at = coalesce(m.deleted_at, e.deleted_at),
+                   deleted_by = coalesce(m.deleted_by, e.deleted_by)
+             WHERE id = m.id;
+            RETURN;
+        ELSIF FOUND THEN
+            -- The id belongs to something else (a customer message): keep
+            -- both as they are; only the status is known.
+            UPDATE message SET delivery_status = coalesce(delivery_status, 'sent') WHERE id = m.id;
+            RETURN;
+        END IF;
+    END IF;
+    UPDATE message
+       SET external_id = coalesce(external_id, p_external_id),
+           delivery_status = coalesce(delivery_status, 'sent')
+     WHERE id = m.id;
+END
+$$;
+
+-- What a channel 'send' job's success sets off: the message is sent; a
+-- private reply's conversation gets its chat (thread) and the customer's
+-- identity in that chat; the public "we sent you a message" reply goes out
+-- now; the conversation's delivery error is over.
+CREATE FUNCTION parley_send_done(j job, p_external_id text, p_thread_id text, p_recipient_id text)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_msg  bigint;
+    v_conv bigint;
+    c      conversation%ROWTYPE;
+BEGIN
+    IF (j.payload ->> 'message_id') !~ '^[0-9]{1,18}$' THEN
+        RETURN;
+    END IF;
+    v_msg := (j.payload ->> 'message_id')::bigint;
+    PERFORM parley_job_mark_sent(v_msg, p_external_id);
+    SELECT m.conversation_id INTO v_conv FROM message m WHERE m.id = v_msg;
+    SELECT * INTO c FROM conversation WHERE id = v_conv FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    UPDATE conversation SET delivery_error = NULL, delivery_error_at = NULL
+     WHERE id = c.id AND delivery_error IS NOT NULL;
+    IF j.payload ->> 'kind' = 'private_reply' THEN
+        IF p_thread_id IS NOT NULL AND c.thread_key IS NULL THEN
+            UPDATE conversation SET thread_key = p_thread_id, updated_at = now() WHERE id = c.id;
+        END IF;
+        -- The customer's id in the private chat may differ from their id in
+        -- public (a Facebook comment's author vs. the Messenger user): the
+        -- chat's id is theirs too, so their answer finds this conversation.
+        IF p_recipient_id IS NOT NULL THEN
+            INSERT INTO identity (customer_id, channel_kind, channel_instance, external_id)
+            VALUES (c.customer_id, c.channel_kind, c.channel_instance, p_recipient_id)
+            ON CONFLICT DO NOTHING;
+        END IF;
+        IF (j.payload ->> 'public_message_id') ~ '^[0-9]{1,18}$' THEN
+            PERFORM parley_enqueue_send((j.payload ->> 'public_message_id')::bigint, 'message');
+        END IF;
+    END IF;
+END
+$$;
+
+-- A channel 'send' job is dead: the reply did not go out, and a customer is
+-- waiting. The message is failed with the reason, the conversation shows
+-- the reason, the audit log has it, and each notifier in
+-- p_opts.notify_delivery_failed gets a 'delivery.failed' notice.
+CREATE FUNCTION parley_send_failed(j job, p_reason text, p_opts jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_msg    bigint;
+    m        message%ROWTYPE;
+    v_reason text := coalesce(p_reason, 'the channel refused the message');
+    v_who    text;
+BEGIN
+    IF (j.payload ->> 'message_id') !~ '^[0-9]{1,18}$' THEN
+        RETURN;
+    END IF;
+    v_msg := (j.payload ->> 'message_id')::bigint;
+    UPDATE message
+       SET delivery_status = 'failed', delivery_detail = v_reason
+     WHERE id = v_msg AND coalesce(parley_delivery_rank(delivery_status), 0) < parley_delivery_rank('failed')
+    RETURNING * INTO m;
+    IF NOT FOUND THEN
+        SELECT * INTO m FROM message WHERE id = v_msg;
+        IF NOT FOUND THEN
+            RETURN;
+        END IF;
+    END IF;
+    IF (j.payload ->> 'public_message_id') ~ '^[0-9]{1,18}$' THEN
+        UPDATE message
+           SET delivery_status = 'failed',
+               delivery_detail = 'not sent: the private message did not go out'
+         WHERE id = (j.payload ->> 'public_message_id')::bigint AND delivery_status IS NULL;
+    END IF;
+    UPDATE conversation SET delivery_error = v_reason, delivery_error_at = now(), updated_at = now()
+     WHERE id = m.conversation_id;
+    PERFORM parley_audit('jobs', 'message.delivery_failed', 'conversation', m.conversation_id,
+                         jsonb_build_object('message_id', m.id, 'job_id', j.id, 'reason', v_reason));
+    IF coalesce(jsonb_array_length(p_opts -> 'notify_delivery_failed'), 0) = 0 THEN
+        RETURN;
+    END IF;
+    SELECT coalesce(cu.display_name, i.display_name, i.handle, 'a customer') INTO v_who
+      FROM conversation c
+      JOIN customer cu ON cu.id = c.customer_id
+      LEFT JOIN identity i ON i.id = c.identity_id
+     WHERE c.id = m.conversation_id;
+    INSERT INTO job (target_kind, target_instance, operation, payload, idempotency_key, ordering_key)
+    SELECT 'notifier', n.name, 'deliver',
+           jsonb_build_object(
+               'kind', 'delivery.failed',
+               'title', format('A reply to %s on %s was not sent', coalesce(v_who, 'a customer'),
+                               j.target_instance),
+               'text', left(format(E'%s\n\nThe reply: %s', v_reason, coalesce(m.text, '')), 1000),
+               'conversation', parley_conversation_json(m.conversation_id),
+               'payload', jsonb_build_object('conversation_id', m.conversation_id, 'message_id', m.id,
+                                             'job_id', j.id, 'reason', v_reason)),
+           'delivery.failed:' || j.id || ':' || n.name,
+           'conversation:' || m.conversation_id
+      FROM jsonb_array_elements_text(p_opts -> 'notify_delivery_failed') AS n(name)
+    ON CONFLICT ON CONSTRAINT job_idempotency_key DO NOTHING;
+END
+$$;
+
+-- parley_job_finish (003) with what a send's end sets off: p_thread_id and
+-- p_recipient_id (a private reply's chat and the customer's id in it) and
+-- p_opts (the runner's settings for notices). Otherwise as in 003.
+DROP FUNCTION parley_job_finish(bigint, uuid, text, text, text, timestamptz, int, int, int);
+CREATE FUNCTION parley_job_finish(p_id bigint, p_claim_token uuid, p_outcome text,
+                                  p_reason text, p_external_id text, p_retry_at timestamptz,
+                                  p_backoff_base_ms int, p_backoff_max_ms int,
+                                  p_default_max_attempts int, p_thread_id text DEFAULT NULL,
+                                  p_recipient_id text DEFAULT NULL, p_opts jsonb DEFAULT NULL,
+                                  OUT new_state text, OUT retry_in_ms bigint)
+RETURNS SETOF record LANGUAGE plpgsql AS $$
+DECLARE
+    j job%ROWTYPE;
+    v_cap_ms double precision;
+    v_run_at timestamptz;
+BEGIN
+    SELECT * INTO j FROM job
+    WHERE job.id = p_id AND job.claim_token = p_claim_token AND job.state = 'running'
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+
+    IF p_outcome = 'ok' THEN
+        UPDATE job SET state = 'done', external_id = p_external_id, last_error = NULL,
+                       lease_until = NULL, claim_token = NULL, finished_at = now(),
+                       updated_at = now()
+        WHERE job.id = p_id;
+        IF j.target_kind = 'channel' AND j.operation = 'send' THEN
+            PERFORM parley_send_done(j, p_external_id, p_thread_id, p_recipient_id);
+        END IF;
+        new_state := 'done';
+    ELSIF p_outcome = 'release' THEN
+        UPDATE job SET state = 'queued', attempts = greatest(j.attempts - 1, 0),
+                       lease_until = NULL, claim_token = NULL, updated_at = now()
+        WHERE job.id = p_id;
+        new_state := 'queued';
+    ELSIF p_outcome = 'retry'
+          AND j.attempts < coalesce(j.max_attempts, p_default_max_attempts) THEN
+        v_cap_ms := least(p_backoff_max_ms::double precision,
+                          p_backoff_base_ms * power(2::double precision,
+                                                    least(greatest(j.attempts - 1, 0), 60)));
+        v_run_at := greatest(coalesce(p_retry_at, '-infinity'),
+                             now() + random() * v_cap_ms * interval '1 millisecond');
+        UPDATE job SET state = 'queued', run_at = v_run_at, last_error = p_reason,
+                       lease_until = NULL, claim_token = NULL, updated_at = now()
+        WHERE job.id = p_id;
+        new_state := 'queued';
+        retry_in_ms := greatest(0, ceil(extract(epoch FROM v_run_at - now()) * 1000))::bigint;
+    ELSIF p_outcome IN ('retry', 'fail') THEN
+        UPDATE job SET state = 'dead', last_error = p_reason, lease_until = NULL,
+                       claim_token = NULL, finished_at = now(), updated_at = now()
+        WHERE job.id = p_id;
+        IF j.target_kind = 'channel' AND j.operation = 'send' THEN
+            PERFORM parley_send_failed(j, p_reason, coalesce(p_opts, '{}'));
+        END IF;
+        new_state := 'dead';
+    ELSE
+        RAISE EXCEPTION 'parley_job_finish: unknown outcome %', p_outcome;
+    END IF;
+    RETURN NEXT;
+END
+$$;
