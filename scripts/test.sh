@@ -4,15 +4,16 @@
 #   2. build build/ (normal) and build-asan/ (AddressSanitizer + UBSan)
 #   3. start a throwaway PostgreSQL (--fast) in a temporary directory
 #   4. run tests/run-all.sh (unit + end-to-end) against each build
-#   5. make distcheck in build/ (one counted test; PARLEY_SKIP_DISTCHECK=1 skips it)
-#   6. remove the cluster (also on failure or Ctrl-C)
+#   5. each fuzz target in tests/fuzz for PARLEY_FUZZ_SECONDS (default 30) s
+#   6. make distcheck in build/ (one counted test; PARLEY_SKIP_DISTCHECK=1 skips it)
+#   7. remove the cluster (also on failure or Ctrl-C)
 #
 # Prints one line per suite and, last, exactly one line "N passed, N failed".
 # Exits 1 when anything failed, crashed or did not run. Full logs: build/test-logs/.
 #
 # Environment: PARLEY_TEST_PG_PORT (first port to try, default 55433),
-# PARLEY_SKIP_DISTCHECK=1, PARLEY_UNIT_TIMEOUT and PARLEY_E2E_TIMEOUT (see
-# tests/run-all.sh).
+# PARLEY_SKIP_DISTCHECK=1, PARLEY_FUZZ_SECONDS, PARLEY_UNIT_TIMEOUT and
+# PARLEY_E2E_TIMEOUT (see tests/run-all.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -130,6 +131,16 @@ for b in "${build_ok[@]}"; do
 			UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 	else
 		run_suites "$b"
+	fi
+done
+
+# Every inbound parser's fuzz target, for PARLEY_FUZZ_SECONDS each (default
+# 30; longer runs: tests/fuzz/run.sh -t SECONDS NAME). One test per target.
+for target in $("$root/tests/fuzz/run.sh" -l); do
+	if "$root/tests/fuzz/run.sh" -o "$root/build/fuzz" "$target" >"$logs/fuzz-$target.log" 2>&1; then
+		count_step "fuzz $target" OK "$logs/fuzz-$target.log"
+	else
+		count_step "fuzz $target" FAIL "$logs/fuzz-$target.log"
 	fi
 done
 
