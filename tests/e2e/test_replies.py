@@ -288,3 +288,20 @@ def test_move_to_private_text_and_failure_notices_are_validated(fresh_db, plugin
                                            "config": {"webhook_url": "http://127.0.0.1:1/x"}}])
     code, _, err = run_parleyd(["--check-config"], config=on_a_notifier)
     assert code == 2 and "notifiers[0]" in err and "move_to_private_text" in err
+
+
+def test_a_send_payload_with_a_bad_kind_or_time_is_dead_with_the_reason(fresh_db, daemon, plugin_dir,
+                                                                        test_plugin_dir, tmp_path,
+                                                                        callback):
+    start(daemon, fresh_db, plugin_dir, test_plugin_dir, tmp_path, callback, notify=False)
+    bad_kind = query(fresh_db, "SELECT parley_job_enqueue('channel', 'site', 'send', %s)",
+                     (json.dumps({"conversation_id": "1", "visibility": "private", "text": "hi",
+                                  "kind": "shout"}),))[0][0]
+    bad_time = query(fresh_db, "SELECT parley_job_enqueue('channel', 'site', 'send', %s)",
+                     (json.dumps({"conversation_id": "1", "visibility": "private", "text": "hi",
+                                  "last_inbound_ms": "yesterday"}),))[0][0]
+    assert wait_for(lambda: job_states(fresh_db) == [("dead", 2)])
+    reasons = dict(query(fresh_db, "SELECT id, last_error FROM job"))
+    assert reasons[bad_kind] == 'invalid payload: kind must be "message" or "private_reply"'
+    assert reasons[bad_time] == "invalid payload: last_inbound_ms must be an integer"
+    assert callback.received == []
