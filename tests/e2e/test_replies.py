@@ -305,3 +305,38 @@ def test_a_send_payload_with_a_bad_kind_or_time_is_dead_with_the_reason(fresh_db
     assert reasons[bad_kind] == 'invalid payload: kind must be "message" or "private_reply"'
     assert reasons[bad_time] == "invalid payload: last_inbound_ms must be an integer"
     assert callback.received == []
+
+
+def test_a_public_answer_to_the_brands_reply_stays_in_its_conversation(fresh_db, daemon, plugin_dir,
+                                                                       test_plugin_dir, tmp_path,
+                                                                       callback, run_parleyd):
+    """X names only the tweet answered, not the thread: the customer's answer
+    to the brand's reply (thread = the brand's tweet) continues the
+    conversation of the customer's first tweet."""
+    d, cfg, _ = start(daemon, fresh_db, plugin_dir, test_plugin_dir, tmp_path, callback)
+    assert post(d, {"id": "t-1", "author": {"id": "ann"}, "text": "@brand my router is dead",
+                    "visibility": "public", "thread": "t-1"})[0] == 200
+    [(conv,)] = query(fresh_db, "SELECT id FROM conversation")
+    callback.script = [(200, {"id": "b-1"})]
+    code, _, err = run_parleyd(["--reply", str(conv), "--text", "Sorry! Did you restart it?"],
+                               config=cfg)
+    assert code == 0, err
+    assert wait_for(lambda: job_states(fresh_db) == [("done", 1)])
+
+    assert post(d, {"id": "t-2", "author": {"id": "ann"}, "text": "yes, twice",
+                    "visibility": "public", "thread": "b-1", "in_reply_to": "b-1"})[0] == 200
+    assert query(fresh_db, "SELECT conversation_id FROM message WHERE external_id = 't-2'") == [(conv,)]
+    assert query(fresh_db, "SELECT event ->> 'thread_id', event ->> 'platform_thread_id' "
+                           "FROM inbound_event WHERE external_id = 't-2'") == [("t-1", "b-1")]
+    # Someone else answering the brand's tweet: their own conversation on that thread.
+    assert post(d, {"id": "t-3", "author": {"id": "bob"}, "text": "same here",
+                    "visibility": "public", "thread": "b-1", "in_reply_to": "b-1"})[0] == 200
+    assert query(fresh_db, "SELECT c.thread_key, c.id <> %s FROM message m "
+                           "JOIN conversation c ON c.id = m.conversation_id WHERE m.external_id = 't-3'",
+                 (conv,)) == [("t-1", True)]
+    # A reply to an unknown tweet keeps the channel's thread.
+    assert post(d, {"id": "t-4", "author": {"id": "cy"}, "text": "hm", "visibility": "public",
+                    "thread": "zzz", "in_reply_to": "zzz"})[0] == 200
+    assert query(fresh_db, "SELECT c.thread_key FROM message m JOIN conversation c "
+                           "ON c.id = m.conversation_id WHERE m.external_id = 't-4'") == [("zzz",)]
+    assert query(fresh_db, "SELECT count(*) FROM conversation") == [(3,)]
