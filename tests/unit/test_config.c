@@ -1012,6 +1012,8 @@ static void test_example_config_loads(void **state)
 	                    "https://example.com/parley/outbound");
 	assert_true(cfg_validate_plugin_config(path, site->path, site->config, webhook_keys,
 	                                       f->err, sizeof(f->err)));
+	assert_string_equal(site->move_to_private_text, CFG_MOVE_TEXT_DEFAULT);
+	assert_int_equal(f->c->jobs.n_notify_delivery_failed, 0);
 
 	/* Without the secret it is refused, naming the variable. */
 	cfg *c = NULL;
