@@ -1,0 +1,648 @@
+/* meta.c - the "meta" channel: one Meta app's webhooks (Facebook Page
+ * Messenger and feed comments, Instagram DMs and comments, WhatsApp Cloud
+ * API) in, Graph API sends out.
+ *
+ * Inbound:  GET  /webhooks/{instance}  the hub.* verification handshake;
+ *           POST /webhooks/{instance}  signed with X-Hub-Signature-256
+ *           (HMAC-SHA256 of the raw body with the app secret).
+ * Outbound: Messenger / Instagram Send API, comment replies, private
+ *           replies and WhatsApp messages, with the Page / account / phone
+ *           number token as "Authorization: Bearer".
+ *
+ * This file is the glue to the host table; the pure code is meta_parse.c
+ * (inbound) and meta_graph.c (outbound). See docs/channels/meta.md. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <jansson.h>
+
+#include "parley/parley.h"
+#include "meta_parse.h"
+#include "meta_graph.h"
+
+#define META_VERSION "0.1.0"
+#define META_DEFAULT_GRAPH_URL "https://graph.facebook.com"
+#define META_DEFAULT_GRAPH_VERSION "v21.0"
+#define META_DEFAULT_TIMEOUT_MS 10000
+#define META_MAX_TIMEOUT_MS 600000
+#define META_MAX_URL_BYTES 2048
+#define META_MAX_TEMPLATE_BYTES 512
+
+typedef struct meta_settings {
+	char *app_secret;          /* owned; wiped before it is freed */
+	char *verify_token;        /* owned; wiped before it is freed */
+	char *graph_url;           /* owned; no trailing '/' */
+	char *graph_version;       /* owned */
+	meta_asset_list pages;     /* owned */
+	meta_asset_list instagram; /* owned */
+	meta_asset_list whatsapp;  /* owned */
+	int human_agent_tag;
+	char *template_name;       /* owned; NULL: none */
+	char *template_language;   /* owned */
+	long timeout_ms;
+} meta_settings;
+
+typedef struct meta_channel {
+	const parley_host *host;   /* owned by the core; valid until destroy */
+	parley_instance *inst;     /* owned by the core; valid until destroy */
+	meta_settings cfg;
+} meta_channel;
+
+/* One send waiting for its Graph API answer. */
+typedef struct meta_send_ctx {
+	meta_channel *ch;          /* borrowed: the core runs no callback after destroy */
+	parley_delivery *d;        /* owned by the core until delivery_complete */
+	meta_plan plan;            /* owned: url and body freed with the context */
+	int private_reply;
+	char fallback_recipient[META_MAX_ID_BYTES + 1];   /* msg->recipient_id */
+} meta_send_ctx;
+
+static const parley_config_key meta_config_keys[] = {
+	{ "app_secret", PARLEY_CONFIG_STRING, PARLEY_CONFIG_REQUIRED | PARLEY_CONFIG_SECRET,
+	  "the Meta app's secret: verifies X-Hub-Signature-256" },
+	{ "verify_token", PARLEY_CONFIG_STRING, PARLEY_CONFIG_REQUIRED | PARLEY_CONFIG_SECRET,
+	  "the Verify Token entered in the App Dashboard's webhook setup" },
+	{ "graph_url", PARLEY_CONFIG_STRING, 0,
+	  "Graph API base URL (default https://graph.facebook.com)" },
+	{ "graph_version", PARLEY_CONFIG_STRING, 0, "Graph API version (default v21.0)" },
+	{ "pages", PARLEY_CONFIG_JSON, PARLEY_CONFIG_SECRET,
+	  "Facebook Pages: [{\"id\":..., \"access_token\":...}]" },
+	{ "instagram_accounts", PARLEY_CONFIG_JSON, PARLEY_CONFIG_SECRET,
+	  "Instagram professional accounts: [{\"id\":..., \"access_token\":...}]" },
+	{ "whatsapp_numbers", PARLEY_CONFIG_JSON, PARLEY_CONFIG_SECRET,
+	  "WhatsApp phone numbers: [{\"phone_number_id\":..., \"access_token\":...}]" },
+	{ "human_agent_tag", PARLEY_CONFIG_BOOLEAN, 0,
+	  "Messenger: send with the HUMAN_AGENT tag between 24 hours and 7 days (default false)" },
+	{ "whatsapp_template", PARLEY_CONFIG_JSON, 0,
+	  "WhatsApp template sent outside the 24-hour window: {\"name\":..., \"language\":...}" },
+	{ "timeout_ms", PARLEY_CONFIG_INTEGER, 0, "limit for one Graph API call (default 10000)" },
+	{ NULL, 0, 0, NULL }
+};
+
+/* ------------------------------------------------------------------------ */
+/* Settings                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void wipe(char *s)
+{
+	volatile char *p = s;
+
+	if (s == NULL)
+		return;
+	while (*p != '\0')
+		*p++ = 0;
+}
+
+static void settings_free(meta_settings *s)
+{
+	wipe(s->app_secret);
+	wipe(s->verify_token);
+	free(s->app_secret);
+	free(s->verify_token);
+	free(s->graph_url);
+	free(s->graph_version);
+	meta_assets_free(&s->pages);
+	meta_assets_free(&s->instagram);
+	meta_assets_free(&s->whatsapp);
+	free(s->template_name);
+	free(s->template_language);
+	memset(s, 0, sizeof(*s));
+}
+
+/* http(s), a host part, no whitespace or control characters. url: borrowed. */
+static int url_is_http(const char *url)
+{
+	size_t skip;
+
+	if (strncasecmp(url, "http://", 7) == 0)
+		skip = 7;
+	else if (strncasecmp(url, "https://", 8) == 0)
+		skip = 8;
+	else
+		return 0;
+	if (url[skip] == '\0' || url[skip] == '/' || strlen(url) > META_MAX_URL_BYTES)
+		return 0;
+	for (const unsigned char *p = (const unsigned char *)url; *p != '\0'; p++) {
+		if (*p <= 0x20 || *p == 0x7f)
+			return 0;
+	}
+	return 1;
+}
+
+/* A copy without trailing '/' (owned by the caller), or NULL. */
+static char *copy_url(const char *url)
+{
+	char *copy = strdup(url);
+	size_t len = copy != NULL ? strlen(copy) : 0;
+
+	while (len > 0 && copy[len - 1] == '/')
+		copy[--len] = '\0';
+	return copy;
+}
+
+static int version_is_valid(const char *v)
+{
+	size_t len = strlen(v);
+
+	return len >= 2 && len <= 16 && v[0] == 'v' && strspn(v + 1, "0123456789.") == len - 1;
+}
+
+/* One asset list key into *out. */
+static int read_assets(const parley_host *host, parley_instance *inst, const parley_config *cfg,
+                       const char *key, const char *id_key, meta_asset_list *out)
+{
+	char err[256];
+
+	if (!meta_assets_parse(host->config_json(cfg, key), id_key, out, err, sizeof(err))) {
+		host->config_error(inst, key, err);
+		return -1;
+	}
+	return 0;
+}
+
+/* whatsapp_template: {"name": "...", "language": "en_US"} (language defaults
+ * to en_US). */
+static int read_template(const parley_host *host, parley_instance *inst,
+                         const parley_config *cfg, meta_settings *out)
+{
+	const char *text = host->config_json(cfg, "whatsapp_template");
+	json_t *root;
+	const char *name, *lang;
+	int rc = 0;
+
+	if (text == NULL)
+		return 0;
+	root = json_loads(text, 0, NULL);
+	name = json_string_value(json_object_get(root, "name"));
+	lang = json_string_value(json_object_get(root, "language"));
+	if (json_object_get(root, "language") != NULL && lang == NULL)
+		name = NULL;
+	if (!json_is_object(root) || name == NULL || name[0] == '\0' ||
+	    strlen(name) > META_MAX_TEMPLATE_BYTES || (lang != NULL && lang[0] == '\0')) {
+		host->config_error(inst, "whatsapp_template",
+		                   "must be {\"name\": \"<approved template>\", \"language\": \"en_US\"}");
+		rc = -1;
+	} else {
+		out->template_name = strdup(name);
+		out->template_language = strdup(lang != NULL ? lang : "en_US");
+	}
+	json_decref(root);
+	return rc;
+}
+
+/* Read and check one instance's config into *out (owned by the caller, free
+ * with settings_free). cfg: borrowed. Problems go to config_error. */
+static int settings_read(const parley_host *host, parley_instance *inst,
+                         const parley_config *cfg, meta_settings *out)
+{
+	const char *secret = host->config_string(cfg, "app_secret");
+	const char *token = host->config_string(cfg, "verify_token");
+	const char *url = host->config_string(cfg, "graph_url");
+	const char *version = host->config_string(cfg, "graph_version");
+	int64_t timeout = META_DEFAULT_TIMEOUT_MS;
+	int ok = 1;
+
+	memset(out, 0, sizeof(*out));
+	if (secret == NULL || secret[0] == '\0') {
+		host->config_error(inst, "app_secret", "must not be empty");
+		ok = 0;
+	}
+	if (token == NULL || token[0] == '\0') {
+		host->config_error(inst, "verify_token", "must not be empty");
+		ok = 0;
+	}
+	if (url != NULL && !url_is_http(url)) {
+		host->config_error(inst, "graph_url", "must be an http:// or https:// URL");
+		ok = 0;
+	}
+	if (version != NULL && !version_is_valid(version)) {
+		host->config_error(inst, "graph_version", "must look like v21.0");
+		ok = 0;
+	}
+	if (host->config_integer(cfg, "timeout_ms", &timeout) &&
+	    (timeout < 1 || timeout > META_MAX_TIMEOUT_MS)) {
+		host->config_error(inst, "timeout_ms", "must be between 1 and 600000");
+		ok = 0;
+	}
+	host->config_boolean(cfg, "human_agent_tag", &out->human_agent_tag);
+	if (read_assets(host, inst, cfg, "pages", "id", &out->pages) != 0 ||
+	    read_assets(host, inst, cfg, "instagram_accounts", "id", &out->instagram) != 0 ||
+	    read_assets(host, inst, cfg, "whatsapp_numbers", "phone_number_id", &out->whatsapp) != 0 ||
+	    read_template(host, inst, cfg, out) != 0)
+		ok = 0;
+	if (!ok) {
+		settings_free(out);
+		return -1;
+	}
+	out->app_secret = strdup(secret);
+	out->verify_token = strdup(token);
+	out->graph_url = copy_url(url != NULL ? url : META_DEFAULT_GRAPH_URL);
+	out->graph_version = strdup(version != NULL ? version : META_DEFAULT_GRAPH_VERSION);
+	out->timeout_ms = (long)timeout;
+	if (out->app_secret == NULL || out->verify_token == NULL || out->graph_url == NULL ||
+	    out->graph_version == NULL ||
+	    (out->template_name != NULL && out->template_language == NULL)) {
+		host->log(inst, PARLEY_LOG_ERROR, "out of memory reading the config");
+		settings_free(out);
+		return -1;
+	}
+	return 0;
+}
+
+static void settings_announce(const meta_channel *ch)
+{
+	ch->host->log(ch->inst, PARLEY_LOG_INFO,
+	              "%zu page(s), %zu instagram account(s), %zu whatsapp number(s); "
+	              "graph %s; human_agent_tag %s; whatsapp template %s",
+	              ch->cfg.pages.n, ch->cfg.instagram.n, ch->cfg.whatsapp.n,
+	              ch->cfg.graph_version, ch->cfg.human_agent_tag ? "on" : "off",
+	              ch->cfg.template_name != NULL ? "configured" : "none");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Lifecycle                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* host, inst: owned by the core, valid until destroy. cfg: borrowed.
+ * *self receives the instance (owned by the plugin until destroy). */
+static int meta_create(const parley_host *host, parley_instance *inst,
+                       const parley_config *cfg, void **self)
+{
+	meta_channel *ch = calloc(1, sizeof(*ch));
+
+	if (ch == NULL) {
+		host->log(inst, PARLEY_LOG_ERROR, "out of memory");
+		return -1;
+	}
+	ch->host = host;
+	ch->inst = inst;
+	if (settings_read(host, inst, cfg, &ch->cfg) != 0) {
+		free(ch);
+		return -1;
+	}
+	settings_announce(ch);
+	*self = ch;
+	return 0;
+}
+
+/* cfg: borrowed. On -1 the old settings stay in force. */
+static int meta_reload(void *self, const parley_config *cfg)
+{
+	meta_channel *ch = self;
+	meta_settings next;
+
+	if (settings_read(ch->host, ch->inst, cfg, &next) != 0)
+		return -1;
+	/* In-flight sends hold their own copy of what they need (the plan),
+	 * and the core copied the call, so swapping now is safe. */
+	settings_free(&ch->cfg);
+	ch->cfg = next;
+	settings_announce(ch);
+	return 0;
+}
+
+/* self: owned by the plugin; freed here. */
+static void meta_destroy(void *self)
+{
+	meta_channel *ch = self;
+
+	settings_free(&ch->cfg);
+	free(ch);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Inbound                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct meta_emit_ctx {
+	meta_channel *ch;
+	parley_request *req;
+	char first_note[160];
+} meta_emit_ctx;
+
+/* ev: borrowed; request_emit copies it. */
+static int meta_emit_one(void *arg, const parley_event *ev)
+{
+	meta_emit_ctx *ctx = arg;
+
+	if (ctx->ch->host->request_emit(ctx->req, ev) == 0)
+		return 0;
+	/* The core logged why; Meta would redeliver the whole batch forever if
+	 * one item failed it, so the rest is kept. */
+	ctx->ch->host->log(ctx->ch->inst, PARLEY_LOG_WARN, "event %s was refused by the core",
+	                   ev->dedupe_key);
+	return -1;
+}
+
+static void meta_note_one(void *arg, const char *what)
+{
+	meta_emit_ctx *ctx = arg;
+
+	if (ctx->first_note[0] == '\0')
+		snprintf(ctx->first_note, sizeof(ctx->first_note), "%s", what);
+	ctx->ch->host->log(ctx->ch->inst, PARLEY_LOG_DEBUG, "%s", what);
+}
+
+static void handle_handshake(meta_channel *ch, parley_request *req)
+{
+	const parley_host *host = ch->host;
+	const char *challenge = host->request_query(req, "hub.challenge");
+
+	switch (meta_check_handshake(host->request_query(req, "hub.mode"),
+	                             host->request_query(req, "hub.verify_token"), challenge,
+	                             ch->cfg.verify_token, host->secure_equals)) {
+	case META_HANDSHAKE_OK:
+		host->log(ch->inst, PARLEY_LOG_INFO, "webhook verification handshake answered");
+		/* Echoed byte for byte: Meta compares it as a string. */
+		host->respond(req, 200, "text/plain", challenge, strlen(challenge));
+		return;
+	case META_HANDSHAKE_FORBIDDEN:
+		host->counter_add(ch->inst, "meta_rejected_total", 1);
+		host->log(ch->inst, PARLEY_LOG_WARN, "verification handshake with a wrong verify token");
+		host->respond_error(req, 403, "forbidden", "hub.verify_token does not match");
+		return;
+	case META_HANDSHAKE_BAD_REQUEST:
+	default:
+		host->respond_error(req, 400, "bad_request",
+		                    "expected hub.mode=subscribe, hub.verify_token and hub.challenge");
+		return;
+	}
+}
+
+static void handle_post(meta_channel *ch, parley_request *req)
+{
+	const parley_host *host = ch->host;
+	const unsigned char *body;
+	size_t len = 0;
+	meta_parse_stats stats;
+	meta_emit_ctx ctx;
+	char err[256], answer[64];
+	int n;
+
+	/* The signature covers the bytes as sent (Meta escapes non-ASCII as
+	 * \uXXXX): verify before parsing, never on a re-serialized body. */
+	body = host->request_body(req, &len);
+	if (body == NULL) {
+		body = (const unsigned char *)"";
+		len = 0;
+	}
+	switch (meta_verify_signature(host->request_header(req, "X-Hub-Signature-256"),
+	                              ch->cfg.app_secret, strlen(ch->cfg.app_secret), body, len,
+	                              host->hmac_sha256, host->secure_equals)) {
+	case META_SIG_OK:
+		break;
+	case META_SIG_MISSING:
+		host->counter_add(ch->inst, "meta_rejected_total", 1);
+		host->respond_error(req, 401, "missing_signature",
+		                    "the X-Hub-Signature-256 header is required");
+		return;
+	case META_SIG_BAD:
+	default:
+		host->counter_add(ch->inst, "meta_rejected_total", 1);
+		host->log(ch->inst, PARLEY_LOG_DEBUG, "request with a bad signature refused");
+		host->respond_error(req, 401, "bad_signature",
+		                    "X-Hub-Signature-256 is not the HMAC-SHA256 of the body");
+		return;
+	}
+
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.ch = ch;
+	ctx.req = req;
+	if (!meta_parse(body, len, meta_emit_one, meta_note_one, &ctx, &stats, err, sizeof(err))) {
+		host->counter_add(ch->inst, "meta_rejected_total", 1);
+		host->respond_error(req, 400, "invalid_body", err);
+		return;
+	}
+	if (stats.ignored > 0)
+		host->log(ch->inst, PARLEY_LOG_INFO, "%zu event(s) accepted, %zu item(s) ignored "
+		          "(first: %s)", stats.events, stats.ignored, ctx.first_note);
+	host->counter_add(ch->inst, "meta_events_total", stats.events);
+	n = snprintf(answer, sizeof(answer), "{\"accepted\":%zu}", stats.events);
+	host->respond(req, 200, "application/json", answer, (size_t)n);
+}
+
+/* req: owned by the core; answered exactly once. */
+static void meta_handle_request(void *self, parley_request *req)
+{
+	meta_channel *ch = self;
+	const parley_host *host = ch->host;
+	const char *subpath = host->request_subpath(req);
+	const char *method = host->request_method(req);
+
+	if (subpath != NULL && subpath[0] != '\0' && strcmp(subpath, "/") != 0) {
+		host->respond_error(req, 404, "not_found", "use the instance's URL itself");
+		return;
+	}
+	if (strcmp(method, "GET") == 0)
+		handle_handshake(ch, req);
+	else if (strcmp(method, "POST") == 0)
+		handle_post(ch, req);
+	else
+		host->respond_error(req, 405, "method_not_allowed", "use GET or POST");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Outbound                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void send_ctx_free(meta_send_ctx *ctx)
+{
+	meta_plan_free(&ctx->plan);
+	free(ctx);
+}
+
+/* On success of a private reply: the private chat it opened, so the
+ * customer's answer lands in the new conversation. */
+static void report_private_thread(meta_send_ctx *ctx, const meta_result *r)
+{
+	const parley_host *host = ctx->ch->host;
+	const char *recipient = r->recipient_id[0] != '\0' ? r->recipient_id
+	                                                   : ctx->fallback_recipient;
+	char thread[META_MAX_THREAD_BYTES];
+
+	if (!PARLEY_HAS_FIELD(host, parley_host, delivery_set_thread_id))
+		return;
+	if (recipient[0] == '\0' ||
+	    !meta_private_thread(&ctx->plan, recipient, thread, sizeof(thread))) {
+		host->log(ctx->ch->inst, PARLEY_LOG_WARN,
+		          "private reply sent but Meta named no recipient: the chat is not linked");
+		return;
+	}
+	host->delivery_set_thread_id(ctx->d, thread);
+	/* The PSID / IGSID differs from the commenter's id in public: tell the
+	 * core it is the same customer, so their answer finds the chat. */
+	if (PARLEY_HAS_FIELD(host, parley_host, delivery_set_recipient_id))
+		host->delivery_set_recipient_id(ctx->d, recipient);
+}
+
+/* arg: the meta_send_ctx, freed here. response: borrowed for the call. */
+static void meta_send_done(void *arg, const parley_http_response *response)
+{
+	meta_send_ctx *ctx = arg;
+	meta_channel *ch = ctx->ch;
+	const parley_host *host = ch->host;
+	meta_answer a;
+	meta_result r;
+
+	memset(&a, 0, sizeof(a));
+	a.status = host->http_response_status(response);
+	a.transport_error = host->http_response_error(response);
+	a.body = host->http_response_body(response, &a.body_len);
+	a.retry_after = host->http_response_header(response, "Retry-After");
+	a.buc_usage = host->http_response_header(response, "X-Business-Use-Case-Usage");
+	a.now_ms = host->now_ms();
+	meta_classify(&a, ctx->plan.shape, &r);
+
+	if (r.outcome == PARLEY_OK) {
+		if (r.external_id[0] != '\0')
+			host->delivery_set_external_id(ctx->d, r.external_id);
+		if (ctx->private_reply)
+			report_private_thread(ctx, &r);
+		if (ctx->plan.template_sent)
+			host->log(ch->inst, PARLEY_LOG_INFO, "outside the 24-hour window: the configured "
+			          "WhatsApp template %s was sent instead of the text", ch->cfg.template_name
+			          != NULL ? ch->cfg.template_name : "(since removed)");
+		host->counter_add(ch->inst, "meta_sent_total", 1);
+		host->delivery_complete(ctx->d, PARLEY_OK, 0, NULL);
+	} else {
+		host->log(ch->inst, r.outcome == PARLEY_RETRY ? PARLEY_LOG_INFO : PARLEY_LOG_WARN,
+		          "send %s: %s", r.outcome == PARLEY_RETRY ? "will be retried" : "failed",
+		          r.reason);
+		host->delivery_complete(ctx->d, r.outcome, r.retry_at_ms, r.reason);
+	}
+	send_ctx_free(ctx);
+}
+
+/* The token for the plan's asset, or NULL (then *what names the list). */
+static const char *token_for(const meta_channel *ch, const meta_plan *plan, const char **what)
+{
+	switch (plan->thread.kind) {
+	case META_THREAD_MESSENGER:
+	case META_THREAD_FACEBOOK_POST:
+		*what = "Facebook Page";
+		return meta_assets_token(&ch->cfg.pages, plan->asset_id);
+	case META_THREAD_INSTAGRAM_DM:
+	case META_THREAD_INSTAGRAM_MEDIA:
+		*what = "Instagram account";
+		return meta_assets_token(&ch->cfg.instagram, plan->asset_id);
+	case META_THREAD_WHATSAPP:
+		*what = "WhatsApp phone number";
+		return meta_assets_token(&ch->cfg.whatsapp, plan->asset_id);
+	default:
+		*what = "asset";
+		return NULL;
+	}
+}
+
+/* Start the call; ctx is owned by meta_send_done on 0, still the caller's
+ * otherwise. token: borrowed. */
+static int start_call(meta_channel *ch, meta_send_ctx *ctx, const char *token)
+{
+	static const char prefix[] = "Authorization: Bearer ";
+	size_t auth_len = sizeof(prefix) + strlen(token);
+	char *auth = malloc(auth_len);
+	int rc;
+
+	if (auth == NULL)
+		return -1;
+	snprintf(auth, auth_len, "%s%s", prefix, token);
+	const char *headers[] = {
+		"Content-Type: application/json",
+		auth,
+		"User-Agent: parley-meta/" META_VERSION,
+		NULL
+	};
+	parley_http_call call = {
+		.size = sizeof(call),
+		.method = "POST",
+		.url = ctx->plan.url,
+		.headers = headers,
+		.body = ctx->plan.body,
+		.body_len = strlen(ctx->plan.body),
+		.timeout_ms = ch->cfg.timeout_ms,
+	};
+	rc = ch->host->http_request(ch->inst, &call, meta_send_done, ctx);
+	wipe(auth);
+	free(auth);
+	return rc;
+}
+
+/* msg: borrowed for the call. d: owned by the core until delivery_complete,
+ * which runs exactly once, here or in meta_send_done. */
+static void meta_send(void *self, const parley_outbound_message *msg, parley_delivery *d)
+{
+	meta_channel *ch = self;
+	const parley_host *host = ch->host;
+	meta_send_ctx *ctx = calloc(1, sizeof(*ctx));
+	meta_send_options opt;
+	const char *token, *what = "asset";
+
+	if (ctx == NULL) {
+		host->delivery_complete(d, PARLEY_RETRY, 0, "out of memory");
+		return;
+	}
+	memset(&opt, 0, sizeof(opt));
+	opt.graph_url = ch->cfg.graph_url;
+	opt.graph_version = ch->cfg.graph_version;
+	opt.human_agent_tag = ch->cfg.human_agent_tag;
+	opt.template_name = ch->cfg.template_name;
+	opt.template_language = ch->cfg.template_language;
+	opt.now_ms = host->now_ms();
+
+	ctx->ch = ch;
+	ctx->d = d;
+	ctx->private_reply = PARLEY_HAS_FIELD(msg, parley_outbound_message, kind) &&
+	                     msg->kind == PARLEY_SEND_PRIVATE_REPLY;
+	if (msg->recipient_id != NULL && strlen(msg->recipient_id) <= META_MAX_ID_BYTES)
+		strcpy(ctx->fallback_recipient, msg->recipient_id);
+
+	/* Windows and thread checks come before any call: a refusal costs
+	 * nothing and tells the operator why. */
+	if (!meta_plan_send(&opt, msg, &ctx->plan)) {
+		host->log(ch->inst, PARLEY_LOG_INFO, "send refused: %s", ctx->plan.reason);
+		host->delivery_complete(d, PARLEY_FAIL, 0, ctx->plan.reason);
+		send_ctx_free(ctx);
+		return;
+	}
+	token = token_for(ch, &ctx->plan, &what);
+	if (token == NULL) {
+		char reason[META_REASON_BYTES];
+		snprintf(reason, sizeof(reason), "no access token is configured for %s %s", what,
+		         ctx->plan.asset_id);
+		host->delivery_complete(d, PARLEY_FAIL, 0, reason);
+		send_ctx_free(ctx);
+		return;
+	}
+	if (start_call(ch, ctx, token) != 0) {
+		host->delivery_complete(d, PARLEY_RETRY, 0, "could not start the Graph API call");
+		send_ctx_free(ctx);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Descriptor                                                               */
+/* ------------------------------------------------------------------------ */
+
+static const parley_channel_ops meta_ops = {
+	.size = sizeof(parley_channel_ops),
+	.handle_request = meta_handle_request,
+	.send = meta_send,
+};
+
+static const parley_plugin_descriptor meta_descriptor = {
+	.size = sizeof(parley_plugin_descriptor),
+	.abi_major = PARLEY_ABI_MAJOR,
+	.abi_minor = PARLEY_ABI_MINOR,
+	.kind = PARLEY_KIND_CHANNEL,
+	.name = "meta",
+	.version = META_VERSION,
+	.description = "a Meta app's webhooks: Messenger, Page comments, Instagram, WhatsApp",
+	.config_keys = meta_config_keys,
+	.create = meta_create,
+	.reload = meta_reload,
+	.destroy = meta_destroy,
+	.channel = &meta_ops,
+};
+
+PARLEY_PLUGIN_ENTRY(&meta_descriptor)
