@@ -9,6 +9,7 @@
 #include <openssl/hmac.h>
 
 #include "parley/parley.h"
+#include "plugin_util.h"
 #include "webhook_parse.h"
 
 static void hmac(const void *key, size_t key_len, const void *data, size_t len,
@@ -46,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char header[WEBHOOK_SIGNATURE_LEN + 1];
 
 	(void)webhook_parse(data, size, item, &sum, &n, &err);
-	webhook_excerpt(data, size, 100, excerpt, sizeof(excerpt));
+	pu_excerpt(data, size, 100, excerpt, sizeof(excerpt));
 	/* The first line as a signature header over the rest. */
 	const uint8_t *nl = memchr(data, '\n', size);
 	if (nl != NULL && (size_t)(nl - data) < sizeof(header)) {

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "util.h"
+#include "../../plugins/common/plugin_util.h"
 #include "../../plugins/channels/webhook/webhook_parse.h"
 
 /* ------------------------------------------------------------------------ */
@@ -751,13 +752,13 @@ static void test_excerpt_keeps_text_and_masks_control_bytes(void **state)
 {
 	char out[32];
 
-	webhook_excerpt("bad\r\nrequest\x01\x7f", 14, 200, out, sizeof(out));
+	pu_excerpt("bad\r\nrequest\x01\x7f", 14, 200, out, sizeof(out));
 	assert_string_equal(out, "bad??request??");
-	webhook_excerpt("caf\xc3\xa9", 5, 200, out, sizeof(out));
+	pu_excerpt("caf\xc3\xa9", 5, 200, out, sizeof(out));
 	assert_string_equal(out, "caf\xc3\xa9");
-	webhook_excerpt("a\xff" "b\xc3", 4, 200, out, sizeof(out));
+	pu_excerpt("a\xff" "b\xc3", 4, 200, out, sizeof(out));
 	assert_string_equal(out, "a?b?");
-	webhook_excerpt("abc\0def", 7, 200, out, sizeof(out));
+	pu_excerpt("abc\0def", 7, 200, out, sizeof(out));
 	assert_string_equal(out, "abc?def");
 }
 
@@ -765,13 +766,13 @@ static void test_excerpt_stops_at_the_limit_without_splitting_characters(void **
 {
 	char out[32];
 
-	webhook_excerpt("abcdefgh", 8, 5, out, sizeof(out));
+	pu_excerpt("abcdefgh", 8, 5, out, sizeof(out));
 	assert_string_equal(out, "abcde");
 	/* "ab" + "é" (2 bytes) would make 4 > 3: the é is left out whole. */
-	webhook_excerpt("ab\xc3\xa9z", 5, 3, out, sizeof(out));
+	pu_excerpt("ab\xc3\xa9z", 5, 3, out, sizeof(out));
 	assert_string_equal(out, "ab");
 	/* The output buffer is a limit too. */
-	webhook_excerpt("abcdefgh", 8, 200, out, 4);
+	pu_excerpt("abcdefgh", 8, 200, out, 4);
 	assert_string_equal(out, "abc");
 }
 

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "util.h"
+#include "../../plugins/common/plugin_util.h"
 #include "../../plugins/channels/x/x_parse.h"
 #include "../../plugins/channels/x/x_oauth.h"
 
@@ -969,9 +970,9 @@ static void test_excerpt(void **state)
 	char out[16];
 	(void)state;
 
-	x_excerpt("a\nb\xff" "c\xc3\xa4", 7, 10, out, sizeof(out));
+	pu_excerpt("a\nb\xff" "c\xc3\xa4", 7, 10, out, sizeof(out));
 	assert_string_equal(out, "a?b?c\xc3\xa4");
-	x_excerpt("abc\xc3\xa4", 5, 4, out, sizeof(out));
+	pu_excerpt("abc\xc3\xa4", 5, 4, out, sizeof(out));
 	assert_string_equal(out, "abc");
 }
 

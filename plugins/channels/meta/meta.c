@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "parley/parley.h"
+#include "../../common/plugin_util.h"
 #include "meta_parse.h"
 #include "meta_graph.h"
 
@@ -82,22 +83,10 @@ static const parley_config_key meta_config_keys[] = {
 
 /* ------------------------------------------------------------------------ */
 /* Settings                                                                 */
-/* ------------------------------------------------------------------------ */
-
-static void wipe(char *s)
-{
-	volatile char *p = s;
-
-	if (s == NULL)
-		return;
-	while (*p != '\0')
-		*p++ = 0;
-}
-
 static void settings_free(meta_settings *s)
 {
-	wipe(s->app_secret);
-	wipe(s->verify_token);
+	pu_wipe_string(s->app_secret);
+	pu_wipe_string(s->verify_token);
 	free(s->app_secret);
 	free(s->verify_token);
 	free(s->graph_url);
@@ -108,26 +97,6 @@ static void settings_free(meta_settings *s)
 	free(s->template_name);
 	free(s->template_language);
 	memset(s, 0, sizeof(*s));
-}
-
-/* http(s), a host part, no whitespace or control characters. url: borrowed. */
-static int url_is_http(const char *url)
-{
-	size_t skip;
-
-	if (strncasecmp(url, "http://", 7) == 0)
-		skip = 7;
-	else if (strncasecmp(url, "https://", 8) == 0)
-		skip = 8;
-	else
-		return 0;
-	if (url[skip] == '\0' || url[skip] == '/' || strlen(url) > META_MAX_URL_BYTES)
-		return 0;
-	for (const unsigned char *p = (const unsigned char *)url; *p != '\0'; p++) {
-		if (*p <= 0x20 || *p == 0x7f)
-			return 0;
-	}
-	return 1;
 }
 
 /* A copy without trailing '/' (owned by the caller), or NULL. */
@@ -212,7 +181,7 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 		host->config_error(inst, "verify_token", "must not be empty");
 		ok = 0;
 	}
-	if (url != NULL && !url_is_http(url)) {
+	if (url != NULL && (strlen(url) > META_MAX_URL_BYTES || !pu_url_is_http(url))) {
 		host->config_error(inst, "graph_url", "must be an http:// or https:// URL");
 		ok = 0;
 	}
@@ -563,7 +532,7 @@ static int start_call(meta_channel *ch, meta_send_ctx *ctx, const char *token)
 		.timeout_ms = ch->cfg.timeout_ms,
 	};
 	rc = ch->host->http_request(ch->inst, &call, meta_send_done, ctx);
-	wipe(auth);
+	pu_wipe_string(auth);
 	free(auth);
 	return rc;
 }

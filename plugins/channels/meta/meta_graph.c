@@ -1,6 +1,7 @@
 /* meta_graph.c - assets, Graph API requests and answers for the meta
  * channel. No host calls: see meta_graph.h. */
 #include "meta_graph.h"
+#include "../../common/plugin_util.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -38,20 +39,10 @@ static bool token_is_header_safe(const char *s)
 	return true;
 }
 
-static void wipe(char *s)
-{
-	volatile char *p = s;
-
-	if (s == NULL)
-		return;
-	while (*p != '\0')
-		*p++ = 0;
-}
-
 void meta_assets_free(meta_asset_list *list)
 {
 	for (size_t i = 0; i < list->n; i++) {
-		wipe(list->items[i].token);
+		pu_wipe_string(list->items[i].token);
 		free(list->items[i].token);
 		free(list->items[i].id);
 	}
@@ -397,23 +388,6 @@ static bool is_throttle_code(int64_t code)
 	       (code >= 80001 && code <= 80009) || code == 130429 || code == 131056;
 }
 
-/* Seconds of a delta-seconds Retry-After, 0 for none or the date form. */
-static int64_t retry_after_s(const char *v)
-{
-	int64_t s = 0;
-
-	if (v == NULL)
-		return 0;
-	while (*v == ' ')
-		v++;
-	for (; *v >= '0' && *v <= '9'; v++) {
-		s = s * 10 + (*v - '0');
-		if (s > MAX_RETRY_AFTER_S)
-			return MAX_RETRY_AFTER_S;
-	}
-	return s;
-}
-
 /* The largest estimated_time_to_regain_access (minutes) in an
  * X-Business-Use-Case-Usage header: {"<id>":[{"type":..,
  * "estimated_time_to_regain_access":N},...],...}. */
@@ -509,7 +483,7 @@ void meta_classify(const meta_answer *a, meta_answer_shape shape, meta_result *o
 
 	if (transient) {
 		out->outcome = PARLEY_RETRY;
-		wait_s = retry_after_s(a->retry_after);
+		wait_s = pu_retry_after_seconds(a->retry_after, MAX_RETRY_AFTER_S);
 		if (wait_s == 0)
 			wait_s = regain_minutes(a->buc_usage) * 60;
 		out->retry_at_ms = wait_s > 0 ? a->now_ms + wait_s * 1000 : 0;

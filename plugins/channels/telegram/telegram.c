@@ -24,6 +24,7 @@
 #include <jansson.h>
 
 #include "parley/parley.h"
+#include "../../common/plugin_util.h"
 #include "telegram_parse.h"
 
 #define TELEGRAM_VERSION "0.1.0"
@@ -107,61 +108,14 @@ static const parley_config_key telegram_config_keys[] = {
 /* Settings                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* Overwrite a secret before giving its memory back; volatile so the stores
- * are not optimized away as dead. */
-static void wipe(char *s, size_t len)
-{
-	volatile char *p = s;
-
-	if (s == NULL)
-		return;
-	while (len-- > 0)
-		*p++ = 0;
-}
-
 static void settings_free(tg_settings *s)
 {
-	wipe(s->token, s->token_len);
-	wipe(s->secret, s->secret_len);
+	pu_wipe(s->token, s->token_len);
+	pu_wipe(s->secret, s->secret_len);
 	free(s->token);
 	free(s->secret);
 	free(s->api_url);
 	memset(s, 0, sizeof(*s));
-}
-
-/* A copy of s (owned by the caller), or NULL for NULL or out of memory. */
-static char *copy_string(const char *s)
-{
-	size_t len;
-	char *copy;
-
-	if (s == NULL)
-		return NULL;
-	len = strlen(s) + 1;
-	copy = malloc(len);
-	if (copy != NULL)
-		memcpy(copy, s, len);
-	return copy;
-}
-
-/* http(s), a host part, no whitespace or control characters. url: borrowed. */
-static int url_is_http(const char *url)
-{
-	size_t skip;
-
-	if (strncasecmp(url, "http://", 7) == 0)
-		skip = 7;
-	else if (strncasecmp(url, "https://", 8) == 0)
-		skip = 8;
-	else
-		return 0;
-	if (url[skip] == '\0' || url[skip] == '/')
-		return 0;
-	for (const unsigned char *p = (const unsigned char *)url; *p != '\0'; p++) {
-		if (*p <= 0x20 || *p == 0x7f)
-			return 0;
-	}
-	return 1;
 }
 
 /* An optional integer key into *out (kept when absent), range-checked.
@@ -219,7 +173,7 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 	}
 	if (api == NULL)
 		api = TELEGRAM_DEFAULT_API_URL;
-	if (!url_is_http(api)) {
+	if (!pu_url_is_http(api)) {
 		host->config_error(inst, "api_url", "must be an http:// or https:// URL");
 		ok = 0;
 	}
@@ -234,10 +188,10 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 		return -1;
 
 	out->token_len = strlen(token);
-	out->token = copy_string(token);
+	out->token = pu_strdup(token);
 	out->secret_len = secret != NULL ? strlen(secret) : 0;
-	out->secret = copy_string(secret);
-	out->api_url = copy_string(api);
+	out->secret = pu_strdup(secret);
+	out->api_url = pu_strdup(api);
 	out->polling = polling;
 	out->opts.channel_posts = channel_posts;
 	out->poll_timeout_s = poll_timeout;
@@ -611,7 +565,7 @@ static void poll_now(telegram_channel *ch)
 			poll_backoff(ch, "getUpdates failed: could not start the request");
 		}
 	}
-	wipe(url, url != NULL ? strlen(url) : 0);
+	pu_wipe(url, url != NULL ? strlen(url) : 0);
 	free(url);
 	free(body);
 }
@@ -762,7 +716,7 @@ static void telegram_send(void *self, const parley_outbound_message *msg, parley
 			                        "sendMessage failed: could not start the request");
 		}
 	}
-	wipe(url, url != NULL ? strlen(url) : 0);
+	pu_wipe(url, url != NULL ? strlen(url) : 0);
 	free(url);
 	free(body);
 }

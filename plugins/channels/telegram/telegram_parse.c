@@ -2,6 +2,7 @@
  * Update objects, getUpdates answers, sendMessage requests and answers. No
  * host calls: see telegram_parse.h. */
 #include "telegram_parse.h"
+#include "../../common/plugin_util.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -640,23 +641,6 @@ static int64_t retry_after_in_text(const char *d)
 	return 0;
 }
 
-/* Seconds of a Retry-After header in its delta-seconds form; 0 otherwise. */
-static int64_t retry_after_header(const char *v)
-{
-	int64_t s = 0;
-
-	if (v == NULL)
-		return 0;
-	while (*v == ' ' || *v == '\t')
-		v++;
-	for (; *v >= '0' && *v <= '9'; v++) {
-		s = s * 10 + (*v - '0');
-		if (s > TELEGRAM_MAX_RETRY_AFTER_S)
-			return TELEGRAM_MAX_RETRY_AFTER_S;
-	}
-	return s;
-}
-
 /* How long a 429 asks us to wait, in seconds (0: not said). */
 static int64_t flood_wait_s(json_t *root, const char *description, const char *header)
 {
@@ -668,7 +652,7 @@ static int64_t flood_wait_s(json_t *root, const char *description, const char *h
 	s = retry_after_in_text(description);
 	if (s > 0)
 		return s;
-	return retry_after_header(header);
+	return pu_retry_after_seconds(header, TELEGRAM_MAX_RETRY_AFTER_S);
 }
 
 static void sent_ids(json_t *root, telegram_send_result *out)

@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "parley/parley.h"
+#include "../../common/plugin_util.h"
 #include "webhook_parse.h"
 
 #define WEBHOOK_VERSION "0.1.0"
@@ -65,54 +66,13 @@ static const parley_config_key webhook_config_keys[] = {
 /* Settings                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* Overwrite a secret before giving its memory back; volatile so the stores
- * are not optimized away as dead. */
-static void wipe(char *s, size_t len)
-{
-	volatile char *p = s;
-	while (len-- > 0)
-		*p++ = 0;
-}
-
 static void settings_free(webhook_settings *s)
 {
 	if (s->secret != NULL)
-		wipe(s->secret, s->secret_len);
+		pu_wipe(s->secret, s->secret_len);
 	free(s->secret);
 	free(s->callback_url);
 	memset(s, 0, sizeof(*s));
-}
-
-/* A copy of s (owned by the caller), or NULL when out of memory. */
-static char *copy_string(const char *s)
-{
-	size_t len = strlen(s) + 1;
-	char *copy = malloc(len);
-
-	if (copy != NULL)
-		memcpy(copy, s, len);
-	return copy;
-}
-
-/* A URL the HTTP client can take: http(s), a host part, no whitespace or
- * control characters (a newline would smuggle a header). url: borrowed. */
-static int url_is_http(const char *url)
-{
-	size_t skip;
-
-	if (strncasecmp(url, "http://", 7) == 0)
-		skip = 7;
-	else if (strncasecmp(url, "https://", 8) == 0)
-		skip = 8;
-	else
-		return 0;
-	if (url[skip] == '\0' || url[skip] == '/')
-		return 0;
-	for (const unsigned char *p = (const unsigned char *)url; *p != '\0'; p++) {
-		if (*p <= 0x20 || *p == 0x7f)
-			return 0;
-	}
-	return 1;
 }
 
 /* Read and check one instance's config into *out (owned by the caller, free
@@ -131,7 +91,7 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 		host->config_error(inst, "secret", "must not be empty");
 		ok = 0;
 	}
-	if (url != NULL && !url_is_http(url)) {
+	if (url != NULL && !pu_url_is_http(url)) {
 		host->config_error(inst, "callback_url", "must be an http:// or https:// URL");
 		ok = 0;
 	}
@@ -145,8 +105,8 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 		return -1;
 
 	out->secret_len = strlen(secret);
-	out->secret = copy_string(secret);
-	out->callback_url = url != NULL ? copy_string(url) : NULL;
+	out->secret = pu_strdup(secret);
+	out->callback_url = url != NULL ? pu_strdup(url) : NULL;
 	out->callback_timeout_ms = (long)timeout;
 	out->tls_verify = verify;
 	if (out->secret == NULL || (url != NULL && out->callback_url == NULL)) {
@@ -302,26 +262,6 @@ static void webhook_handle_request(void *self, parley_request *req)
 /* Outbound                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* Seconds from a Retry-After header in its delta-seconds form; 0 for none or
- * the HTTP-date form (the core's backoff applies then). value: borrowed. */
-static int64_t retry_after_seconds(const char *value)
-{
-	int64_t s = 0;
-
-	if (value == NULL)
-		return 0;
-	while (*value == ' ' || *value == '\t')
-		value++;
-	if (*value < '0' || *value > '9')
-		return 0;
-	for (; *value >= '0' && *value <= '9'; value++) {
-		s = s * 10 + (*value - '0');
-		if (s > WEBHOOK_MAX_RETRY_AFTER_S)
-			return WEBHOOK_MAX_RETRY_AFTER_S;
-	}
-	return s;
-}
-
 /* root[key] when it is a usable id string, else NULL. Borrowed from root. */
 static const char *id_field(json_t *root, const char *key)
 {
@@ -378,15 +318,14 @@ static void webhook_send_done(void *arg, const parley_http_response *response)
 		         error != NULL ? error : "transport error");
 		host->delivery_complete(ctx->d, PARLEY_RETRY, 0, reason);
 	} else if (status == 408 || status == 425 || status == 429 || status >= 500) {
-		int64_t wait_s = retry_after_seconds(host->http_response_header(response,
-		                                                                "Retry-After"));
+		int64_t wait_s = pu_retry_after_seconds(
+			host->http_response_header(response, "Retry-After"), WEBHOOK_MAX_RETRY_AFTER_S);
 		snprintf(reason, sizeof(reason), "callback answered %ld", status);
 		host->delivery_complete(ctx->d, PARLEY_RETRY,
 		                        wait_s > 0 ? host->now_ms() + wait_s * 1000 : 0, reason);
 	} else {
 		char excerpt[WEBHOOK_REASON_BODY_BYTES + 1];
-		webhook_excerpt(body != NULL ? body : (const unsigned char *)"", len,
-		                WEBHOOK_REASON_BODY_BYTES, excerpt, sizeof(excerpt));
+		pu_excerpt(body, len, WEBHOOK_REASON_BODY_BYTES, excerpt, sizeof(excerpt));
 		snprintf(reason, sizeof(reason), "callback answered %ld%s%s", status,
 		         excerpt[0] != '\0' ? ": " : "", excerpt);
 		host->delivery_complete(ctx->d, PARLEY_FAIL, 0, reason);

@@ -88,11 +88,4 @@ WEBHOOK_INTERNAL bool
 webhook_parse(const void *body, size_t len, webhook_item_fn fn, void *arg,
               size_t *n_items, webhook_error *err);
 
-/* Copy at most `max` bytes of an untrusted response body into out (caller's
- * buffer, outlen bytes, always NUL-terminated) for an operator-facing reason:
- * whole valid UTF-8 sequences only, control characters and invalid bytes
- * become '?'. body: borrowed. */
-WEBHOOK_INTERNAL void
-webhook_excerpt(const void *body, size_t len, size_t max, char *out, size_t outlen);
-
 #endif

@@ -24,6 +24,7 @@
 #include <openssl/sha.h>
 
 #include "parley/parley.h"
+#include "../../common/plugin_util.h"
 #include "x_oauth.h"
 #include "x_parse.h"
 
@@ -143,41 +144,6 @@ static void settings_free(x_settings *s)
 	memset(s, 0, sizeof(*s));
 }
 
-/* A copy of s (owned by the caller), NULL for NULL or out of memory. */
-static char *copy_string(const char *s)
-{
-	size_t len;
-	char *copy;
-
-	if (s == NULL)
-		return NULL;
-	len = strlen(s) + 1;
-	copy = malloc(len);
-	if (copy != NULL)
-		memcpy(copy, s, len);
-	return copy;
-}
-
-/* http(s), a host part, no whitespace or control characters. */
-static int url_is_http(const char *url)
-{
-	size_t skip;
-
-	if (strncasecmp(url, "http://", 7) == 0)
-		skip = 7;
-	else if (strncasecmp(url, "https://", 8) == 0)
-		skip = 8;
-	else
-		return 0;
-	if (url[skip] == '\0' || url[skip] == '/')
-		return 0;
-	for (const unsigned char *p = (const unsigned char *)url; *p != '\0'; p++) {
-		if (*p <= 0x20 || *p == 0x7f || *p == '?' || *p == '#')
-			return 0;
-	}
-	return 1;
-}
-
 /* A value that goes into a header must not end the header line. */
 static int header_safe(const char *s)
 {
@@ -215,7 +181,7 @@ static int read_queries(const parley_host *host, parley_instance *inst, const ch
 			ok = 0;
 			break;
 		}
-		out->queries[i] = copy_string(json_string_value(q));
+		out->queries[i] = pu_strdup(json_string_value(q));
 		if (out->queries[i] == NULL) {
 			ok = 0;
 			break;
@@ -268,7 +234,7 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 	}
 	if (url == NULL)
 		url = X_DEFAULT_API_URL;
-	if (!url_is_http(url)) {
+	if (!pu_url_is_http(url) || strpbrk(url, "?#") != NULL) {
 		host->config_error(inst, "api_url", "must be an http:// or https:// URL without a query");
 		ok = 0;
 	}
@@ -299,12 +265,12 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 	url_len = strlen(url);
 	while (url_len > 0 && url[url_len - 1] == '/')
 		url_len--;
-	out->consumer_key = copy_string(ck);
-	out->consumer_secret = copy_string(cs);
-	out->access_token = copy_string(at);
-	out->access_token_secret = copy_string(ats);
-	out->bearer_token = copy_string(bearer);
-	out->user_id = copy_string(uid);
+	out->consumer_key = pu_strdup(ck);
+	out->consumer_secret = pu_strdup(cs);
+	out->access_token = pu_strdup(at);
+	out->access_token_secret = pu_strdup(ats);
+	out->bearer_token = pu_strdup(bearer);
+	out->user_id = pu_strdup(uid);
 	out->api_url = strndup(url, url_len);
 	out->search_interval_ms = interval * 1000;
 	out->timeout_ms = (long)timeout;
@@ -728,7 +694,7 @@ static int x_start(void *self)
 		x_search *s = &ch->searches[i];
 		s->ch = ch;
 		s->index = i;
-		s->query = copy_string(ch->cfg.queries[i]);
+		s->query = pu_strdup(ch->cfg.queries[i]);
 		if (s->query == NULL)
 			return -1;
 		state_key_for(s->query, s->state_key);

@@ -2,6 +2,7 @@
  * outbound bodies and answer classification for the x channel. No host
  * calls: see x_parse.h. */
 #include "x_parse.h"
+#include "../../common/plugin_util.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -535,7 +536,7 @@ static void note_unknown(json_t *root, x_parse_stats *stats)
 			continue;
 		stats->unknown++;
 		if (stats->first_unknown[0] == '\0')
-			x_excerpt(key, strlen(key), sizeof(stats->first_unknown) - 1,
+			pu_excerpt(key, strlen(key), sizeof(stats->first_unknown) - 1,
 			          stats->first_unknown, sizeof(stats->first_unknown));
 	}
 }
@@ -814,37 +815,6 @@ int64_t x_rate_limit_reset_ms(const char *value, int64_t now_ms)
 	return s * 1000 > now_ms + MAX_RATE_WAIT_MS ? now_ms + MAX_RATE_WAIT_MS : s * 1000;
 }
 
-void x_excerpt(const void *s, size_t len, size_t max, char *out, size_t outlen)
-{
-	const unsigned char *p = s;
-	size_t i = 0, o = 0;
-
-	if (outlen == 0)
-		return;
-	if (max > outlen - 1)
-		max = outlen - 1;
-	while (i < len && o < max) {
-		unsigned char c = p[i];
-		size_t n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3
-		         : (c & 0xf8) == 0xf0 ? 4 : 0;
-		bool valid = n > 0 && i + n <= len && !(n == 2 && c < 0xc2) && !(n == 4 && c > 0xf4);
-
-		for (size_t k = 1; valid && k < n; k++)
-			valid = (p[i + k] & 0xc0) == 0x80;
-		if (!valid || (n == 1 && (c < 0x20 || c == 0x7f))) {
-			out[o++] = '?';
-			i++;
-			continue;
-		}
-		if (o + n > max)
-			break;
-		memcpy(out + o, p + i, n);
-		o += n;
-		i += n;
-	}
-	out[o] = '\0';
-}
-
 /* The most specific message X put in an error answer: a problem's detail,
  * else its title, else errors[0].message / detail / title. NULL if none. */
 static const char *error_message(json_t *root)
@@ -880,7 +850,7 @@ static void take_ids(json_t *root, x_send_result *out)
 		snprintf(out->external_id, sizeof(out->external_id), "%s", s);
 	s = str_member(d, "dm_conversation_id");
 	if (s != NULL && strlen(s) < sizeof(out->dm_conversation_id))
-		x_excerpt(s, strlen(s), sizeof(out->dm_conversation_id) - 1,
+		pu_excerpt(s, strlen(s), sizeof(out->dm_conversation_id) - 1,
 		          out->dm_conversation_id, sizeof(out->dm_conversation_id));
 }
 
@@ -895,7 +865,7 @@ void x_classify_send(long status, const char *transport_error, const char *rate_
 	memset(out, 0, sizeof(*out));
 	if (status == 0) {
 		out->outcome = PARLEY_RETRY;
-		x_excerpt(transport_error != NULL ? transport_error : "transport error",
+		pu_excerpt(transport_error != NULL ? transport_error : "transport error",
 		          transport_error != NULL ? strlen(transport_error) : 15,
 		          REASON_DETAIL_BYTES, detail, sizeof(detail));
 		snprintf(out->reason, sizeof(out->reason), "X did not answer the %s: %s", what,
@@ -907,7 +877,7 @@ void x_classify_send(long status, const char *transport_error, const char *rate_
 		root = json_loadb(body, len, 0, NULL);
 	msg = error_message(root);
 	if (msg != NULL)
-		x_excerpt(msg, strlen(msg), REASON_DETAIL_BYTES, detail, sizeof(detail));
+		pu_excerpt(msg, strlen(msg), REASON_DETAIL_BYTES, detail, sizeof(detail));
 
 	if (status >= 200 && status <= 299) {
 		out->outcome = PARLEY_OK;

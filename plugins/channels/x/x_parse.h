@@ -176,9 +176,4 @@ X_INTERNAL void x_classify_send(long status, const char *transport_error,
  * 0 when absent, malformed or already past. value: borrowed. */
 X_INTERNAL int64_t x_rate_limit_reset_ms(const char *value, int64_t now_ms);
 
-/* Copy at most max bytes of untrusted text into out (outlen bytes, always
- * NUL-terminated): whole UTF-8 sequences only, control characters and
- * invalid bytes as '?'. s: borrowed. */
-X_INTERNAL void x_excerpt(const void *s, size_t len, size_t max, char *out, size_t outlen);
-
 #endif

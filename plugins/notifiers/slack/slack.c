@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "parley/parley.h"
+#include "../../common/plugin_util.h"
 
 #define SLACK_VERSION "0.1.0"
 #define SLACK_DEFAULT_INTERVAL_MS 1000
@@ -100,33 +101,6 @@ static const parley_config_key slack_config_keys[] = {
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                            */
 /* ------------------------------------------------------------------------ */
-
-/* Overwrite a secret before giving its memory back; volatile so the stores
- * are not optimized away as dead. */
-static void wipe(char *s)
-{
-	volatile char *p = s;
-
-	if (s == NULL)
-		return;
-	while (*p != '\0')
-		*p++ = 0;
-}
-
-/* A copy of s (owned by the caller), or NULL for NULL or out of memory. */
-static char *copy_string(const char *s)
-{
-	size_t len;
-	char *copy;
-
-	if (s == NULL)
-		return NULL;
-	len = strlen(s) + 1;
-	copy = malloc(len);
-	if (copy != NULL)
-		memcpy(copy, s, len);
-	return copy;
-}
 
 /* True when s is valid UTF-8 (jansson refuses anything else). s: borrowed. */
 static int is_utf8(const char *s)
@@ -229,39 +203,6 @@ static void buf_printf(slack_buf *b, const char *fmt, ...)
 	buf_add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
 }
 
-/* Up to max bytes of an answer's body as printable text for a reason or a
- * log line. body: borrowed, may be NULL; out holds at least max + 1 bytes. */
-static void excerpt(const unsigned char *body, size_t len, size_t max, char *out)
-{
-	size_t n = 0;
-
-	for (size_t i = 0; body != NULL && i < len && n < max; i++)
-		out[n++] = (body[i] < 0x20 || body[i] == 0x7f) ? ' ' : (char)body[i];
-	while (n > 0 && out[n - 1] == ' ')
-		n--;
-	out[n] = '\0';
-}
-
-/* Seconds from a Retry-After header in its delta-seconds form; 0 for none or
- * the HTTP-date form. value: borrowed. */
-static int64_t retry_after_seconds(const char *value)
-{
-	int64_t s = 0;
-
-	if (value == NULL)
-		return 0;
-	while (*value == ' ' || *value == '\t')
-		value++;
-	if (*value < '0' || *value > '9')
-		return 0;
-	for (; *value >= '0' && *value <= '9'; value++) {
-		s = s * 10 + (*value - '0');
-		if (s > SLACK_MAX_RETRY_AFTER_S)
-			return SLACK_MAX_RETRY_AFTER_S;
-	}
-	return s;
-}
-
 /* ------------------------------------------------------------------------ */
 /* The queue                                                                */
 /* ------------------------------------------------------------------------ */
@@ -329,32 +270,11 @@ static void queue_complete(slack_notifier *sn, slack_queue *q, parley_outcome ou
 
 static void settings_free(slack_settings *s)
 {
-	wipe(s->webhook_url);
+	pu_wipe_string(s->webhook_url);
 	free(s->webhook_url);
 	free(s->username);
 	free(s->icon_emoji);
 	memset(s, 0, sizeof(*s));
-}
-
-/* A URL the HTTP client can take: http(s), a host part, no whitespace or
- * control characters. url: borrowed. */
-static int url_is_http(const char *url)
-{
-	size_t skip;
-
-	if (strncasecmp(url, "http://", 7) == 0)
-		skip = 7;
-	else if (strncasecmp(url, "https://", 8) == 0)
-		skip = 8;
-	else
-		return 0;
-	if (url[skip] == '\0' || url[skip] == '/')
-		return 0;
-	for (const unsigned char *p = (const unsigned char *)url; *p != '\0'; p++) {
-		if (*p <= 0x20 || *p == 0x7f)
-			return 0;
-	}
-	return 1;
 }
 
 /* Read an optional integer key into *out (left alone when absent) and check
@@ -389,7 +309,7 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 	int ok = 1;
 
 	memset(out, 0, sizeof(*out));
-	if (url == NULL || !url_is_http(url)) {
+	if (url == NULL || !pu_url_is_http(url)) {
 		host->config_error(inst, "webhook_url", "must be an http:// or https:// URL");
 		ok = 0;
 	}
@@ -410,9 +330,9 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 	if (!ok)
 		return -1;
 
-	out->webhook_url = copy_string(url);
-	out->username = copy_string(username);
-	out->icon_emoji = copy_string(icon);
+	out->webhook_url = pu_strdup(url);
+	out->username = pu_strdup(username);
+	out->icon_emoji = pu_strdup(icon);
 	out->min_interval_ms = interval;
 	out->coalesce_after = coalesce;
 	out->timeout_ms = (long)timeout;
@@ -599,7 +519,9 @@ static void post_done(void *arg, const parley_http_response *response)
 	char reason[512];
 
 	body = host->http_response_body(response, &len);
-	excerpt(body, len, SLACK_REASON_BODY_BYTES, text);
+	while (body != NULL && len > 0 && body[len - 1] <= 0x20)
+		len--;   /* "ok\n" is still ok */
+	pu_excerpt(body, len, SLACK_REASON_BODY_BYTES, text, sizeof(text));
 	sn->posting = 0;
 
 	if (status == 200 && strcmp(text, "ok") == 0) {
@@ -610,8 +532,8 @@ static void post_done(void *arg, const parley_http_response *response)
 		         error != NULL ? error : "transport error");
 		queue_complete(sn, &post->items, PARLEY_RETRY, 0, reason);
 	} else if (status == 429) {
-		int64_t wait_s = retry_after_seconds(host->http_response_header(response,
-		                                                                "Retry-After"));
+		int64_t wait_s = pu_retry_after_seconds(
+			host->http_response_header(response, "Retry-After"), SLACK_MAX_RETRY_AFTER_S);
 		int64_t now = host->now_ms();
 		int64_t retry_at = wait_s > 0 ? now + wait_s * 1000 : 0;
 		/* Without Retry-After, pause one interval (at least a second):
@@ -755,11 +677,11 @@ static slack_item *item_from_notice(const parley_notice *n, int *bad)
 	it = calloc(1, sizeof(*it));
 	if (it == NULL)
 		return NULL;
-	it->kind = copy_string(n->kind != NULL ? n->kind : "notice");
-	it->title = copy_string(n->title != NULL ? n->title : "");
-	it->text = copy_string(n->text != NULL ? n->text : "");
-	it->url = n->url != NULL && n->url[0] != '\0' ? copy_string(n->url) : NULL;
-	it->channel_instance = copy_string(ci);
+	it->kind = pu_strdup(n->kind != NULL ? n->kind : "notice");
+	it->title = pu_strdup(n->title != NULL ? n->title : "");
+	it->text = pu_strdup(n->text != NULL ? n->text : "");
+	it->url = n->url != NULL && n->url[0] != '\0' ? pu_strdup(n->url) : NULL;
+	it->channel_instance = pu_strdup(ci);
 	if (it->kind == NULL || it->title == NULL || it->text == NULL ||
 	    (n->url != NULL && n->url[0] != '\0' && it->url == NULL) ||
 	    (ci != NULL && it->channel_instance == NULL)) {

@@ -1,0 +1,124 @@
+/* plugin_util.c - small helpers the shipped plugins share (see plugin_util.h). */
+#include "plugin_util.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+char *pu_strdup(const char *s)
+{
+	if (s == NULL)
+		return NULL;
+	size_t len = strlen(s) + 1;
+	char *copy = malloc(len);
+	if (copy != NULL)
+		memcpy(copy, s, len);
+	return copy;
+}
+
+void pu_wipe(void *p, size_t len)
+{
+	volatile unsigned char *v = p;
+	if (p == NULL)
+		return;
+	while (len-- > 0)
+		*v++ = 0;
+}
+
+void pu_wipe_string(char *s)
+{
+	if (s != NULL)
+		pu_wipe(s, strlen(s));
+}
+
+bool pu_url_is_http(const char *url)
+{
+	size_t skip;
+
+	if (strncasecmp(url, "http://", 7) == 0)
+		skip = 7;
+	else if (strncasecmp(url, "https://", 8) == 0)
+		skip = 8;
+	else
+		return false;
+	if (url[skip] == '\0' || url[skip] == '/')
+		return false;
+	for (const unsigned char *p = (const unsigned char *)url; *p != '\0'; p++) {
+		if (*p <= 0x20 || *p == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+int64_t pu_retry_after_seconds(const char *value, int64_t max)
+{
+	int64_t s = 0;
+
+	if (value == NULL)
+		return 0;
+	while (*value == ' ' || *value == '\t')
+		value++;
+	for (; *value >= '0' && *value <= '9'; value++) {
+		s = s * 10 + (*value - '0');
+		if (s > max)
+			return max;
+	}
+	return s;
+}
+
+/* The length of the valid UTF-8 sequence at s (avail bytes), or 0 when it
+ * is invalid, overlong, a surrogate or beyond U+10FFFF. */
+static size_t utf8_sequence(const unsigned char *s, size_t avail)
+{
+	size_t n;
+	unsigned char lo = 0x80, hi = 0xbf;
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	if (s[0] == 0xe0)
+		lo = 0xa0;
+	else if (s[0] == 0xed)
+		hi = 0x9f;
+	else if (s[0] == 0xf0)
+		lo = 0x90;
+	else if (s[0] == 0xf4)
+		hi = 0x8f;
+	if (avail < n || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++) {
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	}
+	return n;
+}
+
+void pu_excerpt(const void *body, size_t len, size_t max, char *out, size_t outlen)
+{
+	const unsigned char *s = body;
+	size_t i = 0, o = 0;
+
+	if (outlen == 0)
+		return;
+	if (max > outlen - 1)
+		max = outlen - 1;
+	while (s != NULL && i < len && o < max) {
+		size_t n = s[i] < 0x80 ? 1 : utf8_sequence(s + i, len - i);
+		if (n == 0 || (n == 1 && (s[i] < 0x20 || s[i] == 0x7f))) {
+			out[o++] = '?';
+			i++;
+			continue;
+		}
+		if (o + n > max)
+			break;   /* never cut a character in half */
+		memcpy(out + o, s + i, n);
+		o += n;
+		i += n;
+	}
+	out[o] = '\0';
+}

@@ -1,0 +1,44 @@
+/* plugin_util.h - small helpers the shipped plugins share.
+ *
+ * Compiled into each plugin (and into the unit tests and fuzz targets of
+ * their parsers); plugins export only parley_plugin_entry, so these names
+ * never clash between plugins or with the daemon. Nothing here touches the
+ * parley_host table: third-party plugins can copy this file as it is. */
+#ifndef PARLEY_PLUGIN_UTIL_H
+#define PARLEY_PLUGIN_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__)
+#define PU_INTERNAL __attribute__((visibility("hidden")))
+#else
+#define PU_INTERNAL
+#endif
+
+/* A copy of s, owned by the caller; NULL for NULL or when out of memory. */
+PU_INTERNAL char *pu_strdup(const char *s);
+
+/* Overwrite len bytes of a secret before its memory is given back; the
+ * stores are volatile so they are not optimized away as dead. p may be NULL. */
+PU_INTERNAL void pu_wipe(void *p, size_t len);
+/* The same for a NUL-terminated string (its bytes up to the NUL). */
+PU_INTERNAL void pu_wipe_string(char *s);
+
+/* An http:// or https:// URL with a host part and no whitespace or control
+ * characters. url: borrowed, not NULL. */
+PU_INTERNAL bool pu_url_is_http(const char *url);
+
+/* Seconds from a Retry-After header in its delta-seconds form, capped at
+ * max; 0 for none, garbage or the HTTP-date form (the core's backoff
+ * applies then). value: borrowed, may be NULL. */
+PU_INTERNAL int64_t pu_retry_after_seconds(const char *value, int64_t max);
+
+/* At most `max` bytes of untrusted text (a response body, a platform's error
+ * message) as an operator-facing excerpt in out (outlen bytes, always
+ * NUL-terminated): whole valid UTF-8 sequences only, never cut in half;
+ * control characters and invalid bytes become '?'. body: borrowed. */
+PU_INTERNAL void pu_excerpt(const void *body, size_t len, size_t max, char *out, size_t outlen);
+
+#endif
