@@ -449,6 +449,21 @@ def test_sends_are_the_documented_graph_requests(fresh_db, daemon):
         graph.close()
 
 
+def test_appsecret_proof_is_the_tokens_hmac_under_the_app_secret(fresh_db, daemon):
+    graph = FakeGraph()
+    try:
+        d = start(daemon, fresh_db, graph, appsecret_proof=True)
+        j = enqueue(fresh_db, send_payload("messenger:111:9"))
+        assert wait_for(lambda: job(fresh_db, j)[0] == "done")
+        [r] = graph.posts()
+        proof = hmac.new(APP_SECRET.encode(), PAGE_TOKEN.encode(), hashlib.sha256).hexdigest()
+        assert r["path"] == "/v21.0/111/messages?appsecret_proof=" + proof
+        assert r["headers"]["Authorization"] == "Bearer " + PAGE_TOKEN
+        assert_no_secrets(d)
+    finally:
+        graph.close()
+
+
 def test_windows_refuse_before_any_call_and_template_replaces_text(fresh_db, daemon):
     graph = FakeGraph()
     try:

@@ -39,6 +39,7 @@ typedef struct meta_settings {
 	meta_asset_list instagram; /* owned */
 	meta_asset_list whatsapp;  /* owned */
 	int human_agent_tag;
+	int appsecret_proof;       /* send appsecret_proof with every Graph call */
 	char *template_name;       /* owned; NULL: none */
 	char *template_language;   /* owned */
 	long timeout_ms;
@@ -73,6 +74,9 @@ static const parley_config_key meta_config_keys[] = {
 	  "Instagram professional accounts: [{\"id\":..., \"access_token\":...}]" },
 	{ "whatsapp_numbers", PARLEY_CONFIG_JSON, PARLEY_CONFIG_SECRET,
 	  "WhatsApp phone numbers: [{\"phone_number_id\":..., \"access_token\":...}]" },
+	{ "appsecret_proof", PARLEY_CONFIG_BOOLEAN, 0,
+	  "send appsecret_proof (HMAC-SHA256 of the token under app_secret) with every Graph call, "
+	  "for apps with \"Require App Secret\" on (default false)" },
 	{ "human_agent_tag", PARLEY_CONFIG_BOOLEAN, 0,
 	  "Messenger: send with the HUMAN_AGENT tag between 24 hours and 7 days (default false)" },
 	{ "whatsapp_template", PARLEY_CONFIG_JSON, 0,
@@ -195,6 +199,7 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 		ok = 0;
 	}
 	host->config_boolean(cfg, "human_agent_tag", &out->human_agent_tag);
+	host->config_boolean(cfg, "appsecret_proof", &out->appsecret_proof);
 	if (read_assets(host, inst, cfg, "pages", "id", &out->pages) != 0 ||
 	    read_assets(host, inst, cfg, "instagram_accounts", "id", &out->instagram) != 0 ||
 	    read_assets(host, inst, cfg, "whatsapp_numbers", "phone_number_id", &out->whatsapp) != 0 ||
@@ -509,13 +514,33 @@ static const char *token_for(const meta_channel *ch, const meta_plan *plan, cons
 static int start_call(meta_channel *ch, meta_send_ctx *ctx, const char *token)
 {
 	static const char prefix[] = "Authorization: Bearer ";
+	static const char proof_param[] = "?appsecret_proof=";
 	size_t auth_len = sizeof(prefix) + strlen(token);
 	char *auth = malloc(auth_len);
+	char *url = NULL;
 	int rc;
 
 	if (auth == NULL)
 		return -1;
 	snprintf(auth, auth_len, "%s%s", prefix, token);
+	if (ch->cfg.appsecret_proof) {
+		/* Graph's proof that the caller holds the app secret: the hex
+		 * HMAC-SHA256 of the access token, keyed with the app secret. */
+		unsigned char mac[32];
+		size_t base = strlen(ctx->plan.url);
+		url = malloc(base + sizeof(proof_param) + 64);
+		if (url == NULL) {
+			pu_wipe_string(auth);
+			free(auth);
+			return -1;
+		}
+		ch->host->hmac_sha256(ch->cfg.app_secret, strlen(ch->cfg.app_secret), token,
+		                      strlen(token), mac);
+		memcpy(url, ctx->plan.url, base);
+		memcpy(url + base, proof_param, sizeof(proof_param) - 1);
+		for (size_t i = 0; i < sizeof(mac); i++)
+			snprintf(url + base + sizeof(proof_param) - 1 + 2 * i, 3, "%02x", mac[i]);
+	}
 	const char *headers[] = {
 		"Content-Type: application/json",
 		auth,
@@ -525,7 +550,7 @@ static int start_call(meta_channel *ch, meta_send_ctx *ctx, const char *token)
 	parley_http_call call = {
 		.size = sizeof(call),
 		.method = "POST",
-		.url = ctx->plan.url,
+		.url = url != NULL ? url : ctx->plan.url,
 		.headers = headers,
 		.body = ctx->plan.body,
 		.body_len = strlen(ctx->plan.body),
@@ -534,6 +559,7 @@ static int start_call(meta_channel *ch, meta_send_ctx *ctx, const char *token)
 	rc = ch->host->http_request(ch->inst, &call, meta_send_done, ctx);
 	pu_wipe_string(auth);
 	free(auth);
+	free(url);
 	return rc;
 }
 
