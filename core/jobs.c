@@ -17,7 +17,7 @@
  * the job, so the delivery handle stays valid for as long as the plugin
  * needs it.
  *
- * The SQL lives in sql/003_jobs.sql (parley_job_claim, parley_job_finish);
+ * The SQL lives in sql/003_jobs.sql, replaced by sql/004 and 006 (parley_job_claim, parley_job_finish);
  * docs/JOBS.md describes payloads, states and settings. */
 #include "jobs.h"
 
@@ -58,7 +58,7 @@
 
 #define JOBS_CLAIM_SQL \
 	"SELECT claimed, id, claim_token, target_kind, target_instance, operation, payload, " \
-	"idempotency_key, attempts FROM parley_job_claim($1::int, $2::int, $3, $4::int)"
+	"idempotency_key, attempts FROM parley_job_claim($1::int, $2::int, $3, $4::int, $5::jsonb)"
 #define JOBS_NEXT_DUE_SQL "SELECT parley_job_next_due_ms()"
 #define JOBS_FINISH_SQL \
 	"SELECT new_state, retry_in_ms FROM parley_job_finish($1::bigint, $2::uuid, $3, $4, $5, " \
@@ -888,9 +888,9 @@ static void runner_claim(void)
 		return;
 	char limit[16];
 	snprintf(limit, sizeof(limit), "%d", want);
-	const char *params[] = { limit, R.params[0], R.runner_id, R.params[1] };
+	const char *params[] = { limit, R.params[0], R.runner_id, R.params[1], R.finish_opts };
 	db_batch *b = db_batch_new();
-	db_batch_add(b, JOBS_CLAIM_SQL, 4, params);
+	db_batch_add(b, JOBS_CLAIM_SQL, 5, params);
 	db_batch_add(b, JOBS_NEXT_DUE_SQL, 0, NULL);
 	R.claim_pending = true;
 	db_batch_set_background(b);

@@ -479,7 +479,10 @@ def test_windows_refuse_before_any_call_and_template_replaces_text(fresh_db, dae
         assert graph.posts() == []
 
         tagged = enqueue(fresh_db, send_payload("messenger:111:9", hours_ago=30))
-        template = enqueue(fresh_db, send_payload("whatsapp:%s:16505551234" % WA_NUMBER, hours_ago=30))
+        [(wa_msg,)] = query(fresh_db, "INSERT INTO message (channel_instance, direction, text) "
+                                      "VALUES ('meta', 'outbound', 'Thanks, we are on it') RETURNING id")
+        template = enqueue(fresh_db, send_payload("whatsapp:%s:16505551234" % WA_NUMBER, hours_ago=30,
+                                                  message_id=str(wa_msg)))
         assert wait_for(lambda: job(fresh_db, tagged)[0] == "done" and job(fresh_db, template)[0] == "done")
         bodies = {r["path"]: json.loads(r["body"]) for r in graph.posts()}
         assert bodies["/v21.0/111/messages"]["messaging_type"] == "MESSAGE_TAG"
@@ -487,8 +490,13 @@ def test_windows_refuse_before_any_call_and_template_replaces_text(fresh_db, dae
         assert bodies["/v21.0/%s/messages" % WA_NUMBER] == {
             "messaging_product": "whatsapp", "recipient_type": "individual", "to": "16505551234",
             "type": "template", "template": {"name": "follow_up", "language": {"code": "en_US"}}}
+        # The record says the agent's text itself did not go out.
+        assert query(fresh_db, "SELECT external_id IS NOT NULL, delivery_status, delivery_detail "
+                               "FROM message WHERE id = %s", (wa_msg,)) == \
+            [(True, "sent", "outside WhatsApp's 24-hour window: the template follow_up was sent "
+                            "instead; the text itself was not sent")]
         d.stop()
-        assert "WhatsApp template follow_up was sent instead of the text" in d.log_text()
+        assert "the template follow_up was sent instead" in d.log_text()
     finally:
         graph.close()
 

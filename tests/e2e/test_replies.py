@@ -120,6 +120,9 @@ def test_reply_is_sent_and_its_early_echo_is_folded_in(fresh_db, daemon, plugin_
     def echo_first(body):
         assert post(d, {"id": "plat-9", "author": {"id": "brand"}, "text": body["text"],
                         "thread": "chat-1", "from_brand": True})[0] == 200
+        # ... and the customer answers it at once.
+        assert post(d, {"id": "c2", "author": {"id": "ann"}, "text": "Great, thanks",
+                        "thread": "chat-1", "in_reply_to": "plat-9"})[0] == 200
     callback.before_answer = echo_first
     callback.script = [(200, {"id": "plat-9"})]
 
@@ -143,6 +146,9 @@ def test_reply_is_sent_and_its_early_echo_is_folded_in(fresh_db, daemon, plugin_
     assert query(fresh_db, "SELECT id, direction, external_id, delivery_status, conversation_id "
                            "FROM message WHERE direction = 'outbound'") == \
         [(message_id, "outbound", "plat-9", "sent", conv)]
+    # The customer's answer to the echo points at the reply now.
+    assert query(fresh_db, "SELECT in_reply_to_id FROM message WHERE external_id = 'c2'") == \
+        [(message_id,)]
     assert query(fresh_db, "SELECT first_response_at IS NOT NULL, last_outbound_at IS NOT NULL "
                            "FROM conversation WHERE id = %s", (conv,)) == [(True, True)]
     assert query(fresh_db, "SELECT actor, action FROM audit_log WHERE action = 'conversation.reply'") == \
@@ -340,3 +346,69 @@ def test_a_public_answer_to_the_brands_reply_stays_in_its_conversation(fresh_db,
     assert query(fresh_db, "SELECT c.thread_key FROM message m JOIN conversation c "
                            "ON c.id = m.conversation_id WHERE m.external_id = 't-4'") == [("zzz",)]
     assert query(fresh_db, "SELECT count(*) FROM conversation") == [(3,)]
+
+
+def test_a_send_left_by_a_dead_runner_is_a_visible_failure(fresh_db, daemon, plugin_dir,
+                                                           test_plugin_dir, tmp_path, callback):
+    """A send whose lease ran out after its last attempt (the runner died)
+    fails visibly like any other: message, conversation, audit, notice."""
+    d, cfg, _ = start(daemon, fresh_db, plugin_dir, test_plugin_dir, tmp_path, callback)
+    d.stop()
+    cfg["jobs"]["enabled"] = False
+    d = daemon.start(cfg)
+    assert post(d, {"id": "c1", "author": {"id": "ann"}, "text": "Hello?"})[0] == 200
+    [(conv,)] = query(fresh_db, "SELECT id FROM conversation")
+    [(msg,)] = query(fresh_db, "SELECT parley_reply(%s, 'On it', NULL, 'agent:kim')", (conv,))
+    query(fresh_db, "UPDATE job SET max_attempts = 1")
+    # A runner claims it with a lease that is over at once, and never finishes.
+    assert query(fresh_db, "SELECT claimed FROM parley_job_claim(10, 0, 'gone:1', 10)") == [(True,)]
+    opts = json.dumps({"notify_delivery_failed": ["ops"]})
+    assert query(fresh_db, "SELECT claimed, operation FROM parley_job_claim(10, 60000, 'next', 10, %s) "
+                           "WHERE NOT claimed", (opts,)) == [(False, "send")]
+    [(status, detail)] = query(fresh_db, "SELECT delivery_status, delivery_detail FROM message "
+                                         "WHERE id = %s", (msg,))
+    assert status == "failed" and "lease expired" in detail
+    assert "lease expired" in query(fresh_db, "SELECT delivery_error FROM conversation")[0][0]
+    assert query(fresh_db, "SELECT target_instance, payload ->> 'kind' FROM job "
+                           "WHERE target_kind = 'notifier'") == [("ops", "delivery.failed")]
+
+
+def test_a_private_chat_with_a_known_customer_joins_the_two_records(fresh_db, daemon, plugin_dir,
+                                                                    test_plugin_dir, tmp_path,
+                                                                    callback, run_parleyd):
+    """The customer wrote privately before (as 'ann-dm'), then commented in
+    public (as 'ann-public'). The platform delivers the private reply to
+    'ann-dm': one customer, and the answer lands in the moved conversation."""
+    d, cfg, _ = start(daemon, fresh_db, plugin_dir, test_plugin_dir, tmp_path, callback)
+    assert post(d, {"id": "dm-0", "author": {"id": "ann-dm"}, "text": "Hi", "thread": "chat-5"})[0] == 200
+    assert post(d, {"id": "cm-1", "author": {"id": "ann-public", "name": "Ann"},
+                    "text": "Still broken!", "visibility": "public", "thread": "post-1"})[0] == 200
+    [(public, ann)] = query(fresh_db, "SELECT id, customer_id FROM conversation WHERE visibility = 'public'")
+    callback.script = [(200, {"id": "dm-1", "thread": "chat-5", "recipient_id": "ann-dm"}),
+                       (200, {"id": "note-1"})]
+    # The platform is slow to answer the private reply: meanwhile the moved
+    # conversation has no chat to answer in.
+    answered = threading.Event()
+    callback.before_answer = lambda body: answered.wait(10)
+    code, out, err = run_parleyd(["--move-to-private", str(public), "--text", "Order number?"],
+                                 config=cfg)
+    assert code == 0, err
+    private = int(out.split("conversation ")[1])
+    assert wait_for(lambda: len(callback.received) == 1)
+    code, _, err = run_parleyd(["--reply", str(private), "--text", "Hello again"], config=cfg)
+    assert code == 1 and "no private chat yet" in err
+    answered.set()
+
+    assert wait_for(lambda: job_states(fresh_db) == [("done", 2)])
+    assert query(fresh_db, "SELECT count(*) FROM customer WHERE merged_into IS NULL") == [(1,)]
+    assert query(fresh_db, "SELECT DISTINCT customer_id FROM identity") == [(ann,)]
+    assert query(fresh_db, "SELECT actor, action FROM audit_log WHERE action = 'customer.merge'") == \
+        [("channel:site", "customer.merge")]
+    # Once the chat is open, replies there go out, before the customer said anything in it too.
+    code, _, err = run_parleyd(["--reply", str(private), "--text", "Are you there?"], config=cfg)
+    assert code == 0, err
+    assert wait_for(lambda: job_states(fresh_db) == [("done", 3)])
+    assert post(d, {"id": "dm-2", "author": {"id": "ann-dm"}, "text": "It is 5512",
+                    "thread": "chat-5"})[0] == 200
+    assert query(fresh_db, "SELECT conversation_id FROM message WHERE external_id = 'dm-2'") == \
+        [(private,)]

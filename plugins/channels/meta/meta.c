@@ -431,8 +431,12 @@ static void send_ctx_free(meta_send_ctx *ctx)
 static void report_private_thread(meta_send_ctx *ctx, const meta_result *r)
 {
 	const parley_host *host = ctx->ch->host;
+	/* Without recipient_id in the answer, only an Instagram commenter's id
+	 * is known to be their id in the DM chat too; a Facebook commenter's
+	 * public id is not their Messenger id. */
 	const char *recipient = r->recipient_id[0] != '\0' ? r->recipient_id
-	                                                   : ctx->fallback_recipient;
+	                        : ctx->plan.thread.kind == META_THREAD_INSTAGRAM_MEDIA
+	                        ? ctx->fallback_recipient : "";
 	char thread[META_MAX_THREAD_BYTES];
 
 	if (!PARLEY_HAS_FIELD(host, parley_host, delivery_set_thread_id))
@@ -473,12 +477,17 @@ static void meta_send_done(void *arg, const parley_http_response *response)
 			host->delivery_set_external_id(ctx->d, r.external_id);
 		if (ctx->private_reply)
 			report_private_thread(ctx, &r);
-		if (ctx->plan.template_sent)
-			host->log(ch->inst, PARLEY_LOG_INFO, "outside the 24-hour window: the configured "
-			          "WhatsApp template %s was sent instead of the text", ch->cfg.template_name
-			          != NULL ? ch->cfg.template_name : "(since removed)");
+		char note[META_REASON_BYTES];
+		note[0] = '\0';
+		if (ctx->plan.template_sent) {
+			/* Recorded on the message: the agent's text itself did not go out. */
+			snprintf(note, sizeof(note), "outside WhatsApp's 24-hour window: the template %s "
+			         "was sent instead; the text itself was not sent",
+			         ch->cfg.template_name != NULL ? ch->cfg.template_name : "(since removed)");
+			host->log(ch->inst, PARLEY_LOG_INFO, "%s", note);
+		}
 		host->counter_add(ch->inst, "meta_sent_total", 1);
-		host->delivery_complete(ctx->d, PARLEY_OK, 0, NULL);
+		host->delivery_complete(ctx->d, PARLEY_OK, 0, note[0] != '\0' ? note : NULL);
 	} else {
 		host->log(ch->inst, r.outcome == PARLEY_RETRY ? PARLEY_LOG_INFO : PARLEY_LOG_WARN,
 		          "send %s: %s", r.outcome == PARLEY_RETRY ? "will be retried" : "failed",
