@@ -316,6 +316,24 @@ def test_inbound_events_are_stored(fresh_db, daemon):
         fake.close()
 
 
+def test_one_event_the_core_refuses_does_not_lose_the_others(fresh_db, daemon):
+    """Below the Enterprise tier X never redelivers: a POST with one event
+    the core refuses (text over 1 MiB) still stores the others, and says so."""
+    fake = FakeX()
+    try:
+        d = daemon.start(config(fresh_db, fake.url))
+        good = mention("1205348660982083590", "@acme hello")
+        huge = mention("1205348660982083591", "x" * (1024 * 1024 + 10))
+        good["tweet_create_events"].extend(huge["tweet_create_events"])
+        status, _, body = post(d, good)
+        assert status == 200 and json.loads(body) == {"accepted": 1}
+        assert query(fresh_db, "SELECT external_id FROM message") == [("1205348660982083590",)]
+        d.stop()
+        assert "1 event(s) refused by the core" in d.log_text()
+    finally:
+        fake.close()
+
+
 def test_reply_and_echo(fresh_db, daemon):
     fake = FakeX()
     try:

@@ -307,13 +307,18 @@ static void settings_announce(const x_channel *ch)
 typedef struct request_emit_ctx {
 	const parley_host *host;
 	parley_request *req;
+	size_t refused;             /* events the core found invalid (logged by it) */
 } request_emit_ctx;
 
-/* ev: borrowed; request_emit copies it. */
+/* ev: borrowed; request_emit copies it. An event the core refuses is
+ * counted and skipped, never a reason to refuse the whole POST: below the
+ * Enterprise tier X does not redeliver, so the other events would be lost. */
 static int emit_to_request(void *arg, const parley_event *ev)
 {
 	request_emit_ctx *ctx = arg;
-	return ctx->host->request_emit(ctx->req, ev);
+	if (ctx->host->request_emit(ctx->req, ev) != 0)
+		ctx->refused++;
+	return 0;
 }
 
 static void log_stats(x_channel *ch, const x_parse_stats *st, const char *source)
@@ -354,7 +359,7 @@ static void x_handle_request(void *self, parley_request *req)
 	size_t len = 0;
 	x_parse_stats stats;
 	x_parse_error err;
-	request_emit_ctx ctx = { host, req };
+	request_emit_ctx ctx = { host, req, 0 };
 	char answer[48];
 	int n;
 
@@ -403,8 +408,13 @@ static void x_handle_request(void *self, parley_request *req)
 		return;
 	}
 	log_stats(ch, &stats, "webhook");
-	host->counter_add(ch->inst, "x_events_total", stats.emitted);
-	n = snprintf(answer, sizeof(answer), "{\"accepted\":%zu}", stats.emitted);
+	if (ctx.refused > 0) {
+		host->counter_add(ch->inst, "x_refused_events_total", ctx.refused);
+		host->log(ch->inst, PARLEY_LOG_WARN, "webhook: %zu event(s) refused by the core, the "
+		          "other %zu stored", ctx.refused, stats.emitted - ctx.refused);
+	}
+	host->counter_add(ch->inst, "x_events_total", stats.emitted - ctx.refused);
+	n = snprintf(answer, sizeof(answer), "{\"accepted\":%zu}", stats.emitted - ctx.refused);
 	host->respond(req, 200, "application/json", answer, (size_t)n);
 }
 
