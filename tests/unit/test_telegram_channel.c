@@ -773,6 +773,13 @@ static void test_scrub_masks_the_token(void **state)
 	strcpy(tight, "error at /bot1:abc/x");
 	telegram_scrub(tight, sizeof(tight), "1:abc");
 	assert_string_equal(tight, "error at /bot");
+	/* Cut short before it was scrubbed: the token's beginning goes too. */
+	strcpy(s, "failed: http://x/bot123456:AAHd");
+	telegram_scrub(s, sizeof(s), "123456:AAHdqTcvCH1");
+	assert_string_equal(s, "failed: http://x/bot");
+	strcpy(s, "Too Many Requests: retry after 123456");
+	telegram_scrub(s, sizeof(s), "123456:AAHdqTcvCH1");
+	assert_string_equal(s, "Too Many Requests: retry after 123456");
 	strcpy(s, "nothing here");
 	telegram_scrub(s, sizeof(s), "1:abc");
 	assert_string_equal(s, "nothing here");

@@ -486,6 +486,18 @@ void telegram_scrub(char *s, size_t size, const char *secret)
 		memcpy(p, mask, sizeof(mask) - 1);
 		p += sizeof(mask) - 1;   /* the mask cannot hold the secret again */
 	}
+	/* A text cut short before it was scrubbed may end in part of the token:
+	 * a trailing prefix of it goes too, from the bot id and its colon plus
+	 * one byte on (a bare number at the end of a text is not a token). */
+	const char *colon = strchr(secret, ':');
+	size_t min = colon != NULL ? (size_t)(colon - secret) + 2 : 8;
+	size_t n = strlen(s);
+	for (size_t k = slen - 1; k >= min && k < slen; k--) {
+		if (n >= k && memcmp(s + n - k, secret, k) == 0) {
+			s[n - k] = '\0';
+			return;
+		}
+	}
 }
 
 /* A decimal int64 that is the whole of s[0..len) ("-100123", "42"). */
