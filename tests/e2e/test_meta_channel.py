@@ -587,6 +587,12 @@ def test_reply_is_sent_and_its_echo_reconciled(fresh_db, daemon):
         assert post(d, page(echo))[0] == 200
         assert query(fresh_db, "SELECT count(*) FROM message WHERE external_id = %s", (ext,))[0][0] == 1
         assert count(fresh_db, "message") == 2
+        # Messenger's delivery receipt for it moves its status on.
+        receipt = {"sender": {"id": "9"}, "recipient": {"id": PAGE}, "timestamp": now_ms(),
+                   "delivery": {"mids": [ext], "watermark": now_ms()}}
+        assert post(d, page(receipt))[0] == 200
+        assert query(fresh_db, "SELECT delivery_status FROM message WHERE id = %s", (msg,)) == \
+            [("delivered",)]
     finally:
         graph.close()
 
