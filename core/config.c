@@ -792,8 +792,121 @@ static void instance_clear(cfg_instance *in)
 	free(in->name);
 	free(in->plugin);
 	free(in->move_to_private_text);
+	json_decref(in->route);
 	free(in->path);
 	json_decref(in->config);
+}
+
+/* An array of 1..64-byte strings at path (or absent). */
+static bool check_string_list(const cfg_ctx *ctx, json_t *v, const char *path)
+{
+	if (v == NULL)
+		return true;
+	if (!json_is_array(v))
+		return fail_type(ctx, path, JSON_ARRAY, v);
+	size_t i;
+	json_t *e;
+	json_array_foreach(v, i, e) {
+		char child[CFG_PATH_MAX];
+		snprintf(child, sizeof(child), "%s[%zu]", path, i);
+		if (!json_is_string(e))
+			return fail_type(ctx, child, JSON_STRING, e);
+		if (json_string_length(e) < 1 || json_string_length(e) > 64)
+			return cfg_fail(ctx, child, "must be 1 to 64 characters");
+	}
+	return true;
+}
+
+/* The conversation filter of a sink's route or a notice rule: "channels"
+ * (channel instance names), "visibility" and "categories", each optional.
+ * extra: further allowed keys (NULL-terminated), checked by the caller.
+ * *out: a copy holding only the filter keys (owned by the caller). */
+static bool check_filter_keys(const cfg_ctx *ctx, json_t *v, const char *path,
+                              const char *const *allowed, json_t **out)
+{
+	*out = NULL;
+	if (v == NULL)
+		return true;
+	if (!json_is_object(v))
+		return fail_type(ctx, path, JSON_OBJECT, v);
+	if (!check_known_keys(ctx, v, path, allowed))
+		return false;
+	char child[CFG_PATH_MAX];
+	json_t *vis = json_object_get(v, "visibility");
+	path_key(child, path, "visibility");
+	if (vis != NULL && (!json_is_string(vis) || (strcmp(json_string_value(vis), "public") != 0 &&
+	                                             strcmp(json_string_value(vis), "private") != 0)))
+		return cfg_fail(ctx, child, "must be \"public\" or \"private\"");
+	path_key(child, path, "channels");
+	if (!check_string_list(ctx, json_object_get(v, "channels"), child))
+		return false;
+	path_key(child, path, "categories");
+	if (!check_string_list(ctx, json_object_get(v, "categories"), child))
+		return false;
+	*out = json_object();
+	static const char *const filter[] = { "channels", "visibility", "categories" };
+	for (size_t i = 0; i < 3; i++)
+		if (json_object_get(v, filter[i]) != NULL)
+			json_object_set(*out, filter[i], json_object_get(v, filter[i]));
+	return true;
+}
+
+static bool check_filter(const cfg_ctx *ctx, json_t *v, const char *path, json_t **out)
+{
+	static const char *const allowed[] = { "channels", "visibility", "categories", NULL };
+	return check_filter_keys(ctx, v, path, allowed, out);
+}
+
+/* "notices": which kinds of notice go to which notifier, for which
+ * conversations. */
+static bool parse_notices(const cfg_ctx *ctx, json_t *root, cfg *c)
+{
+	static const char *const allowed[] = { "notifier", "kinds", "channels", "visibility",
+	                                       "categories", NULL };
+	static const char *const kinds[] = { CFG_NOTICE_KINDS, NULL };
+	json_t *arr = json_object_get(root, "notices");
+	c->notices = json_array();
+	if (arr == NULL)
+		return true;
+	if (!json_is_array(arr))
+		return fail_type(ctx, "notices", JSON_ARRAY, arr);
+	size_t i;
+	json_t *rule;
+	json_array_foreach(arr, i, rule) {
+		char path[CFG_PATH_MAX], child[CFG_PATH_MAX];
+		snprintf(path, sizeof(path), "notices[%zu]", i);
+		json_t *out;
+		if (!check_filter_keys(ctx, rule, path, allowed, &out))
+			return false;
+		if (out == NULL)
+			return fail_type(ctx, path, JSON_OBJECT, rule);
+		json_array_append_new(c->notices, out);
+		json_t *n = json_object_get(rule, "notifier");
+		path_key(child, path, "notifier");
+		if (!json_is_string(n))
+			return n == NULL ? cfg_fail(ctx, child, "required key missing")
+			                 : fail_type(ctx, child, JSON_STRING, n);
+		json_object_set(out, "notifier", n);
+		json_t *k = json_object_get(rule, "kinds");
+		path_key(child, path, "kinds");
+		if (!check_string_list(ctx, k, child))
+			return false;
+		size_t j;
+		json_t *e;
+		json_array_foreach(k, j, e) {
+			bool known = false;
+			for (size_t m = 0; kinds[m] != NULL && !known; m++)
+				known = strcmp(kinds[m], json_string_value(e)) == 0;
+			if (!known) {
+				char kp[CFG_PATH_MAX + 24];
+				snprintf(kp, sizeof(kp), "%s[%zu]", child, j);
+				return cfg_fail(ctx, kp, "unknown notice kind (known: %s)", CFG_NOTICE_KINDS_TEXT);
+			}
+		}
+		if (k != NULL)
+			json_object_set(out, "kinds", k);
+	}
+	return true;
 }
 
 static bool parse_instance(const cfg_ctx *ctx, json_t *obj, const char *path, bool channel,
@@ -802,12 +915,15 @@ static bool parse_instance(const cfg_ctx *ctx, json_t *obj, const char *path, bo
 	static const char *const keys[] = { "name", "plugin", "config", NULL };
 	static const char *const channel_keys[] = { "name", "plugin", "config", "move_to_private_text",
 	                                            NULL };
+	static const char *const sink_keys[] = { "name", "plugin", "config", "route", NULL };
+	bool sink = strncmp(path, "sinks[", 6) == 0;
 	char child[CFG_PATH_MAX];
 
 	if (!json_is_object(obj))
 		return fail_type(ctx, path, JSON_OBJECT, obj);
-	if (!check_known_keys(ctx, obj, path, channel ? channel_keys : keys))
+	if (!check_known_keys(ctx, obj, path, channel ? channel_keys : sink ? sink_keys : keys))
 		return false;
+
 	const char *move_text = NULL;
 	if (channel && !get_string(ctx, obj, path, "move_to_private_text", &move_text))
 		return false;
@@ -838,12 +954,22 @@ static bool parse_instance(const cfg_ctx *ctx, json_t *obj, const char *path, bo
 	if (config != NULL && !json_is_object(config))
 		return fail_type(ctx, child, JSON_OBJECT, config);
 
+	json_t *route = NULL;
+	if (sink) {
+		path_key(child, path, "route");
+		if (!check_filter(ctx, json_object_get(obj, "route"), child, &route))
+			return false;
+	}
 	in->name = xstrdup(name);
 	in->plugin = xstrdup(plugin);
 	in->path = xstrdup(path);
 	in->config = config != NULL ? json_incref(config) : json_object();
 	if (channel)
 		in->move_to_private_text = xstrdup(move_text != NULL ? move_text : CFG_MOVE_TEXT_DEFAULT);
+	if (sink) {
+		in->route = route != NULL ? route : json_object();
+		json_object_set_new(in->route, "name", json_string(name));
+	}
 	return true;
 }
 
@@ -976,9 +1102,50 @@ static bool check_notifier_names(const cfg_ctx *ctx, const cfg *c, const char *p
 	return true;
 }
 
+/* Routes and notice rules name configured instances. */
+static bool check_route_names(const cfg_ctx *ctx, const cfg *c)
+{
+	for (size_t i = 0; i < json_array_size(c->notices); i++) {
+		json_t *rule = json_array_get(c->notices, i);
+		const char *n = json_string_value(json_object_get(rule, "notifier"));
+		bool found = false;
+		for (size_t j = 0; j < c->n_notifiers && !found; j++)
+			found = strcmp(c->notifiers[j].name, n) == 0;
+		if (!found) {
+			char path[CFG_PATH_MAX];
+			snprintf(path, sizeof(path), "notices[%zu].notifier", i);
+			return cfg_fail(ctx, path, "no notifier instance of that name");
+		}
+	}
+	for (size_t i = 0; i < json_array_size(c->notices) + c->n_sinks; i++) {
+		bool is_rule = i < json_array_size(c->notices);
+		json_t *f = is_rule ? json_array_get(c->notices, i)
+		                    : c->sinks[i - json_array_size(c->notices)].route;
+		json_t *chs = json_object_get(f, "channels");
+		for (size_t k = 0; k < json_array_size(chs); k++) {
+			const char *ch = json_string_value(json_array_get(chs, k));
+			bool found = false;
+			for (size_t j = 0; j < c->n_channels && !found; j++)
+				found = strcmp(c->channels[j].name, ch) == 0;
+			if (!found) {
+				char path[CFG_PATH_MAX];
+				if (is_rule)
+					snprintf(path, sizeof(path), "notices[%zu].channels[%zu]", i, k);
+				else
+					snprintf(path, sizeof(path), "%s.route.channels[%zu]",
+					         c->sinks[i - json_array_size(c->notices)].path, k);
+				return cfg_fail(ctx, path, "no channel instance of that name");
+			}
+		}
+	}
+	return true;
+}
+
 /* The notice settings name configured notifiers. */
 static bool check_notify_targets(const cfg_ctx *ctx, const cfg *c)
 {
+	if (!check_route_names(ctx, c))
+		return false;
 	return check_notifier_names(ctx, c, "ingest.notify_new_conversation",
 	                            c->ingest.notify_new_conversation,
 	                            c->ingest.n_notify_new_conversation) &&
@@ -990,7 +1157,7 @@ static bool parse_root(const cfg_ctx *ctx, json_t *root, cfg *c)
 {
 	static const char *const keys[] = {
 		"listen", "public_url", "database", "plugin_dir", "log", "limits",
-		"ingest", "jobs", "channels", "sinks", "notifiers", NULL
+		"ingest", "jobs", "channels", "sinks", "notifiers", "notices", NULL
 	};
 	if (!json_is_object(root))
 		return cfg_fail(ctx, "(top level)", "expected an object, got %s", type_name(root));
@@ -1033,6 +1200,7 @@ static bool parse_root(const cfg_ctx *ctx, json_t *root, cfg *c)
 	       parse_instances(ctx, root, "channels", &c->channels, &c->n_channels) &&
 	       parse_instances(ctx, root, "sinks", &c->sinks, &c->n_sinks) &&
 	       parse_instances(ctx, root, "notifiers", &c->notifiers, &c->n_notifiers) &&
+	       parse_notices(ctx, root, c) &&
 	       check_notify_targets(ctx, c);
 }
 
@@ -1090,6 +1258,7 @@ void cfg_free(cfg *c)
 	for (size_t i = 0; i < c->jobs.n_notify_delivery_failed; i++)
 		free(c->jobs.notify_delivery_failed[i]);
 	free(c->jobs.notify_delivery_failed);
+	json_decref(c->notices);
 	free_instances(c->channels, c->n_channels);
 	free_instances(c->sinks, c->n_sinks);
 	free_instances(c->notifiers, c->n_notifiers);
@@ -1168,4 +1337,18 @@ bool cfg_validate_plugin_config(const char *file, const char *path, json_t *conf
 	}
 	json_decref(empty);
 	return ok;
+}
+
+char *cfg_routing_json(const cfg *c)
+{
+	json_t *sinks = json_array();
+	for (size_t i = 0; i < c->n_sinks; i++)
+		json_array_append(sinks, c->sinks[i].route);
+	json_t *o = json_pack("{s:o, s:O}", "sinks", sinks, "notices",
+	                      c->notices != NULL ? c->notices : json_array());
+	char *text = o != NULL ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	json_decref(o);
+	if (text == NULL)
+		abort();
+	return text;
 }

@@ -20,7 +20,14 @@ typedef struct cfg_instance {
 	/* Channels only: the public reply that says a conversation moved to
 	 * private ("" = none); NULL for sinks and notifiers. */
 	char *move_to_private_text;
+	/* Sinks only: which conversations go to it, {"name", "channels",
+	 * "visibility", "categories"} (absent filters take all); NULL otherwise. */
+	json_t *route;
 } cfg_instance;
+
+/* The notice kinds a "notices" rule may name. */
+#define CFG_NOTICE_KINDS "conversation.created", "message.received", "delivery.failed", "sink.failed"
+#define CFG_NOTICE_KINDS_TEXT "conversation.created, message.received, delivery.failed, sink.failed"
 
 #define CFG_MOVE_TEXT_MAX 1000
 #define CFG_MOVE_TEXT_DEFAULT \
@@ -79,6 +86,7 @@ typedef struct cfg {
 	cfg_instance *channels;  size_t n_channels;
 	cfg_instance *sinks;     size_t n_sinks;
 	cfg_instance *notifiers; size_t n_notifiers;
+	json_t *notices;            /* "notices" rules, validated: [{notifier, kinds?, filters...}] */
 } cfg;
 
 /* The default ingest.order_number_pattern: "order", up to 12 other
@@ -90,6 +98,10 @@ typedef struct cfg {
  * err and returns false. */
 bool cfg_load(const char *file, cfg **out, char *err, size_t errlen);
 void cfg_free(cfg *c);
+
+/* {"sinks": [routes], "notices": [rules]} as parleyd publishes it to the
+ * database (parley_settings 'routing'). Owned by the caller. */
+char *cfg_routing_json(const cfg *c);
 
 /* Validate a plugin instance's "config" object against the plugin's declared
  * keys: unknown keys, wrong types, missing required keys. `path` is the

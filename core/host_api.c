@@ -174,6 +174,24 @@ static int host_request_emit(parley_request *r, const parley_event *ev)
 	return 0;
 }
 
+static int host_request_emit_ticket_event(parley_request *r, const parley_ticket_event *ev)
+{
+	char err[256];
+	if (r->answered) {
+		log_warn(r->inst->component, "ticket event emitted after the request was answered: ignored");
+		return -1;
+	}
+	if (r->inst->kind != PARLEY_KIND_SINK) {
+		log_warn(r->inst->component, "ticket events come from sinks only: ignored");
+		return -1;
+	}
+	if (!ingest_set_add_ticket_event(r->events, ev, err, sizeof(err))) {
+		log_warn(r->inst->component, "invalid ticket event: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
 static void request_committed(void *arg, bool ok, const char *error)
 {
 	parley_request *r = arg;
@@ -378,6 +396,17 @@ static int host_http_request(parley_instance *inst, const parley_http_call *call
 	return http_client_request(call, done, arg);
 }
 
+static int host_smtp_send(parley_instance *inst, const parley_smtp_call *call,
+                          parley_http_done_fn done, void *arg)
+{
+	if (call == NULL || !PARLEY_HAS_FIELD(call, parley_smtp_call, insecure_skip_verify) ||
+	    done == NULL) {
+		log_error(inst ? inst->component : "plugin", "smtp_send: invalid call");
+		return -1;
+	}
+	return http_client_smtp(call, done, arg);
+}
+
 static long host_http_status(const parley_http_response *r) { return r->status; }
 static const char *host_http_error(const parley_http_response *r) { return r->error; }
 static const char *host_http_header(const parley_http_response *r, const char *name)
@@ -577,6 +606,8 @@ static const parley_host host_table = {
 	.emit_abort = host_emit_abort,
 	.delivery_set_thread_id = host_delivery_set_thread_id,
 	.delivery_set_recipient_id = host_delivery_set_recipient_id,
+	.request_emit_ticket_event = host_request_emit_ticket_event,
+	.smtp_send = host_smtp_send,
 };
 
 const parley_host *host_api_table(void) { return &host_table; }

@@ -63,6 +63,11 @@ struct http_xfer {
 	bool too_large;                  /* the body or the headers went over a cap */
 
 	char errbuf[CURL_ERROR_SIZE];
+	/* SMTP: the message being uploaded and the envelope recipients. */
+	bool smtp;
+	unsigned char *upload;           /* owned */
+	size_t upload_len, upload_pos;
+	struct curl_slist *rcpt;         /* owned */
 	struct http_xfer *prev, *next;
 };
 
@@ -136,6 +141,8 @@ static void xfer_free(struct http_xfer *x)
 	if (x->easy != NULL)
 		curl_easy_cleanup(x->easy);
 	curl_slist_free_all(x->req_headers);
+	curl_slist_free_all(x->rcpt);
+	free(x->upload);
 	xfer_clear_headers(x);
 	free(x->headers);
 	free(x->body);
@@ -256,6 +263,14 @@ static void xfer_finish(struct http_xfer *x, CURLcode rc, const char *forced_err
 		r.error = HTTP_ERR_TOO_LARGE;
 	} else if (rc != CURLE_OK) {
 		r.error = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
+		if (x->smtp) {
+			/* A refusal is an answer: its reply code tells a plugin whether
+			 * to retry (4xx) or give up (5xx). */
+			long code = 0;
+			curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+			if (code >= 400)
+				r.status = code;
+		}
 	} else {
 		long status = 0;
 		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -621,4 +636,113 @@ const char *http_client_response_header(const struct parley_http_response *r,
 			return h + name_len + 2;
 	}
 	return NULL;
+}
+
+/* SMTP: hand curl the next piece of the message. */
+static size_t on_upload(char *buf, size_t size, size_t nmemb, void *userp)
+{
+	struct http_xfer *x = userp;
+	size_t room = size * nmemb, left = x->upload_len - x->upload_pos;
+	size_t n = left < room ? left : room;
+	memcpy(buf, x->upload + x->upload_pos, n);
+	x->upload_pos += n;
+	return n;
+}
+
+/* A mailbox for the envelope: no CR/LF, no angle brackets of its own. */
+static bool address_is_valid(const char *a)
+{
+	if (a == NULL || *a == '\0' || strlen(a) > 320)
+		return false;
+	for (const unsigned char *p = (const unsigned char *)a; *p; p++)
+		if (*p < 0x21 || *p == 0x7f || *p == '<' || *p == '>')
+			return false;
+	return strchr(a, '@') != NULL;
+}
+
+int http_client_smtp(const parley_smtp_call *call, parley_http_done_fn done, void *arg)
+{
+	if (hc.multi == NULL || hc.shutting_down || call == NULL || done == NULL ||
+	    !PARLEY_HAS_FIELD(call, parley_smtp_call, insecure_skip_verify) || call->url == NULL ||
+	    call->rcpt_to == NULL || call->rcpt_to[0] == NULL || call->message == NULL)
+		return -1;
+	bool smtps = strncasecmp(call->url, "smtps://", 8) == 0;
+	if (!smtps && strncasecmp(call->url, "smtp://", 7) != 0) {
+		log_warn(HTTP_COMPONENT, "refusing mail: the URL is not smtp:// or smtps://");
+		return -1;
+	}
+	if (!address_is_valid(call->mail_from)) {
+		log_warn(HTTP_COMPONENT, "refusing mail: the sender address is not valid");
+		return -1;
+	}
+	long timeout_ms = call->timeout_ms > 0 ? call->timeout_ms : hc.default_timeout_ms;
+
+	struct http_xfer *x = xcalloc(1, sizeof(*x));
+	x->smtp = true;
+	x->done = done;
+	x->done_arg = arg;
+	x->method = xstrdup("MAIL");
+	x->log_url = redact_url(call->url);
+	x->upload = xmalloc(call->message_len > 0 ? call->message_len : 1);
+	memcpy(x->upload, call->message, call->message_len);
+	x->upload_len = call->message_len;
+	x->easy = curl_easy_init();
+	if (x->easy == NULL)
+		goto fail;
+	for (size_t i = 0; call->rcpt_to[i] != NULL; i++) {
+		if (!address_is_valid(call->rcpt_to[i])) {
+			log_warn(HTTP_COMPONENT, "refusing mail: recipient %zu is not a valid address", i);
+			goto fail_logged;
+		}
+		char angle[340];
+		snprintf(angle, sizeof(angle), "<%s>", call->rcpt_to[i]);
+		struct curl_slist *l = curl_slist_append(x->rcpt, angle);
+		if (l == NULL)
+			goto fail;
+		x->rcpt = l;
+	}
+	char from[340];
+	snprintf(from, sizeof(from), "<%s>", call->mail_from);
+
+	XFER_SETOPT(x, CURLOPT_URL, call->url);
+#if LIBCURL_VERSION_NUM >= 0x075500  /* 7.85.0 */
+	XFER_SETOPT(x, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+#else
+	XFER_SETOPT(x, CURLOPT_PROTOCOLS, (long)(CURLPROTO_SMTP | CURLPROTO_SMTPS));
+#endif
+	XFER_SETOPT(x, CURLOPT_NOSIGNAL, 1L);
+	XFER_SETOPT(x, CURLOPT_PRIVATE, (char *)x);
+	XFER_SETOPT(x, CURLOPT_ERRORBUFFER, x->errbuf);
+	XFER_SETOPT(x, CURLOPT_TIMEOUT_MS, timeout_ms);
+	XFER_SETOPT(x, CURLOPT_CONNECTTIMEOUT_MS,
+	            timeout_ms < HTTP_MAX_CONNECT_TIMEOUT_MS ? timeout_ms : HTTP_MAX_CONNECT_TIMEOUT_MS);
+	XFER_SETOPT(x, CURLOPT_SSL_VERIFYPEER, call->insecure_skip_verify ? 0L : 1L);
+	XFER_SETOPT(x, CURLOPT_SSL_VERIFYHOST, call->insecure_skip_verify ? 0L : 2L);
+	if (!smtps)
+		XFER_SETOPT(x, CURLOPT_USE_SSL, call->require_tls ? (long)CURLUSESSL_ALL
+		                                                  : (long)CURLUSESSL_TRY);
+	if (call->username != NULL)
+		XFER_SETOPT(x, CURLOPT_USERNAME, call->username);
+	if (call->password != NULL)
+		XFER_SETOPT(x, CURLOPT_PASSWORD, call->password);
+	XFER_SETOPT(x, CURLOPT_MAIL_FROM, from);
+	XFER_SETOPT(x, CURLOPT_MAIL_RCPT, x->rcpt);
+	XFER_SETOPT(x, CURLOPT_UPLOAD, 1L);
+	XFER_SETOPT(x, CURLOPT_INFILESIZE_LARGE, (curl_off_t)x->upload_len);
+	XFER_SETOPT(x, CURLOPT_READFUNCTION, on_upload);
+	XFER_SETOPT(x, CURLOPT_READDATA, x);
+	XFER_SETOPT(x, CURLOPT_WRITEFUNCTION, on_body);
+	XFER_SETOPT(x, CURLOPT_WRITEDATA, x);
+
+	x->started_us = util_mono_us();
+	if (curl_multi_add_handle(hc.multi, x->easy) != CURLM_OK)
+		goto fail;
+	xfer_link(x);
+	return 0;
+
+fail:
+	log_warn(HTTP_COMPONENT, "cannot start mail to %s", x->log_url);
+fail_logged:
+	xfer_free(x);
+	return -1;
 }

@@ -30,6 +30,12 @@ int http_client_active(void);
  * callback runs exactly once, later, on the loop), -1 otherwise. */
 int http_client_request(const parley_http_call *call, parley_http_done_fn done, void *arg);
 
+/* Send one mail through SMTP (smtp:// with STARTTLS, or smtps://); everything
+ * in `call` is copied. The callback's status is the server's last reply code
+ * (250 when accepted; a 4xx/5xx refusal too, with its text as the error), or
+ * 0 for a transport failure. Returns 0 if started, -1 otherwise. */
+int http_client_smtp(const parley_smtp_call *call, parley_http_done_fn done, void *arg);
+
 /* Accessors used by the host table. */
 const char *http_client_response_header(const struct parley_http_response *r,
                                         const char *name);

@@ -145,6 +145,54 @@ fail:
 	return NULL;
 }
 
+/* raw_json of an event as jsonb-ready JSON (null when absent); NULL with a
+ * reason when it is not JSON. */
+static json_t *raw_value(const char *raw_json, size_t len, char *err, size_t errlen)
+{
+	if (raw_json == NULL || len == 0)
+		return json_null();
+	json_error_t jerr;
+	json_t *raw = json_loadb(raw_json, len, JSON_DECODE_ANY, &jerr);
+	if (raw == NULL)
+		snprintf(err, errlen, "raw_json is not valid JSON: %s", jerr.text);
+	return raw;
+}
+
+static const char *ticket_status_name(parley_ticket_status st)
+{
+	switch (st) {
+	case PARLEY_TICKET_OPEN: return "open";
+	case PARLEY_TICKET_PENDING: return "pending";
+	case PARLEY_TICKET_SOLVED: return "solved";
+	case PARLEY_TICKET_CLOSED: return "closed";
+	}
+	return NULL;
+}
+
+/* Serialize one batch item {"instance", "channel", KEY: o, "raw": raw} into
+ * s. o and raw: owned, consumed. */
+static bool set_append(ingest_set *s, const char *key, json_t *o, json_t *raw, char *err,
+                       size_t errlen)
+{
+	json_t *item = json_object();
+	json_object_set_new(item, "instance", json_string(s->instance));
+	json_object_set_new(item, "channel", json_string(s->channel));
+	json_object_set_new(item, key, o);
+	json_object_set_new(item, "raw", raw);
+	char *text = json_dumps(item, JSON_COMPACT);
+	json_decref(item);
+	if (text == NULL) {
+		snprintf(err, errlen, "event could not be serialized");
+		return false;
+	}
+	if (s->n == s->cap) {
+		s->cap = s->cap ? s->cap * 2 : 4;
+		s->items = xrealloc(s->items, s->cap * sizeof(char *));
+	}
+	s->items[s->n++] = text;
+	return true;
+}
+
 bool ingest_set_add(ingest_set *s, const parley_event *ev, char *err, size_t errlen)
 {
 	if (ev == NULL || ev->size < EVENT_V1_SIZE) {
@@ -203,38 +251,71 @@ bool ingest_set_add(ingest_set *s, const parley_event *ev, char *err, size_t err
 	if (ev->platform_time_ms > 0)
 		json_object_set_new(o, "platform_time_ms", json_integer(ev->platform_time_ms));
 
-	json_t *raw = json_null();
-	if (ev->raw_json != NULL && ev->raw_json_len > 0) {
-		/* Store the platform's item as jsonb. It must be JSON; jansson also refuses
-		 * \u0000, which PostgreSQL's jsonb cannot hold either. */
-		json_error_t jerr;
-		json_decref(raw);
-		raw = json_loadb(ev->raw_json, ev->raw_json_len, JSON_DECODE_ANY, &jerr);
-		if (raw == NULL) {
-			snprintf(err, errlen, "raw_json is not valid JSON: %s", jerr.text);
-			goto fail;
-		}
-	}
+	/* Store the platform's item as jsonb. It must be JSON; jansson also refuses
+	 * \u0000, which PostgreSQL's jsonb cannot hold either. */
+	json_t *raw = raw_value(ev->raw_json, ev->raw_json_len, err, errlen);
+	if (raw == NULL)
+		goto fail;
 
 	/* The item as parley_ingest_batch() reads it (sql/002_customer_model.sql). */
-	json_t *item = json_object();
-	json_object_set_new(item, "instance", json_string(s->instance));
-	json_object_set_new(item, "channel", json_string(s->channel));
-	json_object_set_new(item, "event", o);
-	json_object_set_new(item, "raw", raw);
-	char *text = json_dumps(item, JSON_COMPACT);
-	json_decref(item);
-	if (text == NULL) {
-		snprintf(err, errlen, "event could not be serialized");
+	return set_append(s, "event", o, raw, err, errlen);
+fail:
+	json_decref(o);
+	return false;
+}
+
+bool ingest_set_add_ticket_event(ingest_set *s, const parley_ticket_event *ev, char *err,
+                                 size_t errlen)
+{
+	if (ev == NULL || !PARLEY_HAS_FIELD(ev, parley_ticket_event, raw_json_len)) {
+		snprintf(err, errlen, "ticket event struct too small");
 		return false;
 	}
-
-	if (s->n == s->cap) {
-		s->cap = s->cap ? s->cap * 2 : 4;
-		s->items = xrealloc(s->items, s->cap * sizeof(char *));
+	if (ev->type != PARLEY_TICKET_COMMENT && ev->type != PARLEY_TICKET_STATUS) {
+		snprintf(err, errlen, "unknown ticket event type %d", (int)ev->type);
+		return false;
 	}
-	s->items[s->n++] = text;
-	return true;
+	if (!nonempty(ev->dedupe_key) || strlen(ev->dedupe_key) > INGEST_MAX_KEY) {
+		snprintf(err, errlen, "dedupe_key must be 1..%d bytes", INGEST_MAX_KEY);
+		return false;
+	}
+	if (!nonempty(ev->external_ticket_id) || strlen(ev->external_ticket_id) > INGEST_MAX_KEY) {
+		snprintf(err, errlen, "external_ticket_id is required");
+		return false;
+	}
+	if (ev->type == PARLEY_TICKET_COMMENT && (!nonempty(ev->comment_id) || ev->text == NULL)) {
+		snprintf(err, errlen, "a comment needs comment_id and text");
+		return false;
+	}
+	if (ev->type == PARLEY_TICKET_STATUS && ticket_status_name(ev->status) == NULL) {
+		snprintf(err, errlen, "a status event needs a known status");
+		return false;
+	}
+	if (ev->text != NULL && strlen(ev->text) > INGEST_MAX_TEXT) {
+		snprintf(err, errlen, "text is longer than %d bytes", INGEST_MAX_TEXT);
+		return false;
+	}
+	json_t *o = json_object();
+	json_object_set_new(o, "type", json_string(ev->type == PARLEY_TICKET_COMMENT ? "comment"
+	                                                                             : "status"));
+	if (!put_str(o, "dedupe_key", ev->dedupe_key, err, errlen) ||
+	    !put_str(o, "external_ticket_id", ev->external_ticket_id, err, errlen) ||
+	    !put_str(o, "comment_id", ev->comment_id, err, errlen) ||
+	    !put_str(o, "author_name", ev->author_name, err, errlen) ||
+	    !put_str(o, "text", ev->text, err, errlen))
+		goto fail;
+	if (ev->type == PARLEY_TICKET_COMMENT) {
+		json_object_set_new(o, "is_public", json_boolean(ev->is_public));
+		json_object_set_new(o, "from_parley", json_boolean(ev->from_parley));
+	} else {
+		json_object_set_new(o, "status", json_string(ticket_status_name(ev->status)));
+	}
+	if (ev->time_ms > 0)
+		json_object_set_new(o, "time_ms", json_integer(ev->time_ms));
+	json_t *raw = raw_value(ev->raw_json, ev->raw_json_len, err, errlen);
+	if (raw == NULL)
+		goto fail;
+	return set_append(s, "ticket_event", o, raw, err, errlen);
 fail:
 	json_decref(o);
 	return false;

@@ -18,6 +18,9 @@ typedef struct ingest_set ingest_set;
 ingest_set *ingest_set_new(const char *instance, const char *channel);
 /* Validate and copy one event. false (with a reason) if it is invalid. */
 bool ingest_set_add(ingest_set *s, const parley_event *ev, char *err, size_t errlen);
+/* Validate and copy one ticket event (a sink's webhook). false with a reason. */
+bool ingest_set_add_ticket_event(ingest_set *s, const parley_ticket_event *ev, char *err,
+                                 size_t errlen);
 size_t ingest_set_count(const ingest_set *s);
 /* For the batcher: item i as JSON text, borrowed from s. */
 const char *ingest_set_item(const ingest_set *s, size_t i);

@@ -174,6 +174,29 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 
 /* -------------------------------------------------------------- reload */
 
+static void routing_published(db_batch *b, bool ok, const char *error, void *arg)
+{
+	(void)b;
+	(void)arg;
+	if (ok)
+		log_info("main", "reload: routing of sinks and notices published");
+	else
+		log_error("main", "reload: the routing of sinks and notices was not published (%s); "
+		          "the previous one stays in force", error ? error : "?");
+}
+
+static void publish_routing_async(const cfg *c)
+{
+	char *routing = cfg_routing_json(c);
+	const char *params[] = { routing };
+	db_batch *b = db_batch_new();
+	db_batch_add(b, "INSERT INTO parley_settings (key, value) VALUES ('routing', $1::jsonb) "
+	                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
+	             1, params);
+	free(routing);
+	db_batch_submit(b, routing_published, NULL);
+}
+
 static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
 	char err[2048];
@@ -200,6 +223,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 	http_server_limits l = limits_from(next);
 	http_server_set_limits(d.server, &l);
 	ingest_batch_configure(d.base, next);
+	publish_routing_async(next);
 	cfg_free(d.config);
 	d.config = next;
 	log_info("main", "reloaded: log level %s", log_level_name(next->log.level));
@@ -220,6 +244,15 @@ static int run(void)
 		}
 		if (applied > 0)
 			log_info("main", "applied %d migration(s); schema version %d", applied, migrate_latest_version());
+	}
+
+	/* Before any event can be ingested: what goes to which sink and notifier. */
+	char *routing = cfg_routing_json(d.config);
+	bool published = admin_publish_routing(d.config->database.dsn, routing, err, sizeof(err));
+	free(routing);
+	if (!published) {
+		log_error("main", "cannot publish the routing of sinks and notices: %s", err);
+		return 1;
 	}
 
 	d.base = event_base_new();

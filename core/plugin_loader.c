@@ -173,7 +173,12 @@ static bool load_instance(plugin_set *s, const cfg *c, const cfg_instance *ci, p
                           char *err, size_t errlen)
 {
 	char path[4096];
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s.so", c->plugin_dir, ci->plugin) >= sizeof(path)) {
+	/* A kind's own folder first (plugin_dir/notifiers/webhook.so), so a
+	 * notifier may share its name with a channel; then plugin_dir itself. */
+	if ((size_t)snprintf(path, sizeof(path), "%s/%ss/%s.so", c->plugin_dir, loader_kind_name(kind),
+	                     ci->plugin) >= sizeof(path) ||
+	    (access(path, F_OK) != 0 &&
+	     (size_t)snprintf(path, sizeof(path), "%s/%s.so", c->plugin_dir, ci->plugin) >= sizeof(path))) {
 		snprintf(err, errlen, "%s: %s.plugin: plugin path too long", c->file, ci->path);
 		return false;
 	}
@@ -391,24 +396,42 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-bool loader_list_dir(const char *dir, FILE *out, bool verbose)
+/* Append the .so files of dir/sub (sub "" = dir itself) to names, as
+ * "sub/file.so". A missing subfolder is no error. */
+static bool collect_plugins(const char *dir, const char *sub, char ***names, size_t *n)
 {
-	DIR *d = opendir(dir);
+	char path[4096];
+	snprintf(path, sizeof(path), "%s%s%s", dir, *sub ? "/" : "", sub);
+	DIR *d = opendir(path);
 	if (d == NULL) {
+		if (*sub)
+			return true;
 		fprintf(stderr, "parleyd: %s: %s\n", dir, strerror(errno));
 		return false;
 	}
-	char **names = NULL;
-	size_t n = 0;
 	struct dirent *e;
 	while ((e = readdir(d)) != NULL) {
 		size_t len = strlen(e->d_name);
 		if (len > 3 && strcmp(e->d_name + len - 3, ".so") == 0) {
-			names = xrealloc(names, (n + 1) * sizeof(char *));
-			names[n++] = xstrdup(e->d_name);
+			char name[1024];
+			snprintf(name, sizeof(name), "%s%s%s", sub, *sub ? "/" : "", e->d_name);
+			*names = xrealloc(*names, (*n + 1) * sizeof(char *));
+			(*names)[(*n)++] = xstrdup(name);
 		}
 	}
 	closedir(d);
+	return true;
+}
+
+bool loader_list_dir(const char *dir, FILE *out, bool verbose)
+{
+	char **names = NULL;
+	size_t n = 0;
+	if (!collect_plugins(dir, "", &names, &n))
+		return false;
+	static const char *const subs[] = { "channels", "sinks", "notifiers" };
+	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
+		collect_plugins(dir, subs[i], &names, &n);
 	qsort(names, n, sizeof(char *), cmp_str);
 	for (size_t i = 0; i < n; i++) {
 		char path[4096];

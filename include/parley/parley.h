@@ -35,7 +35,7 @@ extern "C" {
 #endif
 
 #define PARLEY_ABI_MAJOR 1
-#define PARLEY_ABI_MINOR 1
+#define PARLEY_ABI_MINOR 2
 
 #define PARLEY_PLUGIN_ENTRY_SYMBOL "parley_plugin_entry"
 
@@ -264,6 +264,59 @@ typedef struct parley_ticket_append {
 	const parley_message_info *message;
 } parley_ticket_append;
 
+/* What a ticket system reports about a ticket (ABI 1.2): a sink's
+ * handle_request turns the ticket system's webhook into these and emits them
+ * with request_emit_ticket_event. All strings borrowed for the call. */
+typedef enum parley_ticket_event_type {
+	PARLEY_TICKET_COMMENT = 1,      /* a comment was added to the ticket */
+	PARLEY_TICKET_STATUS = 2        /* the ticket's status changed */
+} parley_ticket_event_type;
+
+typedef enum parley_ticket_status {
+	PARLEY_TICKET_OPEN = 1,         /* new or open: an agent works on it (reopens) */
+	PARLEY_TICKET_PENDING = 2,      /* waiting on the customer */
+	PARLEY_TICKET_SOLVED = 3,       /* solved / resolved: the conversation is resolved */
+	PARLEY_TICKET_CLOSED = 4        /* closed for good: a later message opens a follow-up */
+} parley_ticket_status;
+
+typedef struct parley_ticket_event {
+	uint32_t size;                  /* sizeof(parley_ticket_event) */
+	parley_ticket_event_type type;
+	const char *dedupe_key;         /* required: equal keys on one instance are the
+	                                   same event; replays change nothing */
+	const char *external_ticket_id; /* required: the ticket's id in the ticket system */
+	const char *comment_id;         /* COMMENT (required): the comment's id there */
+	int is_public;                  /* COMMENT: nonzero: a public reply for the
+	                                   customer, sent on the conversation's channel;
+	                                   0: an internal note, kept internal */
+	int from_parley;                /* COMMENT: nonzero when the plugin knows Parley
+	                                   posted it (e.g. written by the API user): never
+	                                   sent back. The core also skips comments whose
+	                                   id an append_message reported. */
+	const char *author_name;        /* COMMENT: the agent, may be NULL */
+	const char *text;               /* COMMENT: plain text (required) */
+	parley_ticket_status status;    /* STATUS */
+	int64_t time_ms;                /* when it happened, Unix ms; 0 = unknown */
+	const char *raw_json;           /* the ticket system's JSON (evidence), may be NULL */
+	size_t raw_json_len;
+} parley_ticket_event;
+
+/* Mail through SMTP (ABI 1.2), on the core's libcurl multi like HTTP. */
+typedef struct parley_smtp_call {
+	uint32_t size;                  /* sizeof(parley_smtp_call) */
+	const char *url;                /* smtp://host[:port] (STARTTLS) or smtps://host[:port] */
+	const char *username;           /* may be NULL: no AUTH */
+	const char *password;           /* may be NULL */
+	const char *mail_from;          /* envelope sender, e.g. "parley@example.com" */
+	const char *const *rcpt_to;     /* envelope recipients, NULL-terminated, at least one */
+	const void *message;            /* the whole RFC 5322 message: headers, blank line,
+	                                   body; lines end in CRLF */
+	size_t message_len;
+	int require_tls;                /* nonzero: an smtp:// server must offer STARTTLS */
+	long timeout_ms;                /* whole-transfer limit; 0 = core default */
+	int insecure_skip_verify;       /* nonzero disables TLS verification (tests only) */
+} parley_smtp_call;
+
 /* A notice for people. */
 typedef struct parley_notice {
 	uint32_t size;
@@ -427,6 +480,19 @@ typedef struct parley_host {
 	 * their id in public (a Facebook comment's author vs. the Messenger
 	 * user); the core records it as the same customer's identity. */
 	void (*delivery_set_recipient_id)(parley_delivery *d, const char *recipient_id);
+
+	/* --- ABI 1.2: check PARLEY_HAS_FIELD(host, parley_host, smtp_send) --- */
+
+	/* A sink's handle_request: queue one ticket event carried by this request
+	 * (copied; committed with the request's other events before a 2xx, like
+	 * request_emit). Returns 0, or -1 when it is invalid (then answer 400). */
+	int (*request_emit_ticket_event)(parley_request *req, const parley_ticket_event *event);
+	/* Send one mail. Everything in `call` is copied. Returns 0 if started (the
+	 * callback runs exactly once, on the loop: http_response_status is the
+	 * SMTP server's last reply code, e.g. 250, or 0 for a transport failure
+	 * with http_response_error saying why), -1 if it could not be started. */
+	int (*smtp_send)(parley_instance *inst, const parley_smtp_call *call,
+	                 parley_http_done_fn done, void *arg);
 } parley_host;
 
 /* ------------------------------------------------------------------------ */

@@ -11,6 +11,11 @@
  * Anything else is treated as ok. On stop everything pending completes at
  * once (slow: OK, hang: RETRY "stopped").
  *
+ * POST /sinks/<instance>/events takes a JSON array of ticket events, each
+ * {"type": "comment"|"status", "key", "ticket", "comment", "public",
+ * "from_parley", "author", "text", "status": "open|pending|solved|closed"},
+ * and emits them (a stand-in for a ticket system's webhook; no signature).
+ *
  * Each call and each completion is one line, in the daemon's log and, with
  * "log_file", appended to that file in one write (O_APPEND), so daemons can
  * share it and tests can check order, overlap and attempts:
@@ -21,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "parley/parley.h"
 
@@ -279,10 +286,58 @@ static void probe_destroy(void *self)
 	free(p);
 }
 
+static parley_ticket_status probe_status(const char *s)
+{
+	if (s == NULL)
+		return 0;
+	return strcmp(s, "open") == 0 ? PARLEY_TICKET_OPEN : strcmp(s, "pending") == 0
+	       ? PARLEY_TICKET_PENDING : strcmp(s, "solved") == 0 ? PARLEY_TICKET_SOLVED
+	       : strcmp(s, "closed") == 0 ? PARLEY_TICKET_CLOSED : 0;
+}
+
+static void probe_request(void *self, parley_request *req)
+{
+	probe *p = self;
+	size_t len = 0;
+	const unsigned char *body = p->host->request_body(req, &len);
+	json_t *root = json_loadb((const char *)body, len, 0, NULL), *e;
+	size_t i;
+
+	if (!json_is_array(root)) {
+		json_decref(root);
+		p->host->respond_error(req, 400, "invalid_json", "expected an array of ticket events");
+		return;
+	}
+	json_array_foreach(root, i, e) {
+		const char *type = json_string_value(json_object_get(e, "type"));
+		parley_ticket_event ev = {
+			.size = sizeof(ev),
+			.type = type != NULL && strcmp(type, "status") == 0 ? PARLEY_TICKET_STATUS
+			                                                    : PARLEY_TICKET_COMMENT,
+			.dedupe_key = json_string_value(json_object_get(e, "key")),
+			.external_ticket_id = json_string_value(json_object_get(e, "ticket")),
+			.comment_id = json_string_value(json_object_get(e, "comment")),
+			.is_public = json_is_true(json_object_get(e, "public")),
+			.from_parley = json_is_true(json_object_get(e, "from_parley")),
+			.author_name = json_string_value(json_object_get(e, "author")),
+			.text = json_string_value(json_object_get(e, "text")),
+			.status = probe_status(json_string_value(json_object_get(e, "status"))),
+		};
+		if (p->host->request_emit_ticket_event(req, &ev) != 0) {
+			json_decref(root);
+			p->host->respond_error(req, 400, "invalid_event", "an event was refused");
+			return;
+		}
+	}
+	json_decref(root);
+	p->host->respond(req, 200, "application/json", "{}", 2);
+}
+
 static const parley_sink_ops probe_ops = {
 	.size = sizeof(parley_sink_ops),
 	.open_ticket = probe_open_ticket,
 	.append_message = probe_append,
+	.handle_request = probe_request,
 };
 
 static const parley_plugin_descriptor probe_descriptor = {

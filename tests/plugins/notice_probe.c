@@ -1,6 +1,6 @@
 /* notice_probe.c - a notifier for the end-to-end tests: every notice it is
  * handed is appended as one JSON line to the file named by "log_file"
- * ({"key":..., "kind":..., "title":..., "conversation_id":..., "payload":...})
+ * ({"key":..., "kind":..., "title":..., "text":..., "conversation_id":..., "payload":...})
  * and completed OK at once. */
 #include <fcntl.h>
 #include <stdio.h>
@@ -51,8 +51,8 @@ static void np_destroy(void *self)
 static void np_deliver(void *self, const parley_notice *n, parley_delivery *d)
 {
 	notice_probe *p = self;
-	json_t *line = json_pack("{s:s?, s:s?, s:s?, s:s?}", "key", n->idempotency_key, "kind", n->kind,
-	                         "title", n->title, "conversation_id",
+	json_t *line = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?}", "key", n->idempotency_key,
+	                         "kind", n->kind, "title", n->title, "text", n->text, "conversation_id",
 	                         n->conversation != NULL ? n->conversation->conversation_id : NULL);
 	if (n->payload_json != NULL)
 		json_object_set_new(line, "payload", json_loads(n->payload_json, 0, NULL));

@@ -244,7 +244,7 @@ static void test_list_dir_describes_plugins_and_errors(void **state)
 	buf[n] = '\0';
 	fclose(f);
 	assert_non_null(strstr(buf, "probe_sink.so  sink  probe_sink  "));
-	assert_non_null(strstr(buf, "abi 1.1"));
+	assert_non_null(strstr(buf, "abi 1.2"));
 	assert_non_null(strstr(buf, "wrong_major.so  error: "));
 }
 

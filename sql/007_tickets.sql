@@ -1,0 +1,697 @@
+-- 007_tickets: ticket systems and who is told what.
+--
+-- Routing (written by parleyd from its config at start and on SIGHUP, into
+-- parley_settings 'routing'): which conversations go to which sink instance,
+-- and which notice kinds go to which notifier instance, each filtered by
+-- channel instance, visibility and category.
+--
+-- One ticket per case and sink (ticket_link): the first routed customer
+-- message of a case opens the ticket, later ones of the same case (any
+-- channel) are appended as the customer's comments, and a message after the
+-- ticket was closed opens a follow-up ticket. The ticket system's webhook
+-- comes back as ticket events (ticket_event, through the ingest batch): a
+-- public agent comment becomes a reply on the conversation's channel, an
+-- internal note stays a note, solved/closed resolves the case's
+-- conversations and open/pending reopens them. Comments Parley posted
+-- itself (ticket_comment) are never sent back.
+
+CREATE TABLE parley_settings (
+    key        text        PRIMARY KEY,
+    value      jsonb       NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE ticket_link (
+    id                 bigserial   PRIMARY KEY,
+    case_id            bigint      NOT NULL,
+    sink_instance      text        NOT NULL,
+    external_ticket_id text,        -- NULL while the ticket is being opened
+    state              text        NOT NULL
+                         CHECK (state IN ('opening', 'open', 'pending', 'solved', 'closed', 'failed')),
+    follow_up_of       text,        -- the closed ticket this one follows
+    first_message_id   bigint,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    updated_at         timestamptz NOT NULL DEFAULT now(),
+    last_event_at      timestamptz
+);
+-- One live ticket per case and sink.
+CREATE UNIQUE INDEX ticket_link_live ON ticket_link (case_id, sink_instance)
+    WHERE state IN ('opening', 'open', 'pending', 'solved');
+CREATE INDEX ticket_link_external ON ticket_link (sink_instance, external_ticket_id);
+
+-- Comments on tickets that Parley knows: those it posted (to_ticket: a
+-- customer's message appended) and those it acted on (from_ticket).
+CREATE TABLE ticket_comment (
+    sink_instance      text        NOT NULL,
+    comment_id         text        NOT NULL,
+    external_ticket_id text,
+    message_id         bigint,
+    direction          text        NOT NULL CHECK (direction IN ('to_ticket', 'from_ticket')),
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (sink_instance, comment_id)
+);
+
+-- What ticket systems said, as received (a replay is a no-op), and what
+-- came of it.
+CREATE TABLE ticket_event (
+    id                 bigserial   PRIMARY KEY,
+    sink_instance      text        NOT NULL,
+    dedupe_key         text        NOT NULL,
+    event_type         text        NOT NULL CHECK (event_type IN ('comment', 'status')),
+    external_ticket_id text        NOT NULL,
+    event              jsonb       NOT NULL,
+    raw                jsonb,
+    received_at        timestamptz NOT NULL DEFAULT now(),
+    result             text,
+    CONSTRAINT ticket_event_dedupe UNIQUE (sink_instance, dedupe_key)
+);
+
+-- ----------------------------------------------------------------- routing
+
+-- Does a routing rule (sink route or notice route) take this conversation?
+-- Absent filters take everything.
+CREATE FUNCTION parley_route_matches(r jsonb, c conversation) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT (jsonb_typeof(r -> 'channels') IS DISTINCT FROM 'array' OR r -> 'channels' ? c.channel_instance)
+       AND (r ->> 'visibility' IS NULL OR r ->> 'visibility' = c.visibility)
+       AND (jsonb_typeof(r -> 'categories') IS DISTINCT FROM 'array'
+            OR r -> 'categories' ? coalesce(c.category, ''))
+$$;
+
+-- The notifier instances that take notices of `kind` about conversation c
+-- (c may be NULL: then only routes without conversation filters match).
+CREATE FUNCTION parley_notice_targets(p_kind text, c conversation) RETURNS SETOF text
+LANGUAGE sql STABLE AS $$
+    SELECT DISTINCT r ->> 'notifier'
+      FROM parley_settings s, jsonb_array_elements(coalesce(s.value -> 'notices', '[]')) AS r
+     WHERE s.key = 'routing'
+       AND (jsonb_typeof(r -> 'kinds') IS DISTINCT FROM 'array' OR r -> 'kinds' ? p_kind)
+       AND CASE WHEN c.id IS NULL
+                THEN r -> 'channels' IS NULL AND r -> 'visibility' IS NULL AND r -> 'categories' IS NULL
+                ELSE parley_route_matches(r, c) END
+$$;
+
+-- The sink instances conversation c is routed to.
+CREATE FUNCTION parley_sink_targets(c conversation) RETURNS SETOF text
+LANGUAGE sql STABLE AS $$
+    SELECT DISTINCT r ->> 'name'
+      FROM parley_settings s, jsonb_array_elements(coalesce(s.value -> 'sinks', '[]')) AS r
+     WHERE s.key = 'routing' AND parley_route_matches(r, c)
+$$;
+
+-- A conversation for sinks and notices, with the customer's email and
+-- phone when known (verified ones first).
+CREATE OR REPLACE FUNCTION parley_conversation_json(p_conversation bigint) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+               'conversation_id', c.id::text,
+               'case_number', sc.case_number,
+               'channel_instance', c.channel_instance,
+               'channel_kind', c.channel_kind,
+               'visibility', c.visibility,
+               'category', c.category,
+               'status', c.status,
+               'customer', jsonb_strip_nulls(jsonb_build_object(
+                   'customer_id', cu.id::text,
+                   'display_name', coalesce(cu.display_name, i.display_name),
+                   'email', (SELECT cc.value FROM customer_contact cc
+                              WHERE cc.customer_id = cu.id AND cc.kind = 'email'
+                              ORDER BY cc.verified DESC, cc.id LIMIT 1),
+                   'phone', (SELECT cc.value FROM customer_contact cc
+                              WHERE cc.customer_id = cu.id AND cc.kind = 'phone'
+                              ORDER BY cc.verified DESC, cc.id LIMIT 1),
+                   'external_id', i.external_id,
+                   'handle', i.handle))))
+      FROM conversation c
+      JOIN customer cu ON cu.id = c.customer_id
+      LEFT JOIN identity i ON i.id = c.identity_id
+      LEFT JOIN support_case sc ON sc.id = c.case_id
+     WHERE c.id = p_conversation
+$$;
+
+-- A message for sinks (docs/JOBS.md, "the message object").
+CREATE FUNCTION parley_message_json(p_message bigint) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+               'message_id', m.id::text,
+               'external_id', m.external_id,
+               'author_name', coalesce(i.display_name, i.handle, i.external_id),
+               'text', coalesce(m.edited_text, m.text),
+               'visibility', m.visibility,
+               'inbound', m.direction = 'inbound',
+               'created_ms', floor(extract(epoch FROM coalesce(m.platform_time, m.received_at)) * 1000)::bigint))
+      FROM message m
+      LEFT JOIN identity i ON i.id = m.author_identity_id
+     WHERE m.id = p_message
+$$;
+
+-- Enqueue one notice of `kind` about conversation p_conversation (NULL: none)
+-- to every notifier routed for it, plus `extra` notifiers (legacy settings).
+-- The idempotency key makes a second call for the same occasion a no-op.
+CREATE FUNCTION parley_notify(p_kind text, p_conversation bigint, p_occasion text, p_title text,
+                              p_text text, p_payload jsonb, p_extra jsonb DEFAULT '[]')
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    c conversation%ROWTYPE;
+BEGIN
+    IF p_conversation IS NOT NULL THEN
+        SELECT * INTO c FROM conversation WHERE id = p_conversation;
+    END IF;
+    INSERT INTO job (target_kind, target_instance, operation, payload, idempotency_key, ordering_key)
+    SELECT 'notifier', n.name, 'deliver',
+           jsonb_strip_nulls(jsonb_build_object(
+               'kind', p_kind, 'title', p_title, 'text', left(coalesce(p_text, ''), 1000),
+               'conversation', CASE WHEN p_conversation IS NOT NULL
+                                    THEN parley_conversation_json(p_conversation) END,
+               'payload', p_payload)),
+           p_kind || ':' || p_occasion || ':' || n.name,
+           CASE WHEN p_conversation IS NOT NULL THEN 'conversation:' || p_conversation END
+      FROM (SELECT parley_notice_targets(p_kind, c) AS name
+            UNION
+            SELECT jsonb_array_elements_text(coalesce(p_extra, '[]'))) AS n
+     WHERE n.name IS NOT NULL
+    ON CONFLICT ON CONSTRAINT job_idempotency_key DO NOTHING;
+END
+$$;
+
+-- New conversations: as in 003, and to the notifiers routed for
+-- conversation.created.
+CREATE OR REPLACE FUNCTION parley_conversations_started(conversation_ids bigint[], opts jsonb)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_id  bigint;
+    v_who text;
+    v_vis text;
+    v_ch  text;
+    v_first text;
+    v_case text;
+BEGIN
+    IF coalesce(jsonb_array_length(opts -> 'notify_new_conversation'), 0) = 0
+       AND NOT EXISTS (SELECT 1 FROM parley_settings
+                        WHERE key = 'routing' AND jsonb_array_length(coalesce(value -> 'notices', '[]')) > 0) THEN
+        RETURN;
+    END IF;
+    FOREACH v_id IN ARRAY conversation_ids LOOP
+        SELECT coalesce(cu.display_name, i.display_name, i.handle, 'a customer'), c.visibility,
+               c.channel_instance, sc.case_number,
+               (SELECT m.text FROM message m WHERE m.conversation_id = c.id ORDER BY m.id LIMIT 1)
+          INTO v_who, v_vis, v_ch, v_case, v_first
+          FROM conversation c
+          JOIN customer cu ON cu.id = c.customer_id
+          LEFT JOIN identity i ON i.id = c.identity_id
+          LEFT JOIN support_case sc ON sc.id = c.case_id
+         WHERE c.id = v_id;
+        PERFORM parley_notify('conversation.created', v_id, v_id::text,
+                              format('New %s conversation with %s on %s', v_vis, v_who, v_ch),
+                              left(coalesce(v_first, ''), 500),
+                              jsonb_build_object('conversation_id', v_id,
+                                                 'customer_id', (SELECT customer_id FROM conversation WHERE id = v_id),
+                                                 'case_number', v_case),
+                              opts -> 'notify_new_conversation');
+    END LOOP;
+END
+$$;
+
+-- Routes the customer messages a statement stored: to the case's ticket in
+-- each sink the conversation is routed to (opening it, appending to it, or
+-- opening a follow-up of a closed one), and message.received notices for
+-- messages after a conversation's first. One lock per (case, sink), taken
+-- in a fixed order, so concurrent batches never open two tickets for one
+-- case and never deadlock.
+CREATE FUNCTION parley_messages_routed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_routing jsonb;
+    m         record;
+    c         conversation%ROWTYPE;
+    v_sink    text;
+    l         ticket_link%ROWTYPE;
+    v_prev    text;
+    v_link    bigint;
+    v_conv    jsonb;
+BEGIN
+    SELECT value INTO v_routing FROM parley_settings WHERE key = 'routing';
+    IF v_routing IS NULL OR (jsonb_array_length(coalesce(v_routing -> 'sinks', '[]')) = 0
+                             AND jsonb_array_length(coalesce(v_routing -> 'notices', '[]')) = 0) THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pg_advisory_xact_lock(parley_lock_space(), k.key)
+       FROM (SELECT DISTINCT parley_lock_key('t', cv.case_id::text, s.name) AS key
+               FROM new_rows n
+               JOIN conversation cv ON cv.id = n.conversation_id
+              CROSS JOIN LATERAL parley_sink_targets(cv) AS s(name)
+              WHERE n.direction = 'inbound' AND cv.case_id IS NOT NULL
+              ORDER BY 1) AS k;
+
+    FOR m IN SELECT n.id, n.conversation_id, n.text FROM new_rows n
+              WHERE n.direction = 'inbound' AND n.conversation_id IS NOT NULL
+              ORDER BY n.id LOOP
+        SELECT * INTO c FROM conversation WHERE id = m.conversation_id;
+        IF NOT FOUND THEN
+            CONTINUE;
+        END IF;
+        v_conv := NULL;
+        IF c.case_id IS NOT NULL THEN
+            FOR v_sink IN SELECT parley_sink_targets(c) LOOP
+                v_conv := coalesce(v_conv, parley_conversation_json(c.id));
+                SELECT * INTO l FROM ticket_link
+                 WHERE case_id = c.case_id AND sink_instance = v_sink
+                   AND state IN ('opening', 'open', 'pending', 'solved')
+                 ORDER BY id DESC LIMIT 1;
+                IF NOT FOUND THEN
+                    SELECT external_ticket_id INTO v_prev FROM ticket_link
+                     WHERE case_id = c.case_id AND sink_instance = v_sink AND state = 'closed'
+                     ORDER BY id DESC LIMIT 1;
+                    INSERT INTO ticket_link (case_id, sink_instance, state, follow_up_of, first_message_id)
+                    VALUES (c.case_id, v_sink, 'opening', v_prev, m.id)
+                    RETURNING id INTO v_link;
+                    PERFORM parley_job_enqueue('sink', v_sink, 'open_ticket',
+                        jsonb_strip_nulls(jsonb_build_object(
+                            'conversation', v_conv, 'message', parley_message_json(m.id),
+                            'follow_up_of', v_prev, 'ticket_link_id', v_link::text)),
+                        'ticket:' || v_link, 'ticket:' || c.case_id || ':' || v_sink);
+                ELSE
+                    PERFORM parley_job_enqueue('sink', v_sink, 'append_message',
+                        jsonb_strip_nulls(jsonb_build_object(
+                            'external_ticket_id', l.external_ticket_id,
+                            'conversation', v_conv, 'message', parley_message_json(m.id),
+                            'ticket_link_id', l.id::text)),
+                        'append:' || m.id || ':' || v_sink, 'ticket:' || c.case_id || ':' || v_sink);
+                END IF;
+            END LOOP;
+        END IF;
+        -- A conversation's first message is announced as conversation.created.
+        IF EXISTS (SELECT 1 FROM message p WHERE p.conversation_id = m.conversation_id AND p.id < m.id) THEN
+            PERFORM parley_notify('message.received', c.id, m.id::text,
+                                  format('New message on %s conversation %s', c.channel_instance, c.id),
+                                  left(coalesce(m.text, ''), 500),
+                                  jsonb_build_object('conversation_id', c.id, 'message_id', m.id));
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER message_routed AFTER INSERT ON message
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION parley_messages_routed();
+
+-- ------------------------------------------------------------- job outcomes
+
+-- A sink job succeeded: an opened ticket's id goes to its link and to the
+-- appends waiting for it; an appended comment's id is remembered (never
+-- sent back).
+CREATE FUNCTION parley_sink_done(j job, p_external_id text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_link bigint;
+BEGIN
+    IF (j.payload ->> 'ticket_link_id') !~ '^[0-9]{1,18}$' THEN
+        RETURN;
+    END IF;
+    v_link := (j.payload ->> 'ticket_link_id')::bigint;
+    IF j.operation = 'open_ticket' AND p_external_id IS NOT NULL THEN
+        UPDATE ticket_link SET external_ticket_id = p_external_id, state = 'open', updated_at = now()
+         WHERE id = v_link AND state = 'opening';
+        UPDATE job SET payload = payload || jsonb_build_object('external_ticket_id', p_external_id),
+                       updated_at = now()
+         WHERE state = 'queued' AND target_kind = 'sink' AND operation = 'append_message'
+           AND target_instance = j.target_instance AND payload ->> 'ticket_link_id' = v_link::text
+           AND payload ->> 'external_ticket_id' IS NULL;
+    ELSIF j.operation = 'append_message' AND p_external_id IS NOT NULL THEN
+        INSERT INTO ticket_comment (sink_instance, comment_id, external_ticket_id, message_id, direction)
+        VALUES (j.target_instance, p_external_id, j.payload ->> 'external_ticket_id',
+                CASE WHEN (j.payload #>> '{message,message_id}') ~ '^[0-9]{1,18}$'
+                     THEN (j.payload #>> '{message,message_id}')::bigint END,
+                'to_ticket')
+        ON CONFLICT DO NOTHING;
+    END IF;
+END
+$$;
+
+-- A sink job is dead: the ticket system refused it (unauthorized, invalid)
+-- or was unreachable for all attempts. A ticket that never opened is
+-- failed (the next message tries again) and people are told.
+CREATE FUNCTION parley_sink_failed(j job, p_reason text, p_opts jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_conv bigint;
+BEGIN
+    IF j.operation = 'open_ticket' AND (j.payload ->> 'ticket_link_id') ~ '^[0-9]{1,18}$' THEN
+        UPDATE ticket_link SET state = 'failed', updated_at = now()
+         WHERE id = (j.payload ->> 'ticket_link_id')::bigint AND state = 'opening';
+    END IF;
+    IF (j.payload #>> '{conversation,conversation_id}') ~ '^[0-9]{1,18}$' THEN
+        v_conv := (j.payload #>> '{conversation,conversation_id}')::bigint;
+    END IF;
+    PERFORM parley_notify('sink.failed', v_conv, j.id::text,
+                          format('Ticket system %s: %s failed', j.target_instance,
+                                 replace(j.operation, '_', ' ')),
+                          coalesce(p_reason, 'no reason given'),
+                          jsonb_build_object('job_id', j.id, 'sink', j.target_instance,
+                                             'operation', j.operation, 'reason', p_reason),
+                          coalesce(p_opts -> 'notify_sink_failed', '[]'));
+END
+$$;
+
+-- What a job's end sets off, by target.
+CREATE FUNCTION parley_job_done(j job, p_external_id text, p_thread_id text, p_recipient_id text,
+                                p_note text)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF j.target_kind = 'channel' AND j.operation = 'send' THEN
+        PERFORM parley_send_done(j, p_external_id, p_thread_id, p_recipient_id, p_note);
+    ELSIF j.target_kind = 'sink' THEN
+        PERFORM parley_sink_done(j, p_external_id);
+    END IF;
+END
+$$;
+
+CREATE FUNCTION parley_job_died(j job, p_reason text, p_opts jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF j.target_kind = 'channel' AND j.operation = 'send' THEN
+        PERFORM parley_send_failed(j, p_reason, coalesce(p_opts, '{}'));
+    ELSIF j.target_kind = 'sink' THEN
+        PERFORM parley_sink_failed(j, p_reason, coalesce(p_opts, '{}'));
+    END IF;
+END
+$$;
+
+-- A send's failure notice: routed delivery.failed notifiers too.
+CREATE OR REPLACE FUNCTION parley_send_failed(j job, p_reason text, p_opts jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_msg    bigint;
+    m        message%ROWTYPE;
+    v_reason text := coalesce(p_reason, 'the channel refused the message');
+    v_who    text;
+BEGIN
+    IF (j.payload ->> 'message_id') !~ '^[0-9]{1,18}$' THEN
+        RETURN;
+    END IF;
+    v_msg := (j.payload ->> 'message_id')::bigint;
+    UPDATE message
+       SET delivery_status = 'failed', delivery_detail = v_reason
+     WHERE id = v_msg AND coalesce(parley_delivery_rank(delivery_status), 0) < parley_delivery_rank('failed')
+    RETURNING * INTO m;
+    IF NOT FOUND THEN
+        SELECT * INTO m FROM message WHERE id = v_msg;
+        IF NOT FOUND THEN
+            RETURN;
+        END IF;
+    END IF;
+    IF (j.payload ->> 'public_message_id') ~ '^[0-9]{1,18}$' THEN
+        UPDATE message
+           SET delivery_status = 'failed',
+               delivery_detail = 'not sent: the private message did not go out'
+         WHERE id = (j.payload ->> 'public_message_id')::bigint AND delivery_status IS NULL;
+    END IF;
+    UPDATE conversation SET delivery_error = v_reason, delivery_error_at = now(), updated_at = now()
+     WHERE id = m.conversation_id;
+    PERFORM parley_audit('jobs', 'message.delivery_failed', 'conversation', m.conversation_id,
+                         jsonb_build_object('message_id', m.id, 'job_id', j.id, 'reason', v_reason));
+    SELECT coalesce(cu.display_name, i.display_name, i.handle, 'a customer') INTO v_who
+      FROM conversation c
+      JOIN customer cu ON cu.id = c.customer_id
+      LEFT JOIN identity i ON i.id = c.identity_id
+     WHERE c.id = m.conversation_id;
+    PERFORM parley_notify('delivery.failed', m.conversation_id, j.id::text,
+                          format('A reply to %s on %s was not sent', coalesce(v_who, 'a customer'),
+                                 j.target_instance),
+                          format(E'%s\n\nThe reply: %s', v_reason, coalesce(m.text, '')),
+                          jsonb_build_object('conversation_id', m.conversation_id, 'message_id', m.id,
+                                             'job_id', j.id, 'reason', v_reason),
+                          coalesce(p_opts -> 'notify_delivery_failed', '[]'));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION parley_job_finish(p_id bigint, p_claim_token uuid, p_outcome text,
+                                             p_reason text, p_external_id text, p_retry_at timestamptz,
+                                             p_backoff_base_ms int, p_backoff_max_ms int,
+                                             p_default_max_attempts int, p_thread_id text DEFAULT NULL,
+                                             p_recipient_id text DEFAULT NULL, p_opts jsonb DEFAULT NULL,
+                                             OUT new_state text, OUT retry_in_ms bigint)
+RETURNS SETOF record LANGUAGE plpgsql AS $$
+DECLARE
+    j job%ROWTYPE;
+    v_cap_ms double precision;
+    v_run_at timestamptz;
+BEGIN
+    SELECT * INTO j FROM job
+    WHERE job.id = p_id AND job.claim_token = p_claim_token AND job.state = 'running'
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+
+    IF p_outcome = 'ok' THEN
+        UPDATE job SET state = 'done', external_id = p_external_id, last_error = NULL,
+                       lease_until = NULL, claim_token = NULL, finished_at = now(),
+                       updated_at = now()
+        WHERE job.id = p_id;
+        PERFORM parley_job_done(j, p_external_id, p_thread_id, p_recipient_id, p_reason);
+        new_state := 'done';
+    ELSIF p_outcome = 'release' THEN
+        UPDATE job SET state = 'queued', attempts = greatest(j.attempts - 1, 0),
+                       lease_until = NULL, claim_token = NULL, updated_at = now()
+        WHERE job.id = p_id;
+        new_state := 'queued';
+    ELSIF p_outcome = 'retry'
+          AND j.attempts < coalesce(j.max_attempts, p_default_max_attempts) THEN
+        v_cap_ms := least(p_backoff_max_ms::double precision,
+                          p_backoff_base_ms * power(2::double precision,
+                                                    least(greatest(j.attempts - 1, 0), 60)));
+        v_run_at := greatest(coalesce(p_retry_at, '-infinity'),
+                             now() + random() * v_cap_ms * interval '1 millisecond');
+        UPDATE job SET state = 'queued', run_at = v_run_at, last_error = p_reason,
+                       lease_until = NULL, claim_token = NULL, updated_at = now()
+        WHERE job.id = p_id;
+        new_state := 'queued';
+        retry_in_ms := greatest(0, ceil(extract(epoch FROM v_run_at - now()) * 1000))::bigint;
+    ELSIF p_outcome IN ('retry', 'fail') THEN
+        UPDATE job SET state = 'dead', last_error = p_reason, lease_until = NULL,
+                       claim_token = NULL, finished_at = now(), updated_at = now()
+        WHERE job.id = p_id;
+        PERFORM parley_job_died(j, p_reason, p_opts);
+        new_state := 'dead';
+    ELSE
+        RAISE EXCEPTION 'parley_job_finish: unknown outcome %', p_outcome;
+    END IF;
+    RETURN NEXT;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION parley_job_claim(p_limit int, p_lease_ms int, p_runner text,
+                                            p_default_max_attempts int, p_opts jsonb DEFAULT NULL)
+RETURNS TABLE (claimed boolean, id bigint, claim_token uuid, target_kind text,
+               target_instance text, operation text, payload jsonb,
+               idempotency_key text, attempts int)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    r job%ROWTYPE;
+BEGIN
+    FOR r IN
+        WITH expired AS (
+            SELECT j.id FROM job j
+            WHERE j.state = 'running' AND j.lease_until < now()
+              AND j.attempts >= coalesce(j.max_attempts, p_default_max_attempts)
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE job j
+        SET state = 'dead', lease_until = NULL, claim_token = NULL, finished_at = now(),
+            updated_at = now(),
+            last_error = 'lease expired after the last attempt (runner ' ||
+                         coalesce(j.claimed_by, '?') || ' did not finish it)'
+        FROM expired WHERE j.id = expired.id
+        RETURNING j.*
+    LOOP
+        PERFORM parley_job_died(r, r.last_error, p_opts);
+        claimed := false;
+        id := r.id;
+        claim_token := NULL;
+        target_kind := r.target_kind;
+        target_instance := r.target_instance;
+        operation := r.operation;
+        payload := NULL;
+        idempotency_key := r.idempotency_key;
+        attempts := r.attempts;
+        RETURN NEXT;
+    END LOOP;
+
+    RETURN QUERY
+    WITH due AS (
+        SELECT j.id FROM job j
+        WHERE j.state IN ('queued', 'running') AND j.run_at <= now()
+          AND (j.state = 'queued' OR j.lease_until < now())
+          AND (j.ordering_key IS NULL OR NOT EXISTS (
+                SELECT 1 FROM job p
+                WHERE p.ordering_key = j.ordering_key AND p.id < j.id
+                  AND p.state IN ('queued', 'running')))
+        ORDER BY j.run_at, j.id
+        LIMIT p_limit
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE job j
+    SET state = 'running', attempts = j.attempts + 1,
+        lease_until = now() + p_lease_ms * interval '1 millisecond',
+        claimed_by = p_runner, claim_token = gen_random_uuid(), updated_at = now()
+    FROM due WHERE j.id = due.id
+    RETURNING true, j.id, j.claim_token, j.target_kind, j.target_instance, j.operation,
+              j.payload, j.idempotency_key, j.attempts;
+END
+$$;
+
+-- ----------------------------------------------------------- ticket events
+
+-- The conversation of a case a ticket comment answers: the one the
+-- customer wrote in last.
+CREATE FUNCTION parley_case_current_conversation(p_case bigint) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT c.id FROM conversation c
+     WHERE c.case_id = p_case
+     ORDER BY c.last_inbound_at DESC NULLS LAST, c.id DESC
+     LIMIT 1
+$$;
+
+-- Apply what ticket systems reported (items of an ingest batch with a
+-- "ticket_event"). A replay changes nothing; an event that cannot be
+-- applied is kept with the reason in `result`, never failing the batch.
+CREATE FUNCTION parley_ticket_events(items jsonb) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    it      jsonb;
+    ev      jsonb;
+    v_inst  text;
+    v_id    bigint;
+    l       ticket_link%ROWTYPE;
+    v_conv  bigint;
+    v_msg   bigint;
+    v_res   text;
+    v_state text;
+    v_n     integer := 0;
+BEGIN
+    FOR it IN SELECT e FROM jsonb_array_elements(items) AS t(e) LOOP
+        ev := it -> 'ticket_event';
+        v_inst := it ->> 'instance';
+        INSERT INTO ticket_event (sink_instance, dedupe_key, event_type, external_ticket_id, event, raw)
+        VALUES (v_inst, ev ->> 'dedupe_key', ev ->> 'type', ev ->> 'external_ticket_id', ev,
+                nullif(it -> 'raw', 'null'::jsonb))
+        ON CONFLICT ON CONSTRAINT ticket_event_dedupe DO NOTHING
+        RETURNING id INTO v_id;
+        IF v_id IS NULL THEN
+            CONTINUE;  -- a replay
+        END IF;
+        v_n := v_n + 1;
+        SELECT * INTO l FROM ticket_link
+         WHERE sink_instance = v_inst AND external_ticket_id = ev ->> 'external_ticket_id'
+         ORDER BY id DESC LIMIT 1
+           FOR UPDATE;
+        IF NOT FOUND THEN
+            UPDATE ticket_event SET result = 'ignored: not a ticket Parley opened' WHERE id = v_id;
+            CONTINUE;
+        END IF;
+        UPDATE ticket_link SET last_event_at = now() WHERE id = l.id;
+        v_conv := parley_case_current_conversation(l.case_id);
+        v_res := NULL;
+
+        IF ev ->> 'type' = 'comment' THEN
+            IF coalesce((ev ->> 'from_parley')::boolean, false)
+               OR EXISTS (SELECT 1 FROM ticket_comment tc
+                           WHERE tc.sink_instance = v_inst AND tc.comment_id = ev ->> 'comment_id') THEN
+                v_res := 'ignored: posted by Parley';
+            ELSIF v_conv IS NULL THEN
+                v_res := 'ignored: the case has no conversation';
+            ELSIF coalesce((ev ->> 'is_public')::boolean, false) THEN
+                BEGIN
+                    v_msg := parley_reply(v_conv, ev ->> 'text', NULL,
+                                          'sink:' || v_inst || coalesce(':' || (ev ->> 'author_name'), ''));
+                    v_res := 'reply ' || v_msg;
+                EXCEPTION WHEN OTHERS THEN
+                    v_msg := NULL;
+                    v_res := 'refused: ' || SQLERRM;
+                END;
+            ELSE
+                INSERT INTO message (conversation_id, channel_instance, direction, text, visibility)
+                SELECT v_conv, c.channel_instance, 'note', ev ->> 'text', 'private'
+                  FROM conversation c WHERE c.id = v_conv
+                RETURNING id INTO v_msg;
+                v_res := 'note ' || v_msg;
+            END IF;
+            IF v_res NOT LIKE 'ignored: posted%' THEN
+                INSERT INTO ticket_comment (sink_instance, comment_id, external_ticket_id, message_id,
+                                            direction)
+                VALUES (v_inst, ev ->> 'comment_id', ev ->> 'external_ticket_id', v_msg, 'from_ticket')
+                ON CONFLICT DO NOTHING;
+            END IF;
+        ELSE
+            v_state := ev ->> 'status';
+            IF v_state IN ('solved', 'closed') THEN
+                UPDATE conversation
+                   SET status = 'resolved', resolved_at = now(), updated_at = now()
+                 WHERE case_id = l.case_id AND status IN ('open', 'pending');
+                v_res := 'resolved';
+            ELSE
+                UPDATE conversation
+                   SET status = v_state, resolved_at = NULL, updated_at = now()
+                 WHERE case_id = l.case_id
+                   AND id = coalesce(v_conv, -1)
+                   AND status IS DISTINCT FROM v_state;
+                v_res := 'now ' || v_state;
+            END IF;
+            UPDATE ticket_link SET state = v_state, updated_at = now()
+             WHERE id = l.id AND state <> 'failed';
+            PERFORM parley_audit('sink:' || v_inst, 'ticket.' || v_state, 'case', l.case_id,
+                                 jsonb_build_object('ticket', l.external_ticket_id, 'event', v_id));
+        END IF;
+        UPDATE ticket_event SET result = v_res WHERE id = v_id;
+    END LOOP;
+    RETURN v_n;
+END
+$$;
+
+-- The ingest batch, with ticket events split off: channel events go to
+-- the customer model (005), ticket events to parley_ticket_events, in the
+-- same transaction.
+CREATE OR REPLACE FUNCTION parley_ingest_batch(items jsonb, opts jsonb) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_tickets jsonb;
+BEGIN
+    IF jsonb_typeof(items) = 'array'
+       AND EXISTS (SELECT 1 FROM jsonb_array_elements(items) AS t(e) WHERE t.e ? 'ticket_event') THEN
+        SELECT coalesce(jsonb_agg(t.e ORDER BY t.ord) FILTER (WHERE t.e ? 'ticket_event'), '[]'),
+               coalesce(jsonb_agg(t.e ORDER BY t.ord) FILTER (WHERE NOT t.e ? 'ticket_event'), '[]')
+          INTO v_tickets, items
+          FROM jsonb_array_elements(items) WITH ORDINALITY AS t(e, ord);
+        PERFORM parley_ticket_events(v_tickets);
+    END IF;
+    -- Most batches have no public reply at all: one pass over the items.
+    IF jsonb_typeof(items) = 'array' AND EXISTS (
+           SELECT 1 FROM jsonb_array_elements(items) AS t(e)
+            WHERE t.e #>> '{event,type}' = 'message_created'
+              AND t.e #>> '{event,visibility}' = 'public'
+              AND coalesce(t.e #>> '{event,in_reply_to}', '') <> '') THEN
+        SELECT jsonb_agg(CASE WHEN p.thread IS NULL OR p.thread IS NOT DISTINCT FROM t.e #>> '{event,thread_id}'
+                              THEN t.e
+                              ELSE jsonb_set(t.e, '{event}',
+                                             (t.e -> 'event') || jsonb_build_object(
+                                                 'thread_id', p.thread,
+                                                 'platform_thread_id', t.e #> '{event,thread_id}'))
+                         END ORDER BY t.ord)
+          INTO items
+          FROM jsonb_array_elements(items) WITH ORDINALITY AS t(e, ord)
+          LEFT JOIN LATERAL (
+              SELECT c.thread_key AS thread
+                FROM message m
+                JOIN conversation c ON c.id = m.conversation_id
+               WHERE t.e #>> '{event,type}' = 'message_created'
+                 AND t.e #>> '{event,visibility}' = 'public'
+                 AND m.channel_instance = t.e ->> 'instance'
+                 AND m.external_id = t.e #>> '{event,in_reply_to}'
+                 AND c.visibility = 'public' AND c.thread_key IS NOT NULL) AS p ON true;
+    END IF;
+    RETURN parley_ingest_batch_items(items, opts);
+END
+$$;
