@@ -14,7 +14,7 @@ packages=(
 	postgresql
 	python3 python3-pytest python3-psycopg2
 	curl openssl ca-certificates procps
-	clang
+	clang python3-aiosmtpd
 )
 case "${1:-}" in
 	--bench) packages+=(wrk) ;;

@@ -189,6 +189,35 @@ def test_burst_is_paced_and_summarized(fresh_db, daemon):
         slack.close()
 
 
+def test_a_burst_of_500_conversations_is_a_handful_of_paced_summaries(fresh_db, daemon):
+    """500 new conversations at once, routed by a notices rule: Slack gets a
+    few summaries, a second apart (Slack's pace), covering every one once."""
+    slack = SlackServer()
+    try:
+        cfg = config(fresh_db, slack.webhook_url, min_interval_ms=1000)
+        cfg["ingest"] = {}
+        cfg["notices"] = [{"notifier": "ops", "kinds": ["conversation.created"]}]
+        cfg["jobs"] = {"sweep_interval_ms": 200, "concurrency": 600}
+        d = daemon.start(cfg)
+        n = 500
+        for start in range(0, n, 100):
+            post(d, [{"id": "m%d" % i, "author": {"id": "c%d" % i, "name": "C%d" % i},
+                      "text": "complaint %d" % i} for i in range(start, start + 100)])
+        assert wait_for(lambda: query(fresh_db, "SELECT count(*) FILTER (WHERE state = 'done'), "
+                                                "count(*) FROM job")[0] == (n, n), timeout=60)
+        posts = slack.posts()
+        assert len(posts) <= 10, len(posts)
+        covered = 0
+        for p in posts:
+            first = json.loads(p["body"])["text"].split("\n")[0]
+            covered += int(first.split(" ")[0]) if " new notices: " in first else 1
+        assert covered == n
+        gaps = [b["at"] - a["at"] for a, b in zip(posts, posts[1:])]
+        assert all(g >= 0.75 for g in gaps), gaps
+    finally:
+        slack.close()
+
+
 def test_webhook_url_is_checked_and_never_echoed(tmp_path, parleyd, plugin_dir, fresh_db):
     cfg = config(fresh_db, "ftp://example.com/services/" + TOKEN)
     cfg["plugin_dir"] = plugin_dir
