@@ -638,6 +638,25 @@ const char *http_client_response_header(const struct parley_http_response *r,
 	return NULL;
 }
 
+/* SMTP: every reply line of the server comes here. The first refusal
+ * (4xx/5xx) is kept as the response body, else the last line, so a
+ * refusal's reason has the server's own words ("550 5.1.1 No such user
+ * here"), not only its code, and not the "221 Bye" that follows it. */
+static size_t on_smtp_reply(char *data, size_t size, size_t nmemb, void *userp)
+{
+	struct http_xfer *x = userp;
+	size_t n = size * nmemb, keep = n < 512 ? n : 512;
+	if (x->body_len > 0 && (x->body[0] == '4' || x->body[0] == '5'))
+		return n;
+	if (x->body_cap < keep + 1) {
+		x->body = xrealloc(x->body, keep + 1);
+		x->body_cap = keep + 1;
+	}
+	memcpy(x->body, data, keep);
+	x->body_len = keep;
+	return n;
+}
+
 /* SMTP: hand curl the next piece of the message. */
 static size_t on_upload(char *buf, size_t size, size_t nmemb, void *userp)
 {
@@ -733,6 +752,8 @@ int http_client_smtp(const parley_smtp_call *call, parley_http_done_fn done, voi
 	XFER_SETOPT(x, CURLOPT_READDATA, x);
 	XFER_SETOPT(x, CURLOPT_WRITEFUNCTION, on_body);
 	XFER_SETOPT(x, CURLOPT_WRITEDATA, x);
+	XFER_SETOPT(x, CURLOPT_HEADERFUNCTION, on_smtp_reply);
+	XFER_SETOPT(x, CURLOPT_HEADERDATA, x);
 
 	x->started_us = util_mono_us();
 	if (curl_multi_add_handle(hc.multi, x->easy) != CURLM_OK)

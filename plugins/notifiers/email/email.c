@@ -1,0 +1,517 @@
+/* email.c - the "email" notifier: each notice is one plain-text mail, sent
+ * through the core's SMTP client (host->smtp_send, libcurl).
+ *
+ * The message itself is built by the pure email_message.c. Its Message-ID
+ * is derived from the delivery's idempotency key, so a retry of the same
+ * notice (after a timeout whose mail did arrive) carries the same
+ * Message-ID and mail clients and archives show it once.
+ *
+ * SMTP reply codes: 2xx OK; 4xx and transport failures RETRY (greylisting,
+ * a full queue, a server that is down); 5xx FAIL with the server's text
+ * (a refused recipient or sender, failed authentication), since sending
+ * the same mail again would be refused again.
+ *
+ * Transport security: smtps:// is TLS from the start; smtp:// requires
+ * STARTTLS unless starttls is false, and a password is never configured for
+ * a connection that could be plain text. The password is never logged and
+ * never part of a reason. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <jansson.h>
+
+#include "parley/parley.h"
+#include "../../common/plugin_util.h"
+#include "email_message.h"
+
+#define EMAIL_VERSION "0.1.0"
+#define EMAIL_DEFAULT_TIMEOUT_MS 30000
+#define EMAIL_MAX_TIMEOUT_MS 600000
+#define EMAIL_MAX_RECIPIENTS 100
+#define EMAIL_REASON_BYTES 300      /* the server's text in a reason */
+/* The HMAC key that turns an idempotency key into a Message-ID: a fixed
+ * label, not a secret; it only keeps Message-IDs opaque and short. */
+#define EMAIL_MESSAGE_ID_LABEL "parley email Message-ID"
+#define EMAIL_MESSAGE_ID_BYTES 16   /* 128 bits of the digest, 32 hex digits */
+
+/* One instance's settings; replaced as a whole on reload. */
+typedef struct email_settings {
+	char *smtp_url;             /* owned */
+	char *username;             /* owned; NULL: no AUTH */
+	char *password;             /* owned; a secret, wiped before it is freed */
+	char *from;                 /* owned */
+	char **to;                  /* owned, NULL-terminated, each owned */
+	size_t n_to;
+	long timeout_ms;
+	int tls_verify;
+	int require_tls;            /* smtp:// with STARTTLS required */
+} email_settings;
+
+typedef struct email_notifier {
+	const parley_host *host;    /* owned by the core; valid until destroy */
+	parley_instance *inst;      /* owned by the core; valid until destroy */
+	email_settings cfg;
+	int stopped;                /* stop() ran: send nothing new */
+} email_notifier;
+
+/* One mail waiting for the server's answer. */
+typedef struct email_send {
+	email_notifier *en;         /* borrowed: the core runs no callback after destroy */
+	parley_delivery *d;         /* owned by the core until delivery_complete */
+} email_send;
+
+static const parley_config_key email_config_keys[] = {
+	{ "smtp_url", PARLEY_CONFIG_STRING, PARLEY_CONFIG_REQUIRED,
+	  "smtp://host[:port] (STARTTLS) or smtps://host[:port] (TLS from the start)" },
+	{ "username", PARLEY_CONFIG_STRING, 0, "SMTP AUTH user (with password)" },
+	{ "password", PARLEY_CONFIG_STRING, PARLEY_CONFIG_SECRET, "SMTP AUTH password" },
+	{ "from", PARLEY_CONFIG_STRING, PARLEY_CONFIG_REQUIRED,
+	  "sender address, e.g. parley@example.com (envelope and From header)" },
+	{ "to", PARLEY_CONFIG_JSON, PARLEY_CONFIG_REQUIRED,
+	  "recipient address, or an array of up to 100 addresses" },
+	{ "timeout_ms", PARLEY_CONFIG_INTEGER, 0, "whole-transfer limit for one mail (default 30000)" },
+	{ "tls_verify", PARLEY_CONFIG_BOOLEAN, 0,
+	  "verify the server's TLS certificate (default true; false for tests only)" },
+	{ "starttls", PARLEY_CONFIG_BOOLEAN, 0,
+	  "smtp:// only: require STARTTLS (default true)" },
+	{ NULL, 0, 0, NULL }
+};
+
+/* ------------------------------------------------------------------------ */
+/* Settings                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void settings_free(email_settings *s)
+{
+	pu_wipe_string(s->password);
+	free(s->password);
+	free(s->smtp_url);
+	free(s->username);
+	free(s->from);
+	for (size_t i = 0; s->to != NULL && i < s->n_to; i++)
+		free(s->to[i]);
+	free(s->to);
+	memset(s, 0, sizeof(*s));
+}
+
+/* 1 for smtps://, 0 for smtp://, -1 for anything else. A usable URL has a
+ * host, no user info (credentials go into username and password, where they
+ * are kept secret) and no white space or control characters. url: borrowed. */
+static int url_scheme(const char *url)
+{
+	size_t skip;
+	int tls;
+
+	if (strncasecmp(url, "smtps://", 8) == 0) {
+		skip = 8;
+		tls = 1;
+	} else if (strncasecmp(url, "smtp://", 7) == 0) {
+		skip = 7;
+		tls = 0;
+	} else {
+		return -1;
+	}
+	if (url[skip] == '\0' || url[skip] == '/' || url[skip] == ':')
+		return -1;
+	for (const unsigned char *p = (const unsigned char *)url; *p != '\0'; p++) {
+		if (*p <= 0x20 || *p == 0x7F)
+			return -1;
+	}
+	for (const char *p = url + skip; *p != '\0' && *p != '/'; p++) {
+		if (*p == '@')
+			return -1;
+	}
+	return tls;
+}
+
+/* Read "to" (a JSON string or array of strings, text borrowed) into s. */
+static int read_recipients(const parley_host *host, parley_instance *inst, const char *text,
+                           email_settings *s)
+{
+	json_t *root = text != NULL ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+	json_t *list;
+	size_t n;
+	int ok = 0;
+
+	if (root == NULL) {
+		host->config_error(inst, "to", "must be an address or an array of addresses");
+		return 0;
+	}
+	if (json_is_string(root)) {
+		list = json_array();
+		if (list != NULL)
+			json_array_append(list, root);
+	} else {
+		list = json_incref(root);
+	}
+	n = json_is_array(list) ? json_array_size(list) : 0;
+	if (!json_is_array(list) || n == 0 || n > EMAIL_MAX_RECIPIENTS) {
+		host->config_error(inst, "to", "must be an address or an array of 1 to 100 addresses");
+		goto done;
+	}
+	s->to = calloc(n + 1, sizeof(*s->to));
+	if (s->to == NULL)
+		goto done;
+	for (size_t i = 0; i < n; i++) {
+		const char *addr = json_string_value(json_array_get(list, i));
+		if (!email_address_valid(addr)) {
+			host->config_error(inst, "to",
+			                   "every recipient must be a plain address like ops@example.com");
+			goto done;
+		}
+		s->to[i] = pu_strdup(addr);
+		if (s->to[i] == NULL)
+			goto done;
+		s->n_to = i + 1;
+	}
+	ok = 1;
+done:
+	json_decref(list);
+	json_decref(root);
+	return ok;
+}
+
+/* Read and check one instance's config into *out (owned by the caller,
+ * free with settings_free); cfg is borrowed. Never echoes the password. */
+static int settings_read(const parley_host *host, parley_instance *inst,
+                         const parley_config *cfg, email_settings *out)
+{
+	const char *url = host->config_string(cfg, "smtp_url");
+	const char *username = host->config_string(cfg, "username");
+	const char *password = host->config_string(cfg, "password");
+	const char *from = host->config_string(cfg, "from");
+	int64_t timeout = EMAIL_DEFAULT_TIMEOUT_MS;
+	int tls_verify = 1, starttls = 1;
+	int scheme = url != NULL ? url_scheme(url) : -1;
+	int ok = 1;
+
+	memset(out, 0, sizeof(*out));
+	if (scheme < 0) {
+		host->config_error(inst, "smtp_url",
+		                   "must be smtp://host[:port] or smtps://host[:port], without user info");
+		ok = 0;
+	}
+	if (!email_address_valid(from)) {
+		host->config_error(inst, "from", "must be a plain address like parley@example.com");
+		ok = 0;
+	}
+	if ((username == NULL) != (password == NULL) ||
+	    (username != NULL && (username[0] == '\0' || password[0] == '\0'))) {
+		host->config_error(inst, username == NULL ? "password" : "username",
+		                   "username and password go together, both non-empty");
+		ok = 0;
+	}
+	if (host->config_integer(cfg, "timeout_ms", &timeout) &&
+	    (timeout < 1 || timeout > EMAIL_MAX_TIMEOUT_MS)) {
+		host->config_error(inst, "timeout_ms", "must be between 1 and 600000");
+		ok = 0;
+	}
+	host->config_boolean(cfg, "tls_verify", &tls_verify);
+	host->config_boolean(cfg, "starttls", &starttls);
+	if (scheme == 0 && !starttls && password != NULL) {
+		host->config_error(inst, "starttls",
+		                   "a password is never sent over plain text: use smtps:// or "
+		                   "starttls true");
+		ok = 0;
+	}
+	if (!read_recipients(host, inst, host->config_json(cfg, "to"), out))
+		ok = 0;
+	if (!ok) {
+		settings_free(out);
+		return -1;
+	}
+	out->smtp_url = pu_strdup(url);
+	out->username = pu_strdup(username);
+	out->password = pu_strdup(password);
+	out->from = pu_strdup(from);
+	out->timeout_ms = (long)timeout;
+	out->tls_verify = tls_verify;
+	out->require_tls = scheme == 0 && starttls;
+	if (out->smtp_url == NULL || out->from == NULL || (username != NULL && out->username == NULL) ||
+	    (password != NULL && out->password == NULL)) {
+		host->log(inst, PARLEY_LOG_ERROR, "out of memory reading the config");
+		settings_free(out);
+		return -1;
+	}
+	return 0;
+}
+
+static void settings_announce(const email_notifier *en)
+{
+	const email_settings *s = &en->cfg;
+
+	/* The URL holds no credentials (url_scheme refuses user info). */
+	en->host->log(en->inst, PARLEY_LOG_INFO, "mailing %zu recipient%s through %s%s%s", s->n_to,
+	              s->n_to == 1 ? "" : "s", s->smtp_url,
+	              s->require_tls ? " (STARTTLS required)" : "",
+	              s->username != NULL ? " with AUTH" : "");
+	if (!s->tls_verify)
+		en->host->log(en->inst, PARLEY_LOG_WARN,
+		              "tls_verify is false: the SMTP server's certificate is not checked");
+	if (strncasecmp(s->smtp_url, "smtp://", 7) == 0 && !s->require_tls)
+		en->host->log(en->inst, PARLEY_LOG_WARN,
+		              "starttls is false: mail may travel in plain text");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sending                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static void count(const email_notifier *en, parley_outcome outcome)
+{
+	static const char *const counters[] = {
+		[PARLEY_OK] = "email_sent_total",
+		[PARLEY_RETRY] = "email_retried_total",
+		[PARLEY_FAIL] = "email_failed_total",
+	};
+	en->host->counter_add(en->inst, counters[outcome], 1);
+}
+
+static void complete(email_notifier *en, parley_delivery *d, parley_outcome outcome,
+                     const char *reason)
+{
+	count(en, outcome);
+	en->host->delivery_complete(d, outcome, 0, reason);
+}
+
+/* The server's answer. response: borrowed for the call. */
+static void send_done(void *arg, const parley_http_response *response)
+{
+	email_send *send = arg;
+	email_notifier *en = send->en;
+	const parley_host *host = en->host;
+	long code = host->http_response_status(response);
+	const char *error = host->http_response_error(response);
+	const unsigned char *body;
+	size_t len = 0;
+	char text[EMAIL_REASON_BYTES + 1] = "";
+	char reason[EMAIL_REASON_BYTES + 128];
+	parley_outcome outcome = email_reply_outcome(code);
+
+	/* The server's reply text, or the transport's error when it has none. */
+	body = host->http_response_body(response, &len);
+	while (body != NULL && len > 0 && body[len - 1] <= 0x20)
+		len--;   /* the reply line's CRLF */
+	if (body != NULL && len > 0)
+		pu_excerpt(body, len, EMAIL_REASON_BYTES, text, sizeof(text));
+	else if (error != NULL)
+		pu_excerpt(error, strlen(error), EMAIL_REASON_BYTES, text, sizeof(text));
+
+	/* "550 5.1.1 No such user" after "answered 550": the code once. */
+	if (code > 0) {
+		char prefix[16];
+		size_t n = (size_t)snprintf(prefix, sizeof(prefix), "%ld", code);
+		if (strncmp(text, prefix, n) == 0 && (text[n] == ' ' || text[n] == '-'))
+			memmove(text, text + n + 1, strlen(text + n + 1) + 1);
+	}
+
+	if (outcome == PARLEY_OK) {
+		complete(en, send->d, PARLEY_OK, NULL);
+	} else if (code == 0) {
+		snprintf(reason, sizeof(reason), "SMTP failed: %s",
+		         text[0] != '\0' ? text : "transport error");
+		complete(en, send->d, outcome, reason);
+	} else {
+		snprintf(reason, sizeof(reason), "SMTP server answered %ld%s%s", code,
+		         text[0] != '\0' ? ": " : "", text);
+		if (code == 535 || code == 530)
+			host->log(en->inst, PARLEY_LOG_WARN, "%s: check username and password", reason);
+		complete(en, send->d, outcome, reason);
+	}
+	free(send);
+}
+
+/* The Message-ID's left part for an idempotency key (borrowed): "parley."
+ * and 32 hex digits of HMAC-SHA256(label, key), into out (at least 40). */
+static void message_id_left(const email_notifier *en, const char *key, char out[48])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char digest[32];
+	size_t o = strlen("parley.");
+
+	en->host->hmac_sha256(EMAIL_MESSAGE_ID_LABEL, strlen(EMAIL_MESSAGE_ID_LABEL), key,
+	                      strlen(key), digest);
+	memcpy(out, "parley.", o);
+	for (size_t i = 0; i < EMAIL_MESSAGE_ID_BYTES; i++) {
+		out[o++] = hex[digest[i] >> 4];
+		out[o++] = hex[digest[i] & 0xF];
+	}
+	out[o] = '\0';
+}
+
+/* True when s (borrowed, may be NULL) is valid UTF-8 (jansson checks). */
+static int is_utf8(const char *s)
+{
+	json_t *j;
+
+	if (s == NULL)
+		return 1;
+	j = json_string(s);
+	if (j == NULL)
+		return 0;
+	json_decref(j);
+	return 1;
+}
+
+/* Build the mail for n (borrowed) into *msg (owned by the caller).
+ * Returns the outcome to complete with when it cannot be built, else -1. */
+static int build(const email_notifier *en, const parley_notice *n, char **msg, size_t *len)
+{
+	char id_left[48];
+	email_message_input in = {
+		.from = en->cfg.from,
+		.to = (const char *const *)en->cfg.to,
+		.message_id_left = id_left,
+		.date_ms = en->host->now_ms(),
+		.kind = n->kind,
+		.title = n->title,
+		.text = n->text,
+		.url = n->url,
+	};
+
+	if (!is_utf8(n->kind) || !is_utf8(n->title) || !is_utf8(n->text) || !is_utf8(n->url))
+		return PARLEY_FAIL;
+	message_id_left(en, n->idempotency_key != NULL ? n->idempotency_key : "", id_left);
+	if (!email_message_build(&in, msg, len))
+		return PARLEY_RETRY;
+	return -1;
+}
+
+/* n: borrowed for the call. d: owned by the core until delivery_complete,
+ * which runs exactly once: here or from send_done. */
+static void email_deliver(void *self, const parley_notice *n, parley_delivery *d)
+{
+	email_notifier *en = self;
+	email_send *send;
+	char *msg = NULL;
+	size_t len = 0;
+	int bad;
+
+	if (en->stopped) {
+		complete(en, d, PARLEY_RETRY, "shutting down");
+		return;
+	}
+	bad = build(en, n, &msg, &len);
+	if (bad >= 0) {
+		complete(en, d, (parley_outcome)bad,
+		         bad == PARLEY_FAIL ? "the notice is not valid UTF-8"
+		                            : "out of memory building the mail");
+		return;
+	}
+	send = calloc(1, sizeof(*send));
+	if (send == NULL) {
+		free(msg);
+		complete(en, d, PARLEY_RETRY, "out of memory");
+		return;
+	}
+	send->en = en;
+	send->d = d;
+
+	parley_smtp_call call = {
+		.size = sizeof(call),
+		.url = en->cfg.smtp_url,
+		.username = en->cfg.username,
+		.password = en->cfg.password,
+		.mail_from = en->cfg.from,
+		.rcpt_to = (const char *const *)en->cfg.to,
+		.message = msg,
+		.message_len = len,
+		.require_tls = en->cfg.require_tls,
+		.timeout_ms = en->cfg.timeout_ms,
+		.insecure_skip_verify = !en->cfg.tls_verify,
+	};
+	/* The core copies the call: msg is ours again once smtp_send returns. */
+	if (en->host->smtp_send(en->inst, &call, send_done, send) != 0) {
+		free(send);
+		complete(en, d, PARLEY_RETRY, "could not start the SMTP transfer");
+	}
+	free(msg);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Lifecycle                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* host, inst: owned by the core, valid until destroy. cfg: borrowed.
+ * *self receives the instance (owned by the plugin until destroy). */
+static int email_create(const parley_host *host, parley_instance *inst,
+                        const parley_config *cfg, void **self)
+{
+	email_notifier *en;
+
+	if (!PARLEY_HAS_FIELD(host, parley_host, smtp_send) || host->smtp_send == NULL) {
+		host->log(inst, PARLEY_LOG_ERROR, "this parleyd cannot send mail (ABI 1.2 smtp_send)");
+		return -1;
+	}
+	en = calloc(1, sizeof(*en));
+	if (en == NULL) {
+		host->log(inst, PARLEY_LOG_ERROR, "out of memory");
+		return -1;
+	}
+	en->host = host;
+	en->inst = inst;
+	if (settings_read(host, inst, cfg, &en->cfg) != 0) {
+		free(en);
+		return -1;
+	}
+	settings_announce(en);
+	*self = en;
+	return 0;
+}
+
+/* cfg: borrowed. On -1 the old settings stay in force. */
+static int email_reload(void *self, const parley_config *cfg)
+{
+	email_notifier *en = self;
+	email_settings next;
+
+	if (settings_read(en->host, en->inst, cfg, &next) != 0)
+		return -1;
+	/* A mail in flight holds no pointer into the settings (the core
+	 * copied the call). */
+	settings_free(&en->cfg);
+	en->cfg = next;
+	settings_announce(en);
+	return 0;
+}
+
+/* Send nothing new; a mail in flight still completes from send_done. */
+static void email_stop(void *self)
+{
+	email_notifier *en = self;
+
+	en->stopped = 1;
+}
+
+/* self: owned by the plugin; freed here. */
+static void email_destroy(void *self)
+{
+	email_notifier *en = self;
+
+	settings_free(&en->cfg);
+	free(en);
+}
+
+static const parley_notifier_ops email_ops = {
+	.size = sizeof(parley_notifier_ops),
+	.deliver = email_deliver,
+};
+
+static const parley_plugin_descriptor email_descriptor = {
+	.size = sizeof(parley_plugin_descriptor),
+	.abi_major = PARLEY_ABI_MAJOR,
+	.abi_minor = PARLEY_ABI_MINOR,
+	.kind = PARLEY_KIND_NOTIFIER,
+	.name = "email",
+	.version = EMAIL_VERSION,
+	.description = "notices as plain-text mail over SMTP (STARTTLS or TLS, AUTH)",
+	.config_keys = email_config_keys,
+	.create = email_create,
+	.reload = email_reload,
+	.stop = email_stop,
+	.destroy = email_destroy,
+	.notifier = &email_ops,
+};
+
+PARLEY_PLUGIN_ENTRY(&email_descriptor)

@@ -1,0 +1,801 @@
+/* freshdesk.c - the "freshdesk" sink: tickets in Freshdesk (API v2) for
+ * Parley's cases, customer follow-ups as incoming notes, and Freshdesk's
+ * automation webhooks back in as ticket events.
+ *
+ * Outbound work is paced by a per-instance budget (requests_per_minute): one
+ * request starts at most every 60000 / requests_per_minute ms, requests wait
+ * in a queue, and a delivery that would wait longer than FD_HOLD_MAX_MS goes
+ * back to the core with the time its slot frees. A 429 pauses the whole
+ * instance until Retry-After.
+ *
+ * Freshdesk has no idempotency key. Every ticket carries a tag derived from
+ * the job's idempotency key, and open_ticket first looks for a ticket with
+ * that tag among the requester's tickets: a retry after a timeout finds the
+ * ticket the first attempt opened instead of opening a second one.
+ *
+ * The pure half (requests, answers, HTML, the webhook parser) is in
+ * freshdesk_api.c. The API key is never logged or put into a reason. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+
+#include "parley/parley.h"
+#include "freshdesk_api.h"
+#include "../../common/plugin_util.h"
+
+#define FD_VERSION "0.1.0"
+#define FD_DEFAULT_RPM 50
+#define FD_MAX_RPM 60000
+#define FD_DEFAULT_TIMEOUT_MS 10000
+#define FD_MAX_TIMEOUT_MS 600000
+#define FD_DEFAULT_PRIORITY 1          /* Low */
+#define FD_DEFAULT_SOURCE 2            /* Portal */
+#define FD_HOLD_MAX_MS 20000           /* a longer wait for a slot hands the job back */
+#define FD_PAUSE_WITHOUT_HEADER_MS 1000 /* a 429 without Retry-After pauses this long */
+
+typedef struct fd_settings {
+	char *base_url;             /* owned; no trailing slash */
+	char *auth_header;          /* owned; a secret, wiped before it is freed */
+	char *webhook_secret;       /* owned; a secret; NULL: webhooks refused */
+	char *webhook_username;     /* owned; NULL: Basic auth not accepted */
+	char *group_id;             /* owned; NULL: Freshdesk's default */
+	int64_t rpm;
+	int64_t priority;
+	int64_t source;
+	long timeout_ms;
+	int insecure;               /* tls_verify false (tests only) */
+} fd_settings;
+
+typedef enum fd_step {
+	FD_STEP_LOOKUP = 0,         /* open_ticket: find an earlier attempt's ticket */
+	FD_STEP_CREATE = 1,         /* open_ticket: POST /api/v2/tickets */
+	FD_STEP_NOTE = 2            /* append_message: POST .../notes */
+} fd_step;
+
+struct fd_sink;
+
+/* One delivery and the request it makes next. */
+typedef struct fd_op {
+	struct fd_op *next;
+	struct fd_sink *fs;         /* borrowed: no callback runs after destroy */
+	parley_delivery *d;         /* owned by the core until delivery_complete */
+	fd_step step;
+	char *path;                 /* owned: path and query of the next request */
+	char *body;                 /* owned: the ticket or note JSON */
+	char tag[FD_TAG_BYTES];     /* the job's tag (open_ticket) */
+	char comment_id[FD_COMMENT_ID_BYTES]; /* the note's id as the webhook reports it */
+} fd_op;
+
+typedef struct fd_queue {
+	fd_op *head;
+	fd_op *tail;
+	size_t count;
+} fd_queue;
+
+typedef struct fd_sink {
+	const parley_host *host;    /* owned by the core; valid until destroy */
+	parley_instance *inst;      /* owned by the core; valid until destroy */
+	fd_settings cfg;
+	fd_queue waiting;           /* requests waiting for their slot */
+	parley_timer *timer;        /* owned by the core; NULL when none is pending */
+	int stopped;
+	int64_t next_slot_ms;       /* no request starts before this */
+	int64_t paused_until_ms;    /* a 429's pause ends here */
+} fd_sink;
+
+static const parley_config_key fd_config_keys[] = {
+	{ "base_url", PARLEY_CONFIG_STRING, PARLEY_CONFIG_REQUIRED,
+	  "the helpdesk's URL, e.g. https://acme.freshdesk.com" },
+	{ "api_key", PARLEY_CONFIG_STRING, PARLEY_CONFIG_REQUIRED | PARLEY_CONFIG_SECRET,
+	  "the API key of the agent Parley acts as" },
+	{ "webhook_secret", PARLEY_CONFIG_STRING, PARLEY_CONFIG_SECRET,
+	  "the secret the automation webhook sends (X-Parley-Webhook-Secret or Basic auth)" },
+	{ "webhook_username", PARLEY_CONFIG_STRING, 0,
+	  "user name for the webhook's Basic auth (unset: the header only)" },
+	{ "requests_per_minute", PARLEY_CONFIG_INTEGER, 0,
+	  "API budget of this instance (default 50)" },
+	{ "timeout_ms", PARLEY_CONFIG_INTEGER, 0, "limit for one API request (default 10000)" },
+	{ "priority", PARLEY_CONFIG_INTEGER, 0, "priority of new tickets, 1..4 (default 1)" },
+	{ "source", PARLEY_CONFIG_INTEGER, 0, "source of new tickets (default 2, portal)" },
+	{ "group_id", PARLEY_CONFIG_INTEGER, 0, "Freshdesk group new tickets go to" },
+	{ "tls_verify", PARLEY_CONFIG_BOOLEAN, 0, "verify TLS certificates (default true)" },
+	{ NULL, 0, 0, NULL }
+};
+
+/* ------------------------------------------------------------------------ */
+/* Settings                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void settings_free(fd_settings *s)
+{
+	free(s->base_url);
+	pu_wipe_string(s->auth_header);
+	free(s->auth_header);
+	pu_wipe_string(s->webhook_secret);
+	free(s->webhook_secret);
+	free(s->webhook_username);
+	free(s->group_id);
+	memset(s, 0, sizeof(*s));
+}
+
+/* Read an optional integer key into *out (left alone when absent) and check
+ * its range. false when out of range (after config_error). */
+static bool read_int(const parley_host *host, parley_instance *inst, const parley_config *cfg,
+                     const char *key, int64_t min, int64_t max, const char *range, int64_t *out)
+{
+	int64_t v;
+
+	if (!host->config_integer(cfg, key, &v))
+		return true;
+	if (v < min || v > max) {
+		host->config_error(inst, key, range);
+		return false;
+	}
+	*out = v;
+	return true;
+}
+
+/* True when s has no control characters (it goes into a header). */
+static bool printable(const char *s)
+{
+	for (; *s != '\0'; s++) {
+		if ((unsigned char)*s < 0x20 || *s == 0x7F)
+			return false;
+	}
+	return true;
+}
+
+/* Read and check one instance's config into *out (owned by the caller, free
+ * with settings_free). cfg: borrowed. Never echoes a secret. */
+static int settings_read(const parley_host *host, parley_instance *inst,
+                         const parley_config *cfg, fd_settings *out)
+{
+	const char *url = host->config_string(cfg, "base_url");
+	const char *key = host->config_string(cfg, "api_key");
+	const char *secret = host->config_string(cfg, "webhook_secret");
+	const char *user = host->config_string(cfg, "webhook_username");
+	int64_t rpm = FD_DEFAULT_RPM, timeout = FD_DEFAULT_TIMEOUT_MS;
+	int64_t priority = FD_DEFAULT_PRIORITY, source = FD_DEFAULT_SOURCE, group = 0;
+	int verify = 1, has_group;
+	bool ok = true;
+	size_t ulen;
+
+	memset(out, 0, sizeof(*out));
+	if (url == NULL || !pu_url_is_http(url) || strchr(url, '?') != NULL ||
+	    strchr(url, '#') != NULL) {
+		host->config_error(inst, "base_url", "must be an http:// or https:// URL");
+		ok = false;
+	}
+	if (key == NULL || key[0] == '\0' || !printable(key)) {
+		host->config_error(inst, "api_key", "must be a non-empty key without control characters");
+		ok = false;
+	}
+	if (secret != NULL && (secret[0] == '\0' || !printable(secret))) {
+		host->config_error(inst, "webhook_secret",
+		                   "must be non-empty, without control characters");
+		ok = false;
+	}
+	if (user != NULL && (user[0] == '\0' || !printable(user) || strchr(user, ':') != NULL)) {
+		host->config_error(inst, "webhook_username",
+		                   "must be non-empty, without ':' or control characters");
+		ok = false;
+	}
+	if (user != NULL && secret == NULL) {
+		host->config_error(inst, "webhook_username", "needs webhook_secret as its password");
+		ok = false;
+	}
+	ok &= read_int(host, inst, cfg, "requests_per_minute", 1, FD_MAX_RPM,
+	               "must be between 1 and 60000", &rpm);
+	ok &= read_int(host, inst, cfg, "timeout_ms", 1, FD_MAX_TIMEOUT_MS,
+	               "must be between 1 and 600000", &timeout);
+	ok &= read_int(host, inst, cfg, "priority", 1, 4, "must be between 1 and 4", &priority);
+	ok &= read_int(host, inst, cfg, "source", 1, 1000, "must be between 1 and 1000", &source);
+	has_group = host->config_integer(cfg, "group_id", &group);
+	if (has_group && group <= 0) {
+		host->config_error(inst, "group_id", "must be a positive Freshdesk group id");
+		ok = false;
+	}
+	host->config_boolean(cfg, "tls_verify", &verify);
+	if (!ok)
+		return -1;
+
+	out->base_url = pu_strdup(url);
+	out->auth_header = fd_auth_header(key);
+	out->webhook_secret = pu_strdup(secret);
+	out->webhook_username = pu_strdup(user);
+	if (has_group) {
+		char num[24];
+		snprintf(num, sizeof(num), "%lld", (long long)group);
+		out->group_id = pu_strdup(num);
+	}
+	out->rpm = rpm;
+	out->priority = priority;
+	out->source = source;
+	out->timeout_ms = (long)timeout;
+	out->insecure = !verify;
+	if (out->base_url == NULL || out->auth_header == NULL ||
+	    (secret != NULL && out->webhook_secret == NULL) ||
+	    (user != NULL && out->webhook_username == NULL) ||
+	    (has_group && out->group_id == NULL)) {
+		host->log(inst, PARLEY_LOG_ERROR, "out of memory reading the config");
+		settings_free(out);
+		return -1;
+	}
+	ulen = strlen(out->base_url);
+	while (ulen > 0 && out->base_url[ulen - 1] == '/')
+		out->base_url[--ulen] = '\0';
+	return 0;
+}
+
+static void settings_announce(const fd_sink *fs)
+{
+	fs->host->log(fs->inst, PARLEY_LOG_INFO,
+	              "Freshdesk at %s: at most %lld requests a minute, webhooks %s",
+	              /* a URL with user:password@ is not logged */
+	              strchr(fs->cfg.base_url, '@') == NULL ? fs->cfg.base_url : "the base_url",
+	              (long long)fs->cfg.rpm,
+	              fs->cfg.webhook_secret == NULL ? "refused (no webhook_secret)"
+	              : fs->cfg.webhook_username != NULL ? "by secret header or Basic auth"
+	              : "by secret header");
+	if (fs->cfg.insecure)
+		fs->host->log(fs->inst, PARLEY_LOG_WARN,
+		              "tls_verify is false: TLS certificates are not checked");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Operations in flight                                                     */
+/* ------------------------------------------------------------------------ */
+
+static void op_free(fd_op *op)
+{
+	free(op->path);
+	free(op->body);
+	free(op);
+}
+
+static void queue_push(fd_queue *q, fd_op *op)
+{
+	op->next = NULL;
+	if (q->tail != NULL)
+		q->tail->next = op;
+	else
+		q->head = op;
+	q->tail = op;
+	q->count++;
+}
+
+/* A step of a delivery already under way goes first. */
+static void queue_push_front(fd_queue *q, fd_op *op)
+{
+	op->next = q->head;
+	q->head = op;
+	if (q->tail == NULL)
+		q->tail = op;
+	q->count++;
+}
+
+static fd_op *queue_pop(fd_queue *q)
+{
+	fd_op *op = q->head;
+
+	if (op == NULL)
+		return NULL;
+	q->head = op->next;
+	if (q->head == NULL)
+		q->tail = NULL;
+	q->count--;
+	op->next = NULL;
+	return op;
+}
+
+/* Finish op's delivery and free op. reason: borrowed, may be NULL. */
+static void op_complete(fd_op *op, parley_outcome outcome, int64_t retry_at_ms,
+                        const char *reason)
+{
+	fd_sink *fs = op->fs;
+	static const char *const counters[] = {
+		[PARLEY_OK] = "freshdesk_delivered_total",
+		[PARLEY_RETRY] = "freshdesk_retried_total",
+		[PARLEY_FAIL] = "freshdesk_failed_total",
+	};
+
+	fs->host->counter_add(fs->inst, counters[outcome], 1);
+	if (outcome == PARLEY_FAIL && reason != NULL)
+		fs->host->log(fs->inst, PARLEY_LOG_WARN, "delivery failed: %s", reason);
+	fs->host->delivery_complete(op->d, outcome, retry_at_ms, reason);
+	op_free(op);
+}
+
+static void queue_complete(fd_queue *q, parley_outcome outcome, int64_t retry_at_ms,
+                           const char *reason)
+{
+	fd_op *op;
+
+	while ((op = queue_pop(q)) != NULL)
+		op_complete(op, outcome, retry_at_ms, reason);
+}
+
+static int64_t interval_ms(const fd_sink *fs)
+{
+	return 60000 / fs->cfg.rpm;
+}
+
+static int64_t max64(int64_t a, int64_t b)
+{
+	return a > b ? a : b;
+}
+
+static void pump(fd_sink *fs);
+
+static void pace_fired(void *arg)
+{
+	fd_sink *fs = arg;
+
+	fs->timer = NULL;
+	pump(fs);
+}
+
+/* A 429: pause every request of this instance. */
+static void pause_for(fd_sink *fs, const fd_result *r)
+{
+	int64_t now = fs->host->now_ms();
+	int64_t pause = r->retry_after_s > 0 ? r->retry_after_s * 1000
+	                : max64(interval_ms(fs), FD_PAUSE_WITHOUT_HEADER_MS);
+
+	fs->host->counter_add(fs->inst, "freshdesk_rate_limited_total", 1);
+	fs->paused_until_ms = max64(fs->paused_until_ms, now + pause);
+	fs->next_slot_ms = max64(fs->next_slot_ms, fs->paused_until_ms);
+}
+
+/* Finish op from a failed answer r. */
+static void op_fail_with(fd_op *op, const fd_result *r)
+{
+	int64_t retry_at = 0;
+
+	if (r->rate_limited) {
+		pause_for(op->fs, r);
+		if (r->retry_after_s > 0)
+			retry_at = op->fs->host->now_ms() + r->retry_after_s * 1000;
+	}
+	op_complete(op, r->outcome, retry_at, r->reason);
+}
+
+static void http_done(void *arg, const parley_http_response *response)
+{
+	fd_op *op = arg;
+	fd_sink *fs = op->fs;
+	const parley_host *host = fs->host;
+	long status = host->http_response_status(response);
+	const char *error = host->http_response_error(response);
+	const char *retry_after = host->http_response_header(response, "Retry-After");
+	size_t len = 0;
+	const unsigned char *body = host->http_response_body(response, &len);
+	char id[FD_ID_BYTES];
+	fd_result r;
+
+	switch (op->step) {
+	case FD_STEP_LOOKUP:
+		switch (fd_classify_lookup(status, error, body, len, retry_after, op->tag, id, &r)) {
+		case FD_LOOKUP_FOUND:
+			host->log(fs->inst, PARLEY_LOG_INFO,
+			          "ticket %s was opened by an earlier attempt of this job", id);
+			host->counter_add(fs->inst, "freshdesk_tickets_found_total", 1);
+			host->delivery_set_external_id(op->d, id);
+			op_complete(op, PARLEY_OK, 0, NULL);
+			break;
+		case FD_LOOKUP_NONE:
+			if (fs->stopped) {
+				op_complete(op, PARLEY_RETRY, 0, "shutting down");
+				break;
+			}
+			free(op->path);
+			op->path = pu_strdup("/api/v2/tickets");
+			if (op->path == NULL) {
+				op_complete(op, PARLEY_RETRY, 0, "out of memory");
+				break;
+			}
+			op->step = FD_STEP_CREATE;
+			queue_push_front(&fs->waiting, op);
+			break;
+		case FD_LOOKUP_ERROR:
+			op_fail_with(op, &r);
+			break;
+		}
+		break;
+	case FD_STEP_CREATE:
+	case FD_STEP_NOTE:
+		fd_classify_create(status, error, body, len, retry_after,
+		                   op->step == FD_STEP_CREATE ? "ticket" : "note", &r);
+		if (r.outcome != PARLEY_OK) {
+			op_fail_with(op, &r);
+			break;
+		}
+		if (op->step == FD_STEP_CREATE) {
+			host->counter_add(fs->inst, "freshdesk_tickets_opened_total", 1);
+			host->delivery_set_external_id(op->d, r.id);
+		} else {
+			/* The id the webhook will give this note when Freshdesk
+			 * reports it: the core then never sends it back. */
+			host->counter_add(fs->inst, "freshdesk_notes_added_total", 1);
+			host->delivery_set_external_id(op->d, op->comment_id);
+		}
+		op_complete(op, PARLEY_OK, 0, NULL);
+		break;
+	}
+	pump(fs);
+}
+
+/* Start op's next request now. On failure op is completed. */
+static void start_request(fd_sink *fs, fd_op *op)
+{
+	const char *headers[] = {
+		fs->cfg.auth_header,
+		"Accept: application/json",
+		"User-Agent: parley-freshdesk/" FD_VERSION,
+		op->step == FD_STEP_LOOKUP ? NULL : "Content-Type: application/json",
+		NULL
+	};
+	size_t ulen = strlen(fs->cfg.base_url) + strlen(op->path) + 1;
+	char *url = malloc(ulen);
+	parley_http_call call;
+
+	if (url == NULL) {
+		op_complete(op, PARLEY_RETRY, 0, "out of memory");
+		return;
+	}
+	snprintf(url, ulen, "%s%s", fs->cfg.base_url, op->path);
+	memset(&call, 0, sizeof(call));
+	call.size = sizeof(call);
+	call.method = op->step == FD_STEP_LOOKUP ? "GET" : "POST";
+	call.url = url;
+	call.headers = headers;
+	if (op->step != FD_STEP_LOOKUP) {
+		call.body = op->body;
+		call.body_len = strlen(op->body);
+	}
+	call.timeout_ms = fs->cfg.timeout_ms;
+	call.insecure_skip_verify = fs->cfg.insecure;
+	fs->host->counter_add(fs->inst, "freshdesk_requests_total", 1);
+	if (fs->host->http_request(fs->inst, &call, http_done, op) != 0)
+		op_complete(op, PARLEY_RETRY, 0, "could not start the Freshdesk request");
+	free(url);
+}
+
+/* Start what the budget allows now; else make sure a timer will. */
+static void pump(fd_sink *fs)
+{
+	while (!fs->stopped && fs->timer == NULL && fs->waiting.count > 0) {
+		int64_t now = fs->host->now_ms();
+		int64_t slot = max64(fs->next_slot_ms, fs->paused_until_ms);
+
+		if (slot - now > FD_HOLD_MAX_MS) {
+			/* A long rate-limit pause: hand the jobs back rather than
+			 * hold them past their lease. */
+			queue_complete(&fs->waiting, PARLEY_RETRY, slot,
+			               "Freshdesk rate limit: waiting for the pause to end");
+			return;
+		}
+		if (slot > now) {
+			fs->timer = fs->host->timer_start(fs->inst, (uint64_t)(slot - now), pace_fired, fs);
+			if (fs->timer == NULL)
+				queue_complete(&fs->waiting, PARLEY_RETRY, 0, "could not start a timer");
+			return;
+		}
+		fs->next_slot_ms = now + interval_ms(fs);
+		start_request(fs, queue_pop(&fs->waiting));
+	}
+}
+
+/* Queue a new delivery's first request, or hand it back when its slot is
+ * too far away. op: ownership passes here. */
+static void submit(fd_sink *fs, fd_op *op)
+{
+	int64_t now = fs->host->now_ms();
+	int64_t slot = max64(now, max64(fs->next_slot_ms, fs->paused_until_ms)) +
+	               (int64_t)fs->waiting.count * interval_ms(fs);
+
+	if (slot - now > FD_HOLD_MAX_MS) {
+		fs->host->counter_add(fs->inst, "freshdesk_deferred_total", 1);
+		op_complete(op, PARLEY_RETRY, slot,
+		            "requests_per_minute budget: waiting for a request slot");
+		return;
+	}
+	queue_push(&fs->waiting, op);
+	pump(fs);
+}
+
+static fd_op *op_new(fd_sink *fs, parley_delivery *d, fd_step step)
+{
+	fd_op *op = calloc(1, sizeof(*op));
+
+	if (op == NULL)
+		return NULL;
+	op->fs = fs;
+	op->d = d;
+	op->step = step;
+	return op;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sink operations                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* t: borrowed for the call. d: completed exactly once, here or later. */
+static void fd_open_ticket(void *self, const parley_ticket_request *t, parley_delivery *d)
+{
+	fd_sink *fs = self;
+	const parley_conversation_info *c = t->conversation;
+	const parley_customer_info *cu = c != NULL ? c->customer : NULL;
+	const parley_message_info *m = t->first_message;
+	fd_ticket_in in;
+	char why[256];
+	fd_op *op;
+
+	if (fs->stopped) {
+		fs->host->delivery_complete(d, PARLEY_RETRY, 0, "shutting down");
+		return;
+	}
+	memset(&in, 0, sizeof(in));
+	in.idempotency_key = t->idempotency_key != NULL ? t->idempotency_key : "";
+	if (c != NULL) {
+		in.case_number = c->case_number;
+		in.channel_instance = c->channel_instance;
+		in.channel_kind = c->channel_kind;
+		in.is_public = c->visibility == PARLEY_VISIBILITY_PUBLIC;
+	}
+	if (cu != NULL) {
+		in.customer_id = cu->customer_id;
+		in.customer_name = cu->display_name;
+		in.customer_email = cu->email;
+		in.customer_phone = cu->phone;
+		in.customer_handle = cu->handle;
+	}
+	if (m != NULL) {
+		in.author_name = m->author_name;
+		in.text = m->text;
+	}
+	in.follow_up_of = t->follow_up_of;
+	in.priority = fs->cfg.priority;
+	in.source = fs->cfg.source;
+	in.group_id = fs->cfg.group_id;
+
+	op = op_new(fs, d, FD_STEP_LOOKUP);
+	if (op == NULL) {
+		fs->host->delivery_complete(d, PARLEY_RETRY, 0, "out of memory");
+		return;
+	}
+	if (!fd_ticket_body(&in, &op->body, why, sizeof(why))) {
+		op_complete(op, strncmp(why, "out of memory", 13) == 0 ? PARLEY_RETRY : PARLEY_FAIL,
+		            0, why);
+		return;
+	}
+	if (!fd_lookup_path(&in, &op->path)) {
+		op_complete(op, PARLEY_RETRY, 0, "out of memory");
+		return;
+	}
+	fd_key_tag(in.idempotency_key, op->tag);
+	submit(fs, op);
+}
+
+/* a: borrowed for the call. d: completed exactly once, here or later. */
+static void fd_append_message(void *self, const parley_ticket_append *a, parley_delivery *d)
+{
+	fd_sink *fs = self;
+	const char *text = a->message != NULL ? a->message->text : NULL;
+	fd_op *op;
+
+	if (fs->stopped) {
+		fs->host->delivery_complete(d, PARLEY_RETRY, 0, "shutting down");
+		return;
+	}
+	if (!fd_id_is_valid(a->external_ticket_id)) {
+		fs->host->delivery_complete(d, PARLEY_FAIL, 0,
+		                            "external_ticket_id is not a Freshdesk ticket id");
+		return;
+	}
+	if (text == NULL || text[strspn(text, " \t\r\n")] == '\0') {
+		/* Freshdesk refuses an empty note; there is nothing to add. */
+		fs->host->delivery_complete(d, PARLEY_OK, 0, "the message has no text: nothing added");
+		return;
+	}
+	op = op_new(fs, d, FD_STEP_NOTE);
+	if (op == NULL) {
+		fs->host->delivery_complete(d, PARLEY_RETRY, 0, "out of memory");
+		return;
+	}
+	op->path = fd_note_path(a->external_ticket_id);
+	op->body = fd_note_body(text);
+	if (op->path == NULL || op->body == NULL) {
+		op_complete(op, PARLEY_FAIL, 0, "the message is not valid UTF-8 text");
+		return;
+	}
+	if (!fd_comment_id(a->external_ticket_id, 1, text, op->comment_id)) {
+		op_complete(op, PARLEY_FAIL, 0, "external_ticket_id is not a Freshdesk ticket id");
+		return;
+	}
+	submit(fs, op);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Webhooks in                                                              */
+/* ------------------------------------------------------------------------ */
+
+typedef struct fd_emit_ctx {
+	fd_sink *fs;
+	parley_request *req;
+} fd_emit_ctx;
+
+static int emit_one(void *arg, const parley_ticket_event *ev)
+{
+	fd_emit_ctx *c = arg;
+
+	return c->fs->host->request_emit_ticket_event(c->req, ev);
+}
+
+static void reject(fd_sink *fs, parley_request *req, int status, const char *code,
+                   const char *detail)
+{
+	fs->host->counter_add(fs->inst, "freshdesk_webhook_rejected_total", 1);
+	fs->host->respond_error(req, status, code, detail);
+}
+
+/* req: owned by the core until answered, exactly once, here. */
+static void fd_handle_request(void *self, parley_request *req)
+{
+	fd_sink *fs = self;
+	const parley_host *host = fs->host;
+	const char *method = host->request_method(req);
+	const char *subpath = host->request_subpath(req);
+	const unsigned char *body;
+	size_t len = 0;
+	char why[256];
+	fd_emit_ctx ctx = { fs, req };
+	fd_auth_result auth;
+
+	if (subpath != NULL && subpath[0] != '\0' && strcmp(subpath, "/") != 0) {
+		reject(fs, req, 404, "not_found", "POST to the events URL itself");
+		return;
+	}
+	if (method == NULL || strcmp(method, "POST") != 0) {
+		reject(fs, req, 405, "method_not_allowed", "only POST");
+		return;
+	}
+	if (fs->cfg.webhook_secret == NULL) {
+		reject(fs, req, 401, "webhooks_disabled", "no webhook_secret is configured");
+		return;
+	}
+	auth = fd_check_auth(host->request_header(req, "X-Parley-Webhook-Secret"),
+	                     host->request_header(req, "Authorization"), fs->cfg.webhook_username,
+	                     fs->cfg.webhook_secret, host->secure_equals);
+	if (auth != FD_AUTH_OK) {
+		reject(fs, req, 401, auth == FD_AUTH_MISSING ? "missing_credentials" : "bad_credentials",
+		       auth == FD_AUTH_MISSING ? "send X-Parley-Webhook-Secret or Basic auth"
+		       : "wrong webhook credentials");
+		return;
+	}
+	if (!PARLEY_HAS_FIELD(host, parley_host, request_emit_ticket_event) ||
+	    host->request_emit_ticket_event == NULL) {
+		reject(fs, req, 501, "not_supported", "this parleyd cannot store ticket events");
+		return;
+	}
+	body = host->request_body(req, &len);
+	if (body == NULL) {
+		body = (const unsigned char *)"";
+		len = 0;
+	}
+	switch (fd_parse_webhook(body, len, host->now_ms(), emit_one, &ctx, why, sizeof(why))) {
+	case FD_PARSE_EMITTED:
+		host->counter_add(fs->inst, "freshdesk_webhook_events_total", 1);
+		host->respond(req, 200, "application/json", "{\"accepted\":1}", 14);
+		return;
+	case FD_PARSE_IGNORED:
+		host->log(fs->inst, PARLEY_LOG_INFO, "webhook ignored: %s", why);
+		host->counter_add(fs->inst, "freshdesk_webhook_ignored_total", 1);
+		host->respond(req, 200, "application/json", "{\"accepted\":0}", 14);
+		return;
+	case FD_PARSE_INVALID:
+		reject(fs, req, 400, "invalid_payload", why);
+		return;
+	case FD_PARSE_REFUSED:
+		reject(fs, req, 400, "event_rejected", "the event was refused");
+		return;
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Lifecycle                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* host, inst: owned by the core, valid until destroy. cfg: borrowed. */
+static int fd_create(const parley_host *host, parley_instance *inst, const parley_config *cfg,
+                     void **self)
+{
+	fd_sink *fs;
+
+	if (!PARLEY_HAS_FIELD(host, parley_host, now_ms)) {
+		host->log(inst, PARLEY_LOG_ERROR, "this parleyd is too old for the freshdesk plugin");
+		return -1;
+	}
+	fs = calloc(1, sizeof(*fs));
+	if (fs == NULL) {
+		host->log(inst, PARLEY_LOG_ERROR, "out of memory");
+		return -1;
+	}
+	fs->host = host;
+	fs->inst = inst;
+	if (settings_read(host, inst, cfg, &fs->cfg) != 0) {
+		free(fs);
+		return -1;
+	}
+	settings_announce(fs);
+	*self = fs;
+	return 0;
+}
+
+/* cfg: borrowed. On -1 the old settings stay. Requests in flight hold no
+ * pointer into the settings (the core copied each call). */
+static int fd_reload(void *self, const parley_config *cfg)
+{
+	fd_sink *fs = self;
+	fd_settings next;
+
+	if (settings_read(fs->host, fs->inst, cfg, &next) != 0)
+		return -1;
+	settings_free(&fs->cfg);
+	fs->cfg = next;
+	settings_announce(fs);
+	return 0;
+}
+
+/* Start nothing new: waiting deliveries go back to the core. Requests in
+ * flight still complete from http_done. */
+static void fd_stop(void *self)
+{
+	fd_sink *fs = self;
+
+	fs->stopped = 1;
+	if (fs->timer != NULL) {
+		fs->host->timer_cancel(fs->timer);
+		fs->timer = NULL;
+	}
+	queue_complete(&fs->waiting, PARLEY_RETRY, 0, "shutting down");
+}
+
+static void fd_destroy(void *self)
+{
+	fd_sink *fs = self;
+	fd_op *op;
+
+	if (fs->timer != NULL)
+		fs->host->timer_cancel(fs->timer);
+	while ((op = queue_pop(&fs->waiting)) != NULL)
+		op_free(op);
+	settings_free(&fs->cfg);
+	free(fs);
+}
+
+static const parley_sink_ops fd_ops = {
+	.size = sizeof(parley_sink_ops),
+	.open_ticket = fd_open_ticket,
+	.append_message = fd_append_message,
+	.handle_request = fd_handle_request,
+};
+
+static const parley_plugin_descriptor fd_descriptor = {
+	.size = sizeof(parley_plugin_descriptor),
+	.abi_major = PARLEY_ABI_MAJOR,
+	.abi_minor = PARLEY_ABI_MINOR,
+	.kind = PARLEY_KIND_SINK,
+	.name = "freshdesk",
+	.version = FD_VERSION,
+	.description = "tickets in Freshdesk; notes for follow-ups; automation webhooks back",
+	.config_keys = fd_config_keys,
+	.create = fd_create,
+	.reload = fd_reload,
+	.stop = fd_stop,
+	.destroy = fd_destroy,
+	.sink = &fd_ops,
+};
+
+PARLEY_PLUGIN_ENTRY(&fd_descriptor)

@@ -1,0 +1,535 @@
+"""The freshdesk sink end to end: the real daemon runs sink jobs against a
+local server that speaks Freshdesk's API v2 (tickets, the requester's ticket
+list, the filter API, notes; 201/400/401/429/5xx answers and slow ones), and
+takes Freshdesk automation webhooks back in. The last test runs the whole
+loop: a customer's message opens a ticket, a follow-up becomes an incoming
+note, an agent's note comes back to the customer, Parley's own note does not,
+and resolving the ticket resolves the conversation."""
+import base64
+import hashlib
+import json
+import re
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from parley_testlib import http, query, run_parleyd, sign
+
+API_KEY = "fdApiKey0123456789abcdef"
+HOOK_SECRET = "fd-hook-secret-42"
+CHANNEL_SECRET = "fd-channel-secret"
+
+
+class FakeFreshdesk:
+    """Keeps tickets and notes like Freshdesk does and records every request.
+    A script of (method, path regex, status, body, headers) answers matching
+    requests first; status None means: do the work, then answer only after
+    `body` seconds (past the daemon's timeout)."""
+
+    def __init__(self, script=()):
+        self.script = list(script)
+        self.requests = []
+        self.tickets = []
+        self.notes = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.handle_any("GET", b"")
+
+            def do_POST(self):
+                self.handle_any("POST", self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+
+            def handle_any(self, method, body):
+                with outer.lock:
+                    outer.requests.append({"at": time.monotonic(), "method": method,
+                                           "path": self.path, "headers": dict(self.headers),
+                                           "body": body})
+                    scripted = None
+                    for i, (m, rx, status, answer, headers) in enumerate(outer.script):
+                        if m == method and re.search(rx, self.path):
+                            scripted = outer.script.pop(i)
+                            break
+                    if scripted is not None and scripted[2] is not None:
+                        status, answer, headers = scripted[2], scripted[3], scripted[4]
+                    else:
+                        status, answer = outer.serve(method, self.path, body)
+                        headers = {}
+                if scripted is not None and scripted[2] is None:
+                    time.sleep(scripted[3])
+                    return
+                data = answer.encode() if isinstance(answer, str) else json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json" if not isinstance(answer, str)
+                                 else "text/plain")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = "http://127.0.0.1:%d" % self.server.server_port
+
+    def serve(self, method, path, body):
+        """Freshdesk's behaviour, called with the lock held."""
+        parts = urllib.parse.urlsplit(path)
+        q = urllib.parse.parse_qs(parts.query)
+        if method == "POST" and parts.path == "/api/v2/tickets":
+            t = json.loads(body)
+            t["id"] = 1000 + len(self.tickets)
+            self.tickets.append(t)
+            return 201, dict(t, requester_id=77001, created_at="2026-11-23T10:00:00Z")
+        m = re.fullmatch(r"/api/v2/tickets/(\d+)/notes", parts.path)
+        if method == "POST" and m:
+            n = json.loads(body)
+            n["id"] = 5000 + len(self.notes)
+            n["ticket_id"] = int(m.group(1))
+            self.notes.append(n)
+            return 201, dict(n, user_id=42, body_text="")
+        if method == "GET" and parts.path == "/api/v2/tickets":
+            for field in ("email", "unique_external_id"):
+                if field in q:
+                    mine = [t for t in self.tickets if t.get(field) == q[field][0]]
+                    if not mine:
+                        return 400, {"description": "Validation failed",
+                                     "errors": [{"field": field, "code": "invalid_value",
+                                                 "message": "There is no contact matching "
+                                                            "the given " + field}]}
+                    return 200, [{"id": t["id"], "tags": t["tags"], "status": 2}
+                                 for t in reversed(mine)]
+        if method == "GET" and parts.path == "/api/v2/search/tickets":
+            tag = re.fullmatch(r"\"tag:'(.*)'\"", q["query"][0]).group(1)
+            hits = [{"id": t["id"], "tags": t["tags"]} for t in self.tickets if tag in t["tags"]]
+            return 200, {"results": hits, "total": len(hits)}
+        return 404, {"code": "not_found"}
+
+    def log(self):
+        with self.lock:
+            return list(self.requests)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def config(dsn, fd_url, **fd):
+    opts = {"base_url": fd_url + "/", "api_key": API_KEY, "webhook_secret": HOOK_SECRET,
+            "requests_per_minute": 6000, "timeout_ms": 2000}
+    opts.update(fd)
+    return {"database": {"dsn": dsn}, "log": {"level": "info"},
+            "jobs": {"backoff_base_ms": 50, "backoff_max_ms": 200, "sweep_interval_ms": 100},
+            "channels": [],
+            "sinks": [{"name": "fd", "plugin": "freshdesk", "config": opts,
+                       "route": {"channels": []}}]}
+
+
+def conversation(case="PC-10012", **customer):
+    c = {"customer_id": "77", "display_name": "Ann Example"}
+    c.update(customer)
+    c = {k: v for k, v in c.items() if v is not None}
+    return {"conversation_id": "812", "visibility": "private", "case_number": case,
+            "channel_instance": "facebook-main", "channel_kind": "meta", "customer": c}
+
+
+def enqueue(dsn, operation, payload, key=None, max_attempts=None):
+    return query(dsn, "SELECT parley_job_enqueue('sink', 'fd', %s, %s::jsonb, %s, NULL, now(), %s)",
+                 (operation, json.dumps(payload), key, max_attempts))[0][0]
+
+
+def open_ticket(dsn, text="Where is my order?", follow_up_of=None, key="ticket-conv-812",
+                max_attempts=None, **customer):
+    p = {"conversation": conversation(**customer),
+         "message": {"message_id": "5531", "text": text, "inbound": True,
+                     "author_name": "Ann Example"}}
+    if follow_up_of:
+        p["follow_up_of"] = follow_up_of
+    return enqueue(dsn, "open_ticket", p, key, max_attempts)
+
+
+def append(dsn, ticket, text, max_attempts=None):
+    return enqueue(dsn, "append_message",
+                   {"external_ticket_id": ticket, "conversation": conversation(),
+                    "message": {"message_id": "5532", "text": text, "inbound": True}},
+                   None, max_attempts)
+
+
+def job(dsn, jid):
+    return query(dsn, "SELECT state, attempts, external_id, last_error, "
+                      "extract(epoch FROM run_at - now()) FROM job WHERE id = %s", (jid,))[0]
+
+
+def wait_for(predicate, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def finished(dsn, jid):
+    return job(dsn, jid)[0] in ("done", "dead")
+
+
+def key_tag(key):
+    return "parley-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def comment_id(ticket, text, public=True):
+    norm = " ".join(text.replace("\u00a0", " ").split())
+    return "%s:%s:%s" % (ticket, "pub" if public else "priv",
+                         hashlib.sha256(norm.encode()).hexdigest()[:16])
+
+
+def assert_no_secrets(d):
+    d.stop()
+    log = d.log_text()
+    assert API_KEY not in log and HOOK_SECRET not in log
+    assert base64.b64encode((API_KEY + ":X").encode()).decode() not in log
+
+
+# ------------------------------------------------------------------ config
+
+def test_config_is_checked_and_secrets_never_echoed(tmp_path, parleyd, plugin_dir, fresh_db):
+    cfg = config(fresh_db, "ftp://acme.freshdesk.com", requests_per_minute=0,
+                 webhook_username="a:b", priority=9)
+    cfg["plugin_dir"] = plugin_dir
+    rc, out, err = run_parleyd(parleyd, ["--check-config"], config=cfg, workdir=tmp_path)
+    assert rc == 2
+    assert "sinks[0].config.base_url: must be an http:// or https:// URL" in err
+    assert "sinks[0].config.requests_per_minute: must be between 1 and 60000" in err
+    assert "sinks[0].config.webhook_username: must be non-empty, without ':'" in err
+    assert "sinks[0].config.priority: must be between 1 and 4" in err
+    assert API_KEY not in out + err and HOOK_SECRET not in out + err
+
+
+# ------------------------------------------------------------------ tickets out
+
+def test_open_ticket_looks_up_then_creates_as_documented(fresh_db, daemon):
+    fd = FakeFreshdesk()
+    try:
+        d = daemon.start(config(fresh_db, fd.url))
+        jid = open_ticket(fresh_db, text="Where is my order?\nIt's late & <b>lost</b>",
+                          email="ann+x@example.com")
+        assert wait_for(lambda: finished(fresh_db, jid))
+        assert job(fresh_db, jid)[:3] == ("done", 1, "1000")
+        lookup, create = fd.log()
+        auth = "Basic " + base64.b64encode((API_KEY + ":X").encode()).decode()
+        assert lookup["method"] == "GET"
+        assert lookup["path"] == ("/api/v2/tickets?email=ann%2Bx%40example.com"
+                                  "&order_by=created_at&order_type=desc&per_page=100")
+        assert lookup["headers"]["Authorization"] == auth
+        assert create["method"] == "POST" and create["path"] == "/api/v2/tickets"
+        assert create["headers"]["Authorization"] == auth
+        assert create["headers"]["Content-Type"] == "application/json"
+        assert json.loads(create["body"]) == {
+            "subject": "[PC-10012] Where is my order?",
+            "description": "<p>Where is my order?<br>It&#39;s late &amp; &lt;b&gt;lost&lt;/b&gt;</p>"
+                           "<p>From Ann Example, a private message on facebook-main (meta), "
+                           "Parley case PC-10012.</p>",
+            "status": 2, "priority": 1, "source": 2, "email": "ann+x@example.com",
+            "name": "Ann Example", "tags": ["parley", "PC-10012", key_tag("ticket-conv-812")]}
+        metrics = http("GET", d.url + "/metrics")[2].decode()
+        assert 'parley_plugin_freshdesk_tickets_opened_total{instance="fd"} 1' in metrics
+        assert_no_secrets(d)
+    finally:
+        fd.close()
+
+
+def test_retry_after_timeout_finds_the_ticket_instead_of_a_second_one(fresh_db, daemon):
+    # The first create lands at Freshdesk but its answer comes too late.
+    fd = FakeFreshdesk([("POST", r"^/api/v2/tickets$", None, 1.5, {})])
+    try:
+        daemon.start(config(fresh_db, fd.url, timeout_ms=400))
+        jid = open_ticket(fresh_db, email="ann@example.com")
+        assert wait_for(lambda: finished(fresh_db, jid))
+        state, attempts, ticket, _, _ = job(fresh_db, jid)
+        assert (state, attempts, ticket) == ("done", 2, "1000")
+        assert len(fd.tickets) == 1
+        assert [(r["method"], r["path"].split("?")[0]) for r in fd.log()] == [
+            ("GET", "/api/v2/tickets"), ("POST", "/api/v2/tickets"), ("GET", "/api/v2/tickets")]
+    finally:
+        fd.close()
+
+
+def test_phone_and_external_id_requesters(fresh_db, daemon):
+    fd = FakeFreshdesk([("POST", r"^/api/v2/tickets$", None, 1.5, {})])
+    try:
+        daemon.start(config(fresh_db, fd.url, timeout_ms=400))
+        # Known by phone only: the lookup goes through the filter API by tag.
+        jid = open_ticket(fresh_db, phone="+4915112345678", display_name=None, key="k-phone")
+        assert wait_for(lambda: finished(fresh_db, jid))
+        assert job(fresh_db, jid)[:3] == ("done", 2, "1000")
+        assert len(fd.tickets) == 1
+        assert fd.tickets[0]["phone"] == "+4915112345678"
+        assert fd.tickets[0]["name"] == "+4915112345678"
+        searches = [r["path"] for r in fd.log() if r["path"].startswith("/api/v2/search/")]
+        assert searches[0] == ("/api/v2/search/tickets?query=%22tag%3A%27" + key_tag("k-phone")
+                               + "%27%22")
+        # Neither e-mail nor phone: unique_external_id, Parley's customer id.
+        jid = open_ticket(fresh_db, key="k-ext")
+        assert wait_for(lambda: finished(fresh_db, jid))
+        assert job(fresh_db, jid)[:3] == ("done", 1, "1001")
+        assert fd.tickets[1]["unique_external_id"] == "parley-77"
+        assert fd.log()[-2]["path"].startswith("/api/v2/tickets?unique_external_id=parley-77&")
+    finally:
+        fd.close()
+
+
+def test_follow_up_of_a_closed_ticket(fresh_db, daemon):
+    fd = FakeFreshdesk()
+    try:
+        daemon.start(config(fresh_db, fd.url))
+        jid = open_ticket(fresh_db, text="It broke again", follow_up_of="4711",
+                          email="ann@example.com", key="ticket-conv-812-2")
+        assert wait_for(lambda: finished(fresh_db, jid))
+        assert job(fresh_db, jid)[:3] == ("done", 1, "1000")
+        [t] = fd.tickets
+        assert t["subject"] == "[PC-10012] Follow-up: It broke again"
+        assert t["description"].startswith("<p>Follow-up to ticket #4711, which is closed.</p>"
+                                           "<p>It broke again</p>")
+        assert t["tags"] == ["parley", "PC-10012", key_tag("ticket-conv-812-2"), "follow-up-of-4711"]
+    finally:
+        fd.close()
+
+
+def test_follow_ups_are_incoming_public_notes(fresh_db, daemon):
+    fd = FakeFreshdesk()
+    try:
+        daemon.start(config(fresh_db, fd.url))
+        text = "Still nothing <here> & \"there\"\nplease"
+        jid = append(fresh_db, "4711", text)
+        assert wait_for(lambda: finished(fresh_db, jid))
+        # The note's id is the one the webhook will report for it.
+        assert job(fresh_db, jid)[:3] == ("done", 1, comment_id("4711", text))
+        [req] = fd.log()
+        assert (req["method"], req["path"]) == ("POST", "/api/v2/tickets/4711/notes")
+        assert json.loads(req["body"]) == {
+            "body": "Still nothing &lt;here&gt; &amp; &quot;there&quot;<br>please",
+            "incoming": True, "private": False}
+        # A ticket id that is not one is refused before any request.
+        jid = append(fresh_db, "47/../11", "x")
+        assert wait_for(lambda: finished(fresh_db, jid))
+        assert job(fresh_db, jid)[0] == "dead"
+        assert job(fresh_db, jid)[3] == "external_ticket_id is not a Freshdesk ticket id"
+        assert len(fd.log()) == 1
+    finally:
+        fd.close()
+
+
+def test_5xx_and_429_are_retried(fresh_db, daemon):
+    fd = FakeFreshdesk([("POST", "/notes$", 503, "upstream down", {}),
+                        ("POST", "/notes$", 429, "Too many requests", {"Retry-After": "2"}),
+                        ("POST", "/notes$", 429, "Too many requests", {})])
+    try:
+        daemon.start(config(fresh_db, fd.url))
+        jid = append(fresh_db, "4711", "hello")
+        # After the 503 (core backoff), the first 429 asks for 2 s.
+        assert wait_for(lambda: job(fresh_db, jid)[3] == "Freshdesk rate limit (429): honouring Retry-After")
+        state, attempts, _, _, wait = job(fresh_db, jid)
+        assert state == "queued" and attempts == 2 and wait > 1.0
+        assert wait_for(lambda: finished(fresh_db, jid))
+        assert job(fresh_db, jid)[:2] == ("done", 4)
+        posts = [r for r in fd.log() if r["method"] == "POST"]
+        assert len(posts) == 4
+        assert posts[2]["at"] - posts[1]["at"] >= 1.8   # Retry-After honoured
+        assert len(fd.notes) == 1
+    finally:
+        fd.close()
+
+
+def test_validation_and_auth_fail(fresh_db, daemon):
+    invalid = {"description": "Validation failed",
+               "errors": [{"field": "email", "message": "It should be a valid email address",
+                           "code": "invalid_value"}]}
+    fd = FakeFreshdesk([("POST", r"^/api/v2/tickets$", 400, invalid, {}),
+                        ("POST", "/notes$", 401, {"code": "invalid_credentials"}, {})])
+    try:
+        d = daemon.start(config(fresh_db, fd.url))
+        jid = open_ticket(fresh_db, email="not-an-address")
+        assert wait_for(lambda: finished(fresh_db, jid))
+        assert job(fresh_db, jid)[:2] == ("dead", 1)
+        assert job(fresh_db, jid)[3] == ("Freshdesk refused the ticket (400): Validation failed: "
+                                         "email: It should be a valid email address (invalid_value)")
+        jid = append(fresh_db, "4711", "hi")
+        assert wait_for(lambda: finished(fresh_db, jid))
+        assert job(fresh_db, jid)[:2] == ("dead", 1)
+        assert job(fresh_db, jid)[3] == "unauthorized: check the API token (Freshdesk answered 401)"
+        assert_no_secrets(d)
+    finally:
+        fd.close()
+
+
+def test_budget_paces_and_hands_back_long_waits(fresh_db, daemon):
+    fd = FakeFreshdesk()
+    try:
+        d = daemon.start(config(fresh_db, fd.url, requests_per_minute=150))   # one per 400 ms
+        jobs = [append(fresh_db, "4711", "m%d" % i) for i in range(3)]
+        assert wait_for(lambda: all(finished(fresh_db, j) for j in jobs))
+        times = [r["at"] for r in fd.log()]
+        assert len(times) == 3
+        assert all(b - a >= 0.3 for a, b in zip(times, times[1:])), times
+        d.stop()
+
+        # Two a minute: the second request's slot is 30 s away, more than a
+        # delivery may wait, so its job goes back with the slot's time.
+        daemon.start(config(fresh_db, fd.url, requests_per_minute=2))
+        first = append(fresh_db, "4711", "now")
+        assert wait_for(lambda: finished(fresh_db, first))
+        second = append(fresh_db, "4711", "later")
+        assert wait_for(lambda: job(fresh_db, second)[3] is not None)
+        state, _, _, reason, wait = job(fresh_db, second)
+        assert state == "queued"
+        assert reason == "requests_per_minute budget: waiting for a request slot"
+        assert 20 < wait <= 31
+        assert len(fd.log()) == 4
+    finally:
+        fd.close()
+
+
+# ------------------------------------------------------------------ webhooks in
+
+def hook(d, payload, headers=None):
+    body = json.dumps(payload).encode() if not isinstance(payload, bytes) else payload
+    h = {"Content-Type": "application/json"}
+    h.update(headers or {})
+    return http("POST", d.url + "/sinks/fd/events", body, h)
+
+
+def test_webhook_credentials_are_required(fresh_db, daemon):
+    fd = FakeFreshdesk()
+    try:
+        d = daemon.start(config(fresh_db, fd.url, webhook_username="freshdesk"))
+        payload = {"ticket_id": "4711", "triggered_event": "{status:{from:2,to:4}}",
+                   "status": "Resolved"}
+        basic = lambda u, p: "Basic " + base64.b64encode(("%s:%s" % (u, p)).encode()).decode()
+        for headers, code in [({}, "missing_credentials"),
+                              ({"X-Parley-Webhook-Secret": "wrong"}, "bad_credentials"),
+                              ({"Authorization": basic("freshdesk", "wrong")}, "bad_credentials"),
+                              ({"Authorization": basic("other", HOOK_SECRET)}, "bad_credentials")]:
+            status, _, body = hook(d, payload, headers)
+            assert status == 401
+            assert json.loads(body)["error"] == code
+        assert query(fresh_db, "SELECT count(*) FROM ticket_event") == [(0,)]
+        assert hook(d, payload, {"X-Parley-Webhook-Secret": HOOK_SECRET})[0] == 200
+        assert hook(d, dict(payload, triggered_event="{status:{from:4,to:5}}", status="Closed"),
+                    {"Authorization": basic("freshdesk", HOOK_SECRET)})[0] == 200
+        rows = query(fresh_db, "SELECT event_type, external_ticket_id, dedupe_key FROM ticket_event "
+                               "ORDER BY id")
+        assert [r[:2] for r in rows] == [("status", "4711"), ("status", "4711")]
+        assert re.fullmatch(r"status:4711:3:\d+", rows[0][2])
+        assert re.fullmatch(r"status:4711:4:\d+", rows[1][2])
+        # Malformed: 400, nothing stored; events Parley does not act on: 200.
+        status, _, body = hook(d, b"{nope", {"X-Parley-Webhook-Secret": HOOK_SECRET})
+        assert status == 400 and json.loads(body)["error"] == "invalid_payload"
+        assert hook(d, {"ticket_id": "4711", "triggered_event": "{ticket_action:created}"},
+                    {"X-Parley-Webhook-Secret": HOOK_SECRET})[0] == 200
+        assert query(fresh_db, "SELECT count(*) FROM ticket_event") == [(2,)]
+        assert http("GET", d.url + "/sinks/fd/events")[0] == 405
+        assert_no_secrets(d)
+    finally:
+        fd.close()
+
+
+class Callback:
+    """The brand's side of a webhook channel: records replies."""
+
+    def __init__(self):
+        self.received = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                outer.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                data = json.dumps({"id": "out-%d" % len(outer.received)}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d/cb" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_whole_loop(fresh_db, daemon):
+    fd = FakeFreshdesk()
+    cb = Callback()
+    try:
+        cfg = config(fresh_db, fd.url)
+        cfg["channels"] = [{"name": "site", "plugin": "webhook",
+                            "config": {"secret": CHANNEL_SECRET, "callback_url": cb.url}}]
+        cfg["sinks"][0]["route"] = {"channels": ["site"]}
+        d = daemon.start(cfg)
+
+        def post(payload):
+            body = json.dumps(payload).encode()
+            return http("POST", d.url + "/webhooks/site", body,
+                        {"Content-Type": "application/json",
+                         "X-Parley-Signature": sign(CHANNEL_SECRET, body)})[0]
+
+        def sink_jobs():
+            return query(fresh_db, "SELECT operation, state, external_id FROM job "
+                                   "WHERE target_kind = 'sink' ORDER BY id")
+
+        def settled():
+            return query(fresh_db, "SELECT count(*) FROM job WHERE state NOT IN ('done', 'dead')") \
+                == [(0,)]
+
+        assert post({"id": "s1", "author": {"id": "ann", "name": "Ann", "email": "ann@example.com"},
+                     "text": "My router is dead", "thread": "chat-1"}) == 200
+        assert wait_for(lambda: settled() and len(sink_jobs()) == 1)
+        assert post({"id": "s2", "author": {"id": "ann"}, "text": "Still  dead", "thread": "chat-1"}) == 200
+        assert wait_for(lambda: settled() and len(sink_jobs()) == 2)
+        assert [j[:2] for j in sink_jobs()] == [("open_ticket", "done"), ("append_message", "done")]
+        ticket = sink_jobs()[0][2]
+        assert ticket == "1000"
+        assert fd.tickets[0]["email"] == "ann@example.com"
+        assert fd.notes[0]["body"] == "Still  dead" and fd.notes[0]["incoming"] is True
+
+        secret = {"X-Parley-Webhook-Secret": HOOK_SECRET}
+        # Freshdesk reports Parley's own note (its rule fired for it): ignored.
+        assert hook(d, {"ticket_id": ticket, "triggered_event": "{note_type:public}",
+                        "public_comment": "<div>Still&nbsp; dead</div>"}, secret)[0] == 200
+        # An agent's public reply goes to the customer; a private note stays a note.
+        assert hook(d, {"ticket_id": ticket, "triggered_event": "{note_type:public}",
+                        "public_comment": "<div>Please restart it &amp; tell us the light&#39;s "
+                                          "colour.</div>",
+                        "agent_name": "Kim"}, secret)[0] == 200
+        assert hook(d, {"ticket_id": ticket, "triggered_event": "{note_type:private}",
+                        "private_comment": "<p>Probably the PSU again</p>"}, secret)[0] == 200
+        assert wait_for(lambda: len(cb.received) == 1)
+        assert cb.received[0]["text"] == "Please restart it & tell us the light's colour."
+        assert query(fresh_db, "SELECT direction, text FROM message WHERE direction <> 'inbound' "
+                               "ORDER BY id") == \
+            [("outbound", "Please restart it & tell us the light's colour."),
+             ("note", "Probably the PSU again")]
+        results = [r for (r,) in query(fresh_db, "SELECT result FROM ticket_event ORDER BY id")]
+        assert results[0] == "ignored: posted by Parley"
+        # Resolved resolves the conversation; open again reopens it.
+        assert hook(d, {"ticket_id": ticket, "triggered_event": "{status:{from:2,to:4}}",
+                        "status": "Resolved"}, secret)[0] == 200
+        assert query(fresh_db, "SELECT status FROM conversation") == [("resolved",)]
+        assert hook(d, {"ticket_id": ticket, "triggered_event": "{status:{from:4,to:2}}",
+                        "status": "Open"}, secret)[0] == 200
+        assert query(fresh_db, "SELECT status FROM conversation") == [("open",)]
+        time.sleep(0.3)
+        assert len(cb.received) == 1
+        assert len(sink_jobs()) == 2   # the agent's reply is not appended back
+    finally:
+        fd.close()
+        cb.close()
