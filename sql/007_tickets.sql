@@ -15,6 +15,12 @@
 -- conversations and open/pending reopens them. Comments Parley posted
 -- itself (ticket_comment) are never sent back.
 
+-- A RETRY with the platform's own "not before" time (Retry-After, a rate
+-- limit's reset) is a deferral, not a failed attempt: a minute of 429s must
+-- not use up a job's attempts. Deferrals are capped (1000) so a platform
+-- that never lets go still ends the job.
+ALTER TABLE job ADD COLUMN deferrals int NOT NULL DEFAULT 0;
+
 CREATE TABLE parley_settings (
     key        text        PRIMARY KEY,
     value      jsonb       NOT NULL,
@@ -457,6 +463,13 @@ BEGIN
                        lease_until = NULL, claim_token = NULL, updated_at = now()
         WHERE job.id = p_id;
         new_state := 'queued';
+    ELSIF p_outcome = 'retry' AND p_retry_at > now() AND j.deferrals < 1000 THEN
+        UPDATE job SET state = 'queued', run_at = p_retry_at, last_error = p_reason,
+                       attempts = greatest(j.attempts - 1, 0), deferrals = j.deferrals + 1,
+                       lease_until = NULL, claim_token = NULL, updated_at = now()
+        WHERE job.id = p_id;
+        new_state := 'queued';
+        retry_in_ms := greatest(0, ceil(extract(epoch FROM p_retry_at - now()) * 1000))::bigint;
     ELSIF p_outcome = 'retry'
           AND j.attempts < coalesce(j.max_attempts, p_default_max_attempts) THEN
         v_cap_ms := least(p_backoff_max_ms::double precision,

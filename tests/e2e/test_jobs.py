@@ -228,14 +228,25 @@ def test_runner_default_max_attempts_applies_to_jobs_without_their_own(fresh_db,
     assert len(calls(probe_log, "k-default")) == 2
 
 
-def test_retry_at_is_honoured(fresh_db, daemon, probe_plugins, probe_log):
+def test_retry_at_is_honoured_and_is_a_deferral(fresh_db, daemon, probe_plugins, probe_log):
+    """A RETRY with the plugin's not-before time (a rate limit) waits exactly
+    for it and does not use up an attempt: with max_attempts 1 the job is
+    still alive after several of them."""
     daemon.start(runner_config(fresh_db, probe_plugins, probe_log,
                                jobs={"backoff_base_ms": 1, "sweep_interval_ms": 60000}))
-    j = wait_state(fresh_db, enqueue(fresh_db, "retry_at:1500", key="k-later", max_attempts=2))
-    assert (j["state"], j["attempts"], j["last_error"]) == ("dead", 2, "probe says retry later")
-    first, second = [c["t"] for c in calls(probe_log, "k-later")]
+    job_id = enqueue(fresh_db, "retry_at:700", key="k-later", max_attempts=1)
+    deadline = time.monotonic() + 15
+    while len(calls(probe_log, "k-later")) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    times = [c["t"] for c in calls(probe_log, "k-later")]
+    assert len(times) >= 3
     # Not before the plugin's time (same clock), and woken for it promptly.
-    assert 1500 <= second - first <= 1500 + 1000, second - first
+    for a, b in zip(times, times[1:]):
+        assert 700 <= b - a <= 700 + 1000, b - a
+    [(state, attempts, deferrals, error)] = query(
+        fresh_db, "SELECT state, attempts, deferrals, last_error FROM job WHERE id = %s", (job_id,))
+    assert state in ("queued", "running") and attempts <= 1 and deferrals >= 2
+    assert error == "probe says retry later"
 
 
 def test_idempotency_key_is_stable_across_retries(fresh_db, daemon, probe_plugins, probe_log):
@@ -324,7 +335,9 @@ def test_sql_backoff_is_full_jitter_capped_and_never_before_retry_at(fresh_db, r
 
     # Out of attempts: dead. A stale claim token changes nothing. Release undoes the attempt.
     claim_all()
-    query(fresh_db, "UPDATE job SET max_attempts = 6 WHERE idempotency_key = 'b-1'")
+    # (The not-before retries above were deferrals: they used no attempt.)
+    assert query(fresh_db, "SELECT DISTINCT deferrals FROM job") == [(1,)]
+    query(fresh_db, "UPDATE job SET max_attempts = 5 WHERE idempotency_key = 'b-1'")
     stale = query(fresh_db, "SELECT f.* FROM job j, LATERAL parley_job_finish(j.id, gen_random_uuid(), 'ok', "
                             "NULL, NULL, NULL, 1, 1, 100) f")
     assert stale == []
@@ -335,15 +348,15 @@ def test_sql_backoff_is_full_jitter_capped_and_never_before_retry_at(fresh_db, r
     assert states["b-1"] == "dead" and states["b-2"] == "queued"
     assert {s for k, s in states.items() if k not in ("b-1", "b-2")} == {"queued"}
     assert query(fresh_db, "SELECT attempts FROM job WHERE idempotency_key IN ('b-2', 'b-3') "
-                           "ORDER BY 1") == [(5,), (6,)]
+                           "ORDER BY 1") == [(4,), (5,)]
 
     # A job whose runner died on its last attempt is made dead, not run again.
-    query(fresh_db, "UPDATE job SET max_attempts = 7 WHERE idempotency_key = 'b-2'")
+    query(fresh_db, "UPDATE job SET max_attempts = 6 WHERE idempotency_key = 'b-2'")
     query(fresh_db, "UPDATE job SET run_at = now() + interval '1 day' WHERE idempotency_key <> 'b-2'")
     assert query(fresh_db, "SELECT claimed FROM parley_job_claim(10, 0, 'gone', 100)") == [(True,)]
     rows = query(fresh_db, "SELECT claimed, idempotency_key, attempts "
                            "FROM parley_job_claim(10, 60000, 'next', 100)")
-    assert rows == [(False, "b-2", 7)]
+    assert rows == [(False, "b-2", 6)]
     j = query(fresh_db, "SELECT state, last_error FROM job WHERE idempotency_key = 'b-2'")[0]
     assert j[0] == "dead" and "lease expired" in j[1] and "gone" in j[1]
 

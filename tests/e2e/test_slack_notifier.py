@@ -126,8 +126,10 @@ def test_rate_limit_honours_retry_after(fresh_db, daemon):
         assert json.loads(first["body"]) == json.loads(second["body"])
         # Not before Retry-After (a little slack for clocks of different sources).
         assert second["at"] - first["at"] >= 0.9
+        # A rate limit with Retry-After defers the job: no attempt used up.
         [(state, attempts, _)] = jobs(fresh_db)
-        assert (state, attempts) == ("done", 2)
+        assert (state, attempts) == ("done", 1)
+        assert query(fresh_db, "SELECT deferrals FROM job") == [(1,)]
     finally:
         slack.close()
 
