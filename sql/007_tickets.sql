@@ -558,14 +558,19 @@ $$;
 
 -- ----------------------------------------------------------- ticket events
 
--- The conversation of a case a ticket comment answers: the one the
--- customer wrote in last.
-CREATE FUNCTION parley_case_current_conversation(p_case bigint) RETURNS bigint
+-- The conversation a ticket's comments answer: the one whose message
+-- opened the ticket (where the customer asked), else the case's
+-- conversation the customer wrote in last.
+CREATE FUNCTION parley_ticket_conversation(l ticket_link) RETURNS bigint
 LANGUAGE sql STABLE AS $$
-    SELECT c.id FROM conversation c
-     WHERE c.case_id = p_case
-     ORDER BY c.last_inbound_at DESC NULLS LAST, c.id DESC
-     LIMIT 1
+    SELECT coalesce(
+        (SELECT m.conversation_id FROM message m
+          JOIN conversation c ON c.id = m.conversation_id AND c.case_id = l.case_id
+          WHERE m.id = l.first_message_id),
+        (SELECT c.id FROM conversation c
+          WHERE c.case_id = l.case_id
+          ORDER BY c.last_inbound_at DESC NULLS LAST, c.id DESC
+          LIMIT 1))
 $$;
 
 -- Apply what ticket systems reported (items of an ingest batch with a
@@ -606,7 +611,7 @@ BEGIN
             CONTINUE;
         END IF;
         UPDATE ticket_link SET last_event_at = now() WHERE id = l.id;
-        v_conv := parley_case_current_conversation(l.case_id);
+        v_conv := parley_ticket_conversation(l);
         v_res := NULL;
 
         IF ev ->> 'type' = 'comment' THEN
