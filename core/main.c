@@ -246,14 +246,14 @@ static int run(void)
 			log_info("main", "applied %d migration(s); schema version %d", applied, migrate_latest_version());
 	}
 
-	/* Before any event can be ingested: what goes to which sink and notifier. */
+	/* Before any event can be ingested: what goes to which sink and notifier.
+	 * A schema too old for it (not migrated yet) is not fatal: the server
+	 * still answers /healthz and /readyz says why it is not ready; SIGHUP
+	 * publishes again. */
 	char *routing = cfg_routing_json(d.config);
-	bool published = admin_publish_routing(d.config->database.dsn, routing, err, sizeof(err));
+	if (!admin_publish_routing(d.config->database.dsn, routing, err, sizeof(err)))
+		log_error("main", "the routing of sinks and notices is not published: %s", err);
 	free(routing);
-	if (!published) {
-		log_error("main", "cannot publish the routing of sinks and notices: %s", err);
-		return 1;
-	}
 
 	d.base = event_base_new();
 	if (d.base == NULL) {
