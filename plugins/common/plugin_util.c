@@ -122,3 +122,29 @@ void pu_excerpt(const void *body, size_t len, size_t max, char *out, size_t outl
 	}
 	out[o] = '\0';
 }
+
+void pu_buf_add(pu_buf *b, const char *s, size_t n)
+{
+	if (b->failed)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap == 0 ? 256 : b->cap;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *grown = realloc(b->data, cap);
+		if (grown == NULL) {
+			b->failed = true;
+			return;
+		}
+		b->data = grown;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, s, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+void pu_buf_str(pu_buf *b, const char *s)
+{
+	pu_buf_add(b, s, strlen(s));
+}

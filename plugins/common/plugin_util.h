@@ -15,6 +15,21 @@
 #define PU_INTERNAL __attribute__((visibility("hidden")))
 #else
 #define PU_INTERNAL
+/* A growing text buffer, always NUL-terminated once something was added.
+ * A failed allocation sets `failed` and ignores later appends, so a caller
+ * checks once at the end. data: owned by the caller (free). */
+typedef struct pu_buf {
+	char *data;
+	size_t len;
+	size_t cap;
+	bool failed;
+} pu_buf;
+
+/* Append n bytes of s (borrowed). */
+PU_INTERNAL void pu_buf_add(pu_buf *b, const char *s, size_t n);
+/* Append the string s (borrowed). */
+PU_INTERNAL void pu_buf_str(pu_buf *b, const char *s);
+
 #endif
 
 /* A copy of s, owned by the caller; NULL for NULL or when out of memory. */
@@ -40,5 +55,20 @@ PU_INTERNAL int64_t pu_retry_after_seconds(const char *value, int64_t max);
  * NUL-terminated): whole valid UTF-8 sequences only, never cut in half;
  * control characters and invalid bytes become '?'. body: borrowed. */
 PU_INTERNAL void pu_excerpt(const void *body, size_t len, size_t max, char *out, size_t outlen);
+
+/* A growing text buffer, always NUL-terminated once something was added.
+ * A failed allocation sets `failed` and ignores later appends, so a caller
+ * checks once at the end. data: owned by the caller (free). */
+typedef struct pu_buf {
+	char *data;
+	size_t len;
+	size_t cap;
+	bool failed;
+} pu_buf;
+
+/* Append n bytes of s (borrowed). */
+PU_INTERNAL void pu_buf_add(pu_buf *b, const char *s, size_t n);
+/* Append the string s (borrowed). */
+PU_INTERNAL void pu_buf_str(pu_buf *b, const char *s);
 
 #endif

@@ -6,6 +6,7 @@
  * printable ASCII without CR/LF or RFC 2047 encoded-words (Q encoding), so
  * nothing a customer writes can add a header or end the header block. */
 #include "email_message.h"
+#include "../../common/plugin_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,48 +24,11 @@
 static const char hex_digits[] = "0123456789ABCDEF";
 
 /* ------------------------------------------------------------------------ */
-/* A growing buffer: a failed append sets failed and drops the rest.        */
-/* ------------------------------------------------------------------------ */
-
-typedef struct em_buf {
-	char *data;       /* owned */
-	size_t len;
-	size_t cap;
-	bool failed;
-} em_buf;
-
-static void buf_add(em_buf *b, const char *s, size_t n)
-{
-	if (b->failed)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap == 0 ? 512 : b->cap;
-		char *grown;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		grown = realloc(b->data, cap);
-		if (grown == NULL) {
-			b->failed = true;
-			return;
-		}
-		b->data = grown;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, s, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-}
-
-static void buf_str(em_buf *b, const char *s)
-{
-	buf_add(b, s, strlen(s));
-}
-
 /* "=XX" for one byte. */
-static void buf_hex(em_buf *b, unsigned char c)
+static void buf_hex(pu_buf *b, unsigned char c)
 {
 	char t[3] = { '=', hex_digits[c >> 4], hex_digits[c & 0xF] };
-	buf_add(b, t, 3);
+	pu_buf_add(b, t, 3);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -218,44 +182,44 @@ static bool q_literal(unsigned char c)
 }
 
 /* "Subject: " and s as encoded-words, folded between words. */
-static void add_encoded_subject(em_buf *b, const char *s)
+static void add_encoded_subject(pu_buf *b, const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t payload = 0;
 
-	buf_str(b, "Subject: =?UTF-8?Q?");
+	pu_buf_str(b, "Subject: =?UTF-8?Q?");
 	while (*p != '\0') {
 		size_t n = char_len(p), need = 0;
 		for (size_t i = 0; i < n; i++)
 			need += (q_literal(p[i]) || p[i] == ' ') ? 1 : 3;
 		if (payload > 0 && payload + need > EW_PAYLOAD_MAX) {
-			buf_str(b, "?=\r\n =?UTF-8?Q?");
+			pu_buf_str(b, "?=\r\n =?UTF-8?Q?");
 			payload = 0;
 		}
 		for (size_t i = 0; i < n; i++) {
 			if (p[i] == ' ')
-				buf_add(b, "_", 1);
+				pu_buf_add(b, "_", 1);
 			else if (q_literal(p[i]))
-				buf_add(b, (const char *)p + i, 1);
+				pu_buf_add(b, (const char *)p + i, 1);
 			else
 				buf_hex(b, p[i]);
 		}
 		payload += need;
 		p += n;
 	}
-	buf_str(b, "?=\r\n");
+	pu_buf_str(b, "?=\r\n");
 }
 
-static bool add_subject(em_buf *b, const char *title)
+static bool add_subject(pu_buf *b, const char *title)
 {
 	char *s = subject_text(title);
 
 	if (s == NULL)
 		return false;
 	if (subject_is_plain(s)) {
-		buf_str(b, "Subject: ");
-		buf_str(b, s);
-		buf_str(b, "\r\n");
+		pu_buf_str(b, "Subject: ");
+		pu_buf_str(b, s);
+		pu_buf_str(b, "\r\n");
 	} else {
 		add_encoded_subject(b, s);
 	}
@@ -269,31 +233,31 @@ static bool add_subject(em_buf *b, const char *title)
 
 /* "To: a, b, ..." folded after a comma before a line grows past 78. The
  * addresses are valid, so they hold no space, comma or control character. */
-static void add_to(em_buf *b, const char *const *to)
+static void add_to(pu_buf *b, const char *const *to)
 {
 	size_t col = strlen("To: ");
 
-	buf_str(b, "To: ");
+	pu_buf_str(b, "To: ");
 	for (size_t i = 0; to[i] != NULL; i++) {
 		size_t n = strlen(to[i]);
 		if (i > 0) {
 			if (col + 2 + n > HEADER_LINE_SOFT) {
-				buf_str(b, ",\r\n ");
+				pu_buf_str(b, ",\r\n ");
 				col = 1;
 			} else {
-				buf_str(b, ", ");
+				pu_buf_str(b, ", ");
 				col += 2;
 			}
 		}
-		buf_add(b, to[i], n);
+		pu_buf_add(b, to[i], n);
 		col += n;
 	}
-	buf_str(b, "\r\n");
+	pu_buf_str(b, "\r\n");
 }
 
 /* The kind as an X-Parley-Notice-Kind header when it is a plain token
  * ("conversation.created"); anything else is left out. */
-static void add_kind(em_buf *b, const char *kind)
+static void add_kind(pu_buf *b, const char *kind)
 {
 	size_t n;
 
@@ -307,9 +271,9 @@ static void add_kind(em_buf *b, const char *kind)
 		if (!is_ldh(c) && c != '.' && c != '_')
 			return;
 	}
-	buf_str(b, "X-Parley-Notice-Kind: ");
-	buf_add(b, kind, n);
-	buf_str(b, "\r\n");
+	pu_buf_str(b, "X-Parley-Notice-Kind: ");
+	pu_buf_add(b, kind, n);
+	pu_buf_str(b, "\r\n");
 }
 
 static bool id_left_valid(const char *s)
@@ -324,7 +288,7 @@ static bool id_left_valid(const char *s)
 /* ------------------------------------------------------------------------ */
 
 typedef struct qp_state {
-	em_buf *b;
+	pu_buf *b;
 	size_t col;        /* bytes on the current output line */
 } qp_state;
 
@@ -333,10 +297,10 @@ typedef struct qp_state {
 static void qp_token(qp_state *q, const char *tok, size_t n)
 {
 	if (q->col + n > QP_LINE_MAX - 1) {
-		buf_str(q->b, "=\r\n");
+		pu_buf_str(q->b, "=\r\n");
 		q->col = 0;
 	}
-	buf_add(q->b, tok, n);
+	pu_buf_add(q->b, tok, n);
 	q->col += n;
 }
 
@@ -361,7 +325,7 @@ static void qp_line(qp_state *q, const unsigned char *s, size_t n)
 			qp_token(q, t, 3);
 		}
 	}
-	buf_str(q->b, "\r\n");
+	pu_buf_str(q->b, "\r\n");
 	q->col = 0;
 }
 
@@ -405,7 +369,7 @@ static bool input_valid(const email_message_input *in)
 
 bool email_message_build(const email_message_input *in, char **out, size_t *out_len)
 {
-	em_buf b = { 0 };
+	pu_buf b = { 0 };
 	qp_state q = { .b = &b, .col = 0 };
 	char date[64];
 	const char *title = in->title != NULL && in->title[0] != '\0' ? in->title
@@ -414,25 +378,25 @@ bool email_message_build(const email_message_input *in, char **out, size_t *out_
 	if (!input_valid(in) || !email_format_date(in->date_ms, date, sizeof(date)))
 		return false;
 
-	buf_str(&b, "Date: ");
-	buf_str(&b, date);
-	buf_str(&b, "\r\nFrom: ");
-	buf_str(&b, in->from);
-	buf_str(&b, "\r\n");
+	pu_buf_str(&b, "Date: ");
+	pu_buf_str(&b, date);
+	pu_buf_str(&b, "\r\nFrom: ");
+	pu_buf_str(&b, in->from);
+	pu_buf_str(&b, "\r\n");
 	add_to(&b, in->to);
 	if (!add_subject(&b, title)) {
 		free(b.data);
 		return false;
 	}
-	buf_str(&b, "Message-ID: <");
-	buf_str(&b, in->message_id_left);
-	buf_str(&b, "@");
-	buf_str(&b, email_address_domain(in->from));
-	buf_str(&b, ">\r\n");
+	pu_buf_str(&b, "Message-ID: <");
+	pu_buf_str(&b, in->message_id_left);
+	pu_buf_str(&b, "@");
+	pu_buf_str(&b, email_address_domain(in->from));
+	pu_buf_str(&b, ">\r\n");
 	/* RFC 3834: machine-made, so auto-responders do not answer it. */
-	buf_str(&b, "Auto-Submitted: auto-generated\r\n");
+	pu_buf_str(&b, "Auto-Submitted: auto-generated\r\n");
 	add_kind(&b, in->kind);
-	buf_str(&b, "MIME-Version: 1.0\r\n"
+	pu_buf_str(&b, "MIME-Version: 1.0\r\n"
 	            "Content-Type: text/plain; charset=utf-8\r\n"
 	            "Content-Transfer-Encoding: quoted-printable\r\n"
 	            "\r\n");

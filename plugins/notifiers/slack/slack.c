@@ -126,68 +126,33 @@ static size_t utf8_cut(const char *s, size_t max)
 	return max;
 }
 
-/* A growing text buffer; a failed append sets failed and keeps the rest. */
-typedef struct slack_buf {
-	char *data;                 /* owned */
-	size_t len;
-	size_t cap;
-	int failed;
-} slack_buf;
-
-static void buf_add(slack_buf *b, const char *s, size_t n)
-{
-	if (b->failed)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap == 0 ? 256 : b->cap;
-		char *grown;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		grown = realloc(b->data, cap);
-		if (grown == NULL) {
-			b->failed = 1;
-			return;
-		}
-		b->data = grown;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, s, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-}
-
-static void buf_str(slack_buf *b, const char *s)
-{
-	buf_add(b, s, strlen(s));
-}
-
 /* Append up to max bytes of s with Slack's three control characters
  * escaped, so a customer's "<!channel>" cannot ping anyone. Newlines become
  * spaces when one_line. s: borrowed, valid UTF-8. */
-static void buf_escaped(slack_buf *b, const char *s, size_t max, int one_line)
+static void buf_escaped(pu_buf *b, const char *s, size_t max, int one_line)
 {
 	size_t len = utf8_cut(s, max);
 
 	for (size_t i = 0; i < len; i++) {
 		switch (s[i]) {
-		case '&': buf_str(b, "&amp;"); break;
-		case '<': buf_str(b, "&lt;"); break;
-		case '>': buf_str(b, "&gt;"); break;
+		case '&': pu_buf_str(b, "&amp;"); break;
+		case '<': pu_buf_str(b, "&lt;"); break;
+		case '>': pu_buf_str(b, "&gt;"); break;
 		case '\r':
 		case '\n':
-			buf_str(b, one_line ? " " : "\n");
+			pu_buf_str(b, one_line ? " " : "\n");
 			break;
 		default:
-			buf_add(b, s + i, 1);
+			pu_buf_add(b, s + i, 1);
 		}
 	}
 	if (len < strlen(s))
-		buf_str(b, "\xE2\x80\xA6");   /* U+2026: it was cut */
+		pu_buf_str(b, "\xE2\x80\xA6");   /* U+2026: it was cut */
 }
 
-static void buf_printf(slack_buf *b, const char *fmt, ...) PARLEY_PRINTF(2, 3);
+static void buf_printf(pu_buf *b, const char *fmt, ...) PARLEY_PRINTF(2, 3);
 
-static void buf_printf(slack_buf *b, const char *fmt, ...)
+static void buf_printf(pu_buf *b, const char *fmt, ...)
 {
 	char tmp[256];
 	va_list ap;
@@ -197,10 +162,10 @@ static void buf_printf(slack_buf *b, const char *fmt, ...)
 	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
 	va_end(ap);
 	if (n < 0) {
-		b->failed = 1;
+		b->failed = true;
 		return;
 	}
-	buf_add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+	pu_buf_add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -362,15 +327,15 @@ static void settings_announce(const slack_notifier *sn)
  * NULL when out of memory. */
 static char *single_text(const slack_item *it)
 {
-	slack_buf b = { 0 };
+	pu_buf b = { 0 };
 
 	buf_escaped(&b, it->title, SLACK_TITLE_BYTES, 1);
 	if (it->text[0] != '\0') {
-		buf_str(&b, "\n");
+		pu_buf_str(&b, "\n");
 		buf_escaped(&b, it->text, SLACK_TEXT_BYTES, 0);
 	}
 	if (it->url != NULL) {
-		buf_str(&b, "\n");
+		pu_buf_str(&b, "\n");
 		buf_escaped(&b, it->url, SLACK_TITLE_BYTES, 1);
 	}
 	if (b.failed) {
@@ -424,7 +389,7 @@ static slack_group *group_items(const slack_queue *q, size_t *n_out)
  * titles. Owned by the caller; NULL when out of memory. */
 static char *summary_text(const slack_queue *q)
 {
-	slack_buf b = { 0 };
+	pu_buf b = { 0 };
 	size_t n_groups = 0, listed = 0, other = 0;
 	slack_group *groups = group_items(q, &n_groups);
 
@@ -439,7 +404,7 @@ static char *summary_text(const slack_queue *q)
 		buf_printf(&b, "%s%zu ", g > 0 ? ", " : "", groups[g].count);
 		buf_escaped(&b, groups[g].first->kind, 100, 1);
 		if (groups[g].first->channel_instance != NULL) {
-			buf_str(&b, " on ");
+			pu_buf_str(&b, " on ");
 			buf_escaped(&b, groups[g].first->channel_instance, 100, 1);
 		}
 	}
@@ -451,15 +416,15 @@ static char *summary_text(const slack_queue *q)
 	     it = it->next, listed++) {
 		/* A link only for a URL that cannot break Slack's <url|text> form. */
 		int link = it->url != NULL && strpbrk(it->url, "|<> ") == NULL;
-		buf_str(&b, "\n\xE2\x80\xA2 ");   /* U+2022 bullet */
+		pu_buf_str(&b, "\n\xE2\x80\xA2 ");   /* U+2022 bullet */
 		if (link) {
-			buf_str(&b, "<");
+			pu_buf_str(&b, "<");
 			buf_escaped(&b, it->url, 1000, 1);
-			buf_str(&b, "|");
+			pu_buf_str(&b, "|");
 		}
 		buf_escaped(&b, it->title, SLACK_SUMMARY_TITLE_BYTES, 1);
 		if (link)
-			buf_str(&b, ">");
+			pu_buf_str(&b, ">");
 	}
 	if (q->count > listed)
 		buf_printf(&b, "\n\xE2\x80\xA6 and %zu more", q->count - listed);

@@ -16,54 +16,17 @@
 #define FD_TEXT_MAX_BYTES 65536       /* a webhook comment is cut here */
 
 /* ------------------------------------------------------------------------ */
-/* A growing text buffer; a failed append sets failed and keeps the rest.   */
-/* ------------------------------------------------------------------------ */
-
-typedef struct fd_buf {
-	char *data;                 /* owned */
-	size_t len;
-	size_t cap;
-	int failed;
-} fd_buf;
-
-static void buf_add(fd_buf *b, const char *s, size_t n)
+static void buf_char(pu_buf *b, char c)
 {
-	if (b->failed)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap == 0 ? 128 : b->cap;
-		char *grown;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		grown = realloc(b->data, cap);
-		if (grown == NULL) {
-			b->failed = 1;
-			return;
-		}
-		b->data = grown;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, s, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-}
-
-static void buf_str(fd_buf *b, const char *s)
-{
-	buf_add(b, s, strlen(s));
-}
-
-static void buf_char(fd_buf *b, char c)
-{
-	buf_add(b, &c, 1);
+	pu_buf_add(b, &c, 1);
 }
 
 /* The buffer's text, owned by the caller from now on (an empty string for an
  * empty buffer); NULL when an append failed. */
-static char *buf_take(fd_buf *b)
+static char *buf_take(pu_buf *b)
 {
 	if (!b->failed && b->data == NULL)
-		buf_add(b, "", 0);
+		pu_buf_add(b, "", 0);
 	if (b->failed) {
 		free(b->data);
 		b->data = NULL;
@@ -122,7 +85,7 @@ static size_t utf8_len(const unsigned char *s, size_t avail)
 
 /* Append code point cp as UTF-8; invalid ones (0, surrogates, beyond
  * U+10FFFF) as U+FFFD. */
-static void buf_codepoint(fd_buf *b, uint32_t cp)
+static void buf_codepoint(pu_buf *b, uint32_t cp)
 {
 	char s[4];
 
@@ -133,18 +96,18 @@ static void buf_codepoint(fd_buf *b, uint32_t cp)
 	} else if (cp < 0x800) {
 		s[0] = (char)(0xC0 | (cp >> 6));
 		s[1] = (char)(0x80 | (cp & 0x3F));
-		buf_add(b, s, 2);
+		pu_buf_add(b, s, 2);
 	} else if (cp < 0x10000) {
 		s[0] = (char)(0xE0 | (cp >> 12));
 		s[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
 		s[2] = (char)(0x80 | (cp & 0x3F));
-		buf_add(b, s, 3);
+		pu_buf_add(b, s, 3);
 	} else {
 		s[0] = (char)(0xF0 | (cp >> 18));
 		s[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
 		s[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
 		s[3] = (char)(0x80 | (cp & 0x3F));
-		buf_add(b, s, 4);
+		pu_buf_add(b, s, 4);
 	}
 }
 
@@ -213,20 +176,20 @@ char *fd_auth_header(const char *api_key)
 
 char *fd_html_escape(const char *text)
 {
-	fd_buf b = { 0 };
+	pu_buf b = { 0 };
 
 	for (const char *p = text; *p != '\0'; p++) {
 		switch (*p) {
-		case '&': buf_str(&b, "&amp;"); break;
-		case '<': buf_str(&b, "&lt;"); break;
-		case '>': buf_str(&b, "&gt;"); break;
-		case '"': buf_str(&b, "&quot;"); break;
-		case '\'': buf_str(&b, "&#39;"); break;
+		case '&': pu_buf_str(&b, "&amp;"); break;
+		case '<': pu_buf_str(&b, "&lt;"); break;
+		case '>': pu_buf_str(&b, "&gt;"); break;
+		case '"': pu_buf_str(&b, "&quot;"); break;
+		case '\'': pu_buf_str(&b, "&#39;"); break;
 		case '\r':
 			if (p[1] != '\n')
-				buf_str(&b, "<br>");
+				pu_buf_str(&b, "<br>");
 			break;
-		case '\n': buf_str(&b, "<br>"); break;
+		case '\n': pu_buf_str(&b, "<br>"); break;
 		default: buf_char(&b, *p);
 		}
 	}
@@ -246,7 +209,7 @@ static const struct {
 
 /* Decode the entity at s ("&...;", at most len bytes). Returns the bytes it
  * used (0: not an entity, the '&' is literal) and appends the character. */
-static size_t decode_entity(fd_buf *b, const char *s, size_t len)
+static size_t decode_entity(pu_buf *b, const char *s, size_t len)
 {
 	char name[12];
 	size_t n = 0;
@@ -303,7 +266,7 @@ static bool starts_with_ci(const char *s, size_t len, const char *w)
 
 /* The tag at s ('<' ... '>', len bytes available): how many bytes it spans
  * (len when unterminated) and what it means for the text. */
-static size_t skip_tag(const char *s, size_t len, fd_buf *b, size_t *skip_content_to)
+static size_t skip_tag(const char *s, size_t len, pu_buf *b, size_t *skip_content_to)
 {
 	const char *end = memchr(s, '>', len);
 	size_t span = end != NULL ? (size_t)(end - s) + 1 : len;
@@ -346,7 +309,7 @@ static size_t skip_tag(const char *s, size_t len, fd_buf *b, size_t *skip_conten
  * line ends or starts, at most one blank line in a row, trimmed. */
 static char *squeeze(const char *s)
 {
-	fd_buf b = { 0 };
+	pu_buf b = { 0 };
 	int pending_space = 0, newlines = 0, started = 0;
 
 	for (const char *p = s; *p != '\0'; p++) {
@@ -358,7 +321,7 @@ static char *squeeze(const char *s)
 			pending_space = 1;
 		} else {
 			if (newlines > 0)
-				buf_str(&b, newlines > 1 ? "\n\n" : "\n");
+				pu_buf_str(&b, newlines > 1 ? "\n\n" : "\n");
 			else if (pending_space && started)
 				buf_char(&b, ' ');
 			newlines = 0;
@@ -372,7 +335,7 @@ static char *squeeze(const char *s)
 
 char *fd_html_to_text(const char *html, size_t len)
 {
-	fd_buf b = { 0 };
+	pu_buf b = { 0 };
 	char *text;
 
 	for (size_t i = 0; i < len;) {
@@ -406,7 +369,7 @@ char *fd_html_to_text(const char *html, size_t len)
 				buf_codepoint(&b, 0xFFFD);
 				i++;
 			} else {
-				buf_add(&b, html + i, n);
+				pu_buf_add(&b, html + i, n);
 				i += n;
 			}
 		}
@@ -444,7 +407,7 @@ static void sha256_hex(const void *data, size_t len, size_t n, char *out)
 
 void fd_fingerprint(const char *text, char out[17])
 {
-	fd_buf b = { 0 };
+	pu_buf b = { 0 };
 	int space = 0;
 
 	for (const char *p = text; *p != '\0'; p++) {
@@ -526,10 +489,10 @@ fd_requester_kind fd_requester(const fd_ticket_in *t)
 /* "parley-<customer_id>", owned by the caller. */
 static char *external_id_of(const fd_ticket_in *t)
 {
-	fd_buf b = { 0 };
+	pu_buf b = { 0 };
 
-	buf_str(&b, "parley-");
-	buf_str(&b, t->customer_id);
+	pu_buf_str(&b, "parley-");
+	pu_buf_str(&b, t->customer_id);
 	return buf_take(&b);
 }
 
@@ -551,86 +514,86 @@ static bool tag_is_usable(const char *s)
 /* "[PC-1] Follow-up: <first line of the text, cut>" */
 static char *ticket_subject(const fd_ticket_in *t)
 {
-	fd_buf b = { 0 };
+	pu_buf b = { 0 };
 	const char *text = present(t->text) ? t->text : NULL;
 
 	while (text != NULL && (*text == ' ' || *text == '\n' || *text == '\r' || *text == '\t'))
 		text++;
 	if (present(t->case_number)) {
-		buf_str(&b, "[");
-		buf_str(&b, t->case_number);
-		buf_str(&b, "] ");
+		pu_buf_str(&b, "[");
+		pu_buf_str(&b, t->case_number);
+		pu_buf_str(&b, "] ");
 	}
 	if (present(t->follow_up_of))
-		buf_str(&b, "Follow-up: ");
+		pu_buf_str(&b, "Follow-up: ");
 	if (present(text)) {
 		size_t line = strcspn(text, "\r\n");
 		size_t cut = utf8_cut(text, line, FD_SUBJECT_TEXT_BYTES);
-		buf_add(&b, text, cut);
+		pu_buf_add(&b, text, cut);
 		if (cut < line)
-			buf_str(&b, "\xE2\x80\xA6");
+			pu_buf_str(&b, "\xE2\x80\xA6");
 	} else {
-		buf_str(&b, "Conversation");
+		pu_buf_str(&b, "Conversation");
 		if (present(t->channel_instance)) {
-			buf_str(&b, " on ");
-			buf_str(&b, t->channel_instance);
+			pu_buf_str(&b, " on ");
+			pu_buf_str(&b, t->channel_instance);
 		}
 	}
 	return buf_take(&b);
 }
 
 /* Append the escaped text s. */
-static void buf_escaped(fd_buf *b, const char *s)
+static void buf_escaped(pu_buf *b, const char *s)
 {
 	char *e = fd_html_escape(s);
 
 	if (e == NULL) {
-		b->failed = 1;
+		b->failed = true;
 		return;
 	}
-	buf_str(b, e);
+	pu_buf_str(b, e);
 	free(e);
 }
 
 /* The description: the follow-up note, the message, where it came from. */
 static char *ticket_description(const fd_ticket_in *t)
 {
-	fd_buf b = { 0 };
+	pu_buf b = { 0 };
 	const char *who = present(t->author_name) ? t->author_name : t->customer_name;
 
 	if (present(t->follow_up_of)) {
-		buf_str(&b, "<p>Follow-up to ticket #");
+		pu_buf_str(&b, "<p>Follow-up to ticket #");
 		buf_escaped(&b, t->follow_up_of);
-		buf_str(&b, ", which is closed.</p>");
+		pu_buf_str(&b, ", which is closed.</p>");
 	}
-	buf_str(&b, "<p>");
+	pu_buf_str(&b, "<p>");
 	buf_escaped(&b, present(t->text) ? t->text : "");
-	buf_str(&b, "</p><p>");
+	pu_buf_str(&b, "</p><p>");
 	if (present(who)) {
-		buf_str(&b, "From ");
+		pu_buf_str(&b, "From ");
 		buf_escaped(&b, who);
 		if (present(t->customer_handle)) {
-			buf_str(&b, " (");
+			pu_buf_str(&b, " (");
 			buf_escaped(&b, t->customer_handle);
-			buf_str(&b, ")");
+			pu_buf_str(&b, ")");
 		}
-		buf_str(&b, ", ");
+		pu_buf_str(&b, ", ");
 	}
-	buf_str(&b, t->is_public ? "a public message" : "a private message");
+	pu_buf_str(&b, t->is_public ? "a public message" : "a private message");
 	if (present(t->channel_instance)) {
-		buf_str(&b, " on ");
+		pu_buf_str(&b, " on ");
 		buf_escaped(&b, t->channel_instance);
 		if (present(t->channel_kind)) {
-			buf_str(&b, " (");
+			pu_buf_str(&b, " (");
 			buf_escaped(&b, t->channel_kind);
-			buf_str(&b, ")");
+			pu_buf_str(&b, ")");
 		}
 	}
 	if (present(t->case_number)) {
-		buf_str(&b, ", Parley case ");
+		pu_buf_str(&b, ", Parley case ");
 		buf_escaped(&b, t->case_number);
 	}
-	buf_str(&b, ".</p>");
+	pu_buf_str(&b, ".</p>");
 	return buf_take(&b);
 }
 
@@ -760,7 +723,7 @@ out:
 }
 
 /* Append s percent-encoded for a query value (RFC 3986 unreserved kept). */
-static void buf_pct(fd_buf *b, const char *s)
+static void buf_pct(pu_buf *b, const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
 
@@ -769,27 +732,27 @@ static void buf_pct(fd_buf *b, const char *s)
 			buf_char(b, (char)*p);
 		} else {
 			char e[3] = { '%', hex[*p >> 4], hex[*p & 15] };
-			buf_add(b, e, 3);
+			pu_buf_add(b, e, 3);
 		}
 	}
 }
 
 bool fd_lookup_path(const fd_ticket_in *t, char **path)
 {
-	fd_buf b = { 0 };
+	pu_buf b = { 0 };
 	char tag[FD_TAG_BYTES];
 
 	*path = NULL;
 	switch (fd_requester(t)) {
 	case FD_REQUESTER_EMAIL:
-		buf_str(&b, "/api/v2/tickets?email=");
+		pu_buf_str(&b, "/api/v2/tickets?email=");
 		buf_pct(&b, t->customer_email);
 		break;
 	case FD_REQUESTER_EXTERNAL_ID: {
 		char *ext = external_id_of(t);
 		if (ext == NULL)
 			return false;
-		buf_str(&b, "/api/v2/tickets?unique_external_id=");
+		pu_buf_str(&b, "/api/v2/tickets?unique_external_id=");
 		buf_pct(&b, ext);
 		free(ext);
 		break;
@@ -799,7 +762,7 @@ bool fd_lookup_path(const fd_ticket_in *t, char **path)
 		char query[64];
 		fd_key_tag(t->idempotency_key, tag);
 		fmt(query, sizeof(query), "\"tag:'%s'\"", tag);
-		buf_str(&b, "/api/v2/search/tickets?query=");
+		pu_buf_str(&b, "/api/v2/search/tickets?query=");
 		buf_pct(&b, query);
 		*path = buf_take(&b);
 		return *path != NULL;
@@ -807,20 +770,20 @@ bool fd_lookup_path(const fd_ticket_in *t, char **path)
 	case FD_REQUESTER_NONE:
 		return false;
 	}
-	buf_str(&b, "&order_by=created_at&order_type=desc&per_page=100");
+	pu_buf_str(&b, "&order_by=created_at&order_type=desc&per_page=100");
 	*path = buf_take(&b);
 	return *path != NULL;
 }
 
 char *fd_note_path(const char *ticket_id)
 {
-	fd_buf b = { 0 };
+	pu_buf b = { 0 };
 
 	if (!fd_id_is_valid(ticket_id))
 		return NULL;
-	buf_str(&b, "/api/v2/tickets/");
-	buf_str(&b, ticket_id);
-	buf_str(&b, "/notes");
+	pu_buf_str(&b, "/api/v2/tickets/");
+	pu_buf_str(&b, ticket_id);
+	pu_buf_str(&b, "/notes");
 	return buf_take(&b);
 }
 
@@ -865,7 +828,7 @@ static bool id_of(const json_t *v, char out[FD_ID_BYTES])
 static void validation_details(const void *body, size_t len, char *out, size_t outlen)
 {
 	json_t *root = json_loadb(body, len, 0, NULL);
-	fd_buf b = { 0 };
+	pu_buf b = { 0 };
 	const char *desc;
 	json_t *errors, *e;
 	size_t i;
@@ -876,7 +839,7 @@ static void validation_details(const void *body, size_t len, char *out, size_t o
 		return;
 	}
 	desc = json_string_value(json_object_get(root, "description"));
-	buf_str(&b, desc != NULL ? desc : "refused");
+	pu_buf_str(&b, desc != NULL ? desc : "refused");
 	errors = json_object_get(root, "errors");
 	json_array_foreach(errors, i, e) {
 		const char *field = json_string_value(json_object_get(e, "field"));
@@ -884,16 +847,16 @@ static void validation_details(const void *body, size_t len, char *out, size_t o
 		const char *code = json_string_value(json_object_get(e, "code"));
 		if (i >= 5)
 			break;
-		buf_str(&b, i == 0 ? ": " : "; ");
+		pu_buf_str(&b, i == 0 ? ": " : "; ");
 		if (field != NULL) {
-			buf_str(&b, field);
-			buf_str(&b, ": ");
+			pu_buf_str(&b, field);
+			pu_buf_str(&b, ": ");
 		}
-		buf_str(&b, message != NULL ? message : "invalid");
+		pu_buf_str(&b, message != NULL ? message : "invalid");
 		if (code != NULL) {
-			buf_str(&b, " (");
-			buf_str(&b, code);
-			buf_str(&b, ")");
+			pu_buf_str(&b, " (");
+			pu_buf_str(&b, code);
+			pu_buf_str(&b, ")");
 		}
 	}
 	json_decref(root);
