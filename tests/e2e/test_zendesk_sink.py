@@ -21,7 +21,7 @@ API_USER_ID = 424242
 
 
 class FakeZendesk:
-    """A small Zendesk: tickets live in a dict. A script of
+    """A small Zendesk: tickets and users live in dicts. A script of
     (method, path regex, status, answer, headers) overrides the next matching
     request; status None hangs for `answer` seconds (past the client's
     timeout) and still carries the request out when `headers` says
@@ -32,6 +32,8 @@ class FakeZendesk:
         self.requests = []
         self.tickets = {}
         self.next_id = 35436
+        self.users = {}
+        self.next_user = 20978392
         self.next_comment = 9000
         self.lock = threading.Lock()
         outer = self
@@ -100,12 +102,18 @@ class FakeZendesk:
             ext = urllib.parse.parse_qs(parts.query).get("external_id", [None])[0]
             found = [t for t in self.tickets.values() if t["external_id"] == ext]
             return 200, {"tickets": found, "count": len(found), "next_page": None}
+        if method == "POST" and parts.path == "/api/v2/users/create_or_update.json":
+            return self.create_or_update_user(json.loads(body)["user"])
         if method == "POST" and parts.path == "/api/v2/tickets.json":
             t = json.loads(body)["ticket"]
+            requester = t.get("requester_id", 777000 + self.next_id % 1000)
+            if "requester_id" in t and requester not in self.users:
+                return 422, {"error": "RecordInvalid", "description": "Record validation errors",
+                             "details": {"requester": [{"description": "Requester: is invalid"}]}}
             tid = self.next_id
             self.next_id += 1
             self.tickets[tid] = {"id": tid, "external_id": t.get("external_id"),
-                                 "status": "new", "requester_id": 777000 + tid % 1000,
+                                 "status": "new", "requester_id": requester,
                                  "subject": t.get("subject"), "sent": t}
             return 201, {"ticket": self.tickets[tid], "audit": {"events": []}}
         m = re.fullmatch(r"/api/v2/tickets/(\d+)/comments\.json", parts.path)
@@ -128,6 +136,27 @@ class FakeZendesk:
                              "audit": {"id": 1, "events": [
                                  {"id": self.next_comment, "type": "Comment", "public": True}]}}
         return 404, {"error": "RecordNotFound", "description": "Not found"}
+
+    def create_or_update_user(self, u):
+        """Zendesk's users/create_or_update: the user with that external_id
+        (any case), else with that e-mail, is updated (200); otherwise a new
+        end user is created (201)."""
+        ext = (u.get("external_id") or "").lower()
+        email = (u.get("email") or "").lower()
+        found = [x for x in self.users.values() if ext and (x["external_id"] or "").lower() == ext]
+        found = found or [x for x in self.users.values()
+                          if email and (x["email"] or "").lower() == email]
+        if found:
+            user = found[0]
+            user["name"] = u.get("name", user["name"])
+            user["external_id"] = u.get("external_id", user["external_id"])
+            user["email"] = user["email"] or u.get("email")
+            return 200, {"user": user}
+        uid = self.next_user
+        self.next_user += 1
+        self.users[uid] = {"id": uid, "name": u.get("name"), "email": u.get("email"),
+                           "external_id": u.get("external_id"), "role": u.get("role", "end-user")}
+        return 201, {"user": self.users[uid]}
 
     def seen(self, method=None, path=None):
         with self.lock:
@@ -229,18 +258,26 @@ def test_open_ticket_looks_up_then_creates_as_documented(fresh_db, daemon):
         [lookup] = zd.seen("GET", r"^/api/v2/tickets\.json")
         assert lookup["path"] == "/api/v2/tickets.json?external_id=PC-10012"
         assert lookup["headers"]["Authorization"] == auth
-        [create] = zd.seen("POST")
+        # The requester first: found or made by Parley's external id (or e-mail).
+        [user, create] = zd.seen("POST")
+        assert user["path"] == "/api/v2/users/create_or_update.json"
+        assert user["headers"]["Authorization"] == auth
+        assert user["headers"]["Content-Type"] == "application/json"
+        assert "Idempotency-Key" not in user["headers"]
+        assert user["body"] == (b'{"user":{"name":"Ann Lee","email":"ann@example.com",'
+                                b'"external_id":"parley-77"}}')
         assert create["path"] == "/api/v2/tickets.json"
         assert create["headers"]["Authorization"] == auth
         assert create["headers"]["Idempotency-Key"] == "ticket-conv-812"
         assert create["headers"]["Content-Type"] == "application/json"
-        assert json.loads(create["body"]) == {"ticket": {
-            "subject": "facebook-main: My order never arrived",
-            "comment": {"body": "My order never arrived"},
-            "requester": {"name": "Ann Lee", "email": "ann@example.com"},
-            "external_id": "PC-10012",
-            "tags": ["parley", "channel_facebook-main", "visibility_public", "category_billing"]}}
-        assert lookup["at"] < create["at"]
+        assert create["body"] == (
+            b'{"ticket":{"subject":"facebook-main: My order never arrived",'
+            b'"comment":{"body":"My order never arrived"},"requester_id":20978392,'
+            b'"external_id":"PC-10012",'
+            b'"tags":["parley","channel_facebook-main","visibility_public","category_billing"]}}')
+        assert lookup["at"] < user["at"] < create["at"]
+        assert zd.users[20978392]["external_id"] == "parley-77"
+        assert zd.tickets[35436]["requester_id"] == 20978392
         assert_no_secrets(d)
     finally:
         zd.close()
@@ -255,7 +292,7 @@ def test_retry_after_timeout_finds_the_ticket_instead_of_a_second_one(fresh_db, 
         state, attempts, ext, err, _ = wait_state(fresh_db, jid, "done")
         assert attempts == 2
         assert ext == "35436"
-        assert len(zd.seen("POST")) == 1          # no second ticket
+        assert len(zd.seen("POST", r"^/api/v2/tickets\.json$")) == 1     # no second ticket
         assert len(zd.tickets) == 1
         assert len(zd.seen("GET", r"external_id=PC-10012")) == 2
     finally:
@@ -271,10 +308,90 @@ def test_follow_up_of_a_closed_ticket(fresh_db, daemon):
         jid = open_ticket(fresh_db, "ticket-conv-812-2", follow_up_of="100")
         state, attempts, ext, err, _ = wait_state(fresh_db, jid, "done")
         assert ext == "35436"
-        [create] = zd.seen("POST")
+        [create] = zd.seen("POST", r"^/api/v2/tickets\.json$")
         sent = json.loads(create["body"])["ticket"]
         assert sent["via_followup_source_id"] == 100
         assert sent["external_id"] == "PC-10012"
+    finally:
+        zd.close()
+
+
+def test_customer_without_email_is_one_zendesk_user(fresh_db, daemon):
+    """Known by platform id only: every ticket of the customer has the same
+    requester, found by Parley's external id. The user is remembered; a
+    changed name is sent again."""
+    zd = FakeZendesk()
+    anon = {"customer_id": "91", "display_name": "ann.lee", "external_id": "9001"}
+    try:
+        daemon.start(config(fresh_db, zd.url))
+        j1 = open_ticket(fresh_db, "k1", case="PC-1", customer=anon)
+        assert wait_state(fresh_db, j1, "done")[2] == "35436"
+        j2 = open_ticket(fresh_db, "k2", case="PC-2", customer=anon)
+        assert wait_state(fresh_db, j2, "done")[2] == "35437"
+        [user] = zd.seen("POST", r"^/api/v2/users/")      # the second ticket knew the user
+        assert user["body"] == b'{"user":{"name":"ann.lee","external_id":"parley-91"}}'
+        assert list(zd.users) == [20978392]
+        assert [t["requester_id"] for t in zd.tickets.values()] == [20978392, 20978392]
+        assert all("requester" not in t["sent"] for t in zd.tickets.values())
+        # A new name goes to Zendesk again, for the same user.
+        j3 = open_ticket(fresh_db, "k3", case="PC-3", customer=dict(anon, display_name="Ann Lee"))
+        assert wait_state(fresh_db, j3, "done")[2] == "35438"
+        assert len(zd.seen("POST", r"^/api/v2/users/")) == 2
+        assert list(zd.users) == [20978392] and zd.users[20978392]["name"] == "Ann Lee"
+        assert zd.tickets[35438]["requester_id"] == 20978392
+        # Without a customer there is no user call and no requester: the API user's.
+        j4 = open_ticket(fresh_db, "k4", case="PC-4", customer=None)
+        assert wait_state(fresh_db, j4, "done")[2] == "35439"
+        assert len(zd.seen("POST", r"^/api/v2/users/")) == 2
+        sent = zd.tickets[35439]["sent"]
+        assert "requester" not in sent and "requester_id" not in sent
+    finally:
+        zd.close()
+
+
+def test_a_remembered_requester_gone_from_zendesk_is_asked_for_again(fresh_db, daemon):
+    zd = FakeZendesk()
+    try:
+        daemon.start(config(fresh_db, zd.url))
+        assert wait_state(fresh_db, open_ticket(fresh_db, "k1", case="PC-1"), "done")[2] == "35436"
+        del zd.users[20978392]                   # deleted (or merged) in Zendesk since
+        j2 = open_ticket(fresh_db, "k2", case="PC-2")
+        state, attempts, ext, err, _ = wait_state(fresh_db, j2, "done")
+        assert (attempts, ext) == (2, "35437")
+        assert len(zd.seen("POST", r"^/api/v2/users/")) == 2
+        assert zd.tickets[35437]["requester_id"] == 20978393
+    finally:
+        zd.close()
+
+
+def test_requester_call_failures(fresh_db, daemon):
+    invalid = {"error": "RecordInvalid", "description": "Record validation errors",
+               "details": {"email": [{"description": "Email: is not properly formatted"}]}}
+    zd = FakeZendesk([("POST", r"^/api/v2/users/", 503, "<html>down</html>", {})])
+
+    def next_user_answer(status, answer):
+        with zd.lock:
+            zd.script.append(("POST", r"^/api/v2/users/", status, answer, {}))
+    try:
+        daemon.start(config(fresh_db, zd.url))
+        # 503: retried, then done.
+        j1 = open_ticket(fresh_db, "k1", case="PC-1")
+        state, attempts, ext, err, _ = wait_state(fresh_db, j1, "done")
+        assert (attempts, ext) == (2, "35436")
+        # The next two customers: 422 and 403 fail, and no ticket is made.
+        next_user_answer(422, invalid)
+        j2 = open_ticket(fresh_db, "k2", case="PC-2", customer={"customer_id": "92",
+                                                                "email": "not an address"})
+        state, attempts, ext, err, _ = wait_state(fresh_db, j2, "dead")
+        assert attempts == 1
+        assert err == ("Zendesk answered 422 creating or updating the requester: Record "
+                       "validation errors; email: Email: is not properly formatted")
+        next_user_answer(403, {"error": "Forbidden", "description": "You do not have access"})
+        j3 = open_ticket(fresh_db, "k3", case="PC-3", customer={"customer_id": "93"})
+        state, attempts, ext, err, _ = wait_state(fresh_db, j3, "dead")
+        assert err == ("Zendesk answered 403 creating or updating the requester: "
+                       "unauthorized: check the API token (and email)")
+        assert len(zd.seen("POST", r"^/api/v2/tickets\.json$")) == 1
     finally:
         zd.close()
 
@@ -365,7 +482,7 @@ def test_5xx_and_429_are_retried(fresh_db, daemon):
         assert attempts == 1     # the 429 with Retry-After deferred the job: no attempt used
         looks = zd.seen("GET", r"external_id=PC-2$")
         assert looks[1]["at"] - looks[0]["at"] >= 0.9     # Retry-After honoured
-        assert len(zd.seen("POST")) == 2
+        assert len(zd.seen("POST", r"^/api/v2/tickets\.json$")) == 2
     finally:
         zd.close()
 

@@ -75,6 +75,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	zd_parse_lookup(data, size, "PC-1", "100", id, req);
 	zd_parse_comment_id(data, size, id);
 	zd_parse_user_id(data, size, id);
+	free(zd_ticket_body_requester_id(text, "1"));
 
 	for (i = 0; i < size && i < sizeof(line) - 1 && data[i] != '\n'; i++)
 		line[i] = (char)data[i];

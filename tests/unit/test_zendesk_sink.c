@@ -56,6 +56,9 @@ static void test_urls(void **state)
 	u = zd_url_me("https://acme.zendesk.com");
 	assert_string_equal(u, "https://acme.zendesk.com/api/v2/users/me.json");
 	free(u);
+	u = zd_url_user_upsert("https://acme.zendesk.com/");
+	assert_string_equal(u, "https://acme.zendesk.com/api/v2/users/create_or_update.json");
+	free(u);
 	assert_true(zd_is_id("1234567890123456789"));
 	assert_false(zd_is_id("12345678901234567890"));
 	assert_false(zd_is_id("12a"));
@@ -143,6 +146,80 @@ static void test_ticket_body(void **state)
 	t.first_message = &bad;
 	assert_null(zd_ticket_body(&t, err, sizeof(err)));
 	assert_string_equal(err, "the message is not valid UTF-8");
+}
+
+/* The requester as a Zendesk user with Parley's external id, and the
+ * create body that names it by id instead of inline. */
+static void test_user_body_and_requester_id(void **state)
+{
+	parley_ticket_request t = { .size = sizeof(t), .idempotency_key = "ticket-conv-812",
+	                            .conversation = &conversation, .first_message = &message };
+	char err[200];
+	char *user, *ticket, *body;
+	(void)state;
+
+	user = zd_user_body(&customer, err, sizeof(err));
+	assert_string_equal(user,
+		"{\"user\":{\"name\":\"Ann \\\"A\\\" Lee\",\"email\":\"ann@example.com\","
+		"\"external_id\":\"parley-77\"}}");
+	free(user);
+
+	ticket = zd_ticket_body(&t, err, sizeof(err));
+	body = zd_ticket_body_requester_id(ticket, "20978392");
+	assert_string_equal(body,
+		"{\"ticket\":{\"subject\":\"facebook-main: My order never arrived\","
+		"\"comment\":{\"body\":\"My order never arrived\"},"
+		"\"requester_id\":20978392,"
+		"\"external_id\":\"PC-10012\","
+		"\"tags\":[\"parley\",\"channel_facebook-main\",\"visibility_public\",\"category_billing\"]}}");
+	/* Again on its own output: one requester_id, same place. */
+	free(ticket);
+	ticket = zd_ticket_body_requester_id(body, "5");
+	assert_non_null(strstr(ticket, "},\"requester_id\":5,\"external_id\""));
+	assert_null(strstr(ticket, "20978392"));
+	free(ticket);
+	free(body);
+
+	/* Without an e-mail address (known by handle only), a follow-up. */
+	parley_customer_info c2 = { .size = sizeof(c2), .customer_id = "78", .handle = "bob",
+	                            .email = "" };
+	parley_conversation_info conv2 = conversation;
+	conv2.customer = &c2;
+	conv2.category = NULL;
+	t.conversation = &conv2;
+	t.follow_up_of = "35436";
+	user = zd_user_body(&c2, err, sizeof(err));
+	assert_string_equal(user, "{\"user\":{\"name\":\"bob\",\"external_id\":\"parley-78\"}}");
+	free(user);
+	ticket = zd_ticket_body(&t, err, sizeof(err));
+	body = zd_ticket_body_requester_id(ticket, "31");
+	assert_string_equal(body,
+		"{\"ticket\":{\"subject\":\"facebook-main: My order never arrived\","
+		"\"comment\":{\"body\":\"My order never arrived\"},"
+		"\"requester_id\":31,\"external_id\":\"PC-10012\","
+		"\"tags\":[\"parley\",\"channel_facebook-main\",\"visibility_public\"],"
+		"\"via_followup_source_id\":35436}}");
+	free(body);
+
+	/* A name that is not UTF-8 gives way to the next one. */
+	parley_customer_info c3 = { .size = sizeof(c3), .customer_id = "79",
+	                            .display_name = "\xff\xfe", .external_id = "9002" };
+	user = zd_user_body(&c3, err, sizeof(err));
+	assert_string_equal(user, "{\"user\":{\"name\":\"9002\",\"external_id\":\"parley-79\"}}");
+	free(user);
+
+	assert_null(zd_ticket_body_requester_id(ticket, "not-an-id"));
+	assert_null(zd_ticket_body_requester_id("{\"user\":{}}", "31"));
+	assert_null(zd_ticket_body_requester_id("garbage", "31"));
+	free(ticket);
+
+	c2.customer_id = "";
+	assert_null(zd_user_body(&c2, err, sizeof(err)));
+	assert_string_equal(err, "the customer has no id");
+	c2.customer_id = "\xff";
+	assert_null(zd_user_body(&c2, err, sizeof(err)));
+	assert_string_equal(err, "the customer's id cannot be a Zendesk external_id");
+	assert_null(zd_user_body(NULL, err, sizeof(err)));
 }
 
 static void test_comment_body(void **state)
@@ -279,6 +356,11 @@ static void test_parse_answers(void **state)
 
 	assert_true(zd_parse_user_id(B("{\"user\":{\"id\":424242,\"email\":\"a@b.c\"}}"), id));
 	assert_string_equal(id, "424242");
+	/* users/create_or_update answers the same shape, 200 or 201. */
+	assert_true(zd_parse_user_id(B("{\"user\":{\"id\":8929981612030,\"external_id\":\"parley-77\","
+	                               "\"role\":\"end-user\"}}"), id));
+	assert_string_equal(id, "8929981612030");
+	assert_false(zd_parse_user_id(B("{\"user\":{\"external_id\":\"parley-77\"}}"), id));
 }
 
 /* ------------------------------------------------------------------ webhooks */
@@ -454,6 +536,7 @@ int main(void)
 		cmocka_unit_test(test_urls),
 		cmocka_unit_test(test_subject_and_tags),
 		cmocka_unit_test(test_ticket_body),
+		cmocka_unit_test(test_user_body_and_requester_id),
 		cmocka_unit_test(test_comment_body),
 		cmocka_unit_test(test_classify),
 		cmocka_unit_test(test_parse_answers),

@@ -4,6 +4,8 @@
  *
  * Every delivery is a short sequence of API requests ("steps"):
  *   open_ticket:    GET tickets.json?external_id=<case>   (is it there already?)
+ *                   POST users/create_or_update.json        (the requester, when
+ *                                                            not remembered)
  *                   POST tickets.json + Idempotency-Key     (only when not)
  *   append_message: GET tickets/{id}.json                   (the requester, once)
  *                   GET tickets/{id}/comments.json          (only after an uncertain PUT)
@@ -33,6 +35,8 @@
 #define ZD_MAX_WAIT_MS 20000        /* longer waits for a token hand the job back */
 #define ZD_BURST_DIVISOR 10         /* the bucket holds a tenth of a minute's budget */
 #define ZD_REQUESTERS 512           /* ticket -> requester ids remembered */
+#define ZD_USERS 512                /* customer -> Zendesk user ids remembered */
+#define ZD_CUSTOMER_BYTES 64        /* a longer customer id is not remembered */
 #define ZD_ME_RETRY_MS 60000        /* how often to retry learning the API user */
 #define ZD_UNCERTAIN 64             /* comments whose PUT may have landed */
 #define ZD_CLOCK_SLACK_MS 60000     /* Zendesk's clock against ours */
@@ -49,6 +53,7 @@ typedef struct zd_settings {
 
 typedef enum zd_step {
 	ZD_STEP_LOOKUP = 1,   /* open: find the case's ticket */
+	ZD_STEP_USER,         /* open: create or update the requester */
 	ZD_STEP_CREATE,       /* open: create it */
 	ZD_STEP_SHOW,         /* append: the ticket's requester */
 	ZD_STEP_COMMENT,      /* append: add the comment */
@@ -67,6 +72,12 @@ typedef struct zd_op {
 	char *case_number;          /* owned; NULL: no lookup possible */
 	char *follow_up_of;         /* owned; may be NULL */
 	char *body;                 /* owned: the create body or the comment text */
+	char *user_body;            /* owned: open's users/create_or_update body;
+	                               NULL: no user call (done, remembered, or
+	                               no customer: the requester is inline) */
+	char *customer_id;          /* owned; NULL without a customer */
+	uint64_t user_fingerprint;  /* of the user body: see zd_user */
+	int requester_remembered;   /* body's requester_id came from the cache */
 	char *idempotency_key;      /* owned; header-safe or NULL */
 	char ticket_id[ZD_ID_BYTES];
 	char requester[ZD_ID_BYTES];
@@ -87,6 +98,15 @@ typedef struct zd_requester {
 	char user[ZD_ID_BYTES];
 } zd_requester;
 
+/* A customer's Zendesk user, so later tickets skip the user call. Only
+ * valid for the same name and e-mail (the fingerprint of the user body):
+ * when they change, the next ticket sends them to Zendesk again. */
+typedef struct zd_user {
+	char customer[ZD_CUSTOMER_BYTES];   /* Parley's customer id; "" = free */
+	uint64_t fingerprint;
+	char user[ZD_ID_BYTES];
+} zd_user;
+
 struct zendesk_sink {
 	const parley_host *host;    /* owned by the core; valid until destroy */
 	parley_instance *inst;      /* owned by the core; valid until destroy */
@@ -103,6 +123,8 @@ struct zendesk_sink {
 	int64_t me_tried_ms;
 	zd_requester requesters[ZD_REQUESTERS];
 	size_t requester_next;
+	zd_user users[ZD_USERS];
+	size_t user_next;
 	zd_uncertain uncertain[ZD_UNCERTAIN];
 	size_t uncertain_next;
 };
@@ -250,6 +272,8 @@ static void op_free(zd_op *op)
 	free(op->case_number);
 	free(op->follow_up_of);
 	free(op->body);
+	free(op->user_body);
+	free(op->customer_id);
 	free(op->idempotency_key);
 	free(op);
 }
@@ -327,6 +351,62 @@ static void remember_requester(zendesk_sink *zs, const char *ticket, const char 
 	snprintf(r->user, sizeof(r->user), "%s", user);
 }
 
+/* FNV-1a of s (borrowed): tells whether a user body changed. */
+static uint64_t fingerprint(const char *s)
+{
+	uint64_t h = 14695981039346656037ULL;
+
+	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+		h ^= *p;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+static zd_user *user_slot(zendesk_sink *zs, const char *customer)
+{
+	for (size_t i = 0; customer != NULL && i < ZD_USERS; i++) {
+		if (zs->users[i].customer[0] != '\0' && strcmp(zs->users[i].customer, customer) == 0)
+			return &zs->users[i];
+	}
+	return NULL;
+}
+
+/* The Zendesk user of customer (borrowed) when it was learned from the same
+ * user body, else NULL. */
+static const char *user_of(zendesk_sink *zs, const char *customer, uint64_t fp)
+{
+	const zd_user *u = user_slot(zs, customer);
+
+	return u != NULL && u->fingerprint == fp ? u->user : NULL;
+}
+
+/* Remember customer's user (a ring: the oldest goes first; a forgotten one
+ * costs one more user call). Ids too long for a slot are not remembered. */
+static void user_remember(zendesk_sink *zs, const char *customer, uint64_t fp, const char *user)
+{
+	zd_user *u;
+
+	if (customer == NULL || strlen(customer) >= ZD_CUSTOMER_BYTES || !zd_is_id(user))
+		return;
+	u = user_slot(zs, customer);
+	if (u == NULL) {
+		u = &zs->users[zs->user_next];
+		zs->user_next = (zs->user_next + 1) % ZD_USERS;
+		snprintf(u->customer, sizeof(u->customer), "%s", customer);
+	}
+	u->fingerprint = fp;
+	snprintf(u->user, sizeof(u->user), "%s", user);
+}
+
+static void user_forget(zendesk_sink *zs, const char *customer)
+{
+	zd_user *u = user_slot(zs, customer);
+
+	if (u != NULL)
+		memset(u, 0, sizeof(*u));
+}
+
 static zd_uncertain *uncertain_find(zendesk_sink *zs, const char *key)
 {
 	for (size_t i = 0; key != NULL && i < ZD_UNCERTAIN; i++) {
@@ -364,6 +444,41 @@ static void uncertain_forget(zendesk_sink *zs, const char *key)
 		free(u->key);
 		u->key = NULL;
 	}
+}
+
+/* When op still needs its requester's user and this process remembers it
+ * for the same user body, put its id into the create body now and skip the
+ * user call. Checked when the job arrives and again after the lookup, which
+ * may have waited for an earlier ticket of the same customer. 0, or -1 with
+ * op completed (out of memory). */
+static int use_remembered_user(zendesk_sink *zs, zd_op *op)
+{
+	const char *user;
+	char *create;
+
+	if (op->user_body == NULL)
+		return 0;
+	user = user_of(zs, op->customer_id, op->user_fingerprint);
+	if (user == NULL)
+		return 0;
+	create = zd_ticket_body_requester_id(op->body, user);
+	if (create == NULL) {
+		op_complete(op, PARLEY_RETRY, 0, "out of memory building the ticket");
+		return -1;
+	}
+	free(op->body);
+	op->body = create;
+	free(op->user_body);
+	op->user_body = NULL;
+	op->requester_remembered = 1;
+	return 0;
+}
+
+/* The step of an open once no existing ticket was found: the requester's
+ * user first, unless it is known (or inline). */
+static zd_step create_step(const zd_op *op)
+{
+	return op->user_body != NULL ? ZD_STEP_USER : ZD_STEP_CREATE;
 }
 
 /* The step of an append once the requester is known. */
@@ -428,6 +543,7 @@ static const char *step_what(zd_step step)
 {
 	switch (step) {
 	case ZD_STEP_LOOKUP: return "looking up the case's ticket";
+	case ZD_STEP_USER: return "creating or updating the requester";
 	case ZD_STEP_CREATE: return "creating the ticket";
 	case ZD_STEP_SHOW: return "reading the ticket";
 	case ZD_STEP_COMMENT: return "adding the comment";
@@ -452,6 +568,13 @@ static void step_start(zendesk_sink *zs, zd_op *op)
 	switch (op->step) {
 	case ZD_STEP_LOOKUP:
 		url = zd_url_lookup(zs->cfg.base_url, op->case_number);
+		break;
+	case ZD_STEP_USER:
+		/* No Idempotency-Key: the external_id makes a repeat find the
+		 * same user. */
+		url = zd_url_user_upsert(zs->cfg.base_url);
+		method = "POST";
+		body = op->user_body;
 		break;
 	case ZD_STEP_CREATE:
 		url = zd_url_create(zs->cfg.base_url);
@@ -531,6 +654,31 @@ static void open_done(zendesk_sink *zs, zd_op *op, const char *ticket, const cha
 	op_complete(op, PARLEY_OK, 0, NULL);
 }
 
+/* The requester's user is known: put its id into the create body (owned
+ * by op) and remember it for the customer's later tickets. body: borrowed. */
+static void user_ok(zendesk_sink *zs, zd_op *op, const unsigned char *body, size_t len)
+{
+	char id[ZD_ID_BYTES];
+	char *create;
+
+	if (!zd_parse_user_id(body, len, id)) {
+		op_complete(op, PARLEY_RETRY, 0,
+		            "Zendesk's answer to creating or updating the requester has no user id");
+		return;
+	}
+	create = zd_ticket_body_requester_id(op->body, id);
+	if (create == NULL) {
+		op_complete(op, PARLEY_RETRY, 0, "out of memory building the ticket");
+		return;
+	}
+	free(op->body);
+	op->body = create;
+	free(op->user_body);
+	op->user_body = NULL;
+	user_remember(zs, op->customer_id, op->user_fingerprint, id);
+	step_next(zs, op, ZD_STEP_CREATE);
+}
+
 /* A 2xx answer to op's step. body: borrowed. */
 static void step_ok(zendesk_sink *zs, zd_op *op, const unsigned char *body, size_t len)
 {
@@ -542,11 +690,14 @@ static void step_ok(zendesk_sink *zs, zd_op *op, const unsigned char *body, size
 		found = zd_parse_lookup(body, len, op->case_number, op->follow_up_of, id, requester);
 		if (found == 1)
 			open_done(zs, op, id, requester, 1);
-		else if (found == 0)
-			step_next(zs, op, ZD_STEP_CREATE);
-		else
+		else if (found < 0)
 			op_complete(op, PARLEY_RETRY, 0,
 			            "Zendesk's answer to the ticket lookup is not a ticket list");
+		else if (use_remembered_user(zs, op) == 0)
+			step_next(zs, op, create_step(op));
+		return;
+	case ZD_STEP_USER:
+		user_ok(zs, op, body, len);
 		return;
 	case ZD_STEP_CREATE:
 		if (zd_parse_ticket(body, len, id, requester, NULL))
@@ -602,6 +753,22 @@ static void step_ok(zendesk_sink *zs, zd_op *op, const unsigned char *body, size
 	}
 }
 
+/* A create refused (4xx) with a remembered requester: the user may have been
+ * deleted or merged in Zendesk since. Forget it and retry, so the next
+ * attempt asks Zendesk again; a refusal after that fails as usual. */
+static void stale_requester(zendesk_sink *zs, const zd_op *op, zd_result *r)
+{
+	static const char note[] = " (with a remembered requester: retrying with a fresh one)";
+	char reason[ZD_REASON_BYTES];
+
+	user_forget(zs, op->customer_id);
+	snprintf(reason, sizeof(reason), "%.*s%s", (int)(sizeof(reason) - sizeof(note)), r->reason,
+	         note);
+	snprintf(r->reason, sizeof(r->reason), "%s", reason);
+	r->outcome = PARLEY_RETRY;
+	r->retry_at_ms = 0;
+}
+
 /* Called once per request, on the loop. response: borrowed. */
 static void step_done(void *arg, const parley_http_response *response)
 {
@@ -639,6 +806,9 @@ static void step_done(void *arg, const parley_http_response *response)
 	} else {
 		if (r.unauthorized)
 			host->counter_add(zs->inst, "zendesk_unauthorized_total", 1);
+		else if (op->step == ZD_STEP_CREATE && op->requester_remembered &&
+		         r.outcome == PARLEY_FAIL)
+			stale_requester(zs, op, &r);
 		op_complete(op, r.outcome, r.retry_at_ms, r.reason);
 	}
 	kick(zs);
@@ -732,11 +902,48 @@ static zd_op *op_new(zendesk_sink *zs, parley_delivery *d, const char *idempoten
 	return op;
 }
 
+/* The customer of t (borrowed) when Parley knows one with an id, else NULL:
+ * then the ticket keeps the inline requester (or none). */
+static const parley_customer_info *known_customer(const parley_ticket_request *t)
+{
+	const parley_conversation_info *c = t->conversation;
+
+	if (c == NULL || !PARLEY_HAS_FIELD(c, parley_conversation_info, customer) ||
+	    c->customer == NULL || c->customer->customer_id == NULL ||
+	    c->customer->customer_id[0] == '\0')
+		return NULL;
+	return c->customer;
+}
+
+/* Prepare op's requester for customer c (borrowed): the user call's body,
+ * or, when the customer's user is remembered, its id in op->body at once.
+ * 0, or -1 with op completed. */
+static int open_requester(zendesk_sink *zs, zd_op *op, const parley_customer_info *c)
+{
+	char err[200], reason[300];
+
+	op->user_body = zd_user_body(c, err, sizeof(err));
+	if (op->user_body == NULL) {
+		snprintf(reason, sizeof(reason), "cannot open a Zendesk ticket: %s", err);
+		op_complete(op, strcmp(err, "out of memory") == 0 ? PARLEY_RETRY : PARLEY_FAIL, 0,
+		            reason);
+		return -1;
+	}
+	op->customer_id = pu_strdup(c->customer_id);
+	if (op->customer_id == NULL) {
+		op_complete(op, PARLEY_RETRY, 0, "out of memory");
+		return -1;
+	}
+	op->user_fingerprint = fingerprint(op->user_body);
+	return use_remembered_user(zs, op);
+}
+
 /* t: borrowed for the call. d: owned by the core until delivery_complete. */
 static void zd_open_ticket(void *self, const parley_ticket_request *t, parley_delivery *d)
 {
 	zendesk_sink *zs = self;
 	const char *case_number = t->conversation != NULL ? t->conversation->case_number : NULL;
+	const parley_customer_info *customer = known_customer(t);
 	char err[200], reason[300];
 	zd_op *op;
 
@@ -756,6 +963,8 @@ static void zd_open_ticket(void *self, const parley_ticket_request *t, parley_de
 		            reason);
 		return;
 	}
+	if (customer != NULL && open_requester(zs, op, customer) != 0)
+		return;
 	if (case_number != NULL && case_number[0] != '\0') {
 		op->case_number = pu_strdup(case_number);
 		op->follow_up_of = pu_strdup(t->follow_up_of);
@@ -767,7 +976,7 @@ static void zd_open_ticket(void *self, const parley_ticket_request *t, parley_de
 	} else {
 		/* No case number, no external id to look up: the Idempotency-Key
 		 * alone guards the retry. */
-		op->step = ZD_STEP_CREATE;
+		op->step = create_step(op);
 	}
 	admit(zs, op);
 }
@@ -939,6 +1148,7 @@ static int zd_reload(void *self, const parley_config *cfg)
 		zs->api_user_id[0] = '\0';
 		zs->me_tried_ms = zs->host->now_ms() - ZD_ME_RETRY_MS;
 		memset(zs->requesters, 0, sizeof(zs->requesters));
+		memset(zs->users, 0, sizeof(zs->users));
 	}
 	settings_free(&zs->cfg);
 	zs->cfg = next;

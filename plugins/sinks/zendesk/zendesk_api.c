@@ -195,6 +195,11 @@ char *zd_url_me(const char *base_url)
 	return join_url(base_url, "/api/v2/users/me.json");
 }
 
+char *zd_url_user_upsert(const char *base_url)
+{
+	return join_url(base_url, "/api/v2/users/create_or_update.json");
+}
+
 char *zd_url_comments(const char *base_url, const char *ticket_id)
 {
 	char path[96];
@@ -285,26 +290,43 @@ void zd_tag(const char *prefix, const char *value, char *out, size_t outlen)
 	out[o] = '\0';
 }
 
-/* The requester object for customer c (borrowed), or NULL when Parley knows
- * no customer (the API user is the requester then). */
-static json_t *requester_json(const parley_customer_info *c)
+/* The name Zendesk shows for customer c (borrowed): the display name, else
+ * the handle, else the platform id, else "Customer"; only valid UTF-8. */
+static const char *customer_name(const parley_customer_info *c)
 {
-	const char *name = NULL;
+	const char *candidates[] = { c->display_name, c->handle, c->external_id };
+
+	for (size_t i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++) {
+		if (candidates[i] != NULL && candidates[i][0] != '\0' && is_utf8(candidates[i]))
+			return candidates[i];
+	}
+	return "Customer";
+}
+
+/* Customer c's (borrowed) e-mail address when Parley knows one, else NULL. */
+static const char *customer_email(const parley_customer_info *c)
+{
+	if (c->email != NULL && c->email[0] != '\0' && is_utf8(c->email))
+		return c->email;
+	return NULL;
+}
+
+/* {"name","email"} for customer c (borrowed), email only when known; for
+ * the inline requester and the user call. Owned by the caller; NULL when c
+ * is NULL or out of memory. */
+static json_t *name_and_email(const parley_customer_info *c)
+{
+	const char *email;
 	json_t *r;
 
 	if (c == NULL)
 		return NULL;
-	if (c->display_name != NULL && c->display_name[0] != '\0')
-		name = c->display_name;
-	else if (c->handle != NULL && c->handle[0] != '\0')
-		name = c->handle;
-	else if (c->external_id != NULL && c->external_id[0] != '\0')
-		name = c->external_id;
-	else
-		name = "Customer";
-	r = json_pack("{s:s}", "name", name);
-	if (r != NULL && c->email != NULL && c->email[0] != '\0')
-		json_object_set_new(r, "email", json_string(c->email));
+	r = json_pack("{s:s}", "name", customer_name(c));
+	email = customer_email(c);
+	if (r != NULL && email != NULL && json_object_set_new(r, "email", json_string(email)) != 0) {
+		json_decref(r);
+		return NULL;
+	}
 	return r;
 }
 
@@ -350,7 +372,8 @@ char *zd_ticket_body(const parley_ticket_request *t, char *err, size_t errlen)
 		return NULL;
 	}
 	if (c != NULL && PARLEY_HAS_FIELD(c, parley_conversation_info, customer)) {
-		json_t *r = requester_json(c->customer);
+		/* Without a customer the API user is the requester. */
+		json_t *r = name_and_email(c->customer);
 		if (r != NULL)
 			json_object_set_new(ticket, "requester", r);
 	}
@@ -373,6 +396,75 @@ char *zd_ticket_body(const parley_ticket_request *t, char *err, size_t errlen)
 	if (body == NULL)
 		snprintf(err, errlen, "out of memory");
 	return body;
+}
+
+char *zd_user_body(const parley_customer_info *c, char *err, size_t errlen)
+{
+	char external_id[sizeof(ZD_USER_EXTERNAL_PREFIX) + ZD_CUSTOMER_ID_MAX];
+	json_t *user, *root;
+	char *body;
+
+	err[0] = '\0';
+	if (c == NULL || c->customer_id == NULL || c->customer_id[0] == '\0') {
+		snprintf(err, errlen, "the customer has no id");
+		return NULL;
+	}
+	if (strlen(c->customer_id) > ZD_CUSTOMER_ID_MAX || !is_utf8(c->customer_id)) {
+		snprintf(err, errlen, "the customer's id cannot be a Zendesk external_id");
+		return NULL;
+	}
+	snprintf(external_id, sizeof(external_id), "%s%s", ZD_USER_EXTERNAL_PREFIX, c->customer_id);
+	user = name_and_email(c);
+	if (user == NULL || json_object_set_new(user, "external_id", json_string(external_id)) != 0) {
+		json_decref(user);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	root = json_pack("{s:o}", "user", user);
+	body = root != NULL ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	json_decref(root);
+	if (body == NULL)
+		snprintf(err, errlen, "out of memory");
+	return body;
+}
+
+char *zd_ticket_body_requester_id(const char *body, const char *user_id)
+{
+	json_t *root, *ticket, *out = NULL, *wrapped = NULL, *v;
+	const char *key;
+	char *result = NULL;
+	int ok = 1;
+
+	if (body == NULL || !zd_is_id(user_id))
+		return NULL;
+	root = json_loads(body, JSON_REJECT_DUPLICATES, NULL);
+	ticket = json_object_get(root, "ticket");
+	if (json_is_object(ticket))
+		out = json_object();
+	if (out == NULL || json_object_get(ticket, "comment") == NULL) {
+		json_decref(out);
+		json_decref(root);
+		return NULL;
+	}
+	/* Rebuilt key by key (jansson keeps insertion order): the body reads
+	 * as before, with requester_id where requester was. */
+	json_object_foreach(ticket, key, v) {
+		if (strcmp(key, "requester") == 0 || strcmp(key, "requester_id") == 0)
+			continue;
+		ok &= json_object_set(out, key, v) == 0;
+		if (strcmp(key, "comment") == 0)
+			ok &= json_object_set_new(out, "requester_id",
+			                          json_integer(strtoll(user_id, NULL, 10))) == 0;
+	}
+	if (ok)
+		wrapped = json_pack("{s:o}", "ticket", out);
+	else
+		json_decref(out);
+	if (wrapped != NULL)
+		result = json_dumps(wrapped, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(wrapped);
+	json_decref(root);
+	return result;
 }
 
 char *zd_comment_body(const char *text, const char *author_id)

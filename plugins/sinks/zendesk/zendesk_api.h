@@ -25,6 +25,8 @@
 #define ZD_MAX_RETRY_AFTER_S 3600      /* a larger Retry-After is capped */
 #define ZD_DEFAULT_PAUSE_MS 10000      /* a 429 without Retry-After pauses this long */
 #define ZD_SUBJECT_BYTES 80            /* the first words of the message */
+#define ZD_USER_EXTERNAL_PREFIX "parley-"  /* + Parley's customer id: the user's external_id */
+#define ZD_CUSTOMER_ID_MAX 200         /* a longer customer id is no external_id */
 
 /* ------------------------------------------------------------------------ */
 /* Requests                                                                 */
@@ -49,11 +51,13 @@ ZD_INTERNAL bool zd_is_id(const char *s);
  *   zd_url_create:  {base}/api/v2/tickets.json
  *   zd_url_ticket:  {base}/api/v2/tickets/{id}.json   (id: zd_is_id)
  *   zd_url_me:      {base}/api/v2/users/me.json
+ *   zd_url_user_upsert: {base}/api/v2/users/create_or_update.json
  *   zd_url_comments: {base}/api/v2/tickets/{id}/comments.json?sort_order=desc */
 ZD_INTERNAL char *zd_url_lookup(const char *base_url, const char *external_id);
 ZD_INTERNAL char *zd_url_create(const char *base_url);
 ZD_INTERNAL char *zd_url_ticket(const char *base_url, const char *ticket_id);
 ZD_INTERNAL char *zd_url_me(const char *base_url);
+ZD_INTERNAL char *zd_url_user_upsert(const char *base_url);
 ZD_INTERNAL char *zd_url_comments(const char *base_url, const char *ticket_id);
 
 /* The subject: "<channel instance>: <first words of text>" (at most
@@ -72,6 +76,23 @@ ZD_INTERNAL void zd_tag(const char *prefix, const char *value, char *out, size_t
  * ticket (a follow_up_of that is not an id, text that is not UTF-8) or when
  * out of memory. */
 ZD_INTERNAL char *zd_ticket_body(const parley_ticket_request *t, char *err, size_t errlen);
+
+/* The body of POST /api/v2/users/create_or_update.json for customer c
+ * (borrowed), the ticket's requester:
+ *   {"user":{"name","email","external_id":"parley-<customer_id>"}}
+ * name as in zd_ticket_body's requester, email only when Parley knows one.
+ * Zendesk finds the user by external_id or email, or creates an end user.
+ * No "role": it would also apply to an existing user found by email, e.g.
+ * make an agent who wrote in as a customer an end user.
+ * Owned by the caller; NULL with a reason in err when c has no customer_id,
+ * one longer than ZD_CUSTOMER_ID_MAX or not UTF-8, or when out of memory. */
+ZD_INTERNAL char *zd_user_body(const parley_customer_info *c, char *err, size_t errlen);
+
+/* body (a zd_ticket_body, borrowed) with its inline "requester" replaced by
+ * "requester_id":user_id (a zd_is_id), right after "comment". Owned by the
+ * caller; NULL when body is not a ticket body, user_id is not an id, or out
+ * of memory. */
+ZD_INTERNAL char *zd_ticket_body_requester_id(const char *body, const char *user_id);
 
 /* The body of PUT /api/v2/tickets/{id}.json adding text as a public comment
  * by author_id (a zd_is_id; NULL: the API user):
@@ -131,7 +152,7 @@ ZD_INTERNAL int zd_parse_comments_find(const unsigned char *body, size_t len,
                                        const char *author_id, const char *text,
                                        int64_t since_ms, char id[ZD_ID_BYTES]);
 
-/* The user in {"user":{"id"}} (GET users/me). */
+/* The user in {"user":{"id"}} (GET users/me, POST users/create_or_update). */
 ZD_INTERNAL bool zd_parse_user_id(const unsigned char *body, size_t len, char id[ZD_ID_BYTES]);
 
 /* ------------------------------------------------------------------------ */
