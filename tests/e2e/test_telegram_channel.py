@@ -428,11 +428,12 @@ def test_rate_limit_retries_after_retry_after(fresh_db, daemon):
         # Back in the queue, not before Telegram's retry_after.
         assert wait_for(lambda: job(fresh_db, job_id)[2] is not None)
         state, attempts, error, _, later = job(fresh_db, job_id)
-        assert (state, attempts) == ("queued", 1)
+        # Telegram named the wait: a deferral, no attempt used up.
+        assert (state, attempts) == ("queued", 0)
         assert error == "Telegram rate limit (429): Too Many Requests: retry after 1"
         assert later
         state, attempts, error, external_id, _ = wait_job(fresh_db, job_id)
-        assert (state, attempts) == ("done", 2)
+        assert (state, attempts) == ("done", 1)
         first, second = tg.calls("sendMessage")
         assert first["body"] == second["body"]
         assert second["at"] - first["at"] >= 0.9

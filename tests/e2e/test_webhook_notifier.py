@@ -184,7 +184,7 @@ def test_5xx_is_retried_with_the_same_body_after_retry_after(fresh_db, daemon):
         daemon.start(config(fresh_db, rx.url))
         job_id = enqueue(fresh_db, NOTICE, key="notice-retry")
         state, attempts, _ = wait_state(fresh_db, job_id, "done")
-        assert attempts == 2
+        assert attempts == 1     # a wait the receiver named is a deferral, not an attempt
         first, second = rx.posts()
         assert first["body"] == second["body"]
         assert first["headers"]["Idempotency-Key"] == second["headers"]["Idempotency-Key"]

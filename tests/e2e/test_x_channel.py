@@ -406,8 +406,10 @@ def test_send_answers(fresh_db, daemon):
                               {"x-rate-limit-reset": str(reset)}))
         j = enqueue_send(fresh_db, base)
         assert wait_for(lambda: len(fake.seen("tweet")) == 1)
-        assert wait_for(lambda: job(fresh_db, j)[0] == "queued" and job(fresh_db, j)[1] == 1)
+        # X named the wait: a deferral, no attempt used up.
+        assert wait_for(lambda: job(fresh_db, j)[0] == "queued" and job(fresh_db, j)[2] is not None)
         state, attempts, error, later = job(fresh_db, j)
+        assert attempts == 0
         assert error == "X rate limit reached sending the reply: Too Many Requests"
         assert later
         assert wait_for(lambda: job(fresh_db, j)[0] == "done")
