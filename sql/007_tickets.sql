@@ -337,15 +337,25 @@ $$;
 
 -- A sink job is dead: the ticket system refused it (unauthorized, invalid)
 -- or was unreachable for all attempts. A ticket that never opened is
--- failed (the next message tries again) and people are told.
+-- failed (the next message tries again), the messages waiting to be added
+-- to it end with it (one notice says so, not one each), and people are told.
 CREATE FUNCTION parley_sink_failed(j job, p_reason text, p_opts jsonb) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_conv bigint;
+    v_conv    bigint;
+    v_waiting integer := 0;
 BEGIN
     IF j.operation = 'open_ticket' AND (j.payload ->> 'ticket_link_id') ~ '^[0-9]{1,18}$' THEN
         UPDATE ticket_link SET state = 'failed', updated_at = now()
          WHERE id = (j.payload ->> 'ticket_link_id')::bigint AND state = 'opening';
+        UPDATE job
+           SET state = 'dead', finished_at = now(), updated_at = now(),
+               last_error = format('not added: the ticket was never opened (job %s)', j.id)
+         WHERE state = 'queued' AND target_kind = 'sink' AND operation = 'append_message'
+           AND target_instance = j.target_instance
+           AND payload ->> 'ticket_link_id' = j.payload ->> 'ticket_link_id'
+           AND payload ->> 'external_ticket_id' IS NULL;
+        GET DIAGNOSTICS v_waiting = ROW_COUNT;
     END IF;
     IF (j.payload #>> '{conversation,conversation_id}') ~ '^[0-9]{1,18}$' THEN
         v_conv := (j.payload #>> '{conversation,conversation_id}')::bigint;
@@ -353,9 +363,13 @@ BEGIN
     PERFORM parley_notify('sink.failed', v_conv, j.id::text,
                           format('Ticket system %s: %s failed', j.target_instance,
                                  replace(j.operation, '_', ' ')),
-                          coalesce(p_reason, 'no reason given'),
+                          coalesce(p_reason, 'no reason given')
+                          || CASE WHEN v_waiting > 0
+                                  THEN format(E'\n%s later message(s) of the case were not added either.',
+                                              v_waiting) ELSE '' END,
                           jsonb_build_object('job_id', j.id, 'sink', j.target_instance,
-                                             'operation', j.operation, 'reason', p_reason),
+                                             'operation', j.operation, 'reason', p_reason,
+                                             'messages_not_added', v_waiting),
                           coalesce(p_opts -> 'notify_sink_failed', '[]'));
 END
 $$;

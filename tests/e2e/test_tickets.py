@@ -233,15 +233,22 @@ def test_a_dead_sink_job_is_notified_and_the_next_message_tries_again(fresh_db, 
                                                                       callback):
     rules = [{"notifier": "ops", "kinds": ["sink.failed"]}]
     d, _, log = start(daemon, fresh_db, plugin_dir, test_plugin_dir, tmp_path, callback, rules=rules)
-    # job_probe's script: the text "fail" makes it refuse.
-    assert post(d, {"id": "s1", "author": {"id": "ann"}, "text": "fail"})[0] == 200
-    assert wait_for(lambda: len(notices(log)) == 1)
+    # job_probe's script: the text "fail" makes it refuse. The message after
+    # it waits for the ticket and ends with it: one notice says both.
+    assert post(d, [{"id": "s1", "author": {"id": "ann"}, "text": "fail"},
+                    {"id": "s1b", "author": {"id": "ann"}, "text": "and more"}])[0] == 200
+    assert wait_for(lambda: len(notices(log)) == 1 and all_done(fresh_db))
+    time.sleep(0.3)
     [n] = notices(log)
     assert n["kind"] == "sink.failed" and "refused by probe" in n["text"]
+    assert "1 later message(s) of the case were not added" in n["text"]
+    [(open_id,)] = query(fresh_db, "SELECT id FROM job WHERE operation = 'open_ticket'")
+    assert query(fresh_db, "SELECT state, last_error FROM job WHERE operation = 'append_message'") == \
+        [("dead", "not added: the ticket was never opened (job %d)" % open_id)]
     assert query(fresh_db, "SELECT state FROM ticket_link") == [("failed",)]
     assert post(d, {"id": "s2", "author": {"id": "ann"}, "text": "again"})[0] == 200
-    assert wait_for(lambda: all_done(fresh_db) and len(sink_jobs(fresh_db)) == 2)
-    assert sink_jobs(fresh_db)[1][:2] == ("open_ticket", "done")
+    assert wait_for(lambda: all_done(fresh_db) and len(sink_jobs(fresh_db)) == 3)
+    assert sink_jobs(fresh_db)[2][:2] == ("open_ticket", "done")
     assert query(fresh_db, "SELECT state FROM ticket_link ORDER BY id") == [("failed",), ("open",)]
 
 
