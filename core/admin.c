@@ -16,7 +16,7 @@
 #include "db.h"
 #include "util.h"
 
-/* parley_settings 'routing' (sql/007_tickets.sql); also used on SIGHUP. */
+/* parley_settings 'routing' (sql/005_tickets.sql). */
 #define ADMIN_ROUTING_SQL \
 	"INSERT INTO parley_settings (key, value) VALUES ('routing', $1::jsonb) " \
 	"ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now() RETURNING 1"

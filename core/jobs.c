@@ -17,7 +17,7 @@
  * the job, so the delivery handle stays valid for as long as the plugin
  * needs it.
  *
- * The SQL lives in sql/003_jobs.sql, replaced by sql/004 and 006 (parley_job_claim, parley_job_finish);
+ * The SQL lives in sql/003_jobs.sql and sql/006_job_outcomes.sql (parley_job_claim, parley_job_finish);
  * docs/JOBS.md describes payloads, states and settings. */
 #include "jobs.h"
 

@@ -1,8 +1,9 @@
 -- 004_replies: answering customers. The core operations "reply to a
--- conversation" and "move a public conversation to private", what a send's
--- end changes (the message's platform id and status, a private chat's
--- thread, the reason a reply did not go out, the notices that says so), and
--- the echo of a sent message stored before the send's outcome.
+-- conversation" and "move a public conversation to private", and what a
+-- send's end records: the message's platform id and status (an echo stored
+-- before the send's answer is folded into it), a private reply's chat and
+-- the customer's id in it, and a reply that did not go out, visible on the
+-- conversation and notified (the notice routing is in 005).
 
 -- origin_conversation_id: the public conversation a private one was opened
 -- from ("move to private"; same case). delivery_error: why the latest reply
@@ -15,7 +16,8 @@ CREATE INDEX conversation_origin ON conversation (origin_conversation_id)
     WHERE origin_conversation_id IS NOT NULL;
 
 -- A conversation as notices and sinks see it (docs/JOBS.md, "the
--- conversation object").
+-- conversation object"), with the customer's email and phone when known
+-- (verified ones first).
 CREATE FUNCTION parley_conversation_json(p_conversation bigint) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT jsonb_strip_nulls(jsonb_build_object(
@@ -29,6 +31,12 @@ LANGUAGE sql STABLE AS $$
                'customer', jsonb_strip_nulls(jsonb_build_object(
                    'customer_id', cu.id::text,
                    'display_name', coalesce(cu.display_name, i.display_name),
+                   'email', (SELECT cc.value FROM customer_contact cc
+                              WHERE cc.customer_id = cu.id AND cc.kind = 'email'
+                              ORDER BY cc.verified DESC, cc.id LIMIT 1),
+                   'phone', (SELECT cc.value FROM customer_contact cc
+                              WHERE cc.customer_id = cu.id AND cc.kind = 'phone'
+                              ORDER BY cc.verified DESC, cc.id LIMIT 1),
                    'external_id', i.external_id,
                    'handle', i.handle))))
       FROM conversation c
@@ -36,6 +44,22 @@ LANGUAGE sql STABLE AS $$
       LEFT JOIN identity i ON i.id = c.identity_id
       LEFT JOIN support_case sc ON sc.id = c.case_id
      WHERE c.id = p_conversation
+$$;
+
+-- A message for sinks (docs/JOBS.md, "the message object").
+CREATE FUNCTION parley_message_json(p_message bigint) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+               'message_id', m.id::text,
+               'external_id', m.external_id,
+               'author_name', coalesce(i.display_name, i.handle, i.external_id),
+               'text', coalesce(m.edited_text, m.text),
+               'visibility', m.visibility,
+               'inbound', m.direction = 'inbound',
+               'created_ms', floor(extract(epoch FROM coalesce(m.platform_time, m.received_at)) * 1000)::bigint))
+      FROM message m
+      LEFT JOIN identity i ON i.id = m.author_identity_id
+     WHERE m.id = p_message
 $$;
 
 -- Enqueue the channel 'send' of outbound message p_message (its row holds
@@ -85,15 +109,17 @@ $$;
 -- its send is enqueued in the same transaction. p_visibility must be the
 -- conversation's own (NULL: the conversation's); a private answer to a
 -- public conversation is parley_move_to_private. Returns the message's id.
-CREATE FUNCTION parley_reply(p_conversation bigint, p_text text, p_visibility text DEFAULT NULL,
-                             p_actor text DEFAULT NULL)
+-- A moved conversation takes replies once its private chat is open.
+CREATE FUNCTION parley_reply(p_conversation bigint, p_text text,
+                                        p_visibility text DEFAULT NULL, p_actor text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
-    c     conversation%ROWTYPE;
-    v_vis text;
-    v_in  record;
-    v_msg bigint;
+    c        conversation%ROWTYPE;
+    v_vis    text;
+    v_in_id  bigint;
+    v_in_ext text;
+    v_msg    bigint;
 BEGIN
     IF p_text IS NULL OR btrim(p_text) = '' THEN
         RAISE EXCEPTION 'the reply text is empty' USING ERRCODE = '22023';
@@ -111,10 +137,16 @@ BEGIN
             CASE WHEN c.visibility = 'public' THEN ' (move it to private instead)' ELSE '' END
             USING ERRCODE = '22023';
     END IF;
-    v_in := parley_last_inbound(c.id);
+    IF c.origin_conversation_id IS NOT NULL AND c.thread_key IS NULL THEN
+        RAISE EXCEPTION 'conversation % has no private chat yet: its first private message has not '
+                        'been sent (see its delivery status)', c.id USING ERRCODE = '22023';
+    END IF;
+    -- Scalars, not a record: a conversation may have no customer message
+    -- yet (a moved one), and an unassigned record cannot be read.
+    SELECT li.id, li.external_id INTO v_in_id, v_in_ext FROM parley_last_inbound(c.id) AS li;
     INSERT INTO message (conversation_id, channel_instance, direction, text, visibility,
                          in_reply_to_external_id, in_reply_to_id)
-    VALUES (c.id, c.channel_instance, 'outbound', p_text, v_vis, v_in.external_id, v_in.id)
+    VALUES (c.id, c.channel_instance, 'outbound', p_text, v_vis, v_in_ext, v_in_id)
     RETURNING message.id INTO v_msg;
     UPDATE conversation
        SET last_outbound_at = now(), first_response_at = coalesce(first_response_at, now()),
@@ -134,12 +166,14 @@ $$;
 -- empty: none). The private chat's thread is what the channel reports when
 -- the send succeeds. Returns the new conversation's id.
 CREATE FUNCTION parley_move_to_private(p_conversation bigint, p_text text, p_public_text text,
-                                       p_actor text DEFAULT NULL)
+                                                  p_actor text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     c        conversation%ROWTYPE;
-    v_in     record;
+    v_in_id  bigint;
+    v_in_ext text;
+    v_in_at  timestamptz;
     v_conv   bigint;
     v_msg    bigint;
     v_public bigint;
@@ -154,8 +188,9 @@ BEGIN
     IF c.visibility <> 'public' THEN
         RAISE EXCEPTION 'conversation % is private already', c.id USING ERRCODE = '22023';
     END IF;
-    v_in := parley_last_inbound(c.id);
-    IF v_in.external_id IS NULL THEN
+    SELECT li.id, li.external_id, li.at INTO v_in_id, v_in_ext, v_in_at
+      FROM parley_last_inbound(c.id) AS li;
+    IF v_in_ext IS NULL THEN
         RAISE EXCEPTION 'conversation % has no customer message to answer privately', c.id
             USING ERRCODE = '22023';
     END IF;
@@ -168,25 +203,23 @@ BEGIN
     RETURNING conversation.id INTO v_conv;
     INSERT INTO message (conversation_id, channel_instance, direction, text, visibility,
                          in_reply_to_external_id, in_reply_to_id)
-    VALUES (v_conv, c.channel_instance, 'outbound', p_text, 'private', v_in.external_id, v_in.id)
+    VALUES (v_conv, c.channel_instance, 'outbound', p_text, 'private', v_in_ext, v_in_id)
     RETURNING message.id INTO v_msg;
     IF p_public_text IS NOT NULL AND btrim(p_public_text) <> '' THEN
-        -- Sent only after the private message went out (parley_send_done):
-        -- "we sent you a message" must not be said of one that failed.
+        -- Sent only after the private message went out (parley_send_done).
         INSERT INTO message (conversation_id, channel_instance, direction, text, visibility,
                              in_reply_to_external_id, in_reply_to_id)
-        VALUES (c.id, c.channel_instance, 'outbound', p_public_text, 'public', v_in.external_id, v_in.id)
+        VALUES (c.id, c.channel_instance, 'outbound', p_public_text, 'public', v_in_ext, v_in_id)
         RETURNING message.id INTO v_public;
     END IF;
     UPDATE conversation
        SET last_outbound_at = now(), first_response_at = coalesce(first_response_at, now()),
            updated_at = now()
      WHERE conversation.id = c.id;
-    -- The private message's window runs from the public message it answers.
     PERFORM parley_enqueue_send(v_msg, 'private_reply',
         jsonb_strip_nulls(jsonb_build_object(
             'thread_id', c.thread_key,
-            'last_inbound_ms', floor(extract(epoch FROM v_in.at) * 1000)::bigint,
+            'last_inbound_ms', floor(extract(epoch FROM v_in_at) * 1000)::bigint,
             'public_message_id', v_public::text)));
     PERFORM parley_audit(coalesce(p_actor, 'system'), 'conversation.move_to_private', 'conversation',
                          c.id, jsonb_strip_nulls(jsonb_build_object(
@@ -201,7 +234,8 @@ $$;
 -- arrived first; delivery status only moves forward). When the platform's
 -- echo of the message was stored first (an echo can overtake the send's
 -- answer), that row is this message: it is folded into it (status,
--- evidence, revisions), so the message exists once.
+-- evidence, revisions, references), so the message exists once. An echo
+-- committed concurrently never makes the outcome unwritable.
 CREATE OR REPLACE FUNCTION parley_job_mark_sent(p_message bigint, p_external_id text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -217,7 +251,11 @@ BEGIN
          WHERE channel_instance = m.channel_instance AND external_id = p_external_id
            FOR UPDATE;
         IF FOUND AND e.direction = 'outbound' AND e.author_identity_id IS NULL THEN
+            -- The echo's row is this message: everything pointing at it
+            -- points here now, then it goes.
             UPDATE message_revision SET message_id = m.id WHERE message_id = e.id;
+            UPDATE message SET in_reply_to_id = m.id WHERE in_reply_to_id = e.id;
+            UPDATE case_reference SET message_id = m.id WHERE message_id = e.id;
             DELETE FROM message WHERE id = e.id;
             UPDATE message
                SET external_id = p_external_id,
@@ -234,16 +272,23 @@ BEGIN
              WHERE id = m.id;
             RETURN;
         ELSIF FOUND THEN
-            -- The id belongs to something else (a customer message): keep
-            -- both as they are; only the status is known.
+            -- The id belongs to something else: only the status is known.
             UPDATE message SET delivery_status = coalesce(delivery_status, 'sent') WHERE id = m.id;
             RETURN;
         END IF;
     END IF;
-    UPDATE message
-       SET external_id = coalesce(external_id, p_external_id),
-           delivery_status = coalesce(delivery_status, 'sent')
-     WHERE id = m.id;
+    BEGIN
+        UPDATE message
+           SET external_id = coalesce(external_id, p_external_id),
+               delivery_status = coalesce(delivery_status, 'sent')
+         WHERE id = m.id;
+    EXCEPTION WHEN unique_violation THEN
+        -- An echo with this id was being stored by a concurrent batch and
+        -- committed meanwhile: the outcome must still be recordable (a
+        -- failed write would send the message again). The status is known;
+        -- the echo stays its own row.
+        UPDATE message SET delivery_status = coalesce(delivery_status, 'sent') WHERE id = m.id;
+    END;
 END
 $$;
 
@@ -251,19 +296,29 @@ $$;
 -- private reply's conversation gets its chat (thread) and the customer's
 -- identity in that chat; the public "we sent you a message" reply goes out
 -- now; the conversation's delivery error is over.
-CREATE FUNCTION parley_send_done(j job, p_external_id text, p_thread_id text, p_recipient_id text)
+-- When the chat's customer id is already another customer's (they wrote
+-- privately before they commented), the two records are merged: the
+-- platform delivered the private reply to the public message's author. A
+-- channel's note on the send (a template sent instead of the text) is kept
+-- on the message.
+CREATE FUNCTION parley_send_done(j job, p_external_id text, p_thread_id text, p_recipient_id text,
+                                 p_note text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_msg  bigint;
-    v_conv bigint;
-    c      conversation%ROWTYPE;
+    v_msg    bigint;
+    v_conv   bigint;
+    c        conversation%ROWTYPE;
+    v_other  bigint;
 BEGIN
     IF (j.payload ->> 'message_id') !~ '^[0-9]{1,18}$' THEN
         RETURN;
     END IF;
     v_msg := (j.payload ->> 'message_id')::bigint;
     PERFORM parley_job_mark_sent(v_msg, p_external_id);
+    IF p_note IS NOT NULL THEN
+        UPDATE message SET delivery_detail = p_note WHERE id = v_msg;
+    END IF;
     SELECT m.conversation_id INTO v_conv FROM message m WHERE m.id = v_msg;
     SELECT * INTO c FROM conversation WHERE id = v_conv FOR UPDATE;
     IF NOT FOUND THEN
@@ -275,13 +330,28 @@ BEGIN
         IF p_thread_id IS NOT NULL AND c.thread_key IS NULL THEN
             UPDATE conversation SET thread_key = p_thread_id, updated_at = now() WHERE id = c.id;
         END IF;
-        -- The customer's id in the private chat may differ from their id in
-        -- public (a Facebook comment's author vs. the Messenger user): the
-        -- chat's id is theirs too, so their answer finds this conversation.
         IF p_recipient_id IS NOT NULL THEN
             INSERT INTO identity (customer_id, channel_kind, channel_instance, external_id)
             VALUES (c.customer_id, c.channel_kind, c.channel_instance, p_recipient_id)
             ON CONFLICT DO NOTHING;
+            -- Known already, as someone else: the platform delivered the
+            -- private reply to the author of the public message, so both
+            -- records are this customer (undo: parley_unmerge).
+            SELECT cu.id INTO v_other
+              FROM identity i JOIN customer cu ON cu.id = i.customer_id
+             WHERE i.channel_instance = c.channel_instance AND i.external_id = p_recipient_id
+               AND cu.id <> c.customer_id AND cu.merged_into IS NULL;
+            IF v_other IS NOT NULL THEN
+                BEGIN
+                    PERFORM parley_merge_customers(v_other, c.customer_id,
+                                                   'channel:' || c.channel_instance);
+                EXCEPTION WHEN others THEN
+                    PERFORM parley_audit('jobs', 'customer.link_failed', 'conversation', c.id,
+                                         jsonb_build_object('identity', p_recipient_id,
+                                                            'customer_id', v_other,
+                                                            'reason', SQLERRM));
+                END;
+            END IF;
         END IF;
         IF (j.payload ->> 'public_message_id') ~ '^[0-9]{1,18}$' THEN
             PERFORM parley_enqueue_send((j.payload ->> 'public_message_id')::bigint, 'message');
@@ -292,8 +362,8 @@ $$;
 
 -- A channel 'send' job is dead: the reply did not go out, and a customer is
 -- waiting. The message is failed with the reason, the conversation shows
--- the reason, the audit log has it, and each notifier in
--- p_opts.notify_delivery_failed gets a 'delivery.failed' notice.
+-- the reason, the audit log has it, and a 'delivery.failed' notice goes to
+-- the routed notifiers (005) and those of p_opts.notify_delivery_failed.
 CREATE FUNCTION parley_send_failed(j job, p_reason text, p_opts jsonb) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -326,91 +396,17 @@ BEGIN
      WHERE id = m.conversation_id;
     PERFORM parley_audit('jobs', 'message.delivery_failed', 'conversation', m.conversation_id,
                          jsonb_build_object('message_id', m.id, 'job_id', j.id, 'reason', v_reason));
-    IF coalesce(jsonb_array_length(p_opts -> 'notify_delivery_failed'), 0) = 0 THEN
-        RETURN;
-    END IF;
     SELECT coalesce(cu.display_name, i.display_name, i.handle, 'a customer') INTO v_who
       FROM conversation c
       JOIN customer cu ON cu.id = c.customer_id
       LEFT JOIN identity i ON i.id = c.identity_id
      WHERE c.id = m.conversation_id;
-    INSERT INTO job (target_kind, target_instance, operation, payload, idempotency_key, ordering_key)
-    SELECT 'notifier', n.name, 'deliver',
-           jsonb_build_object(
-               'kind', 'delivery.failed',
-               'title', format('A reply to %s on %s was not sent', coalesce(v_who, 'a customer'),
-                               j.target_instance),
-               'text', left(format(E'%s\n\nThe reply: %s', v_reason, coalesce(m.text, '')), 1000),
-               'conversation', parley_conversation_json(m.conversation_id),
-               'payload', jsonb_build_object('conversation_id', m.conversation_id, 'message_id', m.id,
-                                             'job_id', j.id, 'reason', v_reason)),
-           'delivery.failed:' || j.id || ':' || n.name,
-           'conversation:' || m.conversation_id
-      FROM jsonb_array_elements_text(p_opts -> 'notify_delivery_failed') AS n(name)
-    ON CONFLICT ON CONSTRAINT job_idempotency_key DO NOTHING;
-END
-$$;
-
--- parley_job_finish (003) with what a send's end sets off: p_thread_id and
--- p_recipient_id (a private reply's chat and the customer's id in it) and
--- p_opts (the runner's settings for notices). Otherwise as in 003.
-DROP FUNCTION parley_job_finish(bigint, uuid, text, text, text, timestamptz, int, int, int);
-CREATE FUNCTION parley_job_finish(p_id bigint, p_claim_token uuid, p_outcome text,
-                                  p_reason text, p_external_id text, p_retry_at timestamptz,
-                                  p_backoff_base_ms int, p_backoff_max_ms int,
-                                  p_default_max_attempts int, p_thread_id text DEFAULT NULL,
-                                  p_recipient_id text DEFAULT NULL, p_opts jsonb DEFAULT NULL,
-                                  OUT new_state text, OUT retry_in_ms bigint)
-RETURNS SETOF record LANGUAGE plpgsql AS $$
-DECLARE
-    j job%ROWTYPE;
-    v_cap_ms double precision;
-    v_run_at timestamptz;
-BEGIN
-    SELECT * INTO j FROM job
-    WHERE job.id = p_id AND job.claim_token = p_claim_token AND job.state = 'running'
-    FOR UPDATE;
-    IF NOT FOUND THEN
-        RETURN;
-    END IF;
-
-    IF p_outcome = 'ok' THEN
-        UPDATE job SET state = 'done', external_id = p_external_id, last_error = NULL,
-                       lease_until = NULL, claim_token = NULL, finished_at = now(),
-                       updated_at = now()
-        WHERE job.id = p_id;
-        IF j.target_kind = 'channel' AND j.operation = 'send' THEN
-            PERFORM parley_send_done(j, p_external_id, p_thread_id, p_recipient_id);
-        END IF;
-        new_state := 'done';
-    ELSIF p_outcome = 'release' THEN
-        UPDATE job SET state = 'queued', attempts = greatest(j.attempts - 1, 0),
-                       lease_until = NULL, claim_token = NULL, updated_at = now()
-        WHERE job.id = p_id;
-        new_state := 'queued';
-    ELSIF p_outcome = 'retry'
-          AND j.attempts < coalesce(j.max_attempts, p_default_max_attempts) THEN
-        v_cap_ms := least(p_backoff_max_ms::double precision,
-                          p_backoff_base_ms * power(2::double precision,
-                                                    least(greatest(j.attempts - 1, 0), 60)));
-        v_run_at := greatest(coalesce(p_retry_at, '-infinity'),
-                             now() + random() * v_cap_ms * interval '1 millisecond');
-        UPDATE job SET state = 'queued', run_at = v_run_at, last_error = p_reason,
-                       lease_until = NULL, claim_token = NULL, updated_at = now()
-        WHERE job.id = p_id;
-        new_state := 'queued';
-        retry_in_ms := greatest(0, ceil(extract(epoch FROM v_run_at - now()) * 1000))::bigint;
-    ELSIF p_outcome IN ('retry', 'fail') THEN
-        UPDATE job SET state = 'dead', last_error = p_reason, lease_until = NULL,
-                       claim_token = NULL, finished_at = now(), updated_at = now()
-        WHERE job.id = p_id;
-        IF j.target_kind = 'channel' AND j.operation = 'send' THEN
-            PERFORM parley_send_failed(j, p_reason, coalesce(p_opts, '{}'));
-        END IF;
-        new_state := 'dead';
-    ELSE
-        RAISE EXCEPTION 'parley_job_finish: unknown outcome %', p_outcome;
-    END IF;
-    RETURN NEXT;
+    PERFORM parley_notify('delivery.failed', m.conversation_id, j.id::text,
+                          format('A reply to %s on %s was not sent', coalesce(v_who, 'a customer'),
+                                 j.target_instance),
+                          format(E'%s\n\nThe reply: %s', v_reason, coalesce(m.text, '')),
+                          jsonb_build_object('conversation_id', m.conversation_id, 'message_id', m.id,
+                                             'job_id', j.id, 'reason', v_reason),
+                          coalesce(p_opts -> 'notify_delivery_failed', '[]'));
 END
 $$;

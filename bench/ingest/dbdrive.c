@@ -37,6 +37,7 @@
 
 #include <libpq-fe.h>
 
+#include "measure.h"
 #include "mix.h"
 
 #define DD_MAX_DEPTH 16
@@ -115,22 +116,6 @@ static void on_signal(int sig)
 	interrupted = 1;
 }
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static double cpu_seconds(void)
-{
-	struct rusage ru;
-	if (getrusage(RUSAGE_SELF, &ru) != 0)
-		return 0;
-	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-	       (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
-
 /* ------------------------------------------------------------------ setup */
 
 static void usage(FILE *out)
@@ -180,20 +165,11 @@ static bool parse_args(int argc, char **argv, dd_opts *o)
 		{ "instance", required_argument, NULL, 'i' },
 		{ "channel", required_argument, NULL, 'n' },
 		{ "opts", required_argument, NULL, 'o' },
-		{ "seed", required_argument, NULL, 's' },
-		{ "prefix", required_argument, NULL, 'p' },
-		{ "customers", required_argument, NULL, 'C' },
-		{ "posts", required_argument, NULL, 'P' },
-		{ "regulars", required_argument, NULL, 'R' },
-		{ "regular-share", required_argument, NULL, 'G' },
-		{ "public", required_argument, NULL, 'b' },
-		{ "edits", required_argument, NULL, 'e' },
-		{ "replays", required_argument, NULL, 'y' },
+		MIX_LONGOPTS,
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	uint64_t u;
-	double d;
 	int c, idx = 0;
 
 	memset(o, 0, sizeof(*o));
@@ -210,7 +186,8 @@ static bool parse_args(int argc, char **argv, dd_opts *o)
 	mix_default_opts(&o->mix);
 	while ((c = getopt_long(argc, argv, "h", longopts, &idx)) != -1) {
 		bool ok = true;
-		switch (c) {
+		/* The event mix's own options first (mix.h). */
+		if (!mix_parse_option(c, optarg, &o->mix, &ok)) switch (c) {
 		case 'd': o->dsn = optarg; break;
 		case 'c': ok = mix_parse_u64(optarg, DD_MAX_CONNS, &u) && u >= 1; o->connections = (int)u; break;
 		case 'B': ok = mix_parse_u64(optarg, 100000, &u) && u >= 1; o->batch = (int)u; break;
@@ -222,19 +199,6 @@ static bool parse_args(int argc, char **argv, dd_opts *o)
 		case 'i': o->instance = optarg; break;
 		case 'n': o->channel = optarg; break;
 		case 'o': o->opts_json = optarg; break;
-		case 's': ok = mix_parse_u64(optarg, UINT64_MAX, &o->mix.seed); break;
-		case 'p':
-			ok = strlen(optarg) < sizeof(o->mix.prefix);
-			if (ok)
-				snprintf(o->mix.prefix, sizeof(o->mix.prefix), "%s", optarg);
-			break;
-		case 'C': ok = mix_parse_u64(optarg, UINT32_MAX, &u); o->mix.customers = (uint32_t)u; break;
-		case 'P': ok = mix_parse_u64(optarg, INT32_MAX, &u); o->mix.posts = (uint32_t)u; break;
-		case 'R': ok = mix_parse_double(optarg, 1e-9, 1, &o->mix.regulars); break;
-		case 'G': ok = mix_parse_double(optarg, 0, 1, &o->mix.regular_share); break;
-		case 'b': ok = mix_parse_double(optarg, 0, 1, &d); o->mix.public_share = d; break;
-		case 'e': ok = mix_parse_double(optarg, 0, 1, &d); o->mix.edit_share = d; break;
-		case 'y': ok = mix_parse_double(optarg, 0, 1, &d); o->mix.replay_share = d; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return false;
 		}
@@ -391,9 +355,9 @@ static bool send_insert_batch(dd *g, PGconn *pg)
 /* Build and queue one batch on c, then flush what the socket takes. */
 static bool send_batch(dd *g, dd_conn *c)
 {
-	int64_t t = now_ns();
+	int64_t t = bench_now_ns();
 	bool ok = g->o.sql == DD_FUNCTION ? send_function_batch(g, c->pg) : send_insert_batch(g, c->pg);
-	int64_t built = now_ns();
+	int64_t built = bench_now_ns();
 
 	if (!ok || PQpipelineSync(c->pg) != 1) {
 		/* Rendering fails only when out of memory; libpq says why otherwise. */
@@ -420,20 +384,6 @@ static bool send_batch(dd *g, dd_conn *c)
 		return false;
 	}
 	c->flushing = fl == 1;
-	return true;
-}
-
-static bool record_latency(dd *g, double ms)
-{
-	if (g->n_lat == g->cap_lat) {
-		size_t cap = g->cap_lat ? g->cap_lat * 2 : 4096;
-		double *p = realloc(g->lat_ms, cap * sizeof(*p));
-		if (p == NULL)
-			return false;
-		g->lat_ms = p;
-		g->cap_lat = cap;
-	}
-	g->lat_ms[g->n_lat++] = ms;
 	return true;
 }
 
@@ -464,7 +414,7 @@ static void read_function_result(dd *g, dd_flight *f, const PGresult *r)
 static bool complete_batch(dd *g, dd_conn *c)
 {
 	dd_flight *f = &c->fifo[c->head];
-	int64_t done = now_ns();
+	int64_t done = bench_now_ns();
 	dd_counts *k = f->measured ? &g->meas : &g->warm;
 
 	c->head = (c->head + 1) % DD_MAX_DEPTH;
@@ -480,7 +430,7 @@ static bool complete_batch(dd *g, dd_conn *c)
 	if (f->measured) {
 		if (done > g->last_done_ns)
 			g->last_done_ns = done;
-		return record_latency(g, (double)(done - f->start_ns) / 1e6);
+		return bench_record_latency(&g->lat_ms, &g->n_lat, &g->cap_lat, (double)(done - f->start_ns) / 1e6);
 	}
 	return true;
 }
@@ -533,11 +483,11 @@ static bool run(dd *g)
 	struct pollfd *fds = calloc((size_t)g->o.connections, sizeof(*fds));
 	bool ok = fds != NULL;
 
-	g->t0 = now_ns();
+	g->t0 = bench_now_ns();
 	g->warm_end = g->t0 + (int64_t)(g->o.warmup * 1e9);
 	g->end = g->warm_end + (int64_t)(g->o.duration * 1e9);
 	while (ok) {
-		int64_t now = now_ns();
+		int64_t now = bench_now_ns();
 		bool busy = false;
 		if (now >= g->end || interrupted)
 			g->stopping = true;
@@ -675,10 +625,10 @@ int main(int argc, char **argv)
 	if (!connect_all(&g))
 		goto out;
 
-	double cpu0 = cpu_seconds();
-	int64_t w0 = now_ns();
+	double cpu0 = bench_cpu_seconds();
+	int64_t w0 = bench_now_ns();
 	bool ok = run(&g);
-	double cpu = cpu_seconds() - cpu0, wall = (double)(now_ns() - w0) / 1e9;
+	double cpu = bench_cpu_seconds() - cpu0, wall = (double)(bench_now_ns() - w0) / 1e9;
 	if (report(&g, cpu, wall) && ok)
 		rc = interrupted ? 130 : g.meas.failed > 0 ? 3 : 0;
 out:

@@ -46,6 +46,7 @@
 #include <openssl/hmac.h>
 #include <openssl/params.h>
 
+#include "measure.h"
 #include "mix.h"
 
 #define LG_MAX_BODY 2048
@@ -116,22 +117,6 @@ struct lg {
 	uint64_t n_built;
 };
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static double cpu_seconds(void)
-{
-	struct rusage ru;
-	if (getrusage(RUSAGE_SELF, &ru) != 0)
-		return 0;
-	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-	       (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
-
 /* ------------------------------------------------------------------ setup */
 
 static void usage(FILE *out)
@@ -167,20 +152,11 @@ static bool parse_args(int argc, char **argv, lg_opts *o)
 		{ "warmup", required_argument, NULL, 'w' },
 		{ "drain", required_argument, NULL, 'D' },
 		{ "timeout", required_argument, NULL, 't' },
-		{ "seed", required_argument, NULL, 's' },
-		{ "prefix", required_argument, NULL, 'p' },
-		{ "customers", required_argument, NULL, 'C' },
-		{ "posts", required_argument, NULL, 'P' },
-		{ "regulars", required_argument, NULL, 'R' },
-		{ "regular-share", required_argument, NULL, 'G' },
-		{ "public", required_argument, NULL, 'b' },
-		{ "edits", required_argument, NULL, 'e' },
-		{ "replays", required_argument, NULL, 'y' },
+		MIX_LONGOPTS,
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	uint64_t u;
-	double d;
 	int c, idx = 0;
 
 	memset(o, 0, sizeof(*o));
@@ -192,7 +168,8 @@ static bool parse_args(int argc, char **argv, lg_opts *o)
 	mix_default_opts(&o->mix);
 	while ((c = getopt_long(argc, argv, "h", longopts, &idx)) != -1) {
 		bool ok = true;
-		switch (c) {
+		/* The event mix's own options first (mix.h). */
+		if (!mix_parse_option(c, optarg, &o->mix, &ok)) switch (c) {
 		case 'u': o->url = optarg; break;
 		case 'k': o->secret_file = optarg; break;
 		case 'c': ok = mix_parse_u64(optarg, 10000, &u) && u >= 1; o->connections = (int)u; break;
@@ -201,19 +178,6 @@ static bool parse_args(int argc, char **argv, lg_opts *o)
 		case 'w': ok = mix_parse_double(optarg, 0, 86400, &o->warmup); break;
 		case 'D': ok = mix_parse_double(optarg, 0, 86400, &o->drain); break;
 		case 't': ok = mix_parse_u64(optarg, 3600, &u) && u >= 1; o->timeout = (int)u; break;
-		case 's': ok = mix_parse_u64(optarg, UINT64_MAX, &o->mix.seed); break;
-		case 'p':
-			ok = strlen(optarg) < sizeof(o->mix.prefix);
-			if (ok)
-				snprintf(o->mix.prefix, sizeof(o->mix.prefix), "%s", optarg);
-			break;
-		case 'C': ok = mix_parse_u64(optarg, UINT32_MAX, &u); o->mix.customers = (uint32_t)u; break;
-		case 'P': ok = mix_parse_u64(optarg, INT32_MAX, &u); o->mix.posts = (uint32_t)u; break;
-		case 'R': ok = mix_parse_double(optarg, 1e-9, 1, &o->mix.regulars); break;
-		case 'G': ok = mix_parse_double(optarg, 0, 1, &o->mix.regular_share); break;
-		case 'b': ok = mix_parse_double(optarg, 0, 1, &d); o->mix.public_share = d; break;
-		case 'e': ok = mix_parse_double(optarg, 0, 1, &d); o->mix.edit_share = d; break;
-		case 'y': ok = mix_parse_double(optarg, 0, 1, &d); o->mix.replay_share = d; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return false;
 		}
@@ -396,20 +360,6 @@ static void fail_run(lg *g, const char *what)
 	event_base_loopbreak(g->base);
 }
 
-static bool record_latency(lg *g, double ms)
-{
-	if (g->n_lat == g->cap_lat) {
-		size_t cap = g->cap_lat ? g->cap_lat * 2 : 65536;
-		double *p = realloc(g->lat_ms, cap * sizeof(*p));
-		if (p == NULL)
-			return false;
-		g->lat_ms = p;
-		g->cap_lat = cap;
-	}
-	g->lat_ms[g->n_lat++] = ms;
-	return true;
-}
-
 static void count_sent(lg_counts *c, const mix_event *ev)
 {
 	c->sent++;
@@ -442,13 +392,13 @@ static bool send_next(lg *g, lg_slot *slot, int64_t sched_ns)
 	char body[LG_MAX_BODY], sig[LG_SIG_LEN + 1];
 	size_t len = 0;
 	mix_event ev;
-	int64_t b0 = now_ns();
+	int64_t b0 = bench_now_ns();
 
 	mix_next(&g->mix, &ev);
 	if (!mix_render_item(&g->mix, &g->render, &ev, body, sizeof(body), &len) ||
 	    !sign_body(g->mac, body, len, sig))
 		return false;
-	g->build_ns += now_ns() - b0;
+	g->build_ns += bench_now_ns() - b0;
 	g->n_built++;
 
 	struct evhttp_request *req = evhttp_request_new(on_answer, slot);
@@ -524,7 +474,7 @@ static void on_answer(struct evhttp_request *req, void *arg)
 {
 	lg_slot *slot = arg;
 	lg *g = slot->g;
-	int64_t done = now_ns();
+	int64_t done = bench_now_ns();
 	int status = req ? evhttp_request_get_response_code(req) : 0;
 	bool measured = in_window(g, slot->sched_ns);
 	lg_counts *c = measured ? &g->meas : &g->warm;
@@ -536,7 +486,7 @@ static void on_answer(struct evhttp_request *req, void *arg)
 	if (status == 0 && slot->error > 0 && slot->error < 8)
 		c->errors_by_kind[slot->error - 1]++;
 	if (measured) {
-		if (!record_latency(g, (double)(done - slot->sched_ns) / 1e6)) {
+		if (!bench_record_latency(&g->lat_ms, &g->n_lat, &g->cap_lat, (double)(done - slot->sched_ns) / 1e6)) {
 			fail_run(g, "out of memory");
 			return;
 		}
@@ -562,7 +512,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	lg *g = arg;
 	(void)fd;
 	(void)what;
-	if (!schedule_due(g, now_ns())) {
+	if (!schedule_due(g, bench_now_ns())) {
 		fail_run(g, "out of memory");
 		return;
 	}
@@ -672,7 +622,7 @@ static bool run(lg *g)
 {
 	struct timeval total = tv_of(g->o.warmup + g->o.duration);
 
-	g->t0 = now_ns();
+	g->t0 = bench_now_ns();
 	g->warm_end = g->t0 + (int64_t)(g->o.warmup * 1e9);
 	g->end = g->warm_end + (int64_t)(g->o.duration * 1e9);
 	if (event_add(g->end_timer, &total) != 0)
@@ -685,7 +635,7 @@ static bool run(lg *g)
 	} else {
 		while (g->n_idle > 0) {
 			lg_slot *slot = &g->slots[g->idle[--g->n_idle]];
-			if (!send_next(g, slot, now_ns())) {
+			if (!send_next(g, slot, bench_now_ns())) {
 				fprintf(stderr, "loadgen: cannot make a request\n");
 				return false;
 			}
@@ -857,10 +807,10 @@ int main(int argc, char **argv)
 	if (!setup(&g))
 		goto out;
 
-	double cpu0 = cpu_seconds();
-	int64_t w0 = now_ns();
+	double cpu0 = bench_cpu_seconds();
+	int64_t w0 = bench_now_ns();
 	bool ok = run(&g);
-	double cpu = cpu_seconds() - cpu0, wall = (double)(now_ns() - w0) / 1e9;
+	double cpu = bench_cpu_seconds() - cpu0, wall = (double)(bench_now_ns() - w0) / 1e9;
 	if (!ok && !g.failed)
 		fprintf(stderr, "loadgen: the event loop failed\n");
 	if (report(&g, cpu, wall) && ok)

@@ -20,6 +20,7 @@
 #define PARLEY_BENCH_MIX_H
 
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -152,6 +153,44 @@ static inline void mix_default_opts(mix_opts *o)
 
 /* Ids go into JSON and header-free places unescaped (loadgen's fast path),
  * so the prefix is restricted to characters that never need escaping. */
+/* The mix's command-line options, shared by loadgen and dbdrive: put
+ * MIX_LONGOPTS in the getopt_long table and hand each option to
+ * mix_parse_option first. */
+#define MIX_LONGOPTS \
+	{ "seed", required_argument, NULL, 's' }, \
+	{ "prefix", required_argument, NULL, 'p' }, \
+	{ "customers", required_argument, NULL, 'C' }, \
+	{ "posts", required_argument, NULL, 'P' }, \
+	{ "regulars", required_argument, NULL, 'R' }, \
+	{ "regular-share", required_argument, NULL, 'G' }, \
+	{ "public", required_argument, NULL, 'b' }, \
+	{ "edits", required_argument, NULL, 'e' }, \
+	{ "replays", required_argument, NULL, 'y' }
+
+/* Option c (a MIX_LONGOPTS one) with its argument into o: true when c is
+ * one of them, with *ok saying whether the value was valid. */
+static inline bool mix_parse_option(int c, const char *arg, mix_opts *o, bool *ok)
+{
+	uint64_t u = 0;
+	double d = 0;
+	switch (c) {
+	case 's': *ok = mix_parse_u64(arg, UINT64_MAX, &o->seed); return true;
+	case 'p':
+		*ok = strlen(arg) < sizeof(o->prefix);
+		if (*ok)
+			snprintf(o->prefix, sizeof(o->prefix), "%s", arg);
+		return true;
+	case 'C': *ok = mix_parse_u64(arg, UINT32_MAX, &u); o->customers = (uint32_t)u; return true;
+	case 'P': *ok = mix_parse_u64(arg, INT32_MAX, &u); o->posts = (uint32_t)u; return true;
+	case 'R': *ok = mix_parse_double(arg, 1e-9, 1, &o->regulars); return true;
+	case 'G': *ok = mix_parse_double(arg, 0, 1, &o->regular_share); return true;
+	case 'b': *ok = mix_parse_double(arg, 0, 1, &d); o->public_share = d; return true;
+	case 'e': *ok = mix_parse_double(arg, 0, 1, &d); o->edit_share = d; return true;
+	case 'y': *ok = mix_parse_double(arg, 0, 1, &d); o->replay_share = d; return true;
+	}
+	return false;
+}
+
 static inline bool mix_prefix_ok(const char *p)
 {
 	size_t n = strlen(p);

@@ -6,12 +6,15 @@ Runs `make install DESTDIR=...` on the build tree, so the install is staged in
 a temporary directory and the system is not touched.
 """
 import glob
+import json
 import os
 import re
 import shutil
 import subprocess
 
 import pytest
+
+from parley_testlib import http, query
 
 
 def run(argv, env=None, timeout=600):
@@ -131,3 +134,26 @@ def test_daemon_shows_the_example_config_keys(built_example, run_parleyd, tmp_pa
     assert code == 0, err
     assert "config.url (string, required)" in out
     assert "config.token (string, required, secret)" in out
+
+
+def test_the_example_takes_ticket_events_with_its_token(built_example, daemon, fresh_db, tmp_path):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    shutil.copy(built_example, str(plugins / "example_sink.so"))
+    d = daemon.start({"database": {"dsn": fresh_db}, "plugin_dir": str(plugins),
+                      "sinks": [{"name": "helpdesk", "plugin": "example_sink",
+                                 "config": {"url": "http://127.0.0.1:9/api", "token": "tok-123"}}]})
+    url = d.url + "/sinks/helpdesk/events"
+    event = json.dumps({"id": "e1", "ticket": "T-9", "type": "comment", "comment_id": "c1",
+                        "public": True, "author": "Kim", "text": "On its way"}).encode()
+    good = {"Content-Type": "application/json", "Authorization": "Bearer tok-123"}
+    assert http("POST", url, event, {"Content-Type": "application/json"})[0] == 401
+    assert http("POST", url, event, dict(good, Authorization="Bearer tok-12"))[0] == 401
+    assert http("POST", url, b"{", good)[0] == 400
+    assert http("POST", url, json.dumps({"id": "e2", "ticket": "T-9", "type": "comment"}).encode(),
+                good)[0] == 400
+    assert query(fresh_db, "SELECT count(*) FROM ticket_event") == [(0,)]
+    assert http("POST", url, event, good)[0] == 200
+    assert http("POST", url, event, good)[0] == 200          # a replay changes nothing
+    assert query(fresh_db, "SELECT dedupe_key, event_type, external_ticket_id, event ->> 'text' "
+                           "FROM ticket_event") == [("event:e1", "comment", "T-9", "On its way")]

@@ -295,3 +295,24 @@ def test_routes_and_rules_are_validated(fresh_db, plugin_dir, run_parleyd):
     for cfg, path, words in cases:
         code, _, err = run_parleyd(["--check-config"], config=cfg)
         assert code == 2 and path in err and words in err, (path, err)
+
+
+def test_sighup_publishes_new_rules(fresh_db, daemon, plugin_dir, test_plugin_dir, tmp_path,
+                                    callback):
+    """Routing lives in the database (every daemon on it reads the same): a
+    reload publishes the new rules, and they apply to the next message."""
+    import signal
+    d, cfg, log = start(daemon, fresh_db, plugin_dir, test_plugin_dir, tmp_path, callback,
+                        route={"channels": []})
+    assert post(d, {"id": "m1", "author": {"id": "ann"}, "text": "first"})[0] == 200
+    time.sleep(0.3)
+    assert notices(log) == []
+    cfg["notices"] = [{"notifier": "ops", "kinds": ["conversation.created"]}]
+    d.rewrite_config(cfg)
+    d.signal(signal.SIGHUP)
+    assert wait_for(lambda: query(fresh_db, "SELECT value -> 'notices' FROM parley_settings "
+                                            "WHERE key = 'routing'")[0][0] ==
+                    [{"notifier": "ops", "kinds": ["conversation.created"]}])
+    assert post(d, {"id": "m2", "author": {"id": "bob"}, "text": "second"})[0] == 200
+    assert wait_for(lambda: len(notices(log)) == 1)
+    assert notices(log)[0]["kind"] == "conversation.created"

@@ -785,6 +785,45 @@ static void test_malformed_calls_are_refused_without_callback(void **state)
 	result_free(&r);
 }
 
+/* Mail that cannot be sent as given is refused at once, without a callback:
+ * not SMTP, no recipient, an address that could smuggle SMTP syntax, or a
+ * struct too small. */
+static void test_malformed_mail_is_refused_without_callback(void **state)
+{
+	const char *const to[] = { "ops@example.com", NULL };
+	const char *const none[] = { NULL };
+	const char *const angle[] = { "a@example.com>\r\nRCPT TO:<b@example.com", NULL };
+	struct result r = { 0 };
+	parley_smtp_call ok = { .size = sizeof(ok), .url = "smtp://127.0.0.1:1",
+	                        .mail_from = "parley@example.com", .rcpt_to = to,
+	                        .message = "Subject: x\r\n\r\nhi\r\n", .message_len = 19 };
+	parley_smtp_call c = ok;
+	c.url = "http://127.0.0.1:1";
+	assert_int_equal(http_client_smtp(&c, on_done, &r), -1);
+	c = ok;
+	c.rcpt_to = none;
+	assert_int_equal(http_client_smtp(&c, on_done, &r), -1);
+	c = ok;
+	c.rcpt_to = angle;
+	assert_int_equal(http_client_smtp(&c, on_done, &r), -1);
+	c = ok;
+	c.mail_from = "no-at-sign";
+	assert_int_equal(http_client_smtp(&c, on_done, &r), -1);
+	c = ok;
+	c.size = 8;
+	assert_int_equal(http_client_smtp(&c, on_done, &r), -1);
+	run_for(50);
+	assert_int_equal(r.calls, 0);
+	assert_int_equal(http_client_active(), 0);
+
+	/* A well-formed one to a closed port ends once, as a transport failure. */
+	assert_int_equal(http_client_smtp(&ok, on_done, &r), 0);
+	run_until(&r.calls, 1, 5000);
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(r.status, 0);
+	result_free(&r);
+}
+
 static void test_only_final_response_headers_are_kept(void **state)
 {
 	char u[64];
@@ -880,6 +919,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_shutdown_from_a_callback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_non_http_scheme_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_malformed_calls_are_refused_without_callback, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_malformed_mail_is_refused_without_callback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_only_final_response_headers_are_kept, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_debug_log_omits_path_query_and_credentials, setup, teardown),
 	};

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -147,6 +148,61 @@ static void test_configured_kind_must_match(void **state)
 	if (strstr(err, "is a sink plugin, configured as a channel") == NULL)
 		fail_msg("unexpected error: %s", err);
 	cfg_free(c);
+}
+
+/* A kind's own folder is searched first (plugin_dir/notifiers/NAME.so), then
+ * plugin_dir itself; a plugin in a kind's folder serves only that kind, and
+ * --list-plugins names it with its folder. */
+static void test_kind_folder_is_searched_first(void **state)
+{
+	char dir[512], sub[600], link[700], target[700], err[2048];
+	snprintf(dir, sizeof(dir), "%s/kinds", tmpdir);
+	snprintf(sub, sizeof(sub), "%s/notifiers", dir);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	snprintf(target, sizeof(target), "%s/notice_probe.so", test_plugin_dir);
+	snprintf(link, sizeof(link), "%s/notice_probe.so", sub);
+	assert_int_equal(symlink(target, link), 0);
+	snprintf(target, sizeof(target), "%s/probe_sink.so", test_plugin_dir);
+	snprintf(link, sizeof(link), "%s/probe_sink.so", dir);
+	assert_int_equal(symlink(target, link), 0);
+
+	cfg *c = load_config(dir,
+	                     "\"notifiers\": [{\"name\": \"n\", \"plugin\": \"notice_probe\","
+	                     " \"config\": {\"log_file\": \"/dev/null\"}}],"
+	                     "\"sinks\": [{\"name\": \"s\", \"plugin\": \"probe_sink\"}]",
+	                     err, sizeof(err));
+	assert_non_null(c);
+	plugin_set *s = NULL;
+	if (!plugins_load(c, &s, err, sizeof(err)))
+		fail_msg("load: %s", err);
+	assert_non_null(plugins_find(s, PARLEY_KIND_NOTIFIER, "n"));
+	assert_non_null(plugins_find(s, PARLEY_KIND_SINK, "s"));
+	plugins_free(s);
+	cfg_free(c);
+
+	/* Not found for another kind: sinks/ and plugin_dir have no such file. */
+	c = load_config(dir, "\"sinks\": [{\"name\": \"x\", \"plugin\": \"notice_probe\"}]",
+	                err, sizeof(err));
+	assert_non_null(c);
+	s = NULL;
+	assert_false(plugins_load(c, &s, err, sizeof(err)));
+	if (strstr(err, "plugin \"notice_probe\" not found") == NULL)
+		fail_msg("unexpected error: %s", err);
+	cfg_free(c);
+
+	char path[600];
+	snprintf(path, sizeof(path), "%s/list.txt", tmpdir);
+	FILE *f = fopen(path, "w+");
+	assert_non_null(f);
+	assert_true(loader_list_dir(dir, f, false));
+	rewind(f);
+	char buf[4096];
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	assert_non_null(strstr(buf, "notifiers/notice_probe.so  notifier  notice_probe  "));
+	assert_non_null(strstr(buf, "probe_sink.so  sink  probe_sink  "));
 }
 
 /* One plugin file, several instances, each with its own config; a ticket
@@ -526,6 +582,7 @@ int main(void)
 		cmocka_unit_test(test_missing_plugin_is_config_error),
 		cmocka_unit_test(test_plugin_config_checked_against_declared_keys),
 		cmocka_unit_test(test_configured_kind_must_match),
+		cmocka_unit_test(test_kind_folder_is_searched_first),
 		cmocka_unit_test(test_instances_lifecycle_and_sink_delivery),
 		cmocka_unit_test(test_list_dir_describes_plugins_and_errors),
 		cmocka_unit_test(test_webhook_send_is_signed_and_ok),

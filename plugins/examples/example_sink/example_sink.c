@@ -12,12 +12,21 @@
  * Both carry "Authorization: Bearer {token}" and "Idempotency-Key", so a
  * retry after a timeout does not open a second ticket.
  *
+ * The ticket system tells Parley what its agents did by POSTing, with the
+ * same "Authorization: Bearer {token}", to /sinks/{instance}/events:
+ *   {"id": "<event id>", "ticket": "<ticket id>", "type": "comment",
+ *    "comment_id": "...", "public": true, "author": "...", "text": "..."}
+ *   {"id": "<event id>", "ticket": "<ticket id>", "type": "status",
+ *    "status": "open" | "pending" | "solved" | "closed"}
+ *
  * What it shows:
  *   - the one exported symbol (PARLEY_PLUGIN_ENTRY) and the descriptor;
  *   - declared config keys, with the token marked SECRET;
  *   - create / reload / destroy and who owns what;
  *   - asynchronous HTTP through the host (never block the loop);
  *   - turning an HTTP answer into OK / RETRY / FAIL;
+ *   - the ticket system's webhook: checking it in constant time and
+ *     emitting ticket events (ABI 1.2);
  *   - PARLEY_HAS_FIELD against an older daemon.
  *
  * It includes only parley/parley.h, jansson and libc, and calls the core
@@ -433,6 +442,87 @@ static void example_append_message(void *self, const parley_ticket_append *a,
 }
 
 /* ------------------------------------------------------------------------ */
+/* The ticket system's webhook                                              */
+/* ------------------------------------------------------------------------ */
+
+static parley_ticket_status status_of(const char *s)
+{
+	if (s == NULL)
+		return 0;
+	if (strcmp(s, "open") == 0)
+		return PARLEY_TICKET_OPEN;
+	if (strcmp(s, "pending") == 0)
+		return PARLEY_TICKET_PENDING;
+	if (strcmp(s, "solved") == 0)
+		return PARLEY_TICKET_SOLVED;
+	if (strcmp(s, "closed") == 0)
+		return PARLEY_TICKET_CLOSED;
+	return 0;
+}
+
+/* POST /sinks/{instance}/events. req: owned by the core; answer it once.
+ * The core commits the emitted event before a 2xx goes out, and a replay
+ * of the same "id" changes nothing. */
+static void example_handle_request(void *self, parley_request *req)
+{
+	example_sink *sink = self;
+	const parley_host *host = sink->host;
+	const char *auth = host->request_header(req, "Authorization");
+	const char *expected = sink->auth_header + strlen("Authorization: ");
+	size_t len = 0;
+	const unsigned char *body;
+	json_t *root;
+
+	/* A daemon older than ABI 1.2 cannot take ticket events. */
+	if (!PARLEY_HAS_FIELD(host, parley_host, request_emit_ticket_event)) {
+		host->respond_error(req, 501, "not_supported", "this parleyd takes no ticket events");
+		return;
+	}
+	if (strcmp(host->request_method(req), "POST") != 0) {
+		host->respond_error(req, 405, "method_not_allowed", "use POST");
+		return;
+	}
+	/* Constant time: how much of a guess matches must not show in the timing. */
+	if (auth == NULL || !host->secure_equals(auth, strlen(auth), expected, strlen(expected))) {
+		host->respond_error(req, 401, "unauthorized", "a valid Authorization header is required");
+		return;
+	}
+	body = host->request_body(req, &len);
+	root = json_loadb((const char *)body, len, 0, NULL);
+	const char *id = json_string_value(json_object_get(root, "id"));
+	const char *type = json_string_value(json_object_get(root, "type"));
+	char key[300];
+	if (id == NULL || type == NULL || strlen(id) > 256) {
+		json_decref(root);
+		host->respond_error(req, 400, "invalid_event", "id and type are required");
+		return;
+	}
+	snprintf(key, sizeof(key), "event:%s", id);
+	parley_ticket_event ev = {
+		.size = sizeof(ev),
+		.type = strcmp(type, "status") == 0 ? PARLEY_TICKET_STATUS : PARLEY_TICKET_COMMENT,
+		.dedupe_key = key,
+		.external_ticket_id = json_string_value(json_object_get(root, "ticket")),
+		.comment_id = json_string_value(json_object_get(root, "comment_id")),
+		.is_public = json_is_true(json_object_get(root, "public")),
+		.author_name = json_string_value(json_object_get(root, "author")),
+		.text = json_string_value(json_object_get(root, "text")),
+		.status = status_of(json_string_value(json_object_get(root, "status"))),
+		.raw_json = (const char *)body,
+		.raw_json_len = len,
+	};
+	/* The core checks the rest (a comment needs its id and text, a status a
+	 * known value) and refuses an incomplete event. */
+	if (host->request_emit_ticket_event(req, &ev) != 0) {
+		json_decref(root);
+		host->respond_error(req, 400, "invalid_event", "the event is incomplete");
+		return;
+	}
+	json_decref(root);
+	host->respond(req, 200, "application/json", "{}", 2);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Descriptor and the one exported symbol                                   */
 /* ------------------------------------------------------------------------ */
 
@@ -440,7 +530,7 @@ static const parley_sink_ops example_sink_ops = {
 	.size = sizeof(parley_sink_ops),
 	.open_ticket = example_open_ticket,
 	.append_message = example_append_message,
-	.handle_request = NULL,   /* optional: the ticket system's own webhooks */
+	.handle_request = example_handle_request,   /* optional: the ticket system's webhooks */
 };
 
 static const parley_plugin_descriptor example_descriptor = {

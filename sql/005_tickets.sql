@@ -1,4 +1,4 @@
--- 007_tickets: ticket systems and who is told what.
+-- 005_tickets: ticket systems and who is told what.
 --
 -- Routing (written by parleyd from its config at start and on SIGHUP, into
 -- parley_settings 'routing'): which conversations go to which sink instance,
@@ -14,12 +14,6 @@
 -- internal note stays a note, solved/closed resolves the case's
 -- conversations and open/pending reopens them. Comments Parley posted
 -- itself (ticket_comment) are never sent back.
-
--- A RETRY with the platform's own "not before" time (Retry-After, a rate
--- limit's reset) is a deferral, not a failed attempt: a minute of 429s must
--- not use up a job's attempts. Deferrals are capped (1000) so a platform
--- that never lets go still ends the job.
-ALTER TABLE job ADD COLUMN deferrals int NOT NULL DEFAULT 0;
 
 CREATE TABLE parley_settings (
     key        text        PRIMARY KEY,
@@ -40,9 +34,11 @@ CREATE TABLE ticket_link (
     updated_at         timestamptz NOT NULL DEFAULT now(),
     last_event_at      timestamptz
 );
+
 -- One live ticket per case and sink.
 CREATE UNIQUE INDEX ticket_link_live ON ticket_link (case_id, sink_instance)
     WHERE state IN ('opening', 'open', 'pending', 'solved');
+
 CREATE INDEX ticket_link_external ON ticket_link (sink_instance, external_ticket_id);
 
 -- Comments on tickets that Parley knows: those it posted (to_ticket: a
@@ -72,7 +68,7 @@ CREATE TABLE ticket_event (
     CONSTRAINT ticket_event_dedupe UNIQUE (sink_instance, dedupe_key)
 );
 
--- ----------------------------------------------------------------- routing
+-- ------------------------------------------------------------- routing
 
 -- Does a routing rule (sink route or notice route) take this conversation?
 -- Absent filters take everything.
@@ -103,52 +99,6 @@ LANGUAGE sql STABLE AS $$
     SELECT DISTINCT r ->> 'name'
       FROM parley_settings s, jsonb_array_elements(coalesce(s.value -> 'sinks', '[]')) AS r
      WHERE s.key = 'routing' AND parley_route_matches(r, c)
-$$;
-
--- A conversation for sinks and notices, with the customer's email and
--- phone when known (verified ones first).
-CREATE OR REPLACE FUNCTION parley_conversation_json(p_conversation bigint) RETURNS jsonb
-LANGUAGE sql STABLE AS $$
-    SELECT jsonb_strip_nulls(jsonb_build_object(
-               'conversation_id', c.id::text,
-               'case_number', sc.case_number,
-               'channel_instance', c.channel_instance,
-               'channel_kind', c.channel_kind,
-               'visibility', c.visibility,
-               'category', c.category,
-               'status', c.status,
-               'customer', jsonb_strip_nulls(jsonb_build_object(
-                   'customer_id', cu.id::text,
-                   'display_name', coalesce(cu.display_name, i.display_name),
-                   'email', (SELECT cc.value FROM customer_contact cc
-                              WHERE cc.customer_id = cu.id AND cc.kind = 'email'
-                              ORDER BY cc.verified DESC, cc.id LIMIT 1),
-                   'phone', (SELECT cc.value FROM customer_contact cc
-                              WHERE cc.customer_id = cu.id AND cc.kind = 'phone'
-                              ORDER BY cc.verified DESC, cc.id LIMIT 1),
-                   'external_id', i.external_id,
-                   'handle', i.handle))))
-      FROM conversation c
-      JOIN customer cu ON cu.id = c.customer_id
-      LEFT JOIN identity i ON i.id = c.identity_id
-      LEFT JOIN support_case sc ON sc.id = c.case_id
-     WHERE c.id = p_conversation
-$$;
-
--- A message for sinks (docs/JOBS.md, "the message object").
-CREATE FUNCTION parley_message_json(p_message bigint) RETURNS jsonb
-LANGUAGE sql STABLE AS $$
-    SELECT jsonb_strip_nulls(jsonb_build_object(
-               'message_id', m.id::text,
-               'external_id', m.external_id,
-               'author_name', coalesce(i.display_name, i.handle, i.external_id),
-               'text', coalesce(m.edited_text, m.text),
-               'visibility', m.visibility,
-               'inbound', m.direction = 'inbound',
-               'created_ms', floor(extract(epoch FROM coalesce(m.platform_time, m.received_at)) * 1000)::bigint))
-      FROM message m
-      LEFT JOIN identity i ON i.id = m.author_identity_id
-     WHERE m.id = p_message
 $$;
 
 -- Enqueue one notice of `kind` about conversation p_conversation (NULL: none)
@@ -298,11 +248,12 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
 CREATE TRIGGER message_routed AFTER INSERT ON message
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION parley_messages_routed();
 
--- ------------------------------------------------------------- job outcomes
+-- ----------------------------------------------------------- sink jobs
 
 -- A sink job succeeded: an opened ticket's id goes to its link and to the
 -- appends waiting for it; an appended comment's id is remembered (never
@@ -339,7 +290,7 @@ $$;
 -- or was unreachable for all attempts. A ticket that never opened is
 -- failed (the next message tries again), the messages waiting to be added
 -- to it end with it (one notice says so, not one each), and people are told.
-CREATE FUNCTION parley_sink_failed(j job, p_reason text, p_opts jsonb) RETURNS void
+CREATE FUNCTION parley_sink_failed(j job, p_reason text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     v_conv    bigint;
@@ -369,208 +320,11 @@ BEGIN
                                               v_waiting) ELSE '' END,
                           jsonb_build_object('job_id', j.id, 'sink', j.target_instance,
                                              'operation', j.operation, 'reason', p_reason,
-                                             'messages_not_added', v_waiting),
-                          coalesce(p_opts -> 'notify_sink_failed', '[]'));
+                                             'messages_not_added', v_waiting));
 END
 $$;
 
--- What a job's end sets off, by target.
-CREATE FUNCTION parley_job_done(j job, p_external_id text, p_thread_id text, p_recipient_id text,
-                                p_note text)
-RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    IF j.target_kind = 'channel' AND j.operation = 'send' THEN
-        PERFORM parley_send_done(j, p_external_id, p_thread_id, p_recipient_id, p_note);
-    ELSIF j.target_kind = 'sink' THEN
-        PERFORM parley_sink_done(j, p_external_id);
-    END IF;
-END
-$$;
-
-CREATE FUNCTION parley_job_died(j job, p_reason text, p_opts jsonb) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF j.target_kind = 'channel' AND j.operation = 'send' THEN
-        PERFORM parley_send_failed(j, p_reason, coalesce(p_opts, '{}'));
-    ELSIF j.target_kind = 'sink' THEN
-        PERFORM parley_sink_failed(j, p_reason, coalesce(p_opts, '{}'));
-    END IF;
-END
-$$;
-
--- A send's failure notice: routed delivery.failed notifiers too.
-CREATE OR REPLACE FUNCTION parley_send_failed(j job, p_reason text, p_opts jsonb) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_msg    bigint;
-    m        message%ROWTYPE;
-    v_reason text := coalesce(p_reason, 'the channel refused the message');
-    v_who    text;
-BEGIN
-    IF (j.payload ->> 'message_id') !~ '^[0-9]{1,18}$' THEN
-        RETURN;
-    END IF;
-    v_msg := (j.payload ->> 'message_id')::bigint;
-    UPDATE message
-       SET delivery_status = 'failed', delivery_detail = v_reason
-     WHERE id = v_msg AND coalesce(parley_delivery_rank(delivery_status), 0) < parley_delivery_rank('failed')
-    RETURNING * INTO m;
-    IF NOT FOUND THEN
-        SELECT * INTO m FROM message WHERE id = v_msg;
-        IF NOT FOUND THEN
-            RETURN;
-        END IF;
-    END IF;
-    IF (j.payload ->> 'public_message_id') ~ '^[0-9]{1,18}$' THEN
-        UPDATE message
-           SET delivery_status = 'failed',
-               delivery_detail = 'not sent: the private message did not go out'
-         WHERE id = (j.payload ->> 'public_message_id')::bigint AND delivery_status IS NULL;
-    END IF;
-    UPDATE conversation SET delivery_error = v_reason, delivery_error_at = now(), updated_at = now()
-     WHERE id = m.conversation_id;
-    PERFORM parley_audit('jobs', 'message.delivery_failed', 'conversation', m.conversation_id,
-                         jsonb_build_object('message_id', m.id, 'job_id', j.id, 'reason', v_reason));
-    SELECT coalesce(cu.display_name, i.display_name, i.handle, 'a customer') INTO v_who
-      FROM conversation c
-      JOIN customer cu ON cu.id = c.customer_id
-      LEFT JOIN identity i ON i.id = c.identity_id
-     WHERE c.id = m.conversation_id;
-    PERFORM parley_notify('delivery.failed', m.conversation_id, j.id::text,
-                          format('A reply to %s on %s was not sent', coalesce(v_who, 'a customer'),
-                                 j.target_instance),
-                          format(E'%s\n\nThe reply: %s', v_reason, coalesce(m.text, '')),
-                          jsonb_build_object('conversation_id', m.conversation_id, 'message_id', m.id,
-                                             'job_id', j.id, 'reason', v_reason),
-                          coalesce(p_opts -> 'notify_delivery_failed', '[]'));
-END
-$$;
-
-CREATE OR REPLACE FUNCTION parley_job_finish(p_id bigint, p_claim_token uuid, p_outcome text,
-                                             p_reason text, p_external_id text, p_retry_at timestamptz,
-                                             p_backoff_base_ms int, p_backoff_max_ms int,
-                                             p_default_max_attempts int, p_thread_id text DEFAULT NULL,
-                                             p_recipient_id text DEFAULT NULL, p_opts jsonb DEFAULT NULL,
-                                             OUT new_state text, OUT retry_in_ms bigint)
-RETURNS SETOF record LANGUAGE plpgsql AS $$
-DECLARE
-    j job%ROWTYPE;
-    v_cap_ms double precision;
-    v_run_at timestamptz;
-BEGIN
-    SELECT * INTO j FROM job
-    WHERE job.id = p_id AND job.claim_token = p_claim_token AND job.state = 'running'
-    FOR UPDATE;
-    IF NOT FOUND THEN
-        RETURN;
-    END IF;
-
-    IF p_outcome = 'ok' THEN
-        UPDATE job SET state = 'done', external_id = p_external_id, last_error = NULL,
-                       lease_until = NULL, claim_token = NULL, finished_at = now(),
-                       updated_at = now()
-        WHERE job.id = p_id;
-        PERFORM parley_job_done(j, p_external_id, p_thread_id, p_recipient_id, p_reason);
-        new_state := 'done';
-    ELSIF p_outcome = 'release' THEN
-        UPDATE job SET state = 'queued', attempts = greatest(j.attempts - 1, 0),
-                       lease_until = NULL, claim_token = NULL, updated_at = now()
-        WHERE job.id = p_id;
-        new_state := 'queued';
-    ELSIF p_outcome = 'retry' AND p_retry_at > now() AND j.deferrals < 1000 THEN
-        UPDATE job SET state = 'queued', run_at = p_retry_at, last_error = p_reason,
-                       attempts = greatest(j.attempts - 1, 0), deferrals = j.deferrals + 1,
-                       lease_until = NULL, claim_token = NULL, updated_at = now()
-        WHERE job.id = p_id;
-        new_state := 'queued';
-        retry_in_ms := greatest(0, ceil(extract(epoch FROM p_retry_at - now()) * 1000))::bigint;
-    ELSIF p_outcome = 'retry'
-          AND j.attempts < coalesce(j.max_attempts, p_default_max_attempts) THEN
-        v_cap_ms := least(p_backoff_max_ms::double precision,
-                          p_backoff_base_ms * power(2::double precision,
-                                                    least(greatest(j.attempts - 1, 0), 60)));
-        v_run_at := greatest(coalesce(p_retry_at, '-infinity'),
-                             now() + random() * v_cap_ms * interval '1 millisecond');
-        UPDATE job SET state = 'queued', run_at = v_run_at, last_error = p_reason,
-                       lease_until = NULL, claim_token = NULL, updated_at = now()
-        WHERE job.id = p_id;
-        new_state := 'queued';
-        retry_in_ms := greatest(0, ceil(extract(epoch FROM v_run_at - now()) * 1000))::bigint;
-    ELSIF p_outcome IN ('retry', 'fail') THEN
-        UPDATE job SET state = 'dead', last_error = p_reason, lease_until = NULL,
-                       claim_token = NULL, finished_at = now(), updated_at = now()
-        WHERE job.id = p_id;
-        PERFORM parley_job_died(j, p_reason, p_opts);
-        new_state := 'dead';
-    ELSE
-        RAISE EXCEPTION 'parley_job_finish: unknown outcome %', p_outcome;
-    END IF;
-    RETURN NEXT;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION parley_job_claim(p_limit int, p_lease_ms int, p_runner text,
-                                            p_default_max_attempts int, p_opts jsonb DEFAULT NULL)
-RETURNS TABLE (claimed boolean, id bigint, claim_token uuid, target_kind text,
-               target_instance text, operation text, payload jsonb,
-               idempotency_key text, attempts int)
-LANGUAGE plpgsql AS $$
-#variable_conflict use_column
-DECLARE
-    r job%ROWTYPE;
-BEGIN
-    FOR r IN
-        WITH expired AS (
-            SELECT j.id FROM job j
-            WHERE j.state = 'running' AND j.lease_until < now()
-              AND j.attempts >= coalesce(j.max_attempts, p_default_max_attempts)
-            FOR UPDATE SKIP LOCKED
-        )
-        UPDATE job j
-        SET state = 'dead', lease_until = NULL, claim_token = NULL, finished_at = now(),
-            updated_at = now(),
-            last_error = 'lease expired after the last attempt (runner ' ||
-                         coalesce(j.claimed_by, '?') || ' did not finish it)'
-        FROM expired WHERE j.id = expired.id
-        RETURNING j.*
-    LOOP
-        PERFORM parley_job_died(r, r.last_error, p_opts);
-        claimed := false;
-        id := r.id;
-        claim_token := NULL;
-        target_kind := r.target_kind;
-        target_instance := r.target_instance;
-        operation := r.operation;
-        payload := NULL;
-        idempotency_key := r.idempotency_key;
-        attempts := r.attempts;
-        RETURN NEXT;
-    END LOOP;
-
-    RETURN QUERY
-    WITH due AS (
-        SELECT j.id FROM job j
-        WHERE j.state IN ('queued', 'running') AND j.run_at <= now()
-          AND (j.state = 'queued' OR j.lease_until < now())
-          AND (j.ordering_key IS NULL OR NOT EXISTS (
-                SELECT 1 FROM job p
-                WHERE p.ordering_key = j.ordering_key AND p.id < j.id
-                  AND p.state IN ('queued', 'running')))
-        ORDER BY j.run_at, j.id
-        LIMIT p_limit
-        FOR UPDATE SKIP LOCKED
-    )
-    UPDATE job j
-    SET state = 'running', attempts = j.attempts + 1,
-        lease_until = now() + p_lease_ms * interval '1 millisecond',
-        claimed_by = p_runner, claim_token = gen_random_uuid(), updated_at = now()
-    FROM due WHERE j.id = due.id
-    RETURNING true, j.id, j.claim_token, j.target_kind, j.target_instance, j.operation,
-              j.payload, j.idempotency_key, j.attempts;
-END
-$$;
-
--- ----------------------------------------------------------- ticket events
+-- ------------------------------------------------------- ticket events
 
 -- The conversation a ticket's comments answer: the one whose message
 -- opened the ticket (where the customer asked), else the case's
@@ -680,50 +434,5 @@ BEGIN
         UPDATE ticket_event SET result = v_res WHERE id = v_id;
     END LOOP;
     RETURN v_n;
-END
-$$;
-
--- The ingest batch, with ticket events split off: channel events go to
--- the customer model (005), ticket events to parley_ticket_events, in the
--- same transaction.
-CREATE OR REPLACE FUNCTION parley_ingest_batch(items jsonb, opts jsonb) RETURNS jsonb
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_tickets jsonb;
-BEGIN
-    IF jsonb_typeof(items) = 'array'
-       AND EXISTS (SELECT 1 FROM jsonb_array_elements(items) AS t(e) WHERE t.e ? 'ticket_event') THEN
-        SELECT coalesce(jsonb_agg(t.e ORDER BY t.ord) FILTER (WHERE t.e ? 'ticket_event'), '[]'),
-               coalesce(jsonb_agg(t.e ORDER BY t.ord) FILTER (WHERE NOT t.e ? 'ticket_event'), '[]')
-          INTO v_tickets, items
-          FROM jsonb_array_elements(items) WITH ORDINALITY AS t(e, ord);
-        PERFORM parley_ticket_events(v_tickets);
-    END IF;
-    -- Most batches have no public reply at all: one pass over the items.
-    IF jsonb_typeof(items) = 'array' AND EXISTS (
-           SELECT 1 FROM jsonb_array_elements(items) AS t(e)
-            WHERE t.e #>> '{event,type}' = 'message_created'
-              AND t.e #>> '{event,visibility}' = 'public'
-              AND coalesce(t.e #>> '{event,in_reply_to}', '') <> '') THEN
-        SELECT jsonb_agg(CASE WHEN p.thread IS NULL OR p.thread IS NOT DISTINCT FROM t.e #>> '{event,thread_id}'
-                              THEN t.e
-                              ELSE jsonb_set(t.e, '{event}',
-                                             (t.e -> 'event') || jsonb_build_object(
-                                                 'thread_id', p.thread,
-                                                 'platform_thread_id', t.e #> '{event,thread_id}'))
-                         END ORDER BY t.ord)
-          INTO items
-          FROM jsonb_array_elements(items) WITH ORDINALITY AS t(e, ord)
-          LEFT JOIN LATERAL (
-              SELECT c.thread_key AS thread
-                FROM message m
-                JOIN conversation c ON c.id = m.conversation_id
-               WHERE t.e #>> '{event,type}' = 'message_created'
-                 AND t.e #>> '{event,visibility}' = 'public'
-                 AND m.channel_instance = t.e ->> 'instance'
-                 AND m.external_id = t.e #>> '{event,in_reply_to}'
-                 AND c.visibility = 'public' AND c.thread_key IS NOT NULL) AS p ON true;
-    END IF;
-    RETURN parley_ingest_batch_items(items, opts);
 END
 $$;
