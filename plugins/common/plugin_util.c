@@ -148,3 +148,18 @@ void pu_buf_str(pu_buf *b, const char *s)
 {
 	pu_buf_add(b, s, strlen(s));
 }
+
+bool pu_config_int(const parley_host *host, parley_instance *inst, const parley_config *cfg,
+                   const char *key, int64_t min, int64_t max, const char *range, int64_t *out)
+{
+	int64_t v;
+
+	if (!host->config_integer(cfg, key, &v))
+		return true;
+	if (v < min || v > max) {
+		host->config_error(inst, key, range);
+		return false;
+	}
+	*out = v;
+	return true;
+}

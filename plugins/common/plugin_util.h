@@ -2,8 +2,8 @@
  *
  * Compiled into each plugin (and into the unit tests and fuzz targets of
  * their parsers); plugins export only parley_plugin_entry, so these names
- * never clash between plugins or with the daemon. Nothing here touches the
- * parley_host table: third-party plugins can copy this file as it is. */
+ * never clash between plugins or with the daemon. They use only the public
+ * ABI (parley/parley.h): third-party plugins can copy this file as it is. */
 #ifndef PARLEY_PLUGIN_UTIL_H
 #define PARLEY_PLUGIN_UTIL_H
 
@@ -11,25 +11,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "parley/parley.h"
+
 #if defined(__GNUC__)
 #define PU_INTERNAL __attribute__((visibility("hidden")))
 #else
 #define PU_INTERNAL
-/* A growing text buffer, always NUL-terminated once something was added.
- * A failed allocation sets `failed` and ignores later appends, so a caller
- * checks once at the end. data: owned by the caller (free). */
-typedef struct pu_buf {
-	char *data;
-	size_t len;
-	size_t cap;
-	bool failed;
-} pu_buf;
-
-/* Append n bytes of s (borrowed). */
-PU_INTERNAL void pu_buf_add(pu_buf *b, const char *s, size_t n);
-/* Append the string s (borrowed). */
-PU_INTERNAL void pu_buf_str(pu_buf *b, const char *s);
-
 #endif
 
 /* A copy of s, owned by the caller; NULL for NULL or when out of memory. */
@@ -55,6 +42,13 @@ PU_INTERNAL int64_t pu_retry_after_seconds(const char *value, int64_t max);
  * NUL-terminated): whole valid UTF-8 sequences only, never cut in half;
  * control characters and invalid bytes become '?'. body: borrowed. */
 PU_INTERNAL void pu_excerpt(const void *body, size_t len, size_t max, char *out, size_t outlen);
+
+/* An optional integer config key into *out (left alone when absent), checked
+ * to lie in min..max. false after config_error(inst, key, range) when it
+ * does not. host, inst: the instance's; cfg, key, range: borrowed. */
+PU_INTERNAL bool pu_config_int(const parley_host *host, parley_instance *inst,
+                               const parley_config *cfg, const char *key, int64_t min,
+                               int64_t max, const char *range, int64_t *out);
 
 /* A growing text buffer, always NUL-terminated once something was added.
  * A failed allocation sets `failed` and ignores later appends, so a caller

@@ -118,23 +118,6 @@ static void settings_free(tg_settings *s)
 	memset(s, 0, sizeof(*s));
 }
 
-/* An optional integer key into *out (kept when absent), range-checked.
- * Returns 0 after config_error when out of range. */
-static int read_int(const parley_host *host, parley_instance *inst, const parley_config *cfg,
-                    const char *key, int64_t min, int64_t max, const char *range, int64_t *out)
-{
-	int64_t v;
-
-	if (!host->config_integer(cfg, key, &v))
-		return 1;
-	if (v < min || v > max) {
-		host->config_error(inst, key, range);
-		return 0;
-	}
-	*out = v;
-	return 1;
-}
-
 /* Read and check one instance's config into *out (owned by the caller, free
  * with settings_free). cfg: borrowed. Problems go to config_error, never
  * with a secret's value. */
@@ -177,11 +160,11 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 		host->config_error(inst, "api_url", "must be an http:// or https:// URL");
 		ok = 0;
 	}
-	ok &= read_int(host, inst, cfg, "poll_timeout_s", 0, TELEGRAM_MAX_POLL_TIMEOUT_S,
+	ok &= pu_config_int(host, inst, cfg, "poll_timeout_s", 0, TELEGRAM_MAX_POLL_TIMEOUT_S,
 	               "must be between 0 and 300", &poll_timeout);
-	ok &= read_int(host, inst, cfg, "poll_retry_ms", 1, TELEGRAM_MAX_TIMEOUT_MS,
+	ok &= pu_config_int(host, inst, cfg, "poll_retry_ms", 1, TELEGRAM_MAX_TIMEOUT_MS,
 	               "must be between 1 and 600000", &poll_retry);
-	ok &= read_int(host, inst, cfg, "timeout_ms", 1, TELEGRAM_MAX_TIMEOUT_MS,
+	ok &= pu_config_int(host, inst, cfg, "timeout_ms", 1, TELEGRAM_MAX_TIMEOUT_MS,
 	               "must be between 1 and 600000", &timeout);
 	host->config_boolean(cfg, "channel_posts", &channel_posts);
 	if (!ok)

@@ -242,23 +242,6 @@ static void settings_free(slack_settings *s)
 	memset(s, 0, sizeof(*s));
 }
 
-/* Read an optional integer key into *out (left alone when absent) and check
- * its range. Returns 0 when it is out of range (after config_error). */
-static int read_int(const parley_host *host, parley_instance *inst, const parley_config *cfg,
-                    const char *key, int64_t min, int64_t max, const char *range, int64_t *out)
-{
-	int64_t v;
-
-	if (!host->config_integer(cfg, key, &v))
-		return 1;
-	if (v < min || v > max) {
-		host->config_error(inst, key, range);
-		return 0;
-	}
-	*out = v;
-	return 1;
-}
-
 /* Read and check one instance's config into *out (owned by the caller, free
  * with settings_free). cfg is borrowed. Reports problems with config_error,
  * never echoing the URL. */
@@ -278,11 +261,11 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 		host->config_error(inst, "webhook_url", "must be an http:// or https:// URL");
 		ok = 0;
 	}
-	ok &= read_int(host, inst, cfg, "min_interval_ms", 0, SLACK_MAX_INTERVAL_MS,
+	ok &= pu_config_int(host, inst, cfg, "min_interval_ms", 0, SLACK_MAX_INTERVAL_MS,
 	               "must be between 0 and 600000", &interval);
-	ok &= read_int(host, inst, cfg, "coalesce_after", 1, SLACK_MAX_COALESCE,
+	ok &= pu_config_int(host, inst, cfg, "coalesce_after", 1, SLACK_MAX_COALESCE,
 	               "must be between 1 and 10000", &coalesce);
-	ok &= read_int(host, inst, cfg, "timeout_ms", 1, SLACK_MAX_TIMEOUT_MS,
+	ok &= pu_config_int(host, inst, cfg, "timeout_ms", 1, SLACK_MAX_TIMEOUT_MS,
 	               "must be between 1 and 600000", &timeout);
 	if (username != NULL && (username[0] == '\0' || !is_utf8(username))) {
 		host->config_error(inst, "username", "must be non-empty UTF-8 text");

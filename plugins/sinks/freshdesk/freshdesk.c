@@ -119,23 +119,6 @@ static void settings_free(fd_settings *s)
 	memset(s, 0, sizeof(*s));
 }
 
-/* Read an optional integer key into *out (left alone when absent) and check
- * its range. false when out of range (after config_error). */
-static bool read_int(const parley_host *host, parley_instance *inst, const parley_config *cfg,
-                     const char *key, int64_t min, int64_t max, const char *range, int64_t *out)
-{
-	int64_t v;
-
-	if (!host->config_integer(cfg, key, &v))
-		return true;
-	if (v < min || v > max) {
-		host->config_error(inst, key, range);
-		return false;
-	}
-	*out = v;
-	return true;
-}
-
 /* True when s has no control characters (it goes into a header). */
 static bool printable(const char *s)
 {
@@ -185,12 +168,12 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 		host->config_error(inst, "webhook_username", "needs webhook_secret as its password");
 		ok = false;
 	}
-	ok &= read_int(host, inst, cfg, "requests_per_minute", 1, FD_MAX_RPM,
+	ok &= pu_config_int(host, inst, cfg, "requests_per_minute", 1, FD_MAX_RPM,
 	               "must be between 1 and 60000", &rpm);
-	ok &= read_int(host, inst, cfg, "timeout_ms", 1, FD_MAX_TIMEOUT_MS,
+	ok &= pu_config_int(host, inst, cfg, "timeout_ms", 1, FD_MAX_TIMEOUT_MS,
 	               "must be between 1 and 600000", &timeout);
-	ok &= read_int(host, inst, cfg, "priority", 1, 4, "must be between 1 and 4", &priority);
-	ok &= read_int(host, inst, cfg, "source", 1, 1000, "must be between 1 and 1000", &source);
+	ok &= pu_config_int(host, inst, cfg, "priority", 1, 4, "must be between 1 and 4", &priority);
+	ok &= pu_config_int(host, inst, cfg, "source", 1, 1000, "must be between 1 and 1000", &source);
 	has_group = host->config_integer(cfg, "group_id", &group);
 	if (has_group && group <= 0) {
 		host->config_error(inst, "group_id", "must be a positive Freshdesk group id");

@@ -161,21 +161,6 @@ static void settings_free(zd_settings *s)
 	memset(s, 0, sizeof(*s));
 }
 
-static int read_int(const parley_host *host, parley_instance *inst, const parley_config *cfg,
-                    const char *key, int64_t min, int64_t max, const char *range, int64_t *out)
-{
-	int64_t v;
-
-	if (!host->config_integer(cfg, key, &v))
-		return 1;
-	if (v < min || v > max) {
-		host->config_error(inst, key, range);
-		return 0;
-	}
-	*out = v;
-	return 1;
-}
-
 /* A secret must fit in a header: say which key is wrong, never its value. */
 static int secret_ok(const parley_host *host, parley_instance *inst, const char *key,
                      const char *value)
@@ -226,9 +211,9 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 		                   "required: email and api_token, or oauth_token");
 		ok = 0;
 	}
-	ok &= read_int(host, inst, cfg, "requests_per_minute", 1, ZD_MAX_RPM,
+	ok &= pu_config_int(host, inst, cfg, "requests_per_minute", 1, ZD_MAX_RPM,
 	               "must be between 1 and 100000", &rpm);
-	ok &= read_int(host, inst, cfg, "timeout_ms", 1, ZD_MAX_TIMEOUT_MS,
+	ok &= pu_config_int(host, inst, cfg, "timeout_ms", 1, ZD_MAX_TIMEOUT_MS,
 	               "must be between 1 and 120000", &timeout);
 	host->config_boolean(cfg, "insecure_skip_verify", &insecure);
 	if (!ok)
