@@ -14,6 +14,7 @@
 #include "db.h"
 #include "http_client.h"
 #include "ingest.h"
+#include "ingest_batch.h"
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
@@ -38,47 +39,47 @@ static const char *host_instance_name(parley_instance *inst) { return inst->name
 
 /* --------------------------------------------------------------- config */
 
-static json_t *config_get(const parley_config *cfg, const char *key)
+static json_t *config_get(const parley_config *pcfg, const char *key)
 {
-	if (cfg == NULL || cfg->obj == NULL || key == NULL)
+	if (pcfg == NULL || pcfg->obj == NULL || key == NULL)
 		return NULL;
-	return json_object_get(cfg->obj, key);
+	return json_object_get(pcfg->obj, key);
 }
 
-static const char *host_config_string(const parley_config *cfg, const char *key)
+static const char *host_config_string(const parley_config *pcfg, const char *key)
 {
-	json_t *v = config_get(cfg, key);
+	json_t *v = config_get(pcfg, key);
 	return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-static int host_config_integer(const parley_config *cfg, const char *key, int64_t *out)
+static int host_config_integer(const parley_config *pcfg, const char *key, int64_t *out)
 {
-	json_t *v = config_get(cfg, key);
+	json_t *v = config_get(pcfg, key);
 	if (!json_is_integer(v))
 		return 0;
 	*out = (int64_t)json_integer_value(v);
 	return 1;
 }
 
-static int host_config_boolean(const parley_config *cfg, const char *key, int *out)
+static int host_config_boolean(const parley_config *pcfg, const char *key, int *out)
 {
-	json_t *v = config_get(cfg, key);
+	json_t *v = config_get(pcfg, key);
 	if (!json_is_boolean(v))
 		return 0;
 	*out = json_is_true(v);
 	return 1;
 }
 
-static const char *host_config_json(const parley_config *cfg, const char *key)
+static const char *host_config_json(const parley_config *pcfg, const char *key)
 {
-	json_t *v = config_get(cfg, key);
+	json_t *v = config_get(pcfg, key);
 	if (v == NULL)
 		return NULL;
 	char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
 	if (text == NULL)
 		return NULL;
 	/* The handle is const to the plugin but owns what it hands out. */
-	struct parley_config *pc = (struct parley_config *)cfg;
+	struct parley_config *pc = (struct parley_config *)pcfg;
 	pc->owned = xrealloc(pc->owned, (pc->n_owned + 1) * sizeof(char *));
 	pc->owned[pc->n_owned++] = text;
 	return text;
@@ -231,7 +232,7 @@ static void host_respond(parley_request *r, int status, const char *content_type
 	r->body_len = len;
 	ingest_set *events = r->events;
 	r->events = NULL;  /* ingest owns it now */
-	ingest_set_commit(events, request_committed, r);
+	ingest_batch_enqueue(events, request_committed, r);
 }
 
 static void host_respond_error(parley_request *r, int status, const char *code, const char *detail)
@@ -315,7 +316,7 @@ static void host_emit_commit(parley_emit_batch *b, const char *state_key, const 
 	}
 	ingest_set *events = b->events;
 	b->events = NULL;  /* the batcher owns it now */
-	ingest_set_commit(events, emit_committed, b);
+	ingest_batch_enqueue(events, emit_committed, b);
 }
 
 static void host_emit_abort(parley_emit_batch *b)

@@ -12,7 +12,6 @@
 #include <string.h>
 #include <jansson.h>
 
-#include "ingest_batch.h"
 #include "util.h"
 
 #define INGEST_MAX_KEY 512
@@ -319,9 +318,4 @@ bool ingest_set_add_ticket_event(ingest_set *s, const parley_ticket_event *ev, c
 fail:
 	json_decref(o);
 	return false;
-}
-
-void ingest_set_commit(ingest_set *s, ingest_done_fn done, void *arg)
-{
-	ingest_batch_enqueue(s, done, arg);
 }

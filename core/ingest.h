@@ -1,9 +1,10 @@
 /* ingest.h - durable intake of the events a channel emits for one request.
  *
- * Events are validated and copied as they are emitted; ingest_set_commit
- * hands the set to the batcher, which commits it together with the sets of
- * other requests in one transaction (a replay, same dedupe key on the same
- * instance, is a no-op). The caller answers the platform 2xx only when the
+ * Events are validated and copied as they are emitted; ingest_batch_enqueue
+ * (ingest_batch.h) takes the finished set to the batcher, which commits it
+ * together with the sets of other requests in one transaction (a replay, same
+ * dedupe key on the same instance, is a no-op). This file knows nothing of
+ * the batcher: the set is the batcher's input, not its client. The caller answers the platform 2xx only when the
  * commit callback says ok. */
 #ifndef PARLEY_CORE_INGEST_H
 #define PARLEY_CORE_INGEST_H
@@ -33,10 +34,9 @@ void ingest_set_set_state(ingest_set *s, const char *key, const char *value);
 bool ingest_set_state(const ingest_set *s, const char **instance, const char **key,
                       const char **value);
 
+/* The outcome of committing a set: ok once the transaction holding it
+ * committed, or false with a reason. Called exactly once, from the loop. */
 typedef void (*ingest_done_fn)(void *arg, bool ok, const char *error);
-/* Takes ownership of s. done runs exactly once, from the loop, after the
- * transaction holding the set committed (ok) or failed. */
-void ingest_set_commit(ingest_set *s, ingest_done_fn done, void *arg);
 void ingest_set_free(ingest_set *s);
 
 #endif
