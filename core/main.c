@@ -4,7 +4,6 @@
  * 2 configuration or usage error. */
 #include "config.h"   /* core/config.h: the configuration */
 
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +12,7 @@
 #include <jansson.h>
 
 #include "admin.h"
+#include "cli.h"
 #include "db.h"
 #include "host_api.h"
 #include "http_client.h"
@@ -29,11 +29,8 @@
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "dev"
 #endif
-#ifndef PARLEY_PLUGIN_DIR
-#define PARLEY_PLUGIN_DIR "/usr/local/lib/parley/plugins"
-#endif
 
-#define EXIT_CONFIG 2
+#define EXIT_CONFIG CLI_EXIT_CONFIG
 #define DRAIN_POLL_MS 20
 #define HTTP_CLIENT_TIMEOUT_MS 30000
 #define HTTP_CLIENT_MAX_RESPONSE (16u * 1024 * 1024)
@@ -47,57 +44,6 @@ static struct {
 	bool stopping;
 	uint64_t stop_started_us;
 } d;
-
-static void usage(FILE *out)
-{
-	fprintf(out,
-	        "Usage: parleyd -c FILE [--check-config | --migrate]\n"
-	        "       parleyd -c FILE --merge-customer SOURCE --into TARGET [--actor NAME]\n"
-	        "       parleyd -c FILE --unmerge AUDIT_ID [--actor NAME]\n"
-	        "       parleyd -c FILE --reply CONVERSATION --text TEXT [--visibility V] [--actor NAME]\n"
-	        "       parleyd -c FILE --move-to-private CONVERSATION --text TEXT [--public-text TEXT]\n"
-	        "               [--actor NAME]\n"
-	        "       parleyd --list-plugins [--plugin-dir DIR | -c FILE] [-v]\n"
-	        "       parleyd --version\n"
-	        "\n"
-	        "  -c, --config FILE    the JSON configuration (see docs/CONFIG.md)\n"
-	        "      --check-config   validate the configuration and the plugins' configs, then exit\n"
-	        "      --migrate        apply database migrations, then exit\n"
-	        "      --merge-customer SOURCE --into TARGET\n"
-	        "                       merge customer SOURCE into TARGET (identities, conversations,\n"
-	        "                       cases, contacts); prints the audit id that undoes it\n"
-	        "      --unmerge AUDIT_ID\n"
-	        "                       undo that merge: everything moves back\n"
-	        "      --reply CONVERSATION --text TEXT\n"
-	        "                       reply on the conversation's channel (queued; the job runner of\n"
-	        "                       a running parleyd sends it); --visibility public|private must be\n"
-	        "                       the conversation's own\n"
-	        "      --move-to-private CONVERSATION --text TEXT\n"
-	        "                       send TEXT privately to the author of a public conversation, in a\n"
-	        "                       new private conversation of the same case; once it is sent, a\n"
-	        "                       public note (--public-text, default the channel's\n"
-	        "                       move_to_private_text) says so\n"
-	        "      --actor NAME     who is recorded in the audit log (default: cli:$USER)\n"
-	        "      --list-plugins   list the plugins in the plugin directory\n"
-	        "      --plugin-dir DIR the plugin directory for --list-plugins\n"
-	        "  -v, --verbose        with --list-plugins: descriptions and config keys\n"
-	        "      --version        print the version and the plugin ABI version\n"
-	        "  -h, --help           this text\n");
-}
-
-/* {"instance": move_to_private_text, ...} for every channel. Owned by the caller. */
-static char *move_texts_json(const cfg *c)
-{
-	json_t *o = json_object();
-	for (size_t i = 0; i < c->n_channels; i++)
-		json_object_set_new(o, c->channels[i].name,
-		                    json_string(c->channels[i].move_to_private_text));
-	char *s = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	if (s == NULL)
-		abort();
-	return s;
-}
 
 /* What a job's end may set off (parley_job_finish's p_opts). Owned by the caller. */
 static char *finish_opts_json(const cfg *c)
@@ -360,181 +306,18 @@ out:
 	return rc;
 }
 
+/* The daemon: takes c; a SIGHUP swaps in the next one (d.config). */
+static int run_daemon(cfg *c)
+{
+	d.config = c;
+	int rc = run();
+	cfg_free(d.config);
+	d.config = NULL;
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
-	enum { OPT_CHECK = 1000, OPT_MIGRATE, OPT_LIST, OPT_PLUGIN_DIR, OPT_VERSION, OPT_MERGE,
-	       OPT_INTO, OPT_UNMERGE, OPT_ACTOR, OPT_REPLY, OPT_MOVE, OPT_TEXT, OPT_PUBLIC_TEXT,
-	       OPT_VISIBILITY };
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "check-config", no_argument, NULL, OPT_CHECK },
-		{ "migrate", no_argument, NULL, OPT_MIGRATE },
-		{ "list-plugins", no_argument, NULL, OPT_LIST },
-		{ "merge-customer", required_argument, NULL, OPT_MERGE },
-		{ "into", required_argument, NULL, OPT_INTO },
-		{ "unmerge", required_argument, NULL, OPT_UNMERGE },
-		{ "actor", required_argument, NULL, OPT_ACTOR },
-		{ "reply", required_argument, NULL, OPT_REPLY },
-		{ "move-to-private", required_argument, NULL, OPT_MOVE },
-		{ "text", required_argument, NULL, OPT_TEXT },
-		{ "public-text", required_argument, NULL, OPT_PUBLIC_TEXT },
-		{ "visibility", required_argument, NULL, OPT_VISIBILITY },
-		{ "plugin-dir", required_argument, NULL, OPT_PLUGIN_DIR },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "version", no_argument, NULL, OPT_VERSION },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *config_file = NULL, *plugin_dir = NULL;
-	const char *merge_source = NULL, *merge_target = NULL, *unmerge_id = NULL, *actor = NULL;
-	const char *reply_conv = NULL, *move_conv = NULL, *text = NULL, *public_text = NULL;
-	const char *visibility = NULL;
-	bool check = false, migrate = false, list = false, verbose = false;
-	int c;
-	while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'c': config_file = optarg; break;
-		case OPT_CHECK: check = true; break;
-		case OPT_MIGRATE: migrate = true; break;
-		case OPT_LIST: list = true; break;
-		case OPT_PLUGIN_DIR: plugin_dir = optarg; break;
-		case OPT_MERGE: merge_source = optarg; break;
-		case OPT_INTO: merge_target = optarg; break;
-		case OPT_UNMERGE: unmerge_id = optarg; break;
-		case OPT_ACTOR: actor = optarg; break;
-		case OPT_REPLY: reply_conv = optarg; break;
-		case OPT_MOVE: move_conv = optarg; break;
-		case OPT_TEXT: text = optarg; break;
-		case OPT_PUBLIC_TEXT: public_text = optarg; break;
-		case OPT_VISIBILITY: visibility = optarg; break;
-		case 'v': verbose = true; break;
-		case OPT_VERSION:
-			printf("parleyd %s (plugin ABI %d.%d, schema version %d)\n", PACKAGE_VERSION,
-			       PARLEY_ABI_MAJOR, PARLEY_ABI_MINOR, migrate_latest_version());
-			return 0;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return EXIT_CONFIG;
-		}
-	}
-	if ((merge_source != NULL) != (merge_target != NULL)) {
-		fprintf(stderr, "parleyd: --merge-customer and --into go together\n");
-		return EXIT_CONFIG;
-	}
-	if ((reply_conv != NULL || move_conv != NULL) != (text != NULL)) {
-		fprintf(stderr, "parleyd: --text goes with --reply or --move-to-private\n");
-		return EXIT_CONFIG;
-	}
-	if ((public_text != NULL && move_conv == NULL) || (visibility != NULL && reply_conv == NULL)) {
-		fprintf(stderr, "parleyd: --public-text goes with --move-to-private, --visibility with "
-		        "--reply\n");
-		return EXIT_CONFIG;
-	}
-	if (optind < argc) {
-		fprintf(stderr, "parleyd: unexpected argument: %s\n", argv[optind]);
-		usage(stderr);
-		return EXIT_CONFIG;
-	}
 	signal(SIGPIPE, SIG_IGN);
-
-	char err[2048];
-	if (list) {
-		if (plugin_dir == NULL && config_file != NULL) {
-			if (!cfg_load(config_file, &d.config, err, sizeof(err))) {
-				fprintf(stderr, "parleyd: %s\n", err);
-				return EXIT_CONFIG;
-			}
-			plugin_dir = d.config->plugin_dir;
-		}
-		bool ok = loader_list_dir(plugin_dir ? plugin_dir : PARLEY_PLUGIN_DIR, stdout, verbose);
-		cfg_free(d.config);
-		return ok ? 0 : 1;
-	}
-	if (config_file == NULL) {
-		fprintf(stderr, "parleyd: no configuration given (-c FILE)\n");
-		usage(stderr);
-		return EXIT_CONFIG;
-	}
-	if (!cfg_load(config_file, &d.config, err, sizeof(err))) {
-		fprintf(stderr, "parleyd: %s\n", err);
-		return EXIT_CONFIG;
-	}
-	log_set_level(d.config->log.level);
-	log_set_json(d.config->log.json);
-
-	char actor_buf[128];
-	if (actor == NULL) {
-		const char *user = getenv("USER");
-		snprintf(actor_buf, sizeof(actor_buf), "cli:%s", user != NULL ? user : "unknown");
-		actor = actor_buf;
-	}
-
-	int rc;
-	if (merge_source != NULL) {
-		long long audit_id = 0;
-		if (admin_merge_customers(d.config->database.dsn, merge_source, merge_target, actor,
-		                          &audit_id, err, sizeof(err))) {
-			printf("merged customer %s into %s (audit %lld; undo with --unmerge %lld)\n",
-			       merge_source, merge_target, audit_id, audit_id);
-			rc = 0;
-		} else {
-			fprintf(stderr, "parleyd: merge: %s\n", err);
-			rc = 1;
-		}
-	} else if (unmerge_id != NULL) {
-		if (admin_unmerge(d.config->database.dsn, unmerge_id, actor, err, sizeof(err))) {
-			printf("unmerged (audit %s)\n", unmerge_id);
-			rc = 0;
-		} else {
-			fprintf(stderr, "parleyd: unmerge: %s\n", err);
-			rc = 1;
-		}
-	} else if (reply_conv != NULL) {
-		long long message_id = 0;
-		if (admin_reply(d.config->database.dsn, reply_conv, text, visibility, actor, &message_id,
-		                err, sizeof(err))) {
-			printf("reply queued as message %lld\n", message_id);
-			rc = 0;
-		} else {
-			fprintf(stderr, "parleyd: reply: %s\n", err);
-			rc = 1;
-		}
-	} else if (move_conv != NULL) {
-		long long private_id = 0;
-		char *texts = move_texts_json(d.config);
-		if (admin_move_to_private(d.config->database.dsn, move_conv, text, public_text, texts,
-		                          actor, &private_id, err, sizeof(err))) {
-			printf("moved to private conversation %lld\n", private_id);
-			rc = 0;
-		} else {
-			fprintf(stderr, "parleyd: move to private: %s\n", err);
-			rc = 1;
-		}
-		free(texts);
-	} else if (check) {
-		/* Load every plugin and create every instance: that validates the
-		 * plugins' own configs too. Nothing is started. */
-		plugin_set *ps = NULL;
-		if (plugins_load(d.config, &ps, err, sizeof(err))) {
-			plugins_free(ps);
-			metrics_reset();
-			printf("%s: configuration OK\n", config_file);
-			rc = 0;
-		} else {
-			fprintf(stderr, "parleyd: %s\n", err);
-			rc = EXIT_CONFIG;
-		}
-	} else if (migrate) {
-		int applied = 0;
-		if (migrate_apply(d.config->database.dsn, &applied, err, sizeof(err))) {
-			printf("applied %d migration(s); schema version %d\n", applied, migrate_latest_version());
-			rc = 0;
-		} else {
-			fprintf(stderr, "parleyd: migrations: %s\n", err);
-			rc = 1;
-		}
-	} else {
-		rc = run();
-	}
-	cfg_free(d.config);
-	return rc;
+	return cli_main(argc, argv, run_daemon);
 }

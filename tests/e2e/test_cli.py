@@ -135,3 +135,26 @@ def test_daemon_refuses_to_start_with_a_broken_plugin(run_parleyd, tmp_path, tes
     assert code == 2, err
     assert needle in err
     assert plugin + ".so" in err
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--migrate", "--check-config", "-c", "x.json"], "--migrate and --check-config are two commands; give one"),
+    (["--reply", "3", "--unmerge", "4", "-c", "x.json"], "--reply and --unmerge are two commands; give one"),
+    (["--reply", "3", "-c", "x.json"], "--text goes with --reply"),
+    (["--merge-customer", "3", "-c", "x.json"], "--into goes with --merge-customer"),
+    (["--into", "3", "-c", "x.json"], "--into goes with --merge-customer"),
+    (["--migrate", "--text", "hi", "-c", "x.json"], "--text goes with --reply or --move-to-private"),
+    (["--reply", "3", "--text", "hi", "--public-text", "p", "-c", "x.json"],
+     "--public-text goes with --move-to-private"),
+    (["--move-to-private", "3", "--text", "hi", "--visibility", "public", "-c", "x.json"],
+     "--visibility goes with --reply"),
+    (["--check-config", "--plugin-dir", "/tmp", "-c", "x.json"], "--plugin-dir goes with --list-plugins"),
+    (["--migrate"], "no configuration given (-c FILE)"),
+    (["-c", "x.json", "extra"], "unexpected argument: extra"),
+])
+def test_command_line_misuse_is_named_and_exits_2_before_reading_the_config(run_parleyd, args, needle):
+    # x.json does not exist: each refusal comes before the file is read.
+    code, out, err = run_parleyd(args)
+    assert code == 2
+    assert needle in err
+    assert "cannot open" not in err

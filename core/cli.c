@@ -1,0 +1,365 @@
+/* cli.c - parleyd's command line: one table row per subcommand.
+ *
+ * Every subcommand is a row of `commands`: the option that selects it, the
+ * options it takes besides -c, whether it needs the configuration, and the
+ * function that runs it. Parsing fills one cli_args; the row chosen checks
+ * that no option of another command was given, so a new subcommand is one
+ * row and one function, not another branch in main().
+ *
+ * Exit codes: 0 done, 1 runtime failure, 2 configuration or usage error. */
+#include "cli.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+
+#include "admin.h"
+#include "metrics.h"
+#include "migrate.h"
+#include "plugin_loader.h"
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "dev"
+#endif
+#ifndef PARLEY_PLUGIN_DIR
+#define PARLEY_PLUGIN_DIR "/usr/local/lib/parley/plugins"
+#endif
+
+/* Options with a value besides -c; each has a bit, so a row can say which it takes. */
+enum arg_bit {
+	ARG_INTO = 1 << 0,
+	ARG_ACTOR = 1 << 1,
+	ARG_TEXT = 1 << 2,
+	ARG_PUBLIC_TEXT = 1 << 3,
+	ARG_VISIBILITY = 1 << 4,
+	ARG_PLUGIN_DIR = 1 << 5,
+	ARG_VERBOSE = 1 << 6,
+};
+
+typedef struct cli_args {
+	const char *config_file;
+	const char *value;        /* the selecting option's own argument, if it has one */
+	const char *into, *actor, *text, *public_text, *visibility, *plugin_dir;
+	unsigned given;           /* enum arg_bit of the options given */
+} cli_args;
+
+typedef int (*command_fn)(const cli_args *a, cfg *c, cli_daemon_fn daemon);
+
+typedef struct command {
+	const char *option;       /* "--migrate"; NULL for the daemon itself */
+	bool has_value;           /* --reply CONVERSATION */
+	bool needs_config;
+	unsigned takes;           /* enum arg_bit it accepts */
+	unsigned needs;           /* enum arg_bit it requires */
+	command_fn run;
+} command;
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+	        "Usage: parleyd -c FILE [--check-config | --migrate]\n"
+	        "       parleyd -c FILE --merge-customer SOURCE --into TARGET [--actor NAME]\n"
+	        "       parleyd -c FILE --unmerge AUDIT_ID [--actor NAME]\n"
+	        "       parleyd -c FILE --reply CONVERSATION --text TEXT [--visibility V] [--actor NAME]\n"
+	        "       parleyd -c FILE --move-to-private CONVERSATION --text TEXT [--public-text TEXT]\n"
+	        "               [--actor NAME]\n"
+	        "       parleyd --list-plugins [--plugin-dir DIR | -c FILE] [-v]\n"
+	        "       parleyd --version\n"
+	        "\n"
+	        "  -c, --config FILE    the JSON configuration (see docs/CONFIG.md)\n"
+	        "      --check-config   validate the configuration and the plugins' configs, then exit\n"
+	        "      --migrate        apply database migrations, then exit\n"
+	        "      --merge-customer SOURCE --into TARGET\n"
+	        "                       merge customer SOURCE into TARGET (identities, conversations,\n"
+	        "                       cases, contacts); prints the audit id that undoes it\n"
+	        "      --unmerge AUDIT_ID\n"
+	        "                       undo that merge: everything moves back\n"
+	        "      --reply CONVERSATION --text TEXT\n"
+	        "                       reply on the conversation's channel (queued; the job runner of\n"
+	        "                       a running parleyd sends it); --visibility public|private must be\n"
+	        "                       the conversation's own\n"
+	        "      --move-to-private CONVERSATION --text TEXT\n"
+	        "                       send TEXT privately to the author of a public conversation, in a\n"
+	        "                       new private conversation of the same case; once it is sent, a\n"
+	        "                       public note (--public-text, default the channel's\n"
+	        "                       move_to_private_text) says so\n"
+	        "      --actor NAME     who is recorded in the audit log (default: cli:$USER)\n"
+	        "      --list-plugins   list the plugins in the plugin directory\n"
+	        "      --plugin-dir DIR the plugin directory for --list-plugins\n"
+	        "  -v, --verbose        with --list-plugins: descriptions and config keys\n"
+	        "      --version        print the version and the plugin ABI version\n"
+	        "  -h, --help           this text\n");
+}
+
+/* ------------------------------------------------------------ commands */
+
+static int cmd_version(const cli_args *a, cfg *c, cli_daemon_fn daemon)
+{
+	(void)a, (void)c, (void)daemon;
+	printf("parleyd %s (plugin ABI %d.%d, schema version %d)\n", PACKAGE_VERSION, PARLEY_ABI_MAJOR,
+	       PARLEY_ABI_MINOR, migrate_latest_version());
+	return 0;
+}
+
+static int cmd_help(const cli_args *a, cfg *c, cli_daemon_fn daemon)
+{
+	(void)a, (void)c, (void)daemon;
+	usage(stdout);
+	return 0;
+}
+
+static int cmd_list_plugins(const cli_args *a, cfg *c, cli_daemon_fn daemon)
+{
+	(void)daemon;
+	/* -c only names the directory here; --plugin-dir wins. */
+	const char *dir = a->plugin_dir ? a->plugin_dir : c ? c->plugin_dir : PARLEY_PLUGIN_DIR;
+	return loader_list_dir(dir, stdout, (a->given & ARG_VERBOSE) != 0) ? 0 : 1;
+}
+
+static int cmd_check_config(const cli_args *a, cfg *c, cli_daemon_fn daemon)
+{
+	(void)daemon;
+	/* Load every plugin and create every instance: that validates the
+	 * plugins' own configs too. Nothing is started. */
+	char err[2048];
+	plugin_set *ps = NULL;
+	if (!plugins_load(c, &ps, err, sizeof(err))) {
+		fprintf(stderr, "parleyd: %s\n", err);
+		return CLI_EXIT_CONFIG;
+	}
+	plugins_free(ps);
+	metrics_reset();
+	printf("%s: configuration OK\n", a->config_file);
+	return 0;
+}
+
+static int cmd_migrate(const cli_args *a, cfg *c, cli_daemon_fn daemon)
+{
+	(void)a, (void)daemon;
+	char err[2048];
+	int applied = 0;
+	if (!migrate_apply(c->database.dsn, &applied, err, sizeof(err))) {
+		fprintf(stderr, "parleyd: migrations: %s\n", err);
+		return 1;
+	}
+	printf("applied %d migration(s); schema version %d\n", applied, migrate_latest_version());
+	return 0;
+}
+
+static int cmd_merge(const cli_args *a, cfg *c, cli_daemon_fn daemon)
+{
+	(void)daemon;
+	char err[2048];
+	long long audit_id = 0;
+	if (!admin_merge_customers(c->database.dsn, a->value, a->into, a->actor, &audit_id, err,
+	                           sizeof(err))) {
+		fprintf(stderr, "parleyd: merge: %s\n", err);
+		return 1;
+	}
+	printf("merged customer %s into %s (audit %lld; undo with --unmerge %lld)\n", a->value, a->into,
+	       audit_id, audit_id);
+	return 0;
+}
+
+static int cmd_unmerge(const cli_args *a, cfg *c, cli_daemon_fn daemon)
+{
+	(void)daemon;
+	char err[2048];
+	if (!admin_unmerge(c->database.dsn, a->value, a->actor, err, sizeof(err))) {
+		fprintf(stderr, "parleyd: unmerge: %s\n", err);
+		return 1;
+	}
+	printf("unmerged (audit %s)\n", a->value);
+	return 0;
+}
+
+static int cmd_reply(const cli_args *a, cfg *c, cli_daemon_fn daemon)
+{
+	(void)daemon;
+	char err[2048];
+	long long message_id = 0;
+	if (!admin_reply(c->database.dsn, a->value, a->text, a->visibility, a->actor, &message_id, err,
+	                 sizeof(err))) {
+		fprintf(stderr, "parleyd: reply: %s\n", err);
+		return 1;
+	}
+	printf("reply queued as message %lld\n", message_id);
+	return 0;
+}
+
+/* {"instance": move_to_private_text, ...} for every channel. Owned by the caller. */
+static char *move_texts_json(const cfg *c)
+{
+	json_t *o = json_object();
+	for (size_t i = 0; i < c->n_channels; i++)
+		json_object_set_new(o, c->channels[i].name, json_string(c->channels[i].move_to_private_text));
+	char *s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (s == NULL)
+		abort();
+	return s;
+}
+
+static int cmd_move_to_private(const cli_args *a, cfg *c, cli_daemon_fn daemon)
+{
+	(void)daemon;
+	char err[2048];
+	long long private_id = 0;
+	char *texts = move_texts_json(c);
+	bool ok = admin_move_to_private(c->database.dsn, a->value, a->text, a->public_text, texts,
+	                                a->actor, &private_id, err, sizeof(err));
+	free(texts);
+	if (!ok) {
+		fprintf(stderr, "parleyd: move to private: %s\n", err);
+		return 1;
+	}
+	printf("moved to private conversation %lld\n", private_id);
+	return 0;
+}
+
+static int cmd_daemon(const cli_args *a, cfg *c, cli_daemon_fn daemon)
+{
+	(void)a;
+	return daemon(c);
+}
+
+/* The selecting options, in getopt's numbering from 1000 (index + 1000). */
+static const command commands[] = {
+	{ "--version", false, false, 0, 0, cmd_version },
+	{ "--help", false, false, 0, 0, cmd_help },
+	{ "--list-plugins", false, false, ARG_PLUGIN_DIR | ARG_VERBOSE, 0, cmd_list_plugins },
+	{ "--check-config", false, true, 0, 0, cmd_check_config },
+	{ "--migrate", false, true, 0, 0, cmd_migrate },
+	{ "--merge-customer", true, true, ARG_INTO | ARG_ACTOR, ARG_INTO, cmd_merge },
+	{ "--unmerge", true, true, ARG_ACTOR, 0, cmd_unmerge },
+	{ "--reply", true, true, ARG_TEXT | ARG_VISIBILITY | ARG_ACTOR, ARG_TEXT, cmd_reply },
+	{ "--move-to-private", true, true, ARG_TEXT | ARG_PUBLIC_TEXT | ARG_ACTOR, ARG_TEXT,
+	  cmd_move_to_private },
+	{ NULL, false, true, 0, 0, cmd_daemon },
+};
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+#define DAEMON (&commands[N_COMMANDS - 1])
+
+/* The options that go with a command, and what a misplaced one says. */
+static const struct {
+	unsigned bit;
+	const char *option;
+	const char *goes_with;
+} arg_names[] = {
+	{ ARG_INTO, "--into", "--merge-customer" },
+	{ ARG_ACTOR, "--actor", "--merge-customer, --unmerge, --reply or --move-to-private" },
+	{ ARG_TEXT, "--text", "--reply or --move-to-private" },
+	{ ARG_PUBLIC_TEXT, "--public-text", "--move-to-private" },
+	{ ARG_VISIBILITY, "--visibility", "--reply" },
+	{ ARG_PLUGIN_DIR, "--plugin-dir", "--list-plugins" },
+	{ ARG_VERBOSE, "--verbose", "--list-plugins" },
+};
+
+enum { OPT_ARG = 2000 };
+
+/* Is every option given one the command takes, and every one it needs there? */
+static bool args_fit(const command *cmd, const cli_args *a)
+{
+	for (size_t i = 0; i < sizeof(arg_names) / sizeof(arg_names[0]); i++) {
+		unsigned bit = arg_names[i].bit;
+		if ((a->given & bit) && !(cmd->takes & bit)) {
+			fprintf(stderr, "parleyd: %s goes with %s\n", arg_names[i].option, arg_names[i].goes_with);
+			return false;
+		}
+		if ((cmd->needs & bit) && !(a->given & bit)) {
+			fprintf(stderr, "parleyd: %s goes with %s\n", arg_names[i].option, cmd->option);
+			return false;
+		}
+	}
+	return true;
+}
+
+int cli_main(int argc, char **argv, cli_daemon_fn daemon)
+{
+	struct option opts[N_COMMANDS + 8];
+	size_t n = 0;
+	for (size_t i = 0; i + 1 < N_COMMANDS; i++)
+		opts[n++] = (struct option){ commands[i].option + 2,
+			                     commands[i].has_value ? required_argument : no_argument, NULL,
+			                     1000 + (int)i };
+	opts[n++] = (struct option){ "config", required_argument, NULL, 'c' };
+	opts[n++] = (struct option){ "into", required_argument, NULL, OPT_ARG + 0 };
+	opts[n++] = (struct option){ "actor", required_argument, NULL, OPT_ARG + 1 };
+	opts[n++] = (struct option){ "text", required_argument, NULL, OPT_ARG + 2 };
+	opts[n++] = (struct option){ "public-text", required_argument, NULL, OPT_ARG + 3 };
+	opts[n++] = (struct option){ "visibility", required_argument, NULL, OPT_ARG + 4 };
+	opts[n++] = (struct option){ "plugin-dir", required_argument, NULL, OPT_ARG + 5 };
+	opts[n] = (struct option){ NULL, 0, NULL, 0 };
+
+	cli_args a = { 0 };
+	const command *cmd = NULL;
+	const char **values[] = { &a.into, &a.actor, &a.text, &a.public_text, &a.visibility,
+		                  &a.plugin_dir };
+	int c;
+	while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
+		if (c == 'c') {
+			a.config_file = optarg;
+		} else if (c == 'v') {
+			a.given |= ARG_VERBOSE;
+		} else if (c == 'h') {
+			return cmd_help(&a, NULL, daemon);
+		} else if (c >= 1000 && c < 1000 + (int)N_COMMANDS - 1) {
+			const command *picked = &commands[c - 1000];
+			/* --version and --help answer at once, whatever follows. */
+			if (!picked->needs_config && picked->takes == 0)
+				return picked->run(&a, NULL, daemon);
+			if (cmd != NULL && cmd != picked) {
+				fprintf(stderr, "parleyd: %s and %s are two commands; give one\n", cmd->option,
+				        picked->option);
+				return CLI_EXIT_CONFIG;
+			}
+			cmd = picked;
+			a.value = optarg;
+		} else if (c >= OPT_ARG && c < OPT_ARG + 6) {
+			*values[c - OPT_ARG] = optarg;
+			a.given |= 1u << (c - OPT_ARG);
+		} else {
+			usage(stderr);
+			return CLI_EXIT_CONFIG;
+		}
+	}
+	if (cmd == NULL)
+		cmd = DAEMON;
+	if (!args_fit(cmd, &a))
+		return CLI_EXIT_CONFIG;
+	if (optind < argc) {
+		fprintf(stderr, "parleyd: unexpected argument: %s\n", argv[optind]);
+		usage(stderr);
+		return CLI_EXIT_CONFIG;
+	}
+
+	char err[2048];
+	cfg *config = NULL;
+	if (cmd->needs_config && a.config_file == NULL) {
+		fprintf(stderr, "parleyd: no configuration given (-c FILE)\n");
+		usage(stderr);
+		return CLI_EXIT_CONFIG;
+	}
+	/* --list-plugins reads -c only for plugin_dir, and only when it has no --plugin-dir. */
+	bool load = a.config_file != NULL && (cmd->needs_config || a.plugin_dir == NULL);
+	if (load) {
+		if (!cfg_load(a.config_file, &config, err, sizeof(err))) {
+			fprintf(stderr, "parleyd: %s\n", err);
+			return CLI_EXIT_CONFIG;
+		}
+		log_set_level(config->log.level);
+		log_set_json(config->log.json);
+	}
+	char actor_buf[128];
+	if (a.actor == NULL) {
+		const char *user = getenv("USER");
+		snprintf(actor_buf, sizeof(actor_buf), "cli:%s", user != NULL ? user : "unknown");
+		a.actor = actor_buf;
+	}
+	int rc = cmd->run(&a, config, daemon);
+	if (cmd != DAEMON)  /* the daemon took the configuration */
+		cfg_free(config);
+	return rc;
+}
