@@ -21,6 +21,20 @@
  *   - Every callback runs on the core's single event loop thread and must not
  *     block: no sleeping, no blocking sockets, no synchronous HTTP or SQL.
  *
+ * Integer conventions (each prototype below says which one it follows)
+ *   - Status: an operation returns 0 when it did what it says and -1 when it
+ *     did not, after saying why (log, config_error, http_response_error, a
+ *     returned reason). create, start, reload, request_emit, http_request,
+ *     smtp_send, emit_* and the like. Such functions are PARLEY_MUSTCHECK:
+ *     a status nobody reads is a failure nobody sees.
+ *   - Predicate: a question returns 1 for yes and 0 for no, never -1:
+ *     secure_equals ("equal?"), config_integer/config_boolean ("present and
+ *     of that type?").
+ *   - Flag fields in structs (inbound, is_public, email_verified, ...): zero
+ *     is no, any other value is yes.
+ *   - Counts and sizes are size_t; times are int64_t milliseconds since the
+ *     Unix epoch (*_ms) unless the name says otherwise.
+ *
  * See docs/PLUGINS.md for the author guide and plugins/examples/ for a
  * complete minimal sink.
  */
@@ -47,9 +61,12 @@ extern "C" {
 #if defined(__GNUC__)
 #define PARLEY_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
 #define PARLEY_EXPORT __attribute__((visibility("default")))
+/* A status (0/-1) or bool result the caller must look at. */
+#define PARLEY_MUSTCHECK __attribute__((warn_unused_result))
 #else
 #define PARLEY_PRINTF(fmt, args)
 #define PARLEY_EXPORT
+#define PARLEY_MUSTCHECK
 #endif
 
 /* ------------------------------------------------------------------------ */
@@ -395,7 +412,7 @@ typedef struct parley_host {
 	/* Queue an event carried by this request. The event is copied; it is
 	 * committed to PostgreSQL before the request is answered with a 2xx.
 	 * Returns 0, or -1 when the event is invalid (then answer 400). */
-	int (*request_emit)(parley_request *req, const parley_event *event);
+	PARLEY_MUSTCHECK int (*request_emit)(parley_request *req, const parley_event *event);
 	/* Answer the request. Exactly one of respond/respond_error per request,
 	 * now or later from a callback. For a 2xx the core first commits every
 	 * emitted event in one transaction; if that fails the client gets 503
@@ -420,7 +437,7 @@ typedef struct parley_host {
 	/* --- outbound HTTP on the core loop (libcurl multi) ---
 	 * Everything in `call` is copied. Returns 0 if started (the callback will
 	 * run exactly once), -1 if it could not be started (no callback). */
-	int (*http_request)(parley_instance *inst, const parley_http_call *call,
+	PARLEY_MUSTCHECK int (*http_request)(parley_instance *inst, const parley_http_call *call,
 	                    parley_http_done_fn done, void *arg);
 	long (*http_response_status)(const parley_http_response *r);  /* 0 = transport error */
 	const char *(*http_response_error)(const parley_http_response *r); /* NULL if none */
@@ -463,7 +480,7 @@ typedef struct parley_host {
 	parley_emit_batch *(*emit_begin)(parley_instance *inst);
 	/* Queue an event (copied). 0, or -1 when the event is invalid (the
 	 * batch stays usable; the reason is logged). */
-	int (*emit_event)(parley_emit_batch *b, const parley_event *event);
+	PARLEY_MUSTCHECK int (*emit_event)(parley_emit_batch *b, const parley_event *event);
 	/* Commit; done(arg, ok) runs exactly once, on the loop, never inside
 	 * this call. ok = 0: nothing was written (retry later). `b` is consumed.
 	 * state_key/state_value: borrowed for the call; may be NULL. */
@@ -486,12 +503,13 @@ typedef struct parley_host {
 	/* A sink's handle_request: queue one ticket event carried by this request
 	 * (copied; committed with the request's other events before a 2xx, like
 	 * request_emit). Returns 0, or -1 when it is invalid (then answer 400). */
-	int (*request_emit_ticket_event)(parley_request *req, const parley_ticket_event *event);
+	PARLEY_MUSTCHECK int (*request_emit_ticket_event)(parley_request *req,
+	                                                   const parley_ticket_event *event);
 	/* Send one mail. Everything in `call` is copied. Returns 0 if started (the
 	 * callback runs exactly once, on the loop: http_response_status is the
 	 * SMTP server's last reply code, e.g. 250, or 0 for a transport failure
 	 * with http_response_error saying why), -1 if it could not be started. */
-	int (*smtp_send)(parley_instance *inst, const parley_smtp_call *call,
+	PARLEY_MUSTCHECK int (*smtp_send)(parley_instance *inst, const parley_smtp_call *call,
 	                 parley_http_done_fn done, void *arg);
 } parley_host;
 
@@ -549,10 +567,10 @@ typedef struct parley_plugin_descriptor {
 	 *   to keep the old one (say why).
 	 * stop: stop starting new work; in-flight deliveries still complete.
 	 * destroy: free everything; no callbacks run after it. */
-	int (*create)(const parley_host *host, parley_instance *inst,
+	PARLEY_MUSTCHECK int (*create)(const parley_host *host, parley_instance *inst,
 	              const parley_config *cfg, void **self);
-	int (*start)(void *self);
-	int (*reload)(void *self, const parley_config *cfg);
+	PARLEY_MUSTCHECK int (*start)(void *self);
+	PARLEY_MUSTCHECK int (*reload)(void *self, const parley_config *cfg);
 	void (*stop)(void *self);
 	void (*destroy)(void *self);
 
