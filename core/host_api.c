@@ -13,6 +13,7 @@
 
 #include "db.h"
 #include "http_client.h"
+#include "smtp_client.h"
 #include "ingest.h"
 #include "ingest_batch.h"
 #include "log.h"
@@ -405,7 +406,7 @@ static int host_smtp_send(parley_instance *inst, const parley_smtp_call *call,
 		log_error(inst ? inst->component : "plugin", "smtp_send: invalid call");
 		return -1;
 	}
-	return http_client_smtp(call, done, arg);
+	return smtp_client_send(call, done, arg);
 }
 
 static long host_http_status(const parley_http_response *r) { return r->status; }

@@ -26,6 +26,7 @@
 #include <event2/listener.h>
 
 #include "http_client.h"
+#include "smtp_client.h"
 #include "log.h"
 #include "util.h"
 
@@ -799,25 +800,25 @@ static void test_malformed_mail_is_refused_without_callback(void **state)
 	                        .message = "Subject: x\r\n\r\nhi\r\n", .message_len = 19 };
 	parley_smtp_call c = ok;
 	c.url = "http://127.0.0.1:1";
-	assert_int_equal(http_client_smtp(&c, on_done, &r), -1);
+	assert_int_equal(smtp_client_send(&c, on_done, &r), -1);
 	c = ok;
 	c.rcpt_to = none;
-	assert_int_equal(http_client_smtp(&c, on_done, &r), -1);
+	assert_int_equal(smtp_client_send(&c, on_done, &r), -1);
 	c = ok;
 	c.rcpt_to = angle;
-	assert_int_equal(http_client_smtp(&c, on_done, &r), -1);
+	assert_int_equal(smtp_client_send(&c, on_done, &r), -1);
 	c = ok;
 	c.mail_from = "no-at-sign";
-	assert_int_equal(http_client_smtp(&c, on_done, &r), -1);
+	assert_int_equal(smtp_client_send(&c, on_done, &r), -1);
 	c = ok;
 	c.size = 8;
-	assert_int_equal(http_client_smtp(&c, on_done, &r), -1);
+	assert_int_equal(smtp_client_send(&c, on_done, &r), -1);
 	run_for(50);
 	assert_int_equal(r.calls, 0);
 	assert_int_equal(http_client_active(), 0);
 
 	/* A well-formed one to a closed port ends once, as a transport failure. */
-	assert_int_equal(http_client_smtp(&ok, on_done, &r), 0);
+	assert_int_equal(smtp_client_send(&ok, on_done, &r), 0);
 	run_until(&r.calls, 1, 5000);
 	assert_int_equal(r.calls, 1);
 	assert_int_equal(r.status, 0);
