@@ -325,7 +325,7 @@ static const char *doc_reload(const cfg_setting *r)
 	if (r->doc_reload != NULL)
 		return r->doc_reload;
 	if (r->type == CFG_T_SECTION)
-		return "see below";
+		return "per key";
 	return (r->flags & CFG_RELOAD) ? "yes" : "restart";
 }
 

@@ -59,6 +59,7 @@ static void usage(FILE *out)
 	        "               [--actor NAME]\n"
 	        "       parleyd --list-plugins [--plugin-dir DIR | -c FILE] [-v]\n"
 	        "       parleyd --version\n"
+	        "       parleyd --help-config [--format=text|markdown]\n"
 	        "\n"
 	        "  -c, --config FILE    the JSON configuration (see docs/CONFIG.md)\n"
 	        "      --check-config   validate the configuration and the plugins' configs, then exit\n"
@@ -79,6 +80,7 @@ static void usage(FILE *out)
 	        "                       move_to_private_text) says so\n"
 	        "      --actor NAME     who is recorded in the audit log (default: cli:$USER)\n"
 	        "      --list-plugins   list the plugins in the plugin directory\n"
+	        "      --help-config    print every core setting: type, default, range, SIGHUP, meaning\n"
 	        "      --plugin-dir DIR the plugin directory for --list-plugins\n"
 	        "  -v, --verbose        with --list-plugins: descriptions and config keys\n"
 	        "      --version        print the version and the plugin ABI version\n"
@@ -206,13 +208,10 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 		log_error("main", "reload failed, keeping the old configuration: %s", err);
 		return;
 	}
-	if (strcmp(next->listen_host, d.config->listen_host) != 0 || next->listen_port != d.config->listen_port)
-		log_warn("main", "reload: listen changed; that takes a restart (ignored)");
-	if (strcmp(next->database.dsn, d.config->database.dsn) != 0 ||
-	    next->database.pool_size != d.config->database.pool_size)
-		log_warn("main", "reload: database settings changed; that takes a restart (ignored)");
-	if (strcmp(next->plugin_dir, d.config->plugin_dir) != 0)
-		log_warn("main", "reload: plugin_dir changed; that takes a restart (ignored)");
+	char changed[1024];
+	if (cfg_restart_changes(d.config, next, changed, sizeof(changed)) > 0)
+		log_warn("main", "reload: these changes take a restart and are ignored until then: %s",
+		         changed);
 	if (!plugins_reload(d.plugins, next, err, sizeof(err))) {
 		log_error("main", "reload failed, keeping the old configuration: %s", err);
 		cfg_free(next);
@@ -364,7 +363,7 @@ int main(int argc, char **argv)
 {
 	enum { OPT_CHECK = 1000, OPT_MIGRATE, OPT_LIST, OPT_PLUGIN_DIR, OPT_VERSION, OPT_MERGE,
 	       OPT_INTO, OPT_UNMERGE, OPT_ACTOR, OPT_REPLY, OPT_MOVE, OPT_TEXT, OPT_PUBLIC_TEXT,
-	       OPT_VISIBILITY };
+	       OPT_VISIBILITY, OPT_HELP_CONFIG, OPT_FORMAT };
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", no_argument, NULL, OPT_CHECK },
@@ -383,13 +382,15 @@ int main(int argc, char **argv)
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, OPT_VERSION },
 		{ "help", no_argument, NULL, 'h' },
+		{ "help-config", no_argument, NULL, OPT_HELP_CONFIG },
+		{ "format", required_argument, NULL, OPT_FORMAT },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config_file = NULL, *plugin_dir = NULL;
 	const char *merge_source = NULL, *merge_target = NULL, *unmerge_id = NULL, *actor = NULL;
 	const char *reply_conv = NULL, *move_conv = NULL, *text = NULL, *public_text = NULL;
-	const char *visibility = NULL;
-	bool check = false, migrate = false, list = false, verbose = false;
+	const char *visibility = NULL, *format = NULL;
+	bool check = false, migrate = false, list = false, verbose = false, help_config = false;
 	int c;
 	while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
 		switch (c) {
@@ -413,8 +414,19 @@ int main(int argc, char **argv)
 			       PARLEY_ABI_MAJOR, PARLEY_ABI_MINOR, migrate_latest_version());
 			return 0;
 		case 'h': usage(stdout); return 0;
+		case OPT_HELP_CONFIG: help_config = true; break;
+		case OPT_FORMAT: format = optarg; break;
 		default: usage(stderr); return EXIT_CONFIG;
 		}
+	}
+	if (help_config || format != NULL) {
+		bool md = format != NULL && strcmp(format, "markdown") == 0;
+		if (!help_config || (format != NULL && !md && strcmp(format, "text") != 0)) {
+			fprintf(stderr, "parleyd: --format text|markdown goes with --help-config\n");
+			return EXIT_CONFIG;
+		}
+		cfg_print_reference(stdout, md);
+		return 0;
 	}
 	if ((merge_source != NULL) != (merge_target != NULL)) {
 		fprintf(stderr, "parleyd: --merge-customer and --into go together\n");
