@@ -134,15 +134,26 @@ static bool read_row(const cfg_ctx *ctx, const cfg_section *s, const cfg_setting
 	return true;
 }
 
+static const cfg_setting *find_row(const cfg_section *s, const char *key)
+{
+	for (const cfg_setting *r = s->rows; r->key != NULL; r++)
+		if (strcmp(r->key, key) == 0)
+			return r;
+	return NULL;
+}
+
 static bool read_section(const cfg_ctx *ctx, const cfg_section *s, json_t *obj, cfg *c)
 {
-	const char *allowed[64];
-	size_t n = 0;
-	for (const cfg_setting *r = s->rows; r->key != NULL && n + 1 < 64; r++)
-		allowed[n++] = r->key;
-	allowed[n] = NULL;
-	if (!jf_check_keys(&ctx->jf, obj, s->path, allowed))
-		return false;
+	/* Every key is checked: a typo must not fall back to a default. */
+	const char *key;
+	json_t *v;
+	json_object_foreach(obj, key, v) {
+		if (find_row(s, key) == NULL) {
+			char path[JF_PATH_MAX];
+			jf_path_key(path, s->path, key);
+			return cfg_fail(ctx, path, "unknown key");
+		}
+	}
 	for (const cfg_setting *r = s->rows; r->key != NULL; r++) {
 		/* Type errors come before "missing", so a required key of the wrong
 		 * type says what is wrong with it. */
