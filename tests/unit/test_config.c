@@ -1020,6 +1020,11 @@ static void check_row(fixture *f, const cfg_section *s, const cfg_setting *r)
 	assert_non_null(r->doc);
 	if (strchr(r->doc, '|') != NULL)
 		fail_msg("%s.%s: a \"|\" in its description breaks the Markdown table", s->path, r->key);
+	/* A restart-only setting the reload could not compare would never be named. */
+	bool comparable = r->same != NULL || (r->type != CFG_T_LIST &&
+	                                      (r->type != CFG_T_STRING || r->offset != 0));
+	if (!(r->flags & CFG_RELOAD) && !comparable)
+		fail_msg("%s.%s: takes a restart but has neither a field nor a comparison", s->path, r->key);
 	if (r->type != CFG_T_INT && r->type != CFG_T_SIZE)
 		return;
 	if (r->def < r->min || r->def > r->max)
