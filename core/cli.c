@@ -35,13 +35,15 @@ enum arg_bit {
 	ARG_PUBLIC_TEXT = 1 << 3,
 	ARG_VISIBILITY = 1 << 4,
 	ARG_PLUGIN_DIR = 1 << 5,
-	ARG_VERBOSE = 1 << 6,
+	ARG_FORMAT = 1 << 6,
+	ARG_VERBOSE = 1 << 7,     /* -v: no value */
 };
+#define N_VALUE_ARGS 7
 
 typedef struct cli_args {
 	const char *config_file;
 	const char *value;        /* the selecting option's own argument, if it has one */
-	const char *into, *actor, *text, *public_text, *visibility, *plugin_dir;
+	const char *into, *actor, *text, *public_text, *visibility, *plugin_dir, *format;
 	unsigned given;           /* enum arg_bit of the options given */
 } cli_args;
 
@@ -67,6 +69,7 @@ static void usage(FILE *out)
 	        "               [--actor NAME]\n"
 	        "       parleyd --list-plugins [--plugin-dir DIR | -c FILE] [-v]\n"
 	        "       parleyd --version\n"
+	        "       parleyd --help-config [--format=text|markdown]\n"
 	        "\n"
 	        "  -c, --config FILE    the JSON configuration (see docs/CONFIG.md)\n"
 	        "      --check-config   validate the configuration and the plugins' configs, then exit\n"
@@ -87,6 +90,7 @@ static void usage(FILE *out)
 	        "                       move_to_private_text) says so\n"
 	        "      --actor NAME     who is recorded in the audit log (default: cli:$USER)\n"
 	        "      --list-plugins   list the plugins in the plugin directory\n"
+	        "      --help-config    print every core setting: type, default, range, SIGHUP, meaning\n"
 	        "      --plugin-dir DIR the plugin directory for --list-plugins\n"
 	        "  -v, --verbose        with --list-plugins: descriptions and config keys\n"
 	        "      --version        print the version and the plugin ABI version\n"
@@ -116,6 +120,18 @@ static int cmd_list_plugins(const cli_args *a, cfg *c, cli_daemon_fn daemon)
 	/* -c only names the directory here; --plugin-dir wins. */
 	const char *dir = a->plugin_dir ? a->plugin_dir : c ? c->plugin_dir : PARLEY_PLUGIN_DIR;
 	return loader_list_dir(dir, stdout, (a->given & ARG_VERBOSE) != 0) ? 0 : 1;
+}
+
+static int cmd_help_config(const cli_args *a, cfg *c, cli_daemon_fn daemon)
+{
+	(void)c, (void)daemon;
+	bool md = a->format != NULL && strcmp(a->format, "markdown") == 0;
+	if (a->format != NULL && !md && strcmp(a->format, "text") != 0) {
+		fprintf(stderr, "parleyd: --format text|markdown goes with --help-config\n");
+		return CLI_EXIT_CONFIG;
+	}
+	cfg_print_reference(stdout, md);
+	return 0;
 }
 
 static int cmd_check_config(const cli_args *a, cfg *c, cli_daemon_fn daemon)
@@ -230,6 +246,7 @@ static const command commands[] = {
 	{ "--version", false, false, 0, 0, cmd_version },
 	{ "--help", false, false, 0, 0, cmd_help },
 	{ "--list-plugins", false, false, ARG_PLUGIN_DIR | ARG_VERBOSE, 0, cmd_list_plugins },
+	{ "--help-config", false, false, ARG_FORMAT, 0, cmd_help_config },
 	{ "--check-config", false, true, 0, 0, cmd_check_config },
 	{ "--migrate", false, true, 0, 0, cmd_migrate },
 	{ "--merge-customer", true, true, ARG_INTO | ARG_ACTOR, ARG_INTO, cmd_merge },
@@ -255,6 +272,7 @@ static const struct {
 	{ ARG_VISIBILITY, "--visibility", "--reply" },
 	{ ARG_PLUGIN_DIR, "--plugin-dir", "--list-plugins" },
 	{ ARG_VERBOSE, "--verbose", "--list-plugins" },
+	{ ARG_FORMAT, "--format text|markdown", "--help-config" },
 };
 
 enum { OPT_ARG = 2000 };
@@ -278,7 +296,7 @@ static bool args_fit(const command *cmd, const cli_args *a)
 
 int cli_main(int argc, char **argv, cli_daemon_fn daemon)
 {
-	struct option opts[N_COMMANDS + 8];
+	struct option opts[N_COMMANDS + 9];
 	size_t n = 0;
 	for (size_t i = 0; i + 1 < N_COMMANDS; i++)
 		opts[n++] = (struct option){ commands[i].option + 2,
@@ -291,12 +309,14 @@ int cli_main(int argc, char **argv, cli_daemon_fn daemon)
 	opts[n++] = (struct option){ "public-text", required_argument, NULL, OPT_ARG + 3 };
 	opts[n++] = (struct option){ "visibility", required_argument, NULL, OPT_ARG + 4 };
 	opts[n++] = (struct option){ "plugin-dir", required_argument, NULL, OPT_ARG + 5 };
+	opts[n++] = (struct option){ "format", required_argument, NULL, OPT_ARG + 6 };
 	opts[n] = (struct option){ NULL, 0, NULL, 0 };
 
 	cli_args a = { 0 };
 	const command *cmd = NULL;
-	const char **values[] = { &a.into, &a.actor, &a.text, &a.public_text, &a.visibility,
-		                  &a.plugin_dir };
+	/* In the order of enum arg_bit and of the OPT_ARG options above. */
+	const char **values[N_VALUE_ARGS] = { &a.into, &a.actor, &a.text, &a.public_text,
+		                              &a.visibility, &a.plugin_dir, &a.format };
 	int c;
 	while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
 		if (c == 'c') {
@@ -317,7 +337,7 @@ int cli_main(int argc, char **argv, cli_daemon_fn daemon)
 			}
 			cmd = picked;
 			a.value = optarg;
-		} else if (c >= OPT_ARG && c < OPT_ARG + 6) {
+		} else if (c >= OPT_ARG && c < OPT_ARG + N_VALUE_ARGS) {
 			*values[c - OPT_ARG] = optarg;
 			a.given |= 1u << (c - OPT_ARG);
 		} else {
@@ -343,7 +363,8 @@ int cli_main(int argc, char **argv, cli_daemon_fn daemon)
 		return CLI_EXIT_CONFIG;
 	}
 	/* --list-plugins reads -c only for plugin_dir, and only when it has no --plugin-dir. */
-	bool load = a.config_file != NULL && (cmd->needs_config || a.plugin_dir == NULL);
+	bool load = a.config_file != NULL &&
+	            (cmd->needs_config || (cmd->run == cmd_list_plugins && a.plugin_dir == NULL));
 	if (load) {
 		if (!cfg_load(a.config_file, &config, err, sizeof(err))) {
 			fprintf(stderr, "parleyd: %s\n", err);

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <jansson.h>
 
 #include "log.h"
@@ -98,6 +99,17 @@ typedef struct cfg {
  * err and returns false. */
 bool cfg_load(const char *file, cfg **out, char *err, size_t errlen);
 void cfg_free(cfg *c);
+
+/* The settings whose change takes a restart and that differ between the
+ * running configuration `cur` and the reloaded `next`, as JSON paths
+ * ("listen, jobs.concurrency, sinks (the set of instances)") into out.
+ * Returns how many; 0 leaves out empty. */
+size_t cfg_restart_changes(const cfg *cur, const cfg *next, char *out, size_t outlen);
+
+/* Print the reference of every core setting (path, type, default, range,
+ * whether SIGHUP applies it, meaning): plain text, or the Markdown that
+ * docs/CONFIG.md holds. */
+void cfg_print_reference(FILE *out, bool markdown);
 
 /* {"sinks": [routes], "notices": [rules]} as parleyd publishes it to the
  * database (parley_settings 'routing'). Owned by the caller. */

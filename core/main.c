@@ -152,13 +152,10 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 		log_error("main", "reload failed, keeping the old configuration: %s", err);
 		return;
 	}
-	if (strcmp(next->listen_host, d.config->listen_host) != 0 || next->listen_port != d.config->listen_port)
-		log_warn("main", "reload: listen changed; that takes a restart (ignored)");
-	if (strcmp(next->database.dsn, d.config->database.dsn) != 0 ||
-	    next->database.pool_size != d.config->database.pool_size)
-		log_warn("main", "reload: database settings changed; that takes a restart (ignored)");
-	if (strcmp(next->plugin_dir, d.config->plugin_dir) != 0)
-		log_warn("main", "reload: plugin_dir changed; that takes a restart (ignored)");
+	char changed[1024];
+	if (cfg_restart_changes(d.config, next, changed, sizeof(changed)) > 0)
+		log_warn("main", "reload: these changes take a restart and are ignored until then: %s",
+		         changed);
 	if (!plugins_reload(d.plugins, next, err, sizeof(err))) {
 		log_error("main", "reload failed, keeping the old configuration: %s", err);
 		cfg_free(next);

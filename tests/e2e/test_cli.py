@@ -76,6 +76,42 @@ def test_config_errors_never_show_secrets(run_parleyd, tmp_path, plugin_dir):
     assert "TOPSECRET" not in out + err
 
 
+DOC_BEGIN = "<!-- BEGIN parleyd --help-config --format=markdown -->\n"
+DOC_END = "<!-- END parleyd --help-config --format=markdown -->\n"
+
+
+def test_config_reference_in_docs_is_the_one_parleyd_prints(run_parleyd, src_dir):
+    """docs/CONFIG.md holds the settings table the daemon reads with, verbatim."""
+    code, out, err = run_parleyd(["--help-config", "--format=markdown"])
+    assert code == 0, err
+    with open(os.path.join(src_dir, "docs", "CONFIG.md"), encoding="utf-8") as f:
+        doc = f.read()
+    assert doc.count(DOC_BEGIN) == 1 and doc.count(DOC_END) == 1
+    marked = doc[doc.index(DOC_BEGIN) + len(DOC_BEGIN):doc.index(DOC_END)]
+    assert marked == out, ("docs/CONFIG.md differs from `parleyd --help-config --format=markdown`; "
+                           "paste its output between the markers")
+
+
+def test_help_config_prints_every_setting_with_default_range_and_reload(run_parleyd):
+    code, out, err = run_parleyd(["--help-config"])
+    assert code == 0, err
+    entry = out.split("limits.max_body_bytes (integer)\n", 1)[1].split("\n\n", 1)[0]
+    assert "default: `4194304` (4 MiB)" in entry
+    assert "range: ≥ 1024" in entry
+    assert "on SIGHUP: yes" in entry
+    assert "database.dsn (string)\n  default: — (**required**)\n  on SIGHUP: restart" in out
+    for key in ("listen", "public_url", "plugin_dir", "database.pool_size", "log.level",
+                "ingest.case_prefix", "jobs.concurrency", "jobs.notify_delivery_failed"):
+        assert "\n%s (" % key in "\n" + out, key
+
+
+@pytest.mark.parametrize("args", [["--help-config", "--format=html"], ["--format=markdown"]])
+def test_help_config_format_is_checked(run_parleyd, args):
+    code, out, err = run_parleyd(args)
+    assert code == 2
+    assert "--format text|markdown goes with --help-config" in err
+
+
 # The versions of sql/NNN_*.sql, which parleyd embeds.
 EMBEDDED_MIGRATIONS = sorted(int(f[:3]) for f in os.listdir(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "sql"))

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from parley_testlib import http, query, sign
+from parley_testlib import free_port, http, query, sign
 
 SECRET = "resilience-secret"
 
@@ -131,3 +131,25 @@ def test_sighup_reloads_log_level_and_plugin_config(fresh_db, daemon, plugin_dir
     status, _, body = http("POST", d.url + "/sinks/probe/events", b"{}")
     assert json.loads(body) == {"probe": "new"}
     assert http("GET", d.url + "/healthz")[0] == 200
+
+
+def test_sighup_names_every_change_it_cannot_apply_and_applies_the_rest(fresh_db, daemon, plugin_dir):
+    d = daemon.start(config(fresh_db, plugin_dir, log={"level": "info"}, jobs={"concurrency": 4}))
+    url, host, port = d.url, d.host, d.port
+    big = b"x" * 3000
+    assert http("POST", url + "/webhooks/site", big)[0] != 413
+
+    new = json.loads(json.dumps(d.config))
+    new["listen"] = "127.0.0.1:%d" % free_port()
+    new["jobs"] = {"concurrency": 8}
+    new["log"] = {"level": "debug"}
+    new["limits"] = {"max_body_bytes": 2048}
+    d.rewrite_config(new)
+    d.host, d.port = host, port  # the daemon keeps listening where it was
+    d.signal(signal.SIGHUP)
+    assert wait_for(lambda: "reloaded: log level debug" in d.log_text())
+    # public_url follows listen when it is not written, so it changed too.
+    assert ("reload: these changes take a restart and are ignored until then: "
+            "listen, public_url, jobs.concurrency\n") in d.log_text()
+    # The reloadable change took effect, on the old address.
+    assert http("POST", url + "/webhooks/site", big)[0] == 413

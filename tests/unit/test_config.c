@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "config_internal.h"  /* the settings table, walked by the table-driven tests */
 
 #ifndef PARLEY_PLUGIN_DIR
 #define PARLEY_PLUGIN_DIR "/usr/local/lib/parley/plugins"
@@ -980,6 +981,165 @@ static void test_ingest_and_jobs_errors(void **state)
 	               "jobs.workers: unknown key");
 }
 
+/* ------------------------------------------------------------------------ */
+/* The settings table                                                       */
+/* ------------------------------------------------------------------------ */
+
+typedef void (*row_fn)(fixture *f, const cfg_section *s, const cfg_setting *r);
+
+static void walk_rows(fixture *f, const cfg_section *s, row_fn fn)
+{
+	for (const cfg_setting *r = s->rows; r->key != NULL; r++) {
+		if (r->type == CFG_T_SECTION)
+			walk_rows(f, r->section, fn);
+		else
+			fn(f, s, r);
+	}
+}
+
+/* A document setting one key of a section (or the top level) to `value`. */
+static const char *with_setting(const cfg_section *s, const char *key, long long value,
+                                char *buf, size_t len)
+{
+	int n;
+	if (s->path[0] == '\0')
+		n = snprintf(buf, len, "{'database': {'dsn': 'x'}, '%s': %lld}", key, value);
+	else if (strcmp(s->path, "database") == 0)
+		n = snprintf(buf, len, "{'database': {'dsn': 'x', '%s': %lld}}", key, value);
+	else
+		n = snprintf(buf, len, "{'database': {'dsn': 'x'}, '%s': {'%s': %lld}}", s->path, key, value);
+	assert_true(n > 0 && (size_t)n < len);
+	return buf;
+}
+
+/* Every row is documented, and an integer's default lies in its range;
+ * out of range is refused with the range the table (and the reference)
+ * states, and the default itself loads. */
+static void check_row(fixture *f, const cfg_section *s, const cfg_setting *r)
+{
+	assert_non_null(r->doc);
+	if (strchr(r->doc, '|') != NULL)
+		fail_msg("%s.%s: a \"|\" in its description breaks the Markdown table", s->path, r->key);
+	/* A restart-only setting the reload could not compare would never be named. */
+	bool comparable = r->same != NULL || (r->type != CFG_T_LIST &&
+	                                      (r->type != CFG_T_STRING || r->offset != 0));
+	if (!(r->flags & CFG_RELOAD) && !comparable)
+		fail_msg("%s.%s: takes a restart but has neither a field nor a comparison", s->path, r->key);
+	if (r->type != CFG_T_INT && r->type != CFG_T_SIZE)
+		return;
+	if (r->def < r->min || r->def > r->max)
+		fail_msg("%s.%s: default %lld outside %lld..%lld", s->path, r->key, r->def, r->min, r->max);
+	char doc[512], want[256];
+	assert_loads(f, with_setting(s, r->key, r->def, doc, sizeof(doc)));
+	if (r->max >= INT_MAX)
+		snprintf(want, sizeof(want), "%s%s%s: must be at least %lld", s->path,
+		         s->path[0] ? "." : "", r->key, r->min);
+	else
+		snprintf(want, sizeof(want), "%s%s%s: must be between %lld and %lld", s->path,
+		         s->path[0] ? "." : "", r->key, r->min, r->max);
+	assert_refused(f, with_setting(s, r->key, r->min - 1, doc, sizeof(doc)), want);
+	if (r->max < INT_MAX)
+		assert_refused(f, with_setting(s, r->key, r->max + 1, doc, sizeof(doc)), want);
+}
+
+static void test_every_setting_is_documented_and_checked_by_its_row(void **state)
+{
+	walk_rows(*state, &cfg_root_section, check_row);
+}
+
+static char *reference(bool markdown)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&text, &len);
+	assert_non_null(fp);
+	cfg_print_reference(fp, markdown);
+	assert_int_equal(fclose(fp), 0);
+	return text;
+}
+
+static void check_in_reference(fixture *f, const cfg_section *s, const cfg_setting *r)
+{
+	char line[256];
+	char *text = reference(false);
+	snprintf(line, sizeof(line), "\n%s%s%s (", s->path, s->path[0] ? "." : "", r->key);
+	if (strstr(text, line) == NULL && strncmp(text, line + 1, strlen(line + 1)) != 0)
+		fail_msg("--help-config lacks %s", line + 1);
+	free(text);
+	text = reference(true);
+	snprintf(line, sizeof(line), "\n| `%s` | ", r->key);
+	assert_non_null(strstr(text, line));
+	free(text);
+	(void)f;
+}
+
+static void test_reference_lists_every_setting(void **state)
+{
+	walk_rows(*state, &cfg_root_section, check_in_reference);
+	char *md = reference(true);
+	assert_non_null(strstr(md, "| `max_connections` | integer | `1024` | 1..100000 | yes | "));
+	assert_non_null(strstr(md, "| `pool_size` | integer | `4` | 1..64 | restart | "));
+	assert_non_null(strstr(md, "| `dsn` | string | — (**required**) |  | restart | "));
+	free(md);
+}
+
+/* Two configurations: f->c is the running one, *next the reloaded one. */
+static size_t restart_changes(fixture *f, const char *cur, const char *next, char *out, size_t len)
+{
+	assert_loads(f, cur);
+	cfg *a = f->c;
+	f->c = NULL;
+	assert_loads(f, next);
+	size_t n = cfg_restart_changes(a, f->c, out, len);
+	cfg_free(a);
+	return n;
+}
+
+static void test_reload_names_every_change_it_cannot_apply(void **state)
+{
+	fixture *f = *state;
+	char out[512];
+	static const char base[] =
+		"{'listen': '127.0.0.1:8080', 'database': {'dsn': 'x'},"
+		" 'channels': [{'name': 'site', 'plugin': 'webhook', 'config': {'secret': 'a'}}],"
+		" 'notifiers': [{'name': 'ops', 'plugin': 'slack'}]}";
+	assert_int_equal(restart_changes(f, base, base, out, sizeof(out)), 0);
+	assert_string_equal(out, "");
+
+	/* What a reload applies is not named. */
+	assert_int_equal(restart_changes(f, base,
+		"{'listen': '127.0.0.1:8080', 'database': {'dsn': 'x'}, 'log': {'level': 'debug'},"
+		" 'limits': {'max_body_bytes': 2048}, 'ingest': {'case_prefix': 'X-',"
+		" 'notify_new_conversation': ['ops']}, 'notices': [{'notifier': 'ops'}],"
+		" 'channels': [{'name': 'site', 'plugin': 'webhook', 'config': {'secret': 'b'}}],"
+		" 'notifiers': [{'name': 'ops', 'plugin': 'slack'}]}", out, sizeof(out)), 0);
+
+	/* Everything else is, by its path, in the table's order. A public_url
+	 * derived from listen changes with it. */
+	assert_int_equal(restart_changes(f, base,
+		"{'listen': '127.0.0.1:9090', 'database': {'dsn': 'y', 'pool_size': 5,"
+		" 'migrate_on_start': false}, 'plugin_dir': '/elsewhere',"
+		" 'jobs': {'concurrency': 2, 'notify_delivery_failed': ['ops2']},"
+		" 'channels': [{'name': 'site', 'plugin': 'webhook', 'config': {'secret': 'a'}}],"
+		" 'notifiers': [{'name': 'ops2', 'plugin': 'slack'}]}", out, sizeof(out)), 9);
+	assert_string_equal(out, "listen, public_url, database.dsn, database.pool_size, "
+	                         "database.migrate_on_start, plugin_dir, jobs.concurrency, "
+	                         "jobs.notify_delivery_failed, notifiers (the set of instances)");
+
+	/* A written public_url stays when listen moves. */
+	assert_int_equal(restart_changes(f,
+		"{'listen': '[::1]:8080', 'public_url': 'https://p.example', 'database': {'dsn': 'x'}}",
+		"{'listen': '[::1]:8081', 'public_url': 'https://p.example', 'database': {'dsn': 'x'}}",
+		out, sizeof(out)), 1);
+	assert_string_equal(out, "listen");
+
+	/* A short buffer is cut, never overrun, and stays terminated. */
+	char small[12];
+	assert_int_equal(restart_changes(f, base,
+		"{'listen': '127.0.0.1:9090', 'database': {'dsn': 'y'}}", small, sizeof(small)), 5);
+	assert_int_equal(strlen(small), sizeof(small) - 1);
+}
+
 /* PARLEY_SRCDIR, else automake's test harness's srcdir, else ".". */
 static void example_path(char *out, size_t len)
 {
@@ -1069,6 +1229,11 @@ int main(void)
 		cmocka_unit_test(test_plugin_config_must_be_object),
 		cmocka_unit_test(test_plugin_config_error_hides_value),
 		cmocka_unit_test_setup_teardown(test_example_config_loads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_every_setting_is_documented_and_checked_by_its_row,
+		                                setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reference_lists_every_setting, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reload_names_every_change_it_cannot_apply, setup,
+		                                teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
