@@ -95,7 +95,8 @@ struct http_conn {
 	size_t header_bytes;          /* request line + headers read so far */
 	bool headers_done;
 	bool peer_eof;
-	size_t lingered;
+	size_t lingered;              /* bytes discarded in LINGER */
+	uint64_t linger_until_us;     /* LINGER ends by then at the latest */
 	/* Set by a parser callback that refuses the request. */
 	int fail_status;
 	const char *fail_code;

@@ -14,13 +14,16 @@
  *   WRITING  the answer is being flushed; keep-alive    not reading
  *   CLOSING  the last answer is being flushed           not reading
  *   LINGER   answer sent and write side shut down;      reading (discarded),
- *            wait briefly for the peer to close         linger timer
+ *            wait for the peer to close, bounded in     linger timer
+ *            time and bytes (lingering close)
  *
  * Not reading while a request is with the handler is what keeps pipelined
  * requests in order: the next one stays in the buffers until the answer to
  * this one has been flushed. LINGER exists because closing a socket with
  * unread input makes the kernel send a reset, which can destroy an error
- * answer (a 413, say) before the client has read it.
+ * answer (a 413, say) before the client has read it: a client that sends a
+ * large body without waiting for 100 Continue is still uploading when its
+ * 413 is out.
  *
  * Writes to a peer that has gone away raise SIGPIPE; the daemon ignores that
  * signal at start-up, as any program that writes to sockets must. */
@@ -38,10 +41,14 @@
 #include "log.h"
 #include "metrics.h"
 
-/* How long a closing connection waits for the peer to close its side. */
-#define LINGER_MS 1000
-/* ... and how much of the peer's input it discards meanwhile. */
-#define LINGER_MAX_BYTES (256u * 1024)
+/* Lingering close, when the limits leave it at 0: a closing connection
+ * reads and discards the peer's input for at most LINGER_MS in all, gives
+ * up after LINGER_IDLE_MS without input, and after LINGER_MAX_BYTES. The
+ * byte bound is far above a refused body (4 x the default max_body_bytes)
+ * so the sender still reads its 413 rather than a reset. */
+#define LINGER_MS 5000
+#define LINGER_IDLE_MS 1000
+#define LINGER_MAX_BYTES (64u * 1024 * 1024)
 /* After accept() fails for lack of descriptors, accepting pauses this long
  * instead of spinning on a listener that stays readable. */
 #define ACCEPT_PAUSE_MS 1000
@@ -154,8 +161,35 @@ static void conn_enter_idle(http_conn *c)
 	http_conn_process(c);
 }
 
-/* The last answer is flushed: stop writing and give the peer a moment to
- * close first, so unread input does not turn our close into a reset. */
+static int limit_or(int value, int fallback)
+{
+	return value > 0 ? value : fallback;
+}
+
+/* LINGER: drops what the peer sent and closes once it sent too much or for
+ * too long; else waits for more, or for its close, until the next bound. */
+static void linger_discard(http_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t max_bytes = c->srv->limits.linger_max_bytes ? c->srv->limits.linger_max_bytes
+	                                                   : LINGER_MAX_BYTES;
+	c->lingered += evbuffer_get_length(in);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	uint64_t now = util_mono_us();
+	if (c->lingered > max_bytes || now >= c->linger_until_us) {
+		http_conn_close(c, "peer kept sending after the last answer");
+		return;
+	}
+	int wait_ms = limit_or(c->srv->limits.linger_idle_ms, LINGER_IDLE_MS);
+	uint64_t left_ms = (c->linger_until_us - now + 999) / 1000;
+	http_conn_set_timer(c, left_ms < (uint64_t)wait_ms ? (int)left_ms : wait_ms);
+}
+
+/* The last answer is flushed: stop writing and give the peer time to close
+ * first, reading (and dropping) what it still sends, the rest of a refused
+ * body say. Closing with unread input would make the kernel send a reset,
+ * which destroys the answer before a client that is still uploading reads
+ * it (nginx's lingering close). */
 static void conn_linger(http_conn *c)
 {
 	if (c->peer_eof) {
@@ -165,8 +199,8 @@ static void conn_linger(http_conn *c)
 	shutdown(bufferevent_getfd(c->bev), SHUT_WR);
 	c->state = CONN_LINGER;
 	c->lingered = 0;
-	evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
-	http_conn_set_timer(c, LINGER_MS);
+	c->linger_until_us = util_mono_us() + (uint64_t)limit_or(c->srv->limits.linger_ms, LINGER_MS) * 1000;
+	linger_discard(c);
 	bufferevent_enable(c->bev, EV_READ);
 }
 
@@ -176,11 +210,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 {
 	http_conn *c = arg;
 	if (c->state == CONN_LINGER) {
-		struct evbuffer *in = bufferevent_get_input(bev);
-		c->lingered += evbuffer_get_length(in);
-		evbuffer_drain(in, evbuffer_get_length(in));
-		if (c->lingered > LINGER_MAX_BYTES)
-			http_conn_close(c, "peer kept sending after the last answer");
+		linger_discard(c);
 		return;
 	}
 	http_conn_process(c);
@@ -241,7 +271,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		http_conn_fail(c, 408, "request_timeout", NULL);
 		return;
 	case CONN_LINGER:
-		http_conn_close(c, NULL);
+		/* Quiet for linger_idle_ms, or still sending at the deadline. */
+		http_conn_close(c, util_mono_us() >= c->linger_until_us
+		                   ? "peer kept sending after the last answer" : NULL);
 		return;
 	default:
 		return;

@@ -6,7 +6,9 @@
  * {"error":"code","detail":"..."}: 400 malformed request, 408 request
  * timeout (a half-sent request is cut off after read_timeout_ms), 413 body
  * too large (checked on Content-Length before reading and while reading
- * chunked bodies), 431 headers too large.
+ * chunked bodies), 431 headers too large. After a refusal the rest of the
+ * client's input is read and dropped, bounded in time and bytes, so a
+ * client still uploading reads the answer instead of a connection reset.
  *
  * A request is handed to the handler once the whole body is read. The
  * handler answers with http_req_respond*() now or later; until then the
@@ -31,6 +33,14 @@ typedef struct http_server_limits {
 	int write_timeout_ms;
 	int idle_timeout_ms;
 	int max_connections;
+	/* Lingering close (0: built-in defaults 5000 ms, 1000 ms, 64 MiB): after
+	 * the last answer on a connection the peer's input is read and dropped
+	 * for at most linger_ms, until it is quiet for linger_idle_ms, and up to
+	 * linger_max_bytes, so a client still sending a refused body reads its
+	 * 413 instead of a reset. */
+	int linger_ms;
+	int linger_idle_ms;
+	size_t linger_max_bytes;
 } http_server_limits;
 
 /* Bind and listen on host:port (host may be an IPv4/IPv6 literal or

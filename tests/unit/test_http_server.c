@@ -227,6 +227,7 @@ struct fixture {
 	bool eof;
 	double elapsed_ms;         /* from the last byte sent to the first answer */
 	int refused_errno;
+	int send_errno;            /* why sending the request failed, 0 if it did not */
 	bool idle_eof;
 	atomic_int client_done;
 	sem_t stopped;             /* posted by the handler after stop_accepting */
@@ -425,8 +426,10 @@ static void client_exchange(fixture *fx)
 		size_t n = fx->piece ? fx->piece : len;
 		if (n > len - sent)
 			n = len - sent;
-		if (!send_all(cl.fd, fx->request + sent, n))
+		if (!send_all(cl.fd, fx->request + sent, n)) {
+			fx->send_errno = errno;
 			break;
+		}
 		sent += n;
 		if (sent < len)
 			usleep(10 * 1000);
@@ -684,6 +687,101 @@ static void chunked_body_over_limit_is_413(void **state)
 	assert_int_equal(fx->resp[0].status, 413);
 	assert_json_error(&fx->resp[0], "body_too_large", "limit is 1000 bytes");
 	assert_true(fx->eof);
+}
+
+/* A POST declaring `body_len` bytes, with that many bytes of body after the
+ * headers when `with_body`. Owned by the caller. */
+static char *post_of_size(size_t body_len, bool with_body, size_t *out_len)
+{
+	char head[128];
+	int n = snprintf(head, sizeof(head), "POST /things/up HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n",
+	                 body_len);
+	size_t total = (size_t)n + (with_body ? body_len : 0);
+	char *req = xmalloc(total + 1);
+	memcpy(req, head, (size_t)n);
+	if (with_body)
+		memset(req + n, 'b', body_len);
+	req[total] = '\0';
+	*out_len = total;
+	return req;
+}
+
+static void big_body_sent_without_waiting_still_gets_the_whole_413(void **state)
+{
+	fixture *fx = *state;
+	fx->limits.max_body_bytes = 1024 * 1024;
+	start_server(fx);
+	/* Four times the limit in one go, no Expect: the server answers after
+	 * the headers while the client is still uploading; only then does the
+	 * client read. A close with the body unread would reset the connection
+	 * and destroy the answer. */
+	char *req = post_of_size(4 * fx->limits.max_body_bytes, true, &fx->request_len);
+	fx->request = req;
+	assert_true(run(fx, client_exchange, until_quiet));
+	free(req);
+
+	assert_int_equal(fx->send_errno, 0);   /* not ECONNRESET nor EPIPE mid-upload */
+	assert_int_equal(fx->calls, 0);
+	assert_int_equal(fx->n_resp, 1);
+	assert_int_equal(fx->resp[0].status, 413);
+	assert_json_error(&fx->resp[0], "body_too_large", "limit is 1048576 bytes");
+	assert_true(fx->eof);
+}
+
+/* Sends fx->request, then keeps sending (one KiB every `piece` ms, or as
+ * fast as it can with 0) until a send fails; notes the errno and how long
+ * it was sent to after the request. */
+static void client_sends_forever(fixture *fx)
+{
+	client cl;
+	if (!client_open(&cl, fx->port))
+		return;
+	send_all(cl.fd, fx->request, fx->request_len);
+	static char block[16384];
+	memset(block, 'f', sizeof(block));
+	uint64_t start = util_mono_us();
+	fx->refused_errno = 0;
+	while (ms_since(start) < CLIENT_TIMEOUT_MS) {
+		size_t n = fx->piece ? 1024 : sizeof(block);
+		if (send(cl.fd, block, n, MSG_NOSIGNAL) < 0) {
+			fx->refused_errno = errno;
+			break;
+		}
+		if (fx->piece)
+			usleep((useconds_t)fx->piece * 1000);
+	}
+	fx->elapsed_ms = ms_since(start);
+	close(cl.fd);
+}
+
+static void peer_that_keeps_sending_is_closed_at_the_linger_byte_bound(void **state)
+{
+	fixture *fx = *state;
+	fx->limits.linger_max_bytes = 256 * 1024;
+	start_server(fx);
+	char *req = post_of_size(1000000000, false, &fx->request_len);
+	fx->request = req;
+	assert_true(run(fx, client_sends_forever, until_quiet));
+	free(req);
+
+	assert_true(fx->refused_errno == ECONNRESET || fx->refused_errno == EPIPE);
+	assert_true(fx->elapsed_ms < 2000);
+	assert_int_equal(fx->calls, 0);
+}
+
+static void peer_that_keeps_sending_is_closed_at_the_linger_deadline(void **state)
+{
+	fixture *fx = *state;
+	fx->limits.linger_ms = 300;
+	start_server(fx);
+	char *req = post_of_size(1000000000, false, &fx->request_len);
+	fx->request = req;
+	fx->piece = 20;   /* 1 KiB every 20 ms: never quiet, far from the byte bound */
+	assert_true(run(fx, client_sends_forever, until_quiet));
+	free(req);
+
+	assert_true(fx->refused_errno == ECONNRESET || fx->refused_errno == EPIPE);
+	assert_true(fx->elapsed_ms >= 250 && fx->elapsed_ms < 2000);
 }
 
 /* A GET whose request line and headers are exactly `total` bytes. */
@@ -1083,6 +1181,9 @@ int main(void)
 		SPEC(pipelined_requests_are_answered_in_order),
 		SPEC(content_length_over_limit_is_413_without_reading_the_body),
 		SPEC(chunked_body_over_limit_is_413),
+		SPEC(big_body_sent_without_waiting_still_gets_the_whole_413),
+		SPEC(peer_that_keeps_sending_is_closed_at_the_linger_byte_bound),
+		SPEC(peer_that_keeps_sending_is_closed_at_the_linger_deadline),
 		SPEC(headers_over_limit_are_431_and_at_the_limit_pass),
 		SPEC(garbage_is_400_with_the_parser_reason),
 		SPEC(half_sent_body_is_408_after_read_timeout),
