@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/time.h>
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -50,7 +51,8 @@ typedef enum conn_state {
 	CONN_HANDLER,
 	CONN_WRITING,
 	CONN_CLOSING,
-	CONN_LINGER
+	CONN_LINGER,
+	CONN_STREAMING
 } conn_state;
 
 /* What stopped the parser (the callbacks pause it at these two points). */
@@ -71,6 +73,7 @@ struct http_request {
 	const char *route;            /* borrowed static label; "other" by default */
 	bool is_head;
 	bool keep_alive;
+	bool http11;                  /* HTTP/1.1 or later: may be sent chunked */
 	strbuf url;
 	char *path;                   /* owned */
 	http_header *headers;         /* owned, n_headers of them */
@@ -81,6 +84,14 @@ struct http_request {
 	strbuf body;
 	char peer[PEER_LEN];
 	uint64_t start_us;            /* first byte of the request */
+	/* A streamed answer (http_stream.c), once begun. */
+	bool streaming;
+	bool chunked;                 /* else delimited by the close */
+	bool stop_told;               /* on_stop is scheduled or has run */
+	http_stream_stop_reason stop_reason;
+	http_stream_stop_fn on_stop;
+	void *stop_arg;
+	struct event *stop_ev;        /* runs on_stop from the loop */
 };
 
 struct http_conn {
@@ -97,6 +108,7 @@ struct http_conn {
 	bool peer_eof;
 	size_t lingered;              /* bytes discarded in LINGER */
 	uint64_t linger_until_us;     /* LINGER ends by then at the latest */
+	size_t streamed_queued;       /* STREAMING: bytes ever queued, for the log */
 	/* Set by a parser callback that refuses the request. */
 	int fail_status;
 	const char *fail_code;
@@ -159,6 +171,8 @@ void http_conn_close(http_conn *c, const char *why);
  * closes once the answer is out. */
 void http_conn_fail(http_conn *c, int status, const char *code, const char *detail);
 void http_conn_set_timer(http_conn *c, int ms);
+/* The connection's last answer is queued: close once it is flushed. */
+void http_conn_finish(http_conn *c);
 
 /* ------------------------------------------------ http_parse.c: parsing */
 
@@ -176,9 +190,22 @@ void http_inflight_link(http_server *s, http_request *r);
 void http_inflight_unlink(http_server *s, http_request *r);
 /* {"error":code,"detail":detail}; malloc'd (caller frees) or NULL. */
 char *http_error_json(const char *code, const char *detail);
+/* Status line, Date, Connection, Content-Type, `framing` (a header such as
+ * "Content-Length: 12", or NULL) and the extra headers, then the blank line. */
+void http_write_head(struct evbuffer *out, int status, const char *content_type,
+                     const char *framing, const char *const *extra_headers, bool keep_alive);
 /* Queues a whole answer on c's output. The caller sets the next state. */
 void http_conn_write_answer(http_conn *c, int status, const char *content_type,
                             const void *body, size_t len, const char *const *extra_headers,
                             bool keep_alive, bool is_head);
+
+
+/* --------------------------------------------- http_stream.c: streaming */
+
+/* The stream on r cannot go on: schedules r's on_stop (once). The caller
+ * closes the connection where the reason calls for it. */
+void http_stream_stop(http_request *r, http_stream_stop_reason why);
+/* Unsent bytes a streaming connection may hold before it is dropped. */
+size_t http_stream_output_bound(const http_server *s);
 
 #endif

@@ -162,6 +162,7 @@ static bool conn_headers_done(http_conn *c)
 	/* RFC 7231 5.1.1: ignore Expect from HTTP/1.0 clients. */
 	const char *expect = http_req_header(r, "Expect");
 	bool http11 = p->http_major > 1 || (p->http_major == 1 && p->http_minor >= 1);
+	r->http11 = http11;
 	if (expect != NULL && http11) {
 		if (evutil_ascii_strcasecmp(expect, "100-continue") != 0) {
 			http_conn_fail(c, 417, "expectation_failed", "only 100-continue is supported");

@@ -89,6 +89,8 @@ void http_request_free(http_request *r)
 	}
 	free(r->params);
 	free(r->body.data);
+	if (r->stop_ev != NULL)
+		event_free(r->stop_ev);
 	free(r);
 }
 
@@ -116,12 +118,9 @@ void http_inflight_unlink(http_server *s, http_request *r)
 
 /* --------------------------------------------------------------- answers */
 
-/* Queues an answer. The caller sets the state that follows. */
-void http_conn_write_answer(http_conn *c, int status, const char *content_type,
-                            const void *body, size_t len, const char *const *extra_headers,
-                            bool keep_alive, bool is_head)
+void http_write_head(struct evbuffer *out, int status, const char *content_type,
+                     const char *framing, const char *const *extra_headers, bool keep_alive)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
 	char date[64];
 	http_date(date, sizeof(date));
 	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\nConnection: %s\r\n", status,
@@ -135,7 +134,8 @@ void http_conn_write_answer(http_conn *c, int status, const char *content_type,
 			else
 				log_warn(HTTP_LOG, "dropping a Content-Type with a line break");
 		}
-		evbuffer_add_printf(out, "Content-Length: %zu\r\n", len);
+		if (framing != NULL)
+			evbuffer_add_printf(out, "%s\r\n", framing);
 	}
 	for (size_t i = 0; extra_headers != NULL && extra_headers[i] != NULL; i++) {
 		const char *h = extra_headers[i];
@@ -147,6 +147,17 @@ void http_conn_write_answer(http_conn *c, int status, const char *content_type,
 		evbuffer_add(out, "\r\n", 2);
 	}
 	evbuffer_add(out, "\r\n", 2);
+}
+
+void http_conn_write_answer(http_conn *c, int status, const char *content_type,
+                            const void *body, size_t len, const char *const *extra_headers,
+                            bool keep_alive, bool is_head)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	char framing[48];
+	snprintf(framing, sizeof(framing), "Content-Length: %zu", len);
+	http_write_head(out, status, content_type, framing, extra_headers, keep_alive);
+	bool bodyless = status == 204 || status == 304;
 	if (!bodyless && !is_head && len > 0)
 		evbuffer_add(out, body, len);
 }
@@ -200,6 +211,10 @@ void http_req_respond(http_request *r, int status, const char *content_type,
                       const void *body, size_t len, const char *const *extra_headers)
 {
 	http_server *s = r->srv;
+	if (r->streaming) {
+		log_warn(HTTP_LOG, "http_req_respond on a streamed answer; ignored (end it instead)");
+		return;
+	}
 	if (status < 200 || status > 599) {
 		log_warn(HTTP_LOG, "handler answered with status %d; sending 500", status);
 		status = 500;

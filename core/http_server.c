@@ -13,6 +13,8 @@
  *   HANDLER  the request is with the handler            not reading
  *   WRITING  the answer is being flushed; keep-alive    not reading
  *   CLOSING  the last answer is being flushed           not reading
+ *   STREAMING a streamed answer is being sent           reading (discarded,
+ *            (http_stream.c); the last on the conn.     to notice a close)
  *   LINGER   answer sent and write side shut down;      reading (discarded),
  *            wait for the peer to close, bounded in     linger timer
  *            time and bytes (lingering close)
@@ -101,10 +103,12 @@ void http_conn_close(http_conn *c, const char *why)
 	if (why != NULL)
 		log_debug(HTTP_LOG, "%s: closing: %s", c->peer, why);
 	if (c->req != NULL) {
-		if (c->state == CONN_HANDLER)
+		if (c->state == CONN_HANDLER || c->state == CONN_STREAMING) {
 			c->req->conn = NULL;
-		else
+			http_stream_stop(c->req, HTTP_STREAM_CLIENT_GONE);   /* no-op unless streaming */
+		} else {
 			http_request_free(c->req);
+		}
 		c->req = NULL;
 	}
 	if (c->prev != NULL)
@@ -204,6 +208,16 @@ static void conn_linger(http_conn *c)
 	bufferevent_enable(c->bev, EV_READ);
 }
 
+void http_conn_finish(http_conn *c)
+{
+	c->state = CONN_CLOSING;
+	evtimer_del(c->timer);
+	bufferevent_disable(c->bev, EV_READ);
+	/* Nothing left to flush means no write callback will come. */
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		conn_linger(c);
+}
+
 /* ------------------------------------------------------- event callbacks */
 
 static void on_read(struct bufferevent *bev, void *arg)
@@ -211,6 +225,12 @@ static void on_read(struct bufferevent *bev, void *arg)
 	http_conn *c = arg;
 	if (c->state == CONN_LINGER) {
 		linger_discard(c);
+		return;
+	}
+	if (c->state == CONN_STREAMING) {
+		/* Read only to notice a close; a streamed answer is the last. */
+		struct evbuffer *in = bufferevent_get_input(bev);
+		evbuffer_drain(in, evbuffer_get_length(in));
 		return;
 	}
 	http_conn_process(c);
@@ -238,6 +258,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
+		if (c->state == CONN_STREAMING)
+			http_stream_stop(c->req, HTTP_STREAM_TOO_SLOW);
 		http_conn_close(c, "write timeout: the peer does not read");
 		return;
 	}
@@ -250,6 +272,9 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 			return;
 		case CONN_READING:
 			http_conn_close(c, "peer closed in the middle of a request");
+			return;
+		case CONN_STREAMING:
+			http_conn_close(c, "peer closed during a streamed answer");
 			return;
 		case CONN_HANDLER:
 		case CONN_WRITING:
@@ -466,9 +491,12 @@ void http_server_stop_accepting(http_server *s)
 	http_conn *next;
 	for (http_conn *c = s->conns; c != NULL; c = next) {
 		next = c->next;
-		/* Others finish what they do and close after their answer. */
+		/* Streams are told to end; others finish what they do and close
+		 * after their answer. */
 		if (c->state == CONN_IDLE)
 			http_conn_close(c, NULL);
+		else if (c->state == CONN_STREAMING)
+			http_stream_stop(c->req, HTTP_STREAM_SHUTDOWN);
 	}
 }
 
