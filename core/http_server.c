@@ -8,16 +8,16 @@
  *
  * A connection is always in exactly one state:
  *
- *   IDLE     waiting for the first byte of a request   reading, idle timer
- *   READING  part of a request has arrived              reading, read deadline
- *   HANDLER  the request is with the handler            not reading
- *   WRITING  the answer is being flushed; keep-alive    not reading
- *   CLOSING  the last answer is being flushed           not reading
- *   STREAMING a streamed answer is being sent           reading (discarded,
- *            (http_stream.c); the last on the conn.     to notice a close)
- *   LINGER   answer sent and write side shut down;      reading (discarded),
- *            wait for the peer to close, bounded in     linger timer
- *            time and bytes (lingering close)
+ *   IDLE       waiting for the first byte of a request  reading, idle timer
+ *   READING    part of a request has arrived             reading, read deadline
+ *   HANDLER    the request is with the handler           not reading
+ *   WRITING    the answer is being flushed; keep-alive   not reading
+ *   CLOSING    the last answer is being flushed          not reading
+ *   STREAMING  a streamed answer is being sent           reading (discarded,
+ *              (http_stream.c); the last on the conn.    to notice a close)
+ *   LINGER     answer sent and write side shut down;     reading (discarded),
+ *              wait for the peer to close, bounded in    linger timer
+ *              time and bytes (lingering close)
  *
  * Not reading while a request is with the handler is what keeps pipelined
  * requests in order: the next one stays in the buffers until the answer to
@@ -46,8 +46,8 @@
 /* Lingering close, when the limits leave it at 0: a closing connection
  * reads and discards the peer's input for at most LINGER_MS in all, gives
  * up after LINGER_IDLE_MS without input, and after LINGER_MAX_BYTES. The
- * byte bound is far above a refused body (4 x the default max_body_bytes)
- * so the sender still reads its 413 rather than a reset. */
+ * byte bound is well above a refused body of a few times the default
+ * max_body_bytes (4 MiB), so its sender still reads the 413, not a reset. */
 #define LINGER_MS 5000
 #define LINGER_IDLE_MS 1000
 #define LINGER_MAX_BYTES (64u * 1024 * 1024)
