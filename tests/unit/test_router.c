@@ -1,17 +1,27 @@
 /* test_router.c - the route matcher, table-driven: patterns and paths,
  * params by name, trailing segments, percent-encoding, no match, and the
- * method check with its Allow list. */
+ * method check with its Allow list; then the core's own table answering
+ * over a socket (405 with Allow, 404s as JSON). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <event2/event.h>
 
+#include "log.h"
 #include "route_match.h"
+#include "router.h"
+#include "util.h"
 
 /* ---------------------------------------------------- pattern vs. path */
 
@@ -181,13 +191,83 @@ static void lookup_hands_over_params_by_name(void **state)
 	assert_int_equal(found->auth, ROUTE_AUTH_PLUGIN);
 }
 
+/* ------------------------------------------ the core's table, over HTTP */
+
+/* Sends `request` to a server running router_handle on a loop of its own
+ * and returns the whole answer (the request asks the server to close). */
+static void exchange(const char *request, char *answer, size_t cap)
+{
+	struct event_base *base = event_base_new();
+	http_server_limits lim = { .max_body_bytes = 1024, .max_header_bytes = 4096,
+	                           .read_timeout_ms = 2000, .write_timeout_ms = 2000,
+	                           .idle_timeout_ms = 2000, .max_connections = 8 };
+	char err[256];
+	router_init(NULL);   /* no plugin instances */
+	http_server *srv = http_server_new(base, "127.0.0.1", 0, &lim, router_handle, NULL, err, sizeof(err));
+	assert_non_null(srv);
+
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)http_server_port(srv)),
+	                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(send(fd, request, strlen(request), 0), (ssize_t)strlen(request));
+
+	size_t len = 0;
+	uint64_t deadline = util_mono_us() + 3000000;
+	while (util_mono_us() < deadline) {
+		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		ssize_t n = recv(fd, answer + len, cap - 1 - len, MSG_DONTWAIT);
+		if (n == 0)
+			break;
+		if (n > 0)
+			len += (size_t)n;
+		else if (errno != EAGAIN && errno != EWOULDBLOCK)
+			break;
+		else
+			usleep(1000);
+	}
+	answer[len] = '\0';
+	close(fd);
+	http_server_free(srv);
+	event_base_free(base);
+}
+
+static void router_answers_405_with_allow_and_404_as_json(void **state)
+{
+	(void)state;
+	char answer[4096];
+	exchange("POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+	         answer, sizeof(answer));
+	assert_non_null(strstr(answer, "HTTP/1.1 405 "));
+	assert_non_null(strstr(answer, "\r\nAllow: GET, HEAD\r\n"));
+	assert_non_null(strstr(answer, "{\"error\":\"method_not_allowed\",\"detail\":\"use GET, HEAD\"}"));
+
+	exchange("GET /nothing-here HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", answer, sizeof(answer));
+	assert_non_null(strstr(answer, "HTTP/1.1 404 "));
+	assert_non_null(strstr(answer, "{\"error\":\"not_found\""));
+
+	exchange("HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", answer, sizeof(answer));
+	assert_non_null(strstr(answer, "HTTP/1.1 200 "));
+
+	/* The route matches; the handler finds no such instance. */
+	exchange("POST /webhooks/ghost HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+	         answer, sizeof(answer));
+	assert_non_null(strstr(answer, "HTTP/1.1 404 "));
+	assert_non_null(strstr(answer, "{\"error\":\"unknown_channel\""));
+	exchange("POST /sinks/ghost/events/x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+	         answer, sizeof(answer));
+	assert_non_null(strstr(answer, "{\"error\":\"unknown_sink\""));
+}
+
 int main(void)
 {
+	log_set_level(LOGL_WARN);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(patterns_match_paths),
 		cmocka_unit_test(a_param_over_the_size_limit_matches_nothing),
 		cmocka_unit_test(lookup_picks_by_path_then_method),
 		cmocka_unit_test(lookup_hands_over_params_by_name),
+		cmocka_unit_test(router_answers_405_with_allow_and_404_as_json),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
