@@ -1,12 +1,9 @@
-/* router.c - which handler answers which request.
- *
- *   GET  /healthz                   200 while the process runs
- *   GET  /readyz                    200 when PostgreSQL answers and the schema is current
- *   GET  /metrics                   Prometheus text
- *   ANY  /webhooks/{channel}[/...]  the channel instance's plugin
- *   ANY  /sinks/{sink}/events[/...] the sink instance's plugin (ticket system webhooks)
- */
+/* router.c - which handler answers which request: the route table at the
+ * end of this file, matched by route_match.c. A path no route matches is
+ * 404 not_found; a path some route matches with another method is 405
+ * with Allow naming the methods the table has for it. */
 #include "router.h"
+#include "route_match.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,10 +23,6 @@ static size_t ready_checks;
 void router_init(plugin_set *plugins) { routes_plugins = plugins; }
 void router_set_draining(bool d) { draining = d; }
 size_t router_pending(void) { return ready_checks; }
-
-static const char *const allow_get[] = { "Allow: GET", NULL };
-
-static bool method_is(http_request *req, const char *m) { return strcmp(http_req_method(req), m) == 0; }
 
 static void respond_json(http_request *req, int status, const char *json)
 {
@@ -59,8 +52,9 @@ static void ready_done(db_batch *b, bool ok, const char *error, void *arg)
 	}
 }
 
-static void handle_readyz(http_request *req)
+static void handle_readyz(http_request *req, const route_match *m)
 {
+	(void)m;
 	if (draining) {
 		http_req_respond_error(req, 503, "shutting_down", "this instance is stopping", NULL);
 		return;
@@ -79,8 +73,9 @@ static void handle_readyz(http_request *req)
 
 /* ------------------------------------------------------------ /metrics */
 
-static void handle_metrics(http_request *req)
+static void handle_metrics(http_request *req, const route_match *m)
 {
+	(void)m;
 	struct evbuffer *out = evbuffer_new();
 	metrics_render(out);
 	size_t len = evbuffer_get_length(out);
@@ -89,84 +84,97 @@ static void handle_metrics(http_request *req)
 	evbuffer_free(out);
 }
 
-/* ------------------------------------------------------ plugin routes */
+/* ------------------------------------------------------------- /healthz */
 
-/* Split "/prefix/NAME/rest" after `prefix_len` into name and subpath ("" or "/rest").
- * Returns false if NAME is empty or too long. */
-static bool split_instance(const char *path, size_t prefix_len, char *name, size_t name_cap,
-                           const char **subpath)
+static void handle_healthz(http_request *req, const route_match *m)
 {
-	const char *p = path + prefix_len;
-	const char *slash = strchr(p, '/');
-	size_t n = slash ? (size_t)(slash - p) : strlen(p);
-	if (n == 0 || n >= name_cap)
-		return false;
-	memcpy(name, p, n);
-	name[n] = '\0';
-	*subpath = slash ? slash : "";
-	return true;
+	(void)m;
+	respond_json(req, 200, "{\"status\":\"ok\"}");
 }
 
-static void handle_webhook(http_request *req, const char *path)
+/* ------------------------------------------------------ plugin routes */
+
+/* The plugin sees the rest of the path after its route ("" or "/x/y"). */
+static void handle_webhook(http_request *req, const route_match *m)
 {
-	char name[128];
-	const char *subpath;
-	http_req_set_route(req, "/webhooks/{instance}");
-	parley_instance *inst = NULL;
-	if (split_instance(path, strlen("/webhooks/"), name, sizeof(name), &subpath))
-		inst = plugins_find(routes_plugins, PARLEY_KIND_CHANNEL, name);
+	parley_instance *inst = plugins_find(routes_plugins, PARLEY_KIND_CHANNEL, route_param(m, "channel"));
 	if (inst == NULL) {
 		http_req_respond_error(req, 404, "unknown_channel", "no channel instance with that name", NULL);
 		return;
 	}
-	parley_request *pr = host_request_new(inst, req, subpath);
+	parley_request *pr = host_request_new(inst, req, m->rest);
 	inst->desc->channel->handle_request(inst->self, pr);
 }
 
-static void handle_sink(http_request *req, const char *path)
+static void handle_sink_events(http_request *req, const route_match *m)
 {
-	char name[128];
-	const char *subpath;
-	http_req_set_route(req, "/sinks/{instance}/events");
-	parley_instance *inst = NULL;
-	if (split_instance(path, strlen("/sinks/"), name, sizeof(name), &subpath) &&
-	    strncmp(subpath, "/events", 7) == 0 && (subpath[7] == '\0' || subpath[7] == '/'))
-		inst = plugins_find(routes_plugins, PARLEY_KIND_SINK, name);
+	parley_instance *inst = plugins_find(routes_plugins, PARLEY_KIND_SINK, route_param(m, "sink"));
+	/* handle_request is optional and only in descriptors of ABI 1.1 on. */
 	if (inst == NULL || inst->desc->sink->size < offsetof(parley_sink_ops, handle_request) + sizeof(void *) ||
 	    inst->desc->sink->handle_request == NULL) {
 		http_req_respond_error(req, 404, "unknown_sink", "no sink instance accepting events with that name",
 		                       NULL);
 		return;
 	}
-	parley_request *pr = host_request_new(inst, req, subpath + 7);
+	parley_request *pr = host_request_new(inst, req, m->rest);
 	inst->desc->sink->handle_request(inst->self, pr);
+}
+
+/* ------------------------------------------------------------ the table */
+
+/* First match wins. The metrics label is fixed per route, so request paths
+ * cannot create label values. */
+static const route routes[] = {
+	{ "GET", "/healthz", "/healthz", ROUTE_AUTH_NONE, handle_healthz },
+	{ "GET", "/readyz", "/readyz", ROUTE_AUTH_NONE, handle_readyz },
+	{ "GET", "/metrics", "/metrics", ROUTE_AUTH_NONE, handle_metrics },
+	/* Any method: platforms verify with GET handshakes (Meta, X) and post
+	 * events; the plugin answers 405 for what it does not take. */
+	{ NULL, "/webhooks/{channel}/...", "/webhooks/{instance}", ROUTE_AUTH_PLUGIN, handle_webhook },
+	{ NULL, "/sinks/{sink}/events/...", "/sinks/{instance}/events", ROUTE_AUTH_PLUGIN, handle_sink_events },
+};
+
+/* Whether the caller may use the route. Nothing to check for the kinds of
+ * today: open routes, and plugins that verify signatures themselves. API
+ * tokens and agent sessions will be checked here. */
+static bool auth_allows(const route *rt, http_request *req)
+{
+	(void)req;
+	switch (rt->auth) {
+	case ROUTE_AUTH_NONE:
+	case ROUTE_AUTH_PLUGIN:
+		return true;
+	}
+	return false;   /* an unknown kind refuses rather than opens */
 }
 
 void router_handle(http_request *req, void *arg)
 {
-	const char *path = http_req_path(req);
-
-	if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 || strcmp(path, "/metrics") == 0) {
-		http_req_set_route(req, path);
-		if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
-			http_req_respond_error(req, 405, "method_not_allowed", "use GET", allow_get);
-			return;
-		}
-		if (strcmp(path, "/healthz") == 0)
-			respond_json(req, 200, "{\"status\":\"ok\"}");
-		else if (strcmp(path, "/readyz") == 0)
-			handle_readyz(req);
-		else
-			handle_metrics(req);
+	(void)arg;
+	const route *rt;
+	route_match m;
+	char allow[96];
+	switch (route_lookup(routes, sizeof(routes) / sizeof(routes[0]), http_req_method(req),
+	                     http_req_path(req), &rt, &m, allow, sizeof(allow))) {
+	case ROUTE_NO_PATH:
+		http_req_respond_error(req, 404, "not_found", "no such route", NULL);
+		return;
+	case ROUTE_WRONG_METHOD: {
+		char header[128], detail[128];
+		http_req_set_route(req, rt->label);
+		snprintf(header, sizeof(header), "Allow: %s", allow);
+		snprintf(detail, sizeof(detail), "use %s", allow);
+		const char *const extra[] = { header, NULL };
+		http_req_respond_error(req, 405, "method_not_allowed", detail, extra);
 		return;
 	}
-	if (strncmp(path, "/webhooks/", 10) == 0) {
-		handle_webhook(req, path);
+	case ROUTE_FOUND:
+		break;
+	}
+	http_req_set_route(req, rt->label);
+	if (!auth_allows(rt, req)) {
+		http_req_respond_error(req, 401, "unauthorized", NULL, NULL);
 		return;
 	}
-	if (strncmp(path, "/sinks/", 7) == 0) {
-		handle_sink(req, path);
-		return;
-	}
-	http_req_respond_error(req, 404, "not_found", "no such route", NULL);
+	rt->handler(req, &m);
 }

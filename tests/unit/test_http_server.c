@@ -214,6 +214,15 @@ struct fixture {
 	size_t captured_body_len;
 	bool captured_body_nul;
 	pending_answer *pending[4];
+	/* Streamed answers (paths /stream...): the stream, its pace, and how
+	 * it was stopped. */
+	http_request *stream;
+	struct event *stream_timer;
+	const char *stream_mode;
+	int stream_step;
+	size_t streamed;
+	int stop_calls;
+	http_stream_stop_reason stop_why;
 
 	/* The client's script and what it saw; written by the client thread,
 	 * read by the main thread after the join. */
@@ -227,6 +236,10 @@ struct fixture {
 	bool eof;
 	double elapsed_ms;         /* from the last byte sent to the first answer */
 	int refused_errno;
+	int send_errno;            /* why sending the request failed, 0 if it did not */
+	char raw[8192];            /* client_read_raw: all it read, NUL-terminated */
+	size_t raw_len;
+	const char *stop_at;       /* client_read_raw hangs up once this arrived */
 	bool idle_eof;
 	atomic_int client_done;
 	sem_t stopped;             /* posted by the handler after stop_accepting */
@@ -270,11 +283,73 @@ static void answer_later(fixture *fx, http_request *r)
 	evtimer_add(p->timer, &tv);
 }
 
+/* ------------------------------------------------- a streaming handler */
+
+static void stream_on_stop(http_request *r, http_stream_stop_reason why, void *arg)
+{
+	fixture *fx = arg;
+	fx->stop_calls++;
+	fx->stop_why = why;
+	evtimer_del(fx->stream_timer);
+	http_req_stream_end(r);
+	fx->stream = NULL;
+}
+
+static void stream_arm(fixture *fx, int ms)
+{
+	struct timeval tv = { 0, ms * 1000 };
+	evtimer_add(fx->stream_timer, &tv);
+}
+
+/* One step of the stream in fx->stream_mode:
+ *   pieces  "one", "two", "three" 10 ms apart, then the end
+ *   hold    nothing more after "first": waits for on_stop
+ *   flood   64 KiB a millisecond for as long as the client is kept
+ *   stop    stops the server 50 ms after "first"; on_stop ends the stream */
+static void stream_tick(evutil_socket_t fd, short what, void *arg)
+{
+	fixture *fx = arg;
+	static const char *const pieces[] = { "one", "two", "three" };
+	if (strcmp(fx->stream_mode, "pieces") == 0) {
+		const char *p = pieces[fx->stream_step++];
+		assert_true(http_req_stream_write(fx->stream, p, strlen(p)));
+		if (fx->stream_step == 3) {
+			http_req_stream_end(fx->stream);
+			fx->stream = NULL;
+		} else {
+			stream_arm(fx, 10);
+		}
+	} else if (strcmp(fx->stream_mode, "flood") == 0) {
+		static char block[65536];
+		memset(block, 'f', sizeof(block));
+		if (http_req_stream_write(fx->stream, block, sizeof(block))) {
+			fx->streamed += sizeof(block);
+			stream_arm(fx, 1);
+		}
+	} else if (strcmp(fx->stream_mode, "stop") == 0) {
+		http_server_stop_accepting(fx->srv);
+	}
+}
+
+static void stream_start(fixture *fx, http_request *r, const char *mode)
+{
+	static const char *const extra[] = { "Cache-Control: no-store", NULL };
+	fx->stream = r;
+	fx->stream_mode = mode;
+	fx->stream_timer = evtimer_new(fx->base, stream_tick, fx);
+	assert_true(http_req_stream_begin(r, 200, "text/event-stream", extra, stream_on_stop, fx));
+	if (strcmp(mode, "hold") == 0 || strcmp(mode, "stop") == 0)
+		assert_true(http_req_stream_write(r, "first", 5));
+	if (strcmp(mode, "hold") != 0)
+		stream_arm(fx, strcmp(mode, "stop") == 0 ? 50 : 10);
+}
+
 /* The application under test, by path:
  *   /slow     answered 50 ms later
  *   /stop     stops accepting, then answered 50 ms later
  *   /big      a 16 MiB answer
  *   /missing  http_req_respond_error(404, "not_found", NULL)
+ *   /stream/MODE  a streamed answer, see stream_tick
  *   anything  200 text/plain, the path as body, X-Extra: yes
  * Paths under /things/ get the route label "/things/{id}". */
 static void handler(http_request *r, void *arg)
@@ -304,6 +379,8 @@ static void handler(http_request *r, void *arg)
 		fx->answers++;
 		http_req_respond(r, 200, "text/plain", big, BIG_BODY, NULL);
 		free(big);
+	} else if (strncmp(path, "/stream/", 8) == 0) {
+		stream_start(fx, r, path + 8);
 	} else if (strcmp(path, "/missing") == 0) {
 		fx->answers++;
 		http_req_respond_error(r, 404, "not_found", NULL, NULL);
@@ -341,6 +418,8 @@ static int teardown(void **state)
 		}
 	}
 	http_server_free(fx->srv);
+	if (fx->stream_timer != NULL)
+		event_free(fx->stream_timer);
 	event_base_free(fx->base);
 	for (size_t i = 0; i < MAX_CAPTURED; i++)
 		free(fx->captured[i]);
@@ -425,8 +504,10 @@ static void client_exchange(fixture *fx)
 		size_t n = fx->piece ? fx->piece : len;
 		if (n > len - sent)
 			n = len - sent;
-		if (!send_all(cl.fd, fx->request + sent, n))
+		if (!send_all(cl.fd, fx->request + sent, n)) {
+			fx->send_errno = errno;
 			break;
+		}
 		sent += n;
 		if (sent < len)
 			usleep(10 * 1000);
@@ -684,6 +765,101 @@ static void chunked_body_over_limit_is_413(void **state)
 	assert_int_equal(fx->resp[0].status, 413);
 	assert_json_error(&fx->resp[0], "body_too_large", "limit is 1000 bytes");
 	assert_true(fx->eof);
+}
+
+/* A POST declaring `body_len` bytes, with that many bytes of body after the
+ * headers when `with_body`. Owned by the caller. */
+static char *post_of_size(size_t body_len, bool with_body, size_t *out_len)
+{
+	char head[128];
+	int n = snprintf(head, sizeof(head), "POST /things/up HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n",
+	                 body_len);
+	size_t total = (size_t)n + (with_body ? body_len : 0);
+	char *req = xmalloc(total + 1);
+	memcpy(req, head, (size_t)n);
+	if (with_body)
+		memset(req + n, 'b', body_len);
+	req[total] = '\0';
+	*out_len = total;
+	return req;
+}
+
+static void big_body_sent_without_waiting_still_gets_the_whole_413(void **state)
+{
+	fixture *fx = *state;
+	fx->limits.max_body_bytes = 1024 * 1024;
+	start_server(fx);
+	/* Four times the limit in one go, no Expect: the server answers after
+	 * the headers while the client is still uploading; only then does the
+	 * client read. A close with the body unread would reset the connection
+	 * and destroy the answer. */
+	char *req = post_of_size(4 * fx->limits.max_body_bytes, true, &fx->request_len);
+	fx->request = req;
+	assert_true(run(fx, client_exchange, until_quiet));
+	free(req);
+
+	assert_int_equal(fx->send_errno, 0);   /* not ECONNRESET nor EPIPE mid-upload */
+	assert_int_equal(fx->calls, 0);
+	assert_int_equal(fx->n_resp, 1);
+	assert_int_equal(fx->resp[0].status, 413);
+	assert_json_error(&fx->resp[0], "body_too_large", "limit is 1048576 bytes");
+	assert_true(fx->eof);
+}
+
+/* Sends fx->request, then keeps sending (one KiB every `piece` ms, or as
+ * fast as it can with 0) until a send fails; notes the errno and how long
+ * it was sent to after the request. */
+static void client_sends_forever(fixture *fx)
+{
+	client cl;
+	if (!client_open(&cl, fx->port))
+		return;
+	send_all(cl.fd, fx->request, fx->request_len);
+	static char block[16384];
+	memset(block, 'f', sizeof(block));
+	uint64_t start = util_mono_us();
+	fx->refused_errno = 0;
+	while (ms_since(start) < CLIENT_TIMEOUT_MS) {
+		size_t n = fx->piece ? 1024 : sizeof(block);
+		if (send(cl.fd, block, n, MSG_NOSIGNAL) < 0) {
+			fx->refused_errno = errno;
+			break;
+		}
+		if (fx->piece)
+			usleep((useconds_t)fx->piece * 1000);
+	}
+	fx->elapsed_ms = ms_since(start);
+	close(cl.fd);
+}
+
+static void peer_that_keeps_sending_is_closed_at_the_linger_byte_bound(void **state)
+{
+	fixture *fx = *state;
+	fx->limits.linger_max_bytes = 256 * 1024;
+	start_server(fx);
+	char *req = post_of_size(1000000000, false, &fx->request_len);
+	fx->request = req;
+	assert_true(run(fx, client_sends_forever, until_quiet));
+	free(req);
+
+	assert_true(fx->refused_errno == ECONNRESET || fx->refused_errno == EPIPE);
+	assert_true(fx->elapsed_ms < 2000);
+	assert_int_equal(fx->calls, 0);
+}
+
+static void peer_that_keeps_sending_is_closed_at_the_linger_deadline(void **state)
+{
+	fixture *fx = *state;
+	fx->limits.linger_ms = 300;
+	start_server(fx);
+	char *req = post_of_size(1000000000, false, &fx->request_len);
+	fx->request = req;
+	fx->piece = 20;   /* 1 KiB every 20 ms: never quiet, far from the byte bound */
+	assert_true(run(fx, client_sends_forever, until_quiet));
+	free(req);
+
+	assert_true(fx->refused_errno == ECONNRESET || fx->refused_errno == EPIPE);
+	assert_true(fx->elapsed_ms >= 250 && fx->elapsed_ms < 2000);
 }
 
 /* A GET whose request line and headers are exactly `total` bytes. */
@@ -1068,6 +1244,129 @@ static void binding_a_taken_port_fails_with_a_reason(void **state)
 	http_server_free(local);
 }
 
+/* ------------------------------------------------------ streamed answers */
+
+/* Sends fx->request and reads everything until the server closes, into
+ * fx->raw; with fx->stop_at set, hangs up as soon as that text arrived. */
+static void client_read_raw(fixture *fx)
+{
+	client cl;
+	if (!client_open(&cl, fx->port))
+		return;
+	send_str(cl.fd, fx->request);
+	fx->raw_len = 0;
+	for (;;) {
+		ssize_t n = recv(cl.fd, fx->raw + fx->raw_len, sizeof(fx->raw) - 1 - fx->raw_len, 0);
+		if (n <= 0) {
+			fx->eof = n == 0;
+			break;
+		}
+		fx->raw_len += (size_t)n;
+		fx->raw[fx->raw_len] = '\0';
+		if (fx->stop_at != NULL && strstr(fx->raw, fx->stop_at) != NULL)
+			break;
+		if (fx->raw_len == sizeof(fx->raw) - 1)
+			break;
+	}
+	close(cl.fd);
+}
+
+/* Sends fx->request with a tiny receive buffer and never reads. */
+static void client_never_reads(fixture *fx)
+{
+	int fd = client_connect(fx->port, 4096);
+	if (fd < 0)
+		return;
+	send_str(fd, fx->request);
+	sem_wait(&fx->may_finish);
+	close(fd);
+}
+
+static const char *raw_body(fixture *fx)
+{
+	const char *b = strstr(fx->raw, "\r\n\r\n");
+	return b ? b + 4 : "";
+}
+
+static void streamed_answer_is_chunked_for_http11(void **state)
+{
+	fixture *fx = *state;
+	start_server(fx);
+	fx->request = "GET /stream/pieces HTTP/1.1\r\nHost: x\r\n\r\n";
+	assert_true(run(fx, client_read_raw, until_quiet));
+
+	assert_true(strncmp(fx->raw, "HTTP/1.1 200 OK\r\n", 17) == 0);
+	char v[64];
+	assert_string_equal(head_header(fx->raw, "Transfer-Encoding", v, sizeof(v)), "chunked");
+	assert_string_equal(head_header(fx->raw, "Connection", v, sizeof(v)), "close");
+	assert_string_equal(head_header(fx->raw, "Content-Type", v, sizeof(v)), "text/event-stream");
+	assert_string_equal(head_header(fx->raw, "Cache-Control", v, sizeof(v)), "no-store");
+	assert_null(head_header(fx->raw, "Content-Length", v, sizeof(v)));
+	assert_string_equal(raw_body(fx), "3\r\none\r\n3\r\ntwo\r\n5\r\nthree\r\n0\r\n\r\n");
+	assert_true(fx->eof);
+	assert_int_equal(fx->stop_calls, 0);
+	assert_true(metrics_counted("other", "GET", 200));
+}
+
+static void streamed_answer_is_close_delimited_for_http10(void **state)
+{
+	fixture *fx = *state;
+	start_server(fx);
+	fx->request = "GET /stream/pieces HTTP/1.0\r\n\r\n";
+	assert_true(run(fx, client_read_raw, until_quiet));
+
+	char v[64];
+	assert_null(head_header(fx->raw, "Transfer-Encoding", v, sizeof(v)));
+	assert_string_equal(raw_body(fx), "onetwothree");
+	assert_true(fx->eof);
+}
+
+static void client_that_hangs_up_stops_the_stream(void **state)
+{
+	fixture *fx = *state;
+	start_server(fx);
+	fx->request = "GET /stream/hold HTTP/1.1\r\nHost: x\r\n\r\n";
+	fx->stop_at = "first\r\n";
+	assert_true(run(fx, client_read_raw, until_quiet));
+
+	assert_int_equal(fx->stop_calls, 1);
+	assert_int_equal(fx->stop_why, HTTP_STREAM_CLIENT_GONE);
+	assert_null(fx->stream);
+}
+
+static bool until_stream_dropped(fixture *fx)
+{
+	return fx->stop_calls == 1 && http_server_connections(fx->srv) == 0 &&
+	       http_server_inflight(fx->srv) == 0;
+}
+
+static void client_that_does_not_read_is_dropped_at_the_output_bound(void **state)
+{
+	fixture *fx = *state;
+	fx->limits.max_output_bytes = 256 * 1024;
+	start_server(fx);
+	fx->request = "GET /stream/flood HTTP/1.1\r\nHost: x\r\n\r\n";
+	assert_true(run(fx, client_never_reads, until_stream_dropped));
+
+	assert_int_equal(fx->stop_why, HTTP_STREAM_TOO_SLOW);
+	/* What the kernel's buffers took plus the bound, not all it was given. */
+	assert_true(fx->streamed > 0 && fx->streamed < 32u * 1024 * 1024);
+}
+
+static void stopping_the_server_ends_open_streams_cleanly(void **state)
+{
+	fixture *fx = *state;
+	start_server(fx);
+	fx->request = "GET /stream/stop HTTP/1.1\r\nHost: x\r\n\r\n";
+	assert_true(run(fx, client_read_raw, until_quiet));
+
+	assert_int_equal(fx->stop_calls, 1);
+	assert_int_equal(fx->stop_why, HTTP_STREAM_SHUTDOWN);
+	/* The body ends with its last chunk, then the connection closes. */
+	assert_string_equal(raw_body(fx), "5\r\nfirst\r\n0\r\n\r\n");
+	assert_true(fx->eof);
+}
+
 int main(void)
 {
 	/* A write to a peer that hung up must be an error, not a signal; the
@@ -1083,6 +1382,9 @@ int main(void)
 		SPEC(pipelined_requests_are_answered_in_order),
 		SPEC(content_length_over_limit_is_413_without_reading_the_body),
 		SPEC(chunked_body_over_limit_is_413),
+		SPEC(big_body_sent_without_waiting_still_gets_the_whole_413),
+		SPEC(peer_that_keeps_sending_is_closed_at_the_linger_byte_bound),
+		SPEC(peer_that_keeps_sending_is_closed_at_the_linger_deadline),
 		SPEC(headers_over_limit_are_431_and_at_the_limit_pass),
 		SPEC(garbage_is_400_with_the_parser_reason),
 		SPEC(half_sent_body_is_408_after_read_timeout),
@@ -1098,6 +1400,11 @@ int main(void)
 		SPEC(head_gets_the_length_but_no_body),
 		SPEC(free_drops_unanswered_requests),
 		SPEC(binding_a_taken_port_fails_with_a_reason),
+		SPEC(streamed_answer_is_chunked_for_http11),
+		SPEC(streamed_answer_is_close_delimited_for_http10),
+		SPEC(client_that_hangs_up_stops_the_stream),
+		SPEC(client_that_does_not_read_is_dropped_at_the_output_bound),
+		SPEC(stopping_the_server_ends_open_streams_cleanly),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

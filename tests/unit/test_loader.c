@@ -340,7 +340,8 @@ static void send_once(int status, const char *extra, const char *body, struct de
 	struct event_base *base = event_base_new();
 	host_api_set_base(base);
 	assert_true(http_client_init(base, 5000, 1 << 20));
-	http_server_limits lim = { 1 << 20, 16384, 5000, 5000, 5000, 64 };
+	http_server_limits lim = { .max_body_bytes = 1 << 20, .max_header_bytes = 16384, .read_timeout_ms = 5000,
+	                           .write_timeout_ms = 5000, .idle_timeout_ms = 5000, .max_connections = 64 };
 	char err[2048];
 	http_server *srv = http_server_new(base, "127.0.0.1", 0, &lim, receiver_handler, NULL, err, sizeof(err));
 	assert_non_null(srv);
