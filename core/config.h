@@ -60,6 +60,7 @@ typedef struct cfg {
 		int idle_timeout_ms;     /* default 60000: keep-alive idle */
 		int max_connections;     /* default 1024 */
 		int shutdown_timeout_ms; /* default 10000: SIGTERM drain limit */
+		size_t max_output_bytes; /* default 1 MiB: unsent answer a client may leave */
 	} limits;
 	struct {
 		int batch_max_events;    /* default 500: flush a batch at this many events */

@@ -218,7 +218,9 @@ static const cfg_setting limits_rows[] = {
 	{ .key = "max_body_bytes", .type = CFG_T_SIZE, .offset = OFF(limits.max_body_bytes),
 	  .def = 4 * 1024 * 1024, .min = 1024, .max = NO_MAX, .flags = CFG_RELOAD,
 	  .doc_default = "`4194304` (4 MiB)",
-	  .doc = "Largest request body. Larger ones are answered 413 without being read to the end." },
+	  .doc = "Largest request body. Larger ones are answered 413; the rest of the body is read "
+	         "and discarded for up to 5 s and 64 MiB (so a client that did not wait for "
+	         "`100 Continue` still reads the answer), then the connection is closed." },
 	{ .key = "max_header_bytes", .type = CFG_T_SIZE, .offset = OFF(limits.max_header_bytes),
 	  .def = 16 * 1024, .min = 1024, .max = NO_MAX, .flags = CFG_RELOAD,
 	  .doc_default = "`16384` (16 KiB)",
@@ -241,6 +243,12 @@ static const cfg_setting limits_rows[] = {
 	  .doc = "On SIGTERM/SIGINT the daemon stops accepting connections and lets in-flight "
 	         "requests commit and be answered; after this long it stops anyway. `0` stops at "
 	         "once." },
+	{ .key = "max_output_bytes", .type = CFG_T_SIZE, .offset = OFF(limits.max_output_bytes),
+	  .def = 1024 * 1024, .min = 4096, .max = NO_MAX, .flags = CFG_RELOAD,
+	  .doc_default = "`1048576` (1 MiB)",
+	  .doc = "Answer bytes a client may leave unread on one connection. A streamed answer "
+	         "(live events) to a client that reads slower than it is written is ended and the "
+	         "connection closed, instead of buffering without bound." },
 	{ .key = NULL },
 };
 

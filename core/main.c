@@ -68,6 +68,7 @@ static http_server_limits limits_from(const cfg *c)
 		.write_timeout_ms = c->limits.write_timeout_ms,
 		.idle_timeout_ms = c->limits.idle_timeout_ms,
 		.max_connections = c->limits.max_connections,
+		.max_output_bytes = c->limits.max_output_bytes,
 	};
 	return l;
 }
