@@ -674,3 +674,40 @@ def test_a_retry_reads_the_next_page_of_a_long_ticket(fresh_db, daemon):
             "/api/v2/tickets/4711/conversations?per_page=100&page=2"]
     finally:
         fd.close()
+
+
+def test_without_the_record_nothing_is_posted_and_comments_wait(fresh_db, daemon):
+    """The note's record cannot be read or written: the note is not posted
+    (its job retries), and a public comment's webhook is answered 503 with
+    nothing stored, rather than taken for an agent's reply."""
+    fd = FakeFreshdesk()
+    secret = {"X-Parley-Webhook-Secret": HOOK_SECRET}
+    try:
+        d = daemon.start(config(fresh_db, fd.url))
+        query(fresh_db, "ALTER TABLE plugin_state RENAME TO plugin_state_away")
+        jid = append(fresh_db, "4711", "hello", max_attempts=1000)
+        assert wait_for(lambda: job(fresh_db, jid)[3] is not None)
+        assert job(fresh_db, jid)[3] == "could not read the notes recorded for the ticket"
+        status, _, body = hook(d, {"ticket_id": "4711", "triggered_event": "{note_type:public}",
+                                   "public_comment": "<div>hello</div>"}, secret)
+        assert status == 503 and json.loads(body)["error"] == "unavailable"
+        # Events that cannot be Parley's note do not need the record.
+        assert hook(d, {"ticket_id": "4711", "triggered_event": "{note_type:private}",
+                        "private_comment": "<p>VIP</p>"}, secret)[0] == 200
+        assert query(fresh_db, "SELECT event_type FROM ticket_event") == [("comment",)]
+
+        # Readable but not writable: still nothing posted.
+        query(fresh_db, "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                        "$$ BEGIN RAISE EXCEPTION 'refused'; END $$")
+        query(fresh_db, "CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON plugin_state_away "
+                        "FOR EACH ROW EXECUTE FUNCTION refuse()")
+        query(fresh_db, "ALTER TABLE plugin_state_away RENAME TO plugin_state")
+        assert wait_for(lambda: job(fresh_db, jid)[3] == "could not record the note before adding it")
+        assert fd.log() == [] and job(fresh_db, jid)[0] == "queued"
+
+        query(fresh_db, "DROP TRIGGER refuse ON plugin_state")
+        assert wait_for(lambda: finished(fresh_db, jid))
+        assert job(fresh_db, jid)[0] == "done" and len(fd.notes) == 1
+        assert [r["method"] for r in fd.log()] == ["POST"]
+    finally:
+        fd.close()
