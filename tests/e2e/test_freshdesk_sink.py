@@ -406,6 +406,11 @@ def test_budget_paces_and_hands_back_long_waits(fresh_db, daemon):
         assert reason == "requests_per_minute budget: waiting for a request slot"
         assert 20 < wait <= 31
         assert len(fd.log()) == 4
+        # Handed back before its note was recorded: its next attempt will
+        # not pay for a lookup.
+        [(record,)] = query(fresh_db, "SELECT value FROM plugin_state WHERE instance = 'fd' "
+                                      "AND key = 'notes:4711'")
+        assert len(record.split(" ")) == 4
     finally:
         fd.close()
 
