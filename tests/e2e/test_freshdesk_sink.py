@@ -1,10 +1,11 @@
 """The freshdesk sink end to end: the real daemon runs sink jobs against a
 local server that speaks Freshdesk's API v2 (tickets, the requester's ticket
 list, the filter API, notes; 201/400/401/429/5xx answers and slow ones), and
-takes Freshdesk automation webhooks back in. The last test runs the whole
+takes Freshdesk automation webhooks back in. The last tests run the whole
 loop: a customer's message opens a ticket, a follow-up becomes an incoming
-note, an agent's note comes back to the customer, Parley's own note does not,
-and resolving the ticket resolves the conversation."""
+note, an agent's note comes back to the customer, Parley's own note does not
+(also when Freshdesk reports it before the answer to the POST, which is then
+lost), and resolving the ticket resolves the conversation."""
 import base64
 import hashlib
 import json
@@ -24,8 +25,9 @@ CHANNEL_SECRET = "fd-channel-secret"
 class FakeFreshdesk:
     """Keeps tickets and notes like Freshdesk does and records every request.
     A script of (method, path regex, status, body, headers) answers matching
-    requests first; status None means: do the work, then answer only after
-    `body` seconds (past the daemon's timeout)."""
+    requests first; status None means: do the work, call headers["then"]
+    (when given: what Freshdesk does meanwhile, e.g. its automation webhook),
+    then answer only after `body` seconds (past the daemon's timeout)."""
 
     def __init__(self, script=()):
         self.script = list(script)
@@ -58,7 +60,10 @@ class FakeFreshdesk:
                         status, answer = outer.serve(method, self.path, body)
                         headers = {}
                 if scripted is not None and scripted[2] is None:
-                    time.sleep(scripted[3])
+                    started = time.monotonic()
+                    if scripted[4].get("then"):
+                        scripted[4]["then"]()
+                    time.sleep(max(0.0, scripted[3] - (time.monotonic() - started)))
                     return
                 data = answer.encode() if isinstance(answer, str) else json.dumps(answer).encode()
                 self.send_response(status)
@@ -91,8 +96,15 @@ class FakeFreshdesk:
             n = json.loads(body)
             n["id"] = 5000 + len(self.notes)
             n["ticket_id"] = int(m.group(1))
+            n["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             self.notes.append(n)
             return 201, dict(n, user_id=42, body_text="")
+        m = re.fullmatch(r"/api/v2/tickets/(\d+)/conversations", parts.path)
+        if method == "GET" and m:
+            per_page, page = int(q.get("per_page", ["30"])[0]), int(q.get("page", ["1"])[0])
+            mine = [dict(n, user_id=42, body_text="", source=2) for n in self.notes
+                    if n["ticket_id"] == int(m.group(1))]
+            return 200, mine[(page - 1) * per_page:page * per_page]
         if method == "GET" and parts.path == "/api/v2/tickets":
             for field in ("email", "unique_external_id"):
                 if field in q:
@@ -340,6 +352,9 @@ def test_5xx_and_429_are_retried(fresh_db, daemon):
         assert job(fresh_db, jid)[:2] == ("done", 3)
         posts = [r for r in fd.log() if r["method"] == "POST"]
         assert len(posts) == 4
+        # Each retry first looks for the note an earlier attempt may have added.
+        gets = [r["path"] for r in fd.log() if r["method"] == "GET"]
+        assert gets == ["/api/v2/tickets/4711/conversations?per_page=100&page=1"] * 3
         assert posts[2]["at"] - posts[1]["at"] >= 1.8   # Retry-After honoured
         assert len(fd.notes) == 1
     finally:
@@ -391,6 +406,11 @@ def test_budget_paces_and_hands_back_long_waits(fresh_db, daemon):
         assert reason == "requests_per_minute budget: waiting for a request slot"
         assert 20 < wait <= 31
         assert len(fd.log()) == 4
+        # Handed back before its note was recorded: its next attempt will
+        # not pay for a lookup.
+        [(record,)] = query(fresh_db, "SELECT value FROM plugin_state WHERE instance = 'fd' "
+                                      "AND key = 'notes:4711'")
+        assert len(record.split(" ")) == 4
     finally:
         fd.close()
 
@@ -534,3 +554,165 @@ def test_the_whole_loop(fresh_db, daemon):
     finally:
         fd.close()
         cb.close()
+
+
+def test_own_note_reported_before_its_lost_answer_is_not_sent_back(fresh_db, daemon):
+    """The POST that adds the customer's follow-up lands, Freshdesk's rule
+    reports the note at once, and the POST's answer never arrives (the job
+    times out and retries). The note is Parley's own all the same: the
+    customer does not get their words back, and the retry finds the note
+    instead of adding it again."""
+    hooked = []
+
+    def fire_webhook():
+        # What Freshdesk's automation sends while the POST is still open.
+        [note] = fd.notes
+        hooked.append(hook(d, {"ticket_id": str(note["ticket_id"]),
+                               "triggered_event": "{note_type:public}",
+                               "public_comment": "<div>%s</div>" % note["body"],
+                               "agent_name": "Parley integration"},
+                           {"X-Parley-Webhook-Secret": HOOK_SECRET})[0])
+
+    fd = FakeFreshdesk([("POST", "/notes$", None, 3.0, {"then": fire_webhook})])
+    cb = Callback()
+    try:
+        cfg = config(fresh_db, fd.url)
+        cfg["channels"] = [{"name": "site", "plugin": "webhook",
+                            "config": {"secret": CHANNEL_SECRET, "callback_url": cb.url}}]
+        cfg["sinks"][0]["route"] = {"channels": ["site"]}
+        d = daemon.start(cfg)
+
+        def post(payload):
+            body = json.dumps(payload).encode()
+            return http("POST", d.url + "/webhooks/site", body,
+                        {"Content-Type": "application/json",
+                         "X-Parley-Signature": sign(CHANNEL_SECRET, body)})[0]
+
+        def sink_jobs():
+            return query(fresh_db, "SELECT operation, state, attempts, external_id FROM job "
+                                   "WHERE target_kind = 'sink' ORDER BY id")
+
+        def settled():
+            return query(fresh_db, "SELECT count(*) FROM job WHERE state NOT IN ('done', 'dead')") \
+                == [(0,)]
+
+        assert post({"id": "s1", "author": {"id": "ann", "email": "ann@example.com"},
+                     "text": "My router is dead", "thread": "chat-1"}) == 200
+        assert wait_for(lambda: settled() and len(sink_jobs()) == 1)
+        ticket = sink_jobs()[0][3]
+        text = "It's still dead & <blinking> red"
+        assert post({"id": "s2", "author": {"id": "ann"}, "text": text, "thread": "chat-1"}) == 200
+        assert wait_for(lambda: settled() and len(sink_jobs()) == 2, 20)
+
+        # The webhook came while the POST was open, and was answered.
+        assert hooked == [200]
+        assert query(fresh_db, "SELECT event_type, result FROM ticket_event") == \
+            [("comment", "ignored: posted by Parley")]
+        # The retry found the note: done, with the id the webhook gave it.
+        assert sink_jobs()[1] == ("append_message", "done", 2, comment_id(ticket, text))
+        assert len(fd.notes) == 1
+        notes_calls = [(r["method"], r["path"]) for r in fd.log() if "/notes" in r["path"]
+                       or "/conversations" in r["path"]]
+        assert notes_calls == [
+            ("POST", "/api/v2/tickets/%s/notes" % ticket),
+            ("GET", "/api/v2/tickets/%s/conversations?per_page=100&page=1" % ticket)]
+        # Nothing went back to the customer.
+        time.sleep(0.5)
+        assert cb.received == []
+        assert query(fresh_db, "SELECT count(*) FROM message WHERE direction <> 'inbound'") == [(0,)]
+        assert len(sink_jobs()) == 2
+
+        # An agent's own public reply still reaches the customer.
+        assert hook(d, {"ticket_id": ticket, "triggered_event": "{note_type:public}",
+                        "public_comment": "<div>Please restart it.</div>", "agent_name": "Kim"},
+                    {"X-Parley-Webhook-Secret": HOOK_SECRET})[0] == 200
+        assert wait_for(lambda: len(cb.received) == 1)
+        assert cb.received[0]["text"] == "Please restart it."
+    finally:
+        fd.close()
+        cb.close()
+
+
+def test_the_same_words_again_are_a_new_note_also_on_a_retry(fresh_db, daemon):
+    """The customer says "Thanks!" twice. The second note's first POST fails
+    (503, nothing kept); its retry looks, finds only the first "Thanks!",
+    which another job added, and adds its own."""
+    fd = FakeFreshdesk()
+    try:
+        daemon.start(config(fresh_db, fd.url))
+        first = append(fresh_db, "4711", "Thanks!")
+        assert wait_for(lambda: finished(fresh_db, first))
+        with fd.lock:
+            fd.script.append(("POST", "/notes$", 503, "upstream down", {}))
+        second = enqueue(fresh_db, "append_message",
+                         {"external_ticket_id": "4711", "conversation": conversation(),
+                          "message": {"message_id": "5533", "text": "Thanks!", "inbound": True}})
+        assert wait_for(lambda: finished(fresh_db, second))
+        assert job(fresh_db, first)[:3] == ("done", 1, comment_id("4711", "Thanks!"))
+        assert job(fresh_db, second)[:3] == ("done", 2, comment_id("4711", "Thanks!"))
+        assert len(fd.notes) == 2
+        assert [(r["method"], r["path"].split("?")[0]) for r in fd.log()] == [
+            ("POST", "/api/v2/tickets/4711/notes"), ("POST", "/api/v2/tickets/4711/notes"),
+            ("GET", "/api/v2/tickets/4711/conversations"), ("POST", "/api/v2/tickets/4711/notes")]
+        # The ticket's record: one entry per job, written before its POST.
+        [(record,)] = query(fresh_db, "SELECT value FROM plugin_state WHERE instance = 'fd' "
+                                      "AND key = 'notes:4711'")
+        assert len(record.split(" ")) == 2
+    finally:
+        fd.close()
+
+
+def test_a_retry_reads_the_next_page_of_a_long_ticket(fresh_db, daemon):
+    """A ticket with a hundred older notes: the note the timed-out attempt
+    added is on the second page of the conversations, and is found there."""
+    fd = FakeFreshdesk([("POST", "/notes$", None, 3.0, {})])
+    fd.notes = [{"id": 4000 + i, "ticket_id": 4711, "body": "older %d" % i, "incoming": True,
+                 "private": False, "created_at": "2026-01-01T00:00:00Z"} for i in range(100)]
+    try:
+        daemon.start(config(fresh_db, fd.url))
+        jid = append(fresh_db, "4711", "one more")
+        assert wait_for(lambda: finished(fresh_db, jid), 20)
+        assert job(fresh_db, jid)[:3] == ("done", 2, comment_id("4711", "one more"))
+        assert len(fd.notes) == 101
+        assert [r["path"] for r in fd.log() if r["method"] == "GET"] == [
+            "/api/v2/tickets/4711/conversations?per_page=100&page=1",
+            "/api/v2/tickets/4711/conversations?per_page=100&page=2"]
+    finally:
+        fd.close()
+
+
+def test_without_the_record_nothing_is_posted_and_comments_wait(fresh_db, daemon):
+    """The note's record cannot be read or written: the note is not posted
+    (its job retries), and a public comment's webhook is answered 503 with
+    nothing stored, rather than taken for an agent's reply."""
+    fd = FakeFreshdesk()
+    secret = {"X-Parley-Webhook-Secret": HOOK_SECRET}
+    try:
+        d = daemon.start(config(fresh_db, fd.url))
+        query(fresh_db, "ALTER TABLE plugin_state RENAME TO plugin_state_away")
+        jid = append(fresh_db, "4711", "hello", max_attempts=1000)
+        assert wait_for(lambda: job(fresh_db, jid)[3] is not None)
+        assert job(fresh_db, jid)[3] == "could not read the notes recorded for the ticket"
+        status, _, body = hook(d, {"ticket_id": "4711", "triggered_event": "{note_type:public}",
+                                   "public_comment": "<div>hello</div>"}, secret)
+        assert status == 503 and json.loads(body)["error"] == "unavailable"
+        # Events that cannot be Parley's note do not need the record.
+        assert hook(d, {"ticket_id": "4711", "triggered_event": "{note_type:private}",
+                        "private_comment": "<p>VIP</p>"}, secret)[0] == 200
+        assert query(fresh_db, "SELECT event_type FROM ticket_event") == [("comment",)]
+
+        # Readable but not writable: still nothing posted.
+        query(fresh_db, "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                        "$$ BEGIN RAISE EXCEPTION 'refused'; END $$")
+        query(fresh_db, "CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON plugin_state_away "
+                        "FOR EACH ROW EXECUTE FUNCTION refuse()")
+        query(fresh_db, "ALTER TABLE plugin_state_away RENAME TO plugin_state")
+        assert wait_for(lambda: job(fresh_db, jid)[3] == "could not record the note before adding it")
+        assert fd.log() == [] and job(fresh_db, jid)[0] == "queued"
+
+        query(fresh_db, "DROP TRIGGER refuse ON plugin_state")
+        assert wait_for(lambda: finished(fresh_db, jid))
+        assert job(fresh_db, jid)[0] == "done" and len(fd.notes) == 1
+        assert [r["method"] for r in fd.log()] == ["POST"]
+    finally:
+        fd.close()

@@ -1,13 +1,15 @@
 /* fuzz_freshdesk.c - libFuzzer target for the freshdesk sink's pure half:
  * the input is tried as an automation webhook body, as Freshdesk's answers
- * (a created ticket or note, a ticket list, a validation error), as HTML to
- * turn into text, and its first line as webhook credentials and as the text
- * of a ticket and a note. */
+ * (a created ticket or note, a ticket list, a conversation list, a validation
+ * error), as HTML to turn into text, and its first line as webhook
+ * credentials, as the text of a ticket and a note, and as a ticket's stored
+ * record of notes. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "freshdesk_api.h"
+#include "freshdesk_notes.h"
 
 /* Check what the parser hands out the way the core would, so a field that
  * is not NUL-terminated or missing shows up under the sanitizers. */
@@ -50,6 +52,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fd_classify_create(400, NULL, data, size, NULL, "ticket", &r);
 	fd_classify_create(429, NULL, data, size, "12", "note", &r);
 	fd_classify_lookup(200, NULL, data, size, NULL, "parley-0123456789abcdef", id, &r);
+	fd_webhook_public_ticket(data, size, id);
+	{
+		fd_note_search search;
+		memset(&search, 0, sizeof(search));
+		memcpy(search.fp, "0123456789abcdef", 17);
+		search.needed = 2;
+		search.page = 1;
+		fd_classify_conversations(200, NULL, data, size, NULL, &search, &r);
+	}
 	s = fd_html_to_text((const char *)data, size);
 	if (s != NULL) {
 		fd_fingerprint(s, fp);
@@ -68,6 +79,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	free(s);
 	s = fd_note_path(line);
 	free(s);
+	{
+		fd_notes notes;
+		fd_notes_parse(line, &notes);
+		fd_notes_owns(&notes, line);
+		s = fd_notes_format(&notes);
+		free(s);
+	}
 	{
 		fd_ticket_in t;
 		char *body = NULL, *path = NULL;

@@ -1,7 +1,9 @@
 /* test_freshdesk_sink.c - the freshdesk sink's pure half: the requests it
  * makes (byte for byte), how it reads Freshdesk's answers, HTML both ways,
- * the webhook's credentials and its parser. */
+ * the webhook's credentials and its parser, and the record of Parley's own
+ * notes with the search a retry makes for a note that landed. */
 #include <stdarg.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
@@ -10,6 +12,7 @@
 #include <cmocka.h>
 
 #include "../../plugins/sinks/freshdesk/freshdesk_api.h"
+#include "../../plugins/sinks/freshdesk/freshdesk_notes.h"
 
 static int plain_equals(const void *a, size_t a_len, const void *b, size_t b_len)
 {
@@ -479,6 +482,247 @@ static void test_webhook_ignored_and_invalid(void **state)
 	}
 }
 
+/* ------------------------------------------------------------------ own notes */
+
+#define FP_A "aaaaaaaaaaaaaaaa"
+#define FP_B "bbbbbbbbbbbbbbbb"
+#define TAG_1 "1111111111111111"
+#define TAG_2 "2222222222222222"
+#define TAG_3 "3333333333333333"
+
+static void test_notes_record(void **state)
+{
+	char key[FD_NOTES_KEY_BYTES], tag[17], ktag[FD_TAG_BYTES], cid[FD_COMMENT_ID_BYTES];
+	fd_notes n;
+	char *s;
+
+	(void)state;
+	assert_true(fd_notes_key("4711", key));
+	assert_string_equal(key, "notes:4711");
+	assert_false(fd_notes_key("47/11", key));
+	assert_false(fd_notes_key(NULL, key));
+	/* A job's tag: the digits of the tag its ticket would carry. */
+	fd_job_tag("append:5532:fd", tag);
+	fd_key_tag("append:5532:fd", ktag);
+	assert_string_equal(tag, ktag + 7);
+	assert_int_equal(strlen(tag), 16);
+
+	fd_notes_parse(NULL, &n);
+	assert_int_equal(n.n, 0);
+	s = fd_notes_format(&n);
+	assert_string_equal(s, "");
+	free(s);
+	/* Malformed entries are skipped; the rest is read back as written. */
+	fd_notes_parse(TAG_1 ":" FP_A ":1700000000000  junk " TAG_2 ":" FP_B ":x "
+	               TAG_2 ":" FP_B ":1700000005000 " TAG_3 ":AAAAAAAAAAAAAAAA:1 "
+	               TAG_3 ":" FP_A, &n);
+	assert_int_equal(n.n, 2);
+	assert_string_equal(n.e[0].tag, TAG_1);
+	assert_string_equal(n.e[0].fp, FP_A);
+	assert_true(n.e[0].at_ms == 1700000000000LL);
+	assert_true(n.e[1].at_ms == 1700000005000LL);
+	s = fd_notes_format(&n);
+	assert_string_equal(s, TAG_1 ":" FP_A ":1700000000000 " TAG_2 ":" FP_B ":1700000005000");
+	free(s);
+	assert_ptr_equal(fd_notes_find(&n, TAG_2), &n.e[1]);
+	assert_null(fd_notes_find(&n, TAG_3));
+
+	/* The webhook's comment id of a recorded public note is Parley's own;
+	 * a private one, or other words, are not. */
+	assert_true(fd_notes_owns(&n, "4711:pub:" FP_B));
+	assert_false(fd_notes_owns(&n, "4711:priv:" FP_B));
+	assert_false(fd_notes_owns(&n, "4711:pub:cccccccccccccccc"));
+	assert_false(fd_notes_owns(&n, NULL));
+	fd_fingerprint("Still  dead", n.e[0].fp);
+	assert_true(fd_comment_id("4711", 1, "Still dead", cid));
+	assert_true(fd_notes_owns(&n, cid));
+
+	/* Full: the oldest goes. */
+	for (int i = 0; i < FD_NOTES_MAX; i++) {
+		char t[17];
+		snprintf(t, sizeof(t), "%016x", i + 100);
+		fd_notes_add(&n, t, FP_A, 1700000010000LL + i);
+	}
+	assert_int_equal(n.n, FD_NOTES_MAX);
+	assert_null(fd_notes_find(&n, TAG_1));
+	assert_null(fd_notes_find(&n, TAG_2));
+	assert_true(n.e[FD_NOTES_MAX - 1].at_ms == 1700000010000LL + FD_NOTES_MAX - 1);
+	s = fd_notes_format(&n);
+	{
+		fd_notes back;
+		fd_notes_parse(s, &back);
+		assert_int_equal(back.n, FD_NOTES_MAX);
+		assert_memory_equal(&back, &n, sizeof(n));
+	}
+	free(s);
+}
+
+static void test_note_search_counts_earlier_same_words(void **state)
+{
+	fd_notes n;
+	fd_note_search s;
+	int64_t t0 = 1700000000000LL;
+
+	(void)state;
+	memset(&n, 0, sizeof(n));
+	fd_notes_add(&n, TAG_1, FP_A, t0 - FD_NOTES_CLOCK_SLACK_MS - 1);  /* long before */
+	fd_notes_add(&n, TAG_2, FP_A, t0 - 1000);                         /* just before */
+	fd_notes_add(&n, TAG_3, FP_A, t0);                                /* this job */
+	fd_notes_add(&n, "4444444444444444", FP_A, t0 + 10);              /* after it */
+	fd_note_search_init(&s, &n, fd_notes_find(&n, TAG_3));
+	assert_string_equal(s.fp, FP_A);
+	assert_true(s.since_ms == t0 - FD_NOTES_CLOCK_SLACK_MS);
+	assert_int_equal(s.needed, 2);
+	assert_int_equal(s.page, 1);
+	assert_int_equal(s.seen, 0);
+	fd_note_search_init(&s, &n, fd_notes_find(&n, TAG_1));
+	assert_int_equal(s.needed, 1);
+}
+
+static void test_time_and_path(void **state)
+{
+	int64_t ms = 0;
+	char *p;
+
+	(void)state;
+	assert_true(fd_parse_time("2023-11-14T22:13:20Z", &ms));
+	assert_true(ms == 1700000000000LL);
+	assert_true(fd_parse_time("2023-11-14T22:13:20.123Z", &ms));
+	assert_true(ms == 1700000000000LL);
+	assert_false(fd_parse_time("2023-11-14T22:13:20+01:00", &ms));
+	assert_false(fd_parse_time("2023-13-14T22:13:20Z", &ms));
+	assert_false(fd_parse_time("yesterday", &ms));
+	assert_false(fd_parse_time(NULL, &ms));
+	p = fd_conversations_path("4711", 2);
+	assert_string_equal(p, "/api/v2/tickets/4711/conversations?per_page=100&page=2");
+	free(p);
+	assert_null(fd_conversations_path("47/11", 1));
+	assert_null(fd_conversations_path("4711", 0));
+}
+
+/* A conversation as Freshdesk lists it. */
+static void conv(char *out, size_t len, const char *html, int incoming, int private,
+                 const char *created)
+{
+	snprintf(out, len, "{\"id\":9,\"body\":\"%s\",\"body_text\":\"\",\"incoming\":%s,"
+	         "\"private\":%s,\"user_id\":42,\"created_at\":\"%s\"}",
+	         html, incoming ? "true" : "false", private ? "true" : "false", created);
+}
+
+static fd_note_lookup classify_page(const char *json, fd_note_search *s, fd_result *r)
+{
+	return fd_classify_conversations(200, NULL, json, strlen(json), NULL, s, r);
+}
+
+static void test_classify_conversations(void **state)
+{
+	char a[256], b[256], c[256], d[256], e[256], page[1400];
+	fd_note_search s;
+	fd_result r;
+
+	(void)state;
+	memset(&s, 0, sizeof(s));
+	fd_fingerprint("Still nothing <here>\nplease", s.fp);
+	s.since_ms = 1700000000000LL;            /* 2023-11-14T22:13:20Z */
+	s.needed = 1;
+	s.page = 1;
+	/* Not ours: an agent's reply, a private note, the same words long
+	 * before, other words. */
+	conv(a, sizeof(a), "<div>Still nothing &lt;here&gt;<br>please</div>", 0, 0,
+	     "2023-11-14T22:14:00Z");
+	conv(b, sizeof(b), "Still nothing &lt;here&gt;<br>please", 1, 1, "2023-11-14T22:14:00Z");
+	conv(c, sizeof(c), "Still nothing &lt;here&gt;<br>please", 1, 0, "2023-11-14T22:13:19Z");
+	conv(d, sizeof(d), "Something else", 1, 0, "2023-11-14T22:14:00Z");
+	conv(e, sizeof(e), "<div>Still nothing &lt;here&gt;<br>please</div>", 1, 0,
+	     "2023-11-14T22:14:00Z");
+	snprintf(page, sizeof(page), "[%s,%s,%s,%s]", a, b, c, d);
+	assert_int_equal(classify_page(page, &s, &r), FD_NOTE_ABSENT);
+	assert_int_equal(s.seen, 0);
+	snprintf(page, sizeof(page), "[%s,%s,%s,%s,%s]", a, b, c, d, e);
+	assert_int_equal(classify_page(page, &s, &r), FD_NOTE_FOUND);
+	assert_int_equal(s.seen, 1);
+
+	/* Two needed (the customer said it before): one is not enough, two are. */
+	s.seen = 0;
+	s.needed = 2;
+	snprintf(page, sizeof(page), "[%s]", e);
+	assert_int_equal(classify_page(page, &s, &r), FD_NOTE_ABSENT);
+	s.seen = 0;
+	snprintf(page, sizeof(page), "[%s,%s]", e, e);
+	assert_int_equal(classify_page(page, &s, &r), FD_NOTE_FOUND);
+
+	/* body_text when the body is empty. */
+	s.seen = 0;
+	s.needed = 1;
+	{
+		const char *t = "[{\"body\":\"\",\"body_text\":\"Still nothing <here> please\","
+		                "\"incoming\":true,\"private\":false,\"created_at\":\"2023-11-14T22:14:00Z\"}]";
+		assert_int_equal(classify_page(t, &s, &r), FD_NOTE_FOUND);
+	}
+
+	/* A full page asks for the next, up to the last page read. */
+	{
+		char *full = malloc(FD_NOTES_PER_PAGE * (strlen(d) + 1) + 2);
+		size_t at = 0;
+		full[at++] = '[';
+		for (int i = 0; i < FD_NOTES_PER_PAGE; i++) {
+			if (i > 0)
+				full[at++] = ',';
+			memcpy(full + at, d, strlen(d));
+			at += strlen(d);
+		}
+		full[at++] = ']';
+		full[at] = '\0';
+		s.seen = 0;
+		s.page = 1;
+		for (int p = 2; p <= FD_NOTES_MAX_PAGES; p++) {
+			assert_int_equal(classify_page(full, &s, &r), FD_NOTE_MORE);
+			assert_int_equal(s.page, p);
+		}
+		assert_int_equal(classify_page(full, &s, &r), FD_NOTE_ABSENT);
+		free(full);
+	}
+
+	/* Answers that are not a list. */
+	assert_int_equal(fd_classify_conversations(404, NULL, "{}", 2, NULL, &s, &r), FD_NOTE_ABSENT);
+	assert_int_equal(fd_classify_conversations(429, NULL, "", 0, "7", &s, &r), FD_NOTE_ERROR);
+	assert_int_equal(r.outcome, PARLEY_RETRY);
+	assert_true(r.rate_limited && r.retry_after_s == 7);
+	assert_int_equal(fd_classify_conversations(0, "timed out", NULL, 0, NULL, &s, &r),
+	                 FD_NOTE_ERROR);
+	assert_int_equal(r.outcome, PARLEY_RETRY);
+	assert_string_equal(r.reason, "Freshdesk request failed: timed out");
+	assert_int_equal(fd_classify_conversations(401, NULL, "", 0, NULL, &s, &r), FD_NOTE_ERROR);
+	assert_int_equal(r.outcome, PARLEY_FAIL);
+	assert_int_equal(classify_page("{\"results\":[]}", &s, &r), FD_NOTE_ERROR);
+	assert_int_equal(r.outcome, PARLEY_RETRY);
+	assert_string_equal(r.reason, "Freshdesk's conversation list answer is not a list");
+}
+
+static void test_webhook_public_ticket(void **state)
+{
+	char id[FD_ID_BYTES];
+	const char *pub = "{\"ticket_id\":\"4711\",\"triggered_event\":\"{note_type:public}\","
+	                  "\"public_comment\":\"x\"}";
+	const char *reply = "{\"ticket_id\":4711,\"triggered_event\":\"{reply_sent:sent}\"}";
+	const char *priv = "{\"ticket_id\":\"4711\",\"triggered_event\":\"{note_type:private}\"}";
+	const char *status = "{\"ticket_id\":\"4711\",\"triggered_event\":\"{status:{from:2,to:4}}\"}";
+	const char *bad_id = "{\"ticket_id\":\"47/11\",\"triggered_event\":\"{note_type:public}\"}";
+	const char *placeholder = "{\"ticket_id\":\"4711\",\"triggered_event\":\"{{triggered_event}}\"}";
+
+	(void)state;
+	assert_true(fd_webhook_public_ticket(pub, strlen(pub), id));
+	assert_string_equal(id, "4711");
+	assert_true(fd_webhook_public_ticket(reply, strlen(reply), id));
+	assert_string_equal(id, "4711");
+	assert_false(fd_webhook_public_ticket(priv, strlen(priv), id));
+	assert_false(fd_webhook_public_ticket(status, strlen(status), id));
+	assert_false(fd_webhook_public_ticket(bad_id, strlen(bad_id), id));
+	assert_false(fd_webhook_public_ticket(placeholder, strlen(placeholder), id));
+	assert_false(fd_webhook_public_ticket("{nope", 5, id));
+	assert_false(fd_webhook_public_ticket("[]", 2, id));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -497,6 +741,11 @@ int main(void)
 		cmocka_unit_test(test_webhook_comments),
 		cmocka_unit_test(test_webhook_statuses),
 		cmocka_unit_test(test_webhook_ignored_and_invalid),
+		cmocka_unit_test(test_notes_record),
+		cmocka_unit_test(test_note_search_counts_earlier_same_words),
+		cmocka_unit_test(test_time_and_path),
+		cmocka_unit_test(test_classify_conversations),
+		cmocka_unit_test(test_webhook_public_ticket),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,11 @@
  * that tag among the requester's tickets: a retry after a timeout finds the
  * ticket the first attempt opened instead of opening a second one.
  *
+ * Nor is adding a note. Before the POST, the note is recorded in the plugin
+ * state (freshdesk_notes.h): the webhook that reports it is known as
+ * Parley's own even when the POST's answer is lost, and a retry reads the
+ * ticket's conversations for the note instead of adding it a second time.
+ *
  * The pure half (requests, answers, HTML, the webhook parser) is in
  * freshdesk_api.c. The API key is never logged or put into a reason. */
 #include <stdio.h>
@@ -22,6 +27,7 @@
 
 #include "parley/parley.h"
 #include "freshdesk_api.h"
+#include "freshdesk_notes.h"
 #include "../../common/plugin_util.h"
 
 #define FD_VERSION "0.1.0"
@@ -50,7 +56,8 @@ typedef struct fd_settings {
 typedef enum fd_step {
 	FD_STEP_LOOKUP = 0,         /* open_ticket: find an earlier attempt's ticket */
 	FD_STEP_CREATE = 1,         /* open_ticket: POST /api/v2/tickets */
-	FD_STEP_NOTE = 2            /* append_message: POST .../notes */
+	FD_STEP_NOTE = 2,           /* append_message: POST .../notes */
+	FD_STEP_NOTE_LOOKUP = 3     /* append_message retry: GET .../conversations */
 } fd_step;
 
 struct fd_sink;
@@ -65,6 +72,10 @@ typedef struct fd_op {
 	char *body;                 /* owned: the ticket or note JSON */
 	char tag[FD_TAG_BYTES];     /* the job's tag (open_ticket) */
 	char comment_id[FD_COMMENT_ID_BYTES]; /* the note's id as the webhook reports it */
+	char ticket_id[FD_ID_BYTES];          /* append_message: the ticket */
+	char job_tag[17];                     /* append_message: the job's tag */
+	char fp[17];                          /* append_message: the text's fingerprint */
+	fd_note_search search;                /* FD_STEP_NOTE_LOOKUP */
 } fd_op;
 
 typedef struct fd_queue {
@@ -344,6 +355,52 @@ static void op_fail_with(fd_op *op, const fd_result *r)
 	op_complete(op, r->outcome, retry_at, r->reason);
 }
 
+/* Move op on to its next request, first in line. path: owned, passes to op
+ * (NULL: out of memory, op is completed). */
+static void op_next_request(fd_op *op, fd_step step, char *path)
+{
+	fd_sink *fs = op->fs;
+
+	if (fs->stopped || path == NULL) {
+		free(path);
+		op_complete(op, PARLEY_RETRY, 0, fs->stopped ? "shutting down" : "out of memory");
+		return;
+	}
+	free(op->path);
+	op->path = path;
+	op->step = step;
+	queue_push_front(&fs->waiting, op);
+}
+
+/* A page of the ticket's conversations, read by a retry of append_message. */
+static void note_lookup_done(fd_op *op, long status, const char *error, const void *body,
+                             size_t len, const char *retry_after)
+{
+	fd_sink *fs = op->fs;
+	fd_result r;
+
+	switch (fd_classify_conversations(status, error, body, len, retry_after, &op->search, &r)) {
+	case FD_NOTE_FOUND:
+		fs->host->log(fs->inst, PARLEY_LOG_INFO,
+		              "the note for ticket %s was added by an earlier attempt of this job",
+		              op->ticket_id);
+		fs->host->counter_add(fs->inst, "freshdesk_notes_found_total", 1);
+		fs->host->delivery_set_external_id(op->d, op->comment_id);
+		op_complete(op, PARLEY_OK, 0, NULL);
+		break;
+	case FD_NOTE_MORE:
+		op_next_request(op, FD_STEP_NOTE_LOOKUP,
+		                fd_conversations_path(op->ticket_id, op->search.page));
+		break;
+	case FD_NOTE_ABSENT:
+		op_next_request(op, FD_STEP_NOTE, fd_note_path(op->ticket_id));
+		break;
+	case FD_NOTE_ERROR:
+		op_fail_with(op, &r);
+		break;
+	}
+}
+
 static void http_done(void *arg, const parley_http_response *response)
 {
 	fd_op *op = arg;
@@ -386,6 +443,9 @@ static void http_done(void *arg, const parley_http_response *response)
 			break;
 		}
 		break;
+	case FD_STEP_NOTE_LOOKUP:
+		note_lookup_done(op, status, error, body, len, retry_after);
+		break;
 	case FD_STEP_CREATE:
 	case FD_STEP_NOTE:
 		fd_classify_create(status, error, body, len, retry_after,
@@ -412,11 +472,12 @@ static void http_done(void *arg, const parley_http_response *response)
 /* Start op's next request now. On failure op is completed. */
 static void start_request(fd_sink *fs, fd_op *op)
 {
+	int get = op->step == FD_STEP_LOOKUP || op->step == FD_STEP_NOTE_LOOKUP;
 	const char *headers[] = {
 		fs->cfg.auth_header,
 		"Accept: application/json",
 		"User-Agent: parley-freshdesk/" FD_VERSION,
-		op->step == FD_STEP_LOOKUP ? NULL : "Content-Type: application/json",
+		get ? NULL : "Content-Type: application/json",
 		NULL
 	};
 	size_t ulen = strlen(fs->cfg.base_url) + strlen(op->path) + 1;
@@ -430,10 +491,10 @@ static void start_request(fd_sink *fs, fd_op *op)
 	snprintf(url, ulen, "%s%s", fs->cfg.base_url, op->path);
 	memset(&call, 0, sizeof(call));
 	call.size = sizeof(call);
-	call.method = op->step == FD_STEP_LOOKUP ? "GET" : "POST";
+	call.method = get ? "GET" : "POST";
 	call.url = url;
 	call.headers = headers;
-	if (op->step != FD_STEP_LOOKUP) {
+	if (!get) {
 		call.body = op->body;
 		call.body_len = strlen(op->body);
 	}
@@ -470,15 +531,24 @@ static void pump(fd_sink *fs)
 	}
 }
 
-/* Queue a new delivery's first request, or hand it back when its slot is
- * too far away. op: ownership passes here. */
-static void submit(fd_sink *fs, fd_op *op)
+/* When a new delivery's first request would wait longer than it may: the
+ * time its slot frees; else 0. */
+static int64_t too_long_until(const fd_sink *fs)
 {
 	int64_t now = fs->host->now_ms();
 	int64_t slot = max64(now, max64(fs->next_slot_ms, fs->paused_until_ms)) +
 	               (int64_t)fs->waiting.count * interval_ms(fs);
 
-	if (slot - now > FD_HOLD_MAX_MS) {
+	return slot - now > FD_HOLD_MAX_MS ? slot : 0;
+}
+
+/* Queue a new delivery's first request, or hand it back when its slot is
+ * too far away. op: ownership passes here. */
+static void submit(fd_sink *fs, fd_op *op)
+{
+	int64_t slot = too_long_until(fs);
+
+	if (slot != 0) {
 		fs->host->counter_add(fs->inst, "freshdesk_deferred_total", 1);
 		op_complete(op, PARLEY_RETRY, slot,
 		            "requests_per_minute budget: waiting for a request slot");
@@ -561,11 +631,80 @@ static void fd_open_ticket(void *self, const parley_ticket_request *t, parley_de
 	submit(fs, op);
 }
 
+/* The ticket's record is written: the note is Parley's before it exists. */
+static void note_recorded(void *arg, int ok)
+{
+	fd_op *op = arg;
+
+	if (!ok) {
+		op_complete(op, PARLEY_RETRY, 0, "could not record the note before adding it");
+		return;
+	}
+	if (op->fs->stopped) {
+		op_complete(op, PARLEY_RETRY, 0, "shutting down");
+		return;
+	}
+	submit(op->fs, op);
+}
+
+/* The ticket's record is read. value: borrowed for the call. */
+static void notes_loaded(void *arg, int ok, const char *value)
+{
+	fd_op *op = arg;
+	fd_sink *fs = op->fs;
+	const fd_note_entry *mine;
+	char key[FD_NOTES_KEY_BYTES];
+	fd_notes notes;
+	int64_t slot;
+	char *stored;
+
+	if (!ok) {
+		op_complete(op, PARLEY_RETRY, 0, "could not read the notes recorded for the ticket");
+		return;
+	}
+	if (fs->stopped) {
+		op_complete(op, PARLEY_RETRY, 0, "shutting down");
+		return;
+	}
+	fd_notes_parse(value, &notes);
+	mine = fd_notes_find(&notes, op->job_tag);
+	if (mine != NULL) {
+		/* An earlier attempt recorded it and may have added it, its answer
+		 * lost: look before adding it again. */
+		fd_note_search_init(&op->search, &notes, mine);
+		free(op->path);
+		op->path = fd_conversations_path(op->ticket_id, 1);
+		op->step = FD_STEP_NOTE_LOOKUP;
+		if (op->path == NULL) {
+			op_complete(op, PARLEY_RETRY, 0, "out of memory");
+			return;
+		}
+		submit(fs, op);
+		return;
+	}
+	slot = too_long_until(fs);
+	if (slot != 0) {
+		/* Not recorded yet: its next attempt need not look first. */
+		submit(fs, op);
+		return;
+	}
+	fd_notes_add(&notes, op->job_tag, op->fp, fs->host->now_ms());
+	stored = fd_notes_format(&notes);
+	if (stored == NULL || !fd_notes_key(op->ticket_id, key)) {
+		free(stored);
+		op_complete(op, PARLEY_RETRY, 0, "out of memory");
+		return;
+	}
+	fs->host->state_put(fs->inst, key, stored, note_recorded, op);
+	free(stored);
+}
+
 /* a: borrowed for the call. d: completed exactly once, here or later. */
 static void fd_append_message(void *self, const parley_ticket_append *a, parley_delivery *d)
 {
 	fd_sink *fs = self;
 	const char *text = a->message != NULL ? a->message->text : NULL;
+	char key[FD_NOTES_KEY_BYTES];
 	fd_op *op;
 
 	if (fs->stopped) {
@@ -593,11 +732,15 @@ static void fd_append_message(void *self, const parley_ticket_append *a, parley_
 		op_complete(op, PARLEY_FAIL, 0, "the message is not valid UTF-8 text");
 		return;
 	}
-	if (!fd_comment_id(a->external_ticket_id, 1, text, op->comment_id)) {
+	if (!fd_comment_id(a->external_ticket_id, 1, text, op->comment_id) ||
+	    !fd_notes_key(a->external_ticket_id, key)) {
 		op_complete(op, PARLEY_FAIL, 0, "external_ticket_id is not a Freshdesk ticket id");
 		return;
 	}
-	submit(fs, op);
+	snprintf(op->ticket_id, sizeof(op->ticket_id), "%s", a->external_ticket_id);
+	fd_job_tag(a->idempotency_key, op->job_tag);
+	fd_fingerprint(text, op->fp);
+	fs->host->state_get(fs->inst, key, notes_loaded, op);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -607,12 +750,21 @@ static void fd_append_message(void *self, const parley_ticket_append *a, parley_
 typedef struct fd_emit_ctx {
 	fd_sink *fs;
 	parley_request *req;
+	const fd_notes *own;        /* the ticket's recorded notes; NULL: none read */
 } fd_emit_ctx;
 
 static int emit_one(void *arg, const parley_ticket_event *ev)
 {
 	fd_emit_ctx *c = arg;
+	parley_ticket_event mine;
 
+	if (ev->type == PARLEY_TICKET_COMMENT && c->own != NULL &&
+	    fd_notes_owns(c->own, ev->comment_id)) {
+		/* A note Parley added, reported before (or without) its answer. */
+		mine = *ev;
+		mine.from_parley = 1;
+		return c->fs->host->request_emit_ticket_event(c->req, &mine);
+	}
 	return c->fs->host->request_emit_ticket_event(c->req, ev);
 }
 
@@ -623,7 +775,33 @@ static void reject(fd_sink *fs, parley_request *req, int status, const char *cod
 	fs->host->respond_error(req, status, code, detail);
 }
 
-/* req: owned by the core until answered, exactly once, here. */
+/* A webhook waiting for its ticket's record. */
+typedef struct hook_wait {
+	fd_sink *fs;
+	parley_request *req;        /* owned by the core until answered */
+} hook_wait;
+
+static void hook_parse(fd_sink *fs, parley_request *req, const fd_notes *own);
+
+/* value: borrowed for the call. */
+static void hook_notes_loaded(void *arg, int ok, const char *value)
+{
+	hook_wait *w = arg;
+	fd_notes own;
+
+	if (!ok) {
+		/* Unknown whether it is Parley's own note: rather than risk
+		 * sending a customer their own words, Freshdesk may try again. */
+		reject(w->fs, w->req, 503, "unavailable", "could not read Parley's notes; try again");
+	} else {
+		fd_notes_parse(value, &own);
+		hook_parse(w->fs, w->req, &own);
+	}
+	free(w);
+}
+
+/* req: owned by the core until answered, exactly once, here or from
+ * hook_notes_loaded. */
 static void fd_handle_request(void *self, parley_request *req)
 {
 	fd_sink *fs = self;
@@ -632,8 +810,7 @@ static void fd_handle_request(void *self, parley_request *req)
 	const char *subpath = host->request_subpath(req);
 	const unsigned char *body;
 	size_t len = 0;
-	char why[256];
-	fd_emit_ctx ctx = { fs, req };
+	char ticket_id[FD_ID_BYTES], key[FD_NOTES_KEY_BYTES];
 	fd_auth_result auth;
 
 	if (subpath != NULL && subpath[0] != '\0' && strcmp(subpath, "/") != 0) {
@@ -662,6 +839,33 @@ static void fd_handle_request(void *self, parley_request *req)
 		reject(fs, req, 501, "not_supported", "this parleyd cannot store ticket events");
 		return;
 	}
+	body = host->request_body(req, &len);
+	if (body != NULL && fd_webhook_public_ticket(body, len, ticket_id) &&
+	    fd_notes_key(ticket_id, key)) {
+		/* It may be a note Parley is adding: read the ticket's record. */
+		hook_wait *w = calloc(1, sizeof(*w));
+		if (w == NULL) {
+			reject(fs, req, 503, "unavailable", "out of memory");
+			return;
+		}
+		w->fs = fs;
+		w->req = req;
+		host->state_get(fs->inst, key, hook_notes_loaded, w);
+		return;
+	}
+	hook_parse(fs, req, NULL);
+}
+
+/* Parse the webhook and answer it. own: the ticket's recorded notes, or
+ * NULL. */
+static void hook_parse(fd_sink *fs, parley_request *req, const fd_notes *own)
+{
+	const parley_host *host = fs->host;
+	const unsigned char *body;
+	size_t len = 0;
+	char why[256];
+	fd_emit_ctx ctx = { fs, req, own };
+
 	body = host->request_body(req, &len);
 	if (body == NULL) {
 		body = (const unsigned char *)"";

@@ -867,9 +867,8 @@ static void validation_details(const void *body, size_t len, char *out, size_t o
 	free(b.data);
 }
 
-/* Everything but a 2xx success: fills r. */
-static void classify_failure(long status, const char *error, const void *body, size_t len,
-                             const char *retry_after, const char *what, fd_result *r)
+void fd_classify_failure(long status, const char *error, const void *body, size_t len,
+                         const char *retry_after, const char *what, fd_result *r)
 {
 	char text[320];
 
@@ -925,7 +924,7 @@ void fd_classify_create(long status, const char *error, const void *body, size_t
 		    what);
 		return;
 	}
-	classify_failure(status, error, body, len, retry_after, what, r);
+	fd_classify_failure(status, error, body, len, retry_after, what, r);
 }
 
 /* The id of the first ticket in list whose tags hold tag. */
@@ -956,7 +955,7 @@ fd_lookup_result fd_classify_lookup(long status, const char *error, const void *
 	if (status == 400 || status == 404)
 		return FD_LOOKUP_NONE;   /* e.g. "There is no contact matching the given email" */
 	if (status != 200) {
-		classify_failure(status, error, body, len, retry_after, "ticket lookup", r);
+		fd_classify_failure(status, error, body, len, retry_after, "ticket lookup", r);
 		return FD_LOOKUP_ERROR;
 	}
 	root = body != NULL ? json_loadb(body, len, 0, NULL) : NULL;
@@ -1204,7 +1203,7 @@ static fd_parse_result emit_comment(fd_parse_ctx *c, int is_public)
 	ev.external_ticket_id = c->ticket_id;
 	ev.comment_id = comment_id;
 	ev.is_public = is_public;
-	ev.from_parley = 0;   /* notes Parley appended: the core knows their ids */
+	ev.from_parley = 0;   /* Parley's own notes: the caller's emit marks them */
 	ev.author_name = field_text(c->root, "agent_name");
 	ev.text = text;
 	ev.raw_json = c->raw;
@@ -1306,6 +1305,23 @@ static fd_parse_result parse_root(fd_parse_ctx *c)
 	}
 	fmt(c->why, c->whylen, "an event Parley does not act on");
 	return FD_PARSE_IGNORED;
+}
+
+bool fd_webhook_public_ticket(const void *body, size_t len, char ticket_id[FD_ID_BYTES])
+{
+	json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+	const char *event, *to = NULL;
+	size_t to_len = 0;
+	bool yes = false;
+
+	ticket_id[0] = '\0';
+	if (json_is_object(root) && ticket_id_of(root, ticket_id)) {
+		event = json_is_string(json_object_get(root, "triggered_event"))
+		        ? field_text(root, "triggered_event") : NULL;
+		yes = event != NULL && kind_of_event(event, &to, &to_len) == FD_KIND_PUBLIC_COMMENT;
+	}
+	json_decref(root);
+	return yes;
 }
 
 fd_parse_result fd_parse_webhook(const void *body, size_t len, int64_t now_ms, fd_emit_fn emit,

@@ -145,6 +145,13 @@ FD_INTERNAL void fd_classify_create(long status, const char *error, const void *
                                     size_t len, const char *retry_after, const char *what,
                                     fd_result *r);
 
+/* Classify an answer that is not a success (transport error, 408, 429,
+ * 5xx, 4xx) the way fd_classify_create does; fills r. what: what the
+ * request was for, e.g. "conversation lookup". */
+FD_INTERNAL void fd_classify_failure(long status, const char *error, const void *body,
+                                     size_t len, const char *retry_after, const char *what,
+                                     fd_result *r);
+
 typedef enum fd_lookup_result {
 	FD_LOOKUP_FOUND = 0,                /* id_out holds the ticket's id */
 	FD_LOOKUP_NONE = 1,                 /* no ticket carries the tag: create it */
@@ -199,5 +206,11 @@ typedef enum fd_parse_result {
 FD_INTERNAL fd_parse_result fd_parse_webhook(const void *body, size_t len, int64_t now_ms,
                                              fd_emit_fn emit, void *ctx, char *why,
                                              size_t whylen);
+
+/* True when body (borrowed) is a public comment's webhook for a valid
+ * ticket, whose id goes to ticket_id: the one kind of event that may be
+ * Parley's own note, which the caller checks before fd_parse_webhook. */
+FD_INTERNAL bool fd_webhook_public_ticket(const void *body, size_t len,
+                                          char ticket_id[FD_ID_BYTES]);
 
 #endif
