@@ -287,146 +287,195 @@ static void test_boundary_values_are_accepted(void **state)
 /* Refused configurations: one line, "FILE: PATH: reason"                   */
 /* ------------------------------------------------------------------------ */
 
-static void test_unknown_keys_are_refused(void **state)
+/* Each row: a document, whole or spliced after a minimal valid one (with_db),
+ * and exactly the reason it must be refused with. One test per topic. */
+static const struct refusal {
+	const char *topic;
+	bool whole;        /* doc is the whole file, not spliced after the database */
+	const char *doc;
+	const char *reason;
+} refusals[] = {
+	{ "unknown key", false,
+	  "'lsiten': '127.0.0.1:8080'",
+	  "lsiten: unknown key" },
+	{ "unknown key", true,
+	  "{'database': {'dsn': 'x', 'pool': 4}}",
+	  "database.pool: unknown key" },
+	{ "unknown key", false,
+	  "'log': {'levle': 'info'}",
+	  "log.levle: unknown key" },
+	{ "unknown key", false,
+	  "'limits': {'max_body': 4096}",
+	  "limits.max_body: unknown key" },
+	{ "unknown key", false,
+	  "'channels': [{'name': 'a', 'plugin': 'webhook', 'conf': {}}]",
+	  "channels[0].conf: unknown key" },
+	{ "wrong type", false,
+	  "'limits': {'max_body_bytes': '4096'}",
+	  "limits.max_body_bytes: expected an integer, got string" },
+	{ "wrong type", false,
+	  "'limits': {'read_timeout_ms': 1500.0}",
+	  "limits.read_timeout_ms: expected an integer, got real" },
+	{ "wrong type", false,
+	  "'listen': 8080",
+	  "listen: expected a string, got integer" },
+	{ "wrong type", true,
+	  "{'database': {'dsn': 'x', 'migrate_on_start': 'yes'}}",
+	  "database.migrate_on_start: expected a boolean, got string" },
+	{ "wrong type", true,
+	  "{'database': 'dbname=parley'}",
+	  "database: expected an object, got string" },
+	{ "wrong type", true,
+	  "{'database': {'dsn': null}}",
+	  "database.dsn: expected a string, got null" },
+	{ "wrong type", false,
+	  "'log': 'debug'",
+	  "log: expected an object, got string" },
+	{ "wrong type", false,
+	  "'channels': {'name': 'a'}",
+	  "channels: expected an array, got object" },
+	{ "wrong type", false,
+	  "'sinks': ['zendesk']",
+	  "sinks[0]: expected an object, got string" },
+	{ "wrong type", false,
+	  "'notifiers': [{'name': 'a', 'plugin': 'slack', 'config': []}]",
+	  "notifiers[0].config: expected an object, got array" },
+	{ "wrong type", false,
+	  "'plugin_dir': true",
+	  "plugin_dir: expected a string, got boolean" },
+	{ "wrong type", true,
+	  "[{'database': {'dsn': 'x'}}]",
+	  "(top level): expected an object, got array" },
+	{ "missing", true,
+	  "{}",
+	  "database: required key missing" },
+	{ "missing", true,
+	  "{'database': {}}",
+	  "database.dsn: required key missing" },
+	{ "missing", false,
+	  "'channels': [{'plugin': 'webhook'}]",
+	  "channels[0].name: required key missing" },
+	{ "missing", false,
+	  "'sinks': [{'name': 'a', 'plugin': 'zendesk'}, {'name': 'b'}]",
+	  "sinks[1].plugin: required key missing" },
+	{ "range", true,
+	  "{'database': {'dsn': 'x', 'pool_size': 0}}",
+	  "database.pool_size: must be between 1 and 64" },
+	{ "range", true,
+	  "{'database': {'dsn': 'x', 'pool_size': 65}}",
+	  "database.pool_size: must be between 1 and 64" },
+	{ "range", true,
+	  "{'database': {'dsn': 'x', 'connect_timeout_ms': 99}}",
+	  "database.connect_timeout_ms: must be at least 100" },
+	{ "range", true,
+	  "{'database': {'dsn': 'x', 'query_timeout_ms': 99999999999}}",
+	  "database.query_timeout_ms: must be between 100 and 2147483647" },
+	{ "range", false,
+	  "'limits': {'max_body_bytes': 1023}",
+	  "limits.max_body_bytes: must be at least 1024" },
+	{ "range", false,
+	  "'limits': {'max_header_bytes': 100}",
+	  "limits.max_header_bytes: must be at least 1024" },
+	{ "range", false,
+	  "'limits': {'idle_timeout_ms': -5}",
+	  "limits.idle_timeout_ms: must be at least 100" },
+	{ "range", false,
+	  "'limits': {'max_connections': 100001}",
+	  "limits.max_connections: must be between 1 and 100000" },
+	{ "range", false,
+	  "'limits': {'shutdown_timeout_ms': -1}",
+	  "limits.shutdown_timeout_ms: must be at least 0" },
+	{ "listen", false,
+	  "'listen': 'localhost'",
+	  "listen: expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080" },
+	{ "listen", false,
+	  "'listen': ':8080'",
+	  "listen: expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080" },
+	{ "listen", false,
+	  "'listen': '[::1]8080'",
+	  "listen: expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080" },
+	{ "listen", false,
+	  "'listen': '127.0.0.1:0'",
+	  "listen: port must be between 1 and 65535" },
+	{ "listen", false,
+	  "'listen': '127.0.0.1:65536'",
+	  "listen: port must be between 1 and 65535" },
+	{ "listen", false,
+	  "'listen': '127.0.0.1:http'",
+	  "listen: port must be between 1 and 65535" },
+	{ "listen", false,
+	  "'listen': '::1:8080'",
+	  "listen: an IPv6 address goes in brackets, e.g. [::1]:8080" },
+	{ "public_url", false,
+	  "'public_url': 'parley.example.com'",
+	  "public_url: must start with http:// or https://" },
+	{ "public_url", false,
+	  "'public_url': 'ftp://parley.example.com'",
+	  "public_url: must start with http:// or https://" },
+	{ "public_url", false,
+	  "'public_url': 'https://'",
+	  "public_url: has no host after the scheme" },
+	{ "public_url", false,
+	  "'public_url': 'https://parley example.com'",
+	  "public_url: must not contain spaces or control characters" },
+	{ "log", false,
+	  "'log': {'level': 'verbose'}",
+	  "log.level: must be one of error, warn, info, debug" },
+	{ "log", false,
+	  "'log': {'format': 'xml'}",
+	  "log.format: must be text or json" },
+	{ "log", false,
+	  "'plugin_dir': ''",
+	  "plugin_dir: must not be empty" },
+	{ "duplicate name", false,
+	  "'channels': [{'name': 'site', 'plugin': 'webhook'}," " {'name': 'shop', 'plugin': 'webhook'}," " {'name': 'site', 'plugin': 'telegram'}]",
+	  "channels[2].name: duplicate instance name \"site\" (also channels[0])" },
+	{ "duplicate name", false,
+	  "'notifiers': [{'name': 'ops', 'plugin': 'slack'}," " {'name': 'ops', 'plugin': 'mail'}]",
+	  "notifiers[1].name: duplicate instance name \"ops\" (also notifiers[0])" },
+	{ "plugin name", false,
+	  "'channels': [{'name': 'a', 'plugin': '../evil'}]",
+	  "channels[0].plugin: must be 1 to 64 characters from a-z 0-9 _" },
+	{ "plugin name", false,
+	  "'channels': [{'name': 'a', 'plugin': 'Webhook'}]",
+	  "channels[0].plugin: must be 1 to 64 characters from a-z 0-9 _" },
+	{ "plugin name", false,
+	  "'channels': [{'name': 'a', 'plugin': 'web-hook'}]",
+	  "channels[0].plugin: must be 1 to 64 characters from a-z 0-9 _" },
+	{ "plugin name", false,
+	  "'channels': [{'name': 'a', 'plugin': ''}]",
+	  "channels[0].plugin: must be 1 to 64 characters from a-z 0-9 _" },
+};
+
+static void refuse_each(fixture *f, const char *topic)
 {
-	fixture *f = *state;
-	char buf[512];
-	assert_refused(f, with_db("'lsiten': '127.0.0.1:8080'", buf, sizeof(buf)),
-	               "lsiten: unknown key");
-	assert_refused(f, "{'database': {'dsn': 'x', 'pool': 4}}", "database.pool: unknown key");
-	assert_refused(f, with_db("'log': {'levle': 'info'}", buf, sizeof(buf)),
-	               "log.levle: unknown key");
-	assert_refused(f, with_db("'limits': {'max_body': 4096}", buf, sizeof(buf)),
-	               "limits.max_body: unknown key");
-	assert_refused(f, with_db("'channels': [{'name': 'a', 'plugin': 'webhook', 'conf': {}}]",
-	                          buf, sizeof(buf)),
-	               "channels[0].conf: unknown key");
+	char buf[1024];
+	size_t n = 0;
+	for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++) {
+		const struct refusal *r = &refusals[i];
+		if (strcmp(r->topic, topic) != 0)
+			continue;
+		assert_refused(f, r->whole ? r->doc : with_db(r->doc, buf, sizeof(buf)), r->reason);
+		n++;
+	}
+	assert_true(n > 0);
 }
 
-static void test_wrong_types_are_refused(void **state)
-{
-	fixture *f = *state;
-	char buf[512];
-	assert_refused(f, with_db("'limits': {'max_body_bytes': '4096'}", buf, sizeof(buf)),
-	               "limits.max_body_bytes: expected an integer, got string");
-	assert_refused(f, with_db("'limits': {'read_timeout_ms': 1500.0}", buf, sizeof(buf)),
-	               "limits.read_timeout_ms: expected an integer, got real");
-	assert_refused(f, with_db("'listen': 8080", buf, sizeof(buf)),
-	               "listen: expected a string, got integer");
-	assert_refused(f, "{'database': {'dsn': 'x', 'migrate_on_start': 'yes'}}",
-	               "database.migrate_on_start: expected a boolean, got string");
-	assert_refused(f, "{'database': 'dbname=parley'}",
-	               "database: expected an object, got string");
-	assert_refused(f, "{'database': {'dsn': null}}",
-	               "database.dsn: expected a string, got null");
-	assert_refused(f, with_db("'log': 'debug'", buf, sizeof(buf)),
-	               "log: expected an object, got string");
-	assert_refused(f, with_db("'channels': {'name': 'a'}", buf, sizeof(buf)),
-	               "channels: expected an array, got object");
-	assert_refused(f, with_db("'sinks': ['zendesk']", buf, sizeof(buf)),
-	               "sinks[0]: expected an object, got string");
-	assert_refused(f, with_db("'notifiers': [{'name': 'a', 'plugin': 'slack', 'config': []}]",
-	                          buf, sizeof(buf)),
-	               "notifiers[0].config: expected an object, got array");
-	assert_refused(f, with_db("'plugin_dir': true", buf, sizeof(buf)),
-	               "plugin_dir: expected a string, got boolean");
-	assert_refused(f, "[{'database': {'dsn': 'x'}}]",
-	               "(top level): expected an object, got array");
-}
+static void test_unknown_keys_are_refused(void **state) { refuse_each(*state, "unknown key"); }
 
-static void test_missing_required_keys_are_refused(void **state)
-{
-	fixture *f = *state;
-	char buf[512];
-	assert_refused(f, "{}", "database: required key missing");
-	assert_refused(f, "{'database': {}}", "database.dsn: required key missing");
-	assert_refused(f, with_db("'channels': [{'plugin': 'webhook'}]", buf, sizeof(buf)),
-	               "channels[0].name: required key missing");
-	assert_refused(f, with_db("'sinks': [{'name': 'a', 'plugin': 'zendesk'}, {'name': 'b'}]",
-	                          buf, sizeof(buf)),
-	               "sinks[1].plugin: required key missing");
-}
+static void test_wrong_types_are_refused(void **state) { refuse_each(*state, "wrong type"); }
 
-static void test_out_of_range_values_are_refused(void **state)
-{
-	fixture *f = *state;
-	char buf[512];
-	assert_refused(f, "{'database': {'dsn': 'x', 'pool_size': 0}}",
-	               "database.pool_size: must be between 1 and 64");
-	assert_refused(f, "{'database': {'dsn': 'x', 'pool_size': 65}}",
-	               "database.pool_size: must be between 1 and 64");
-	assert_refused(f, "{'database': {'dsn': 'x', 'connect_timeout_ms': 99}}",
-	               "database.connect_timeout_ms: must be at least 100");
-	assert_refused(f, "{'database': {'dsn': 'x', 'query_timeout_ms': 99999999999}}",
-	               "database.query_timeout_ms: must be between 100 and 2147483647");
-	assert_refused(f, with_db("'limits': {'max_body_bytes': 1023}", buf, sizeof(buf)),
-	               "limits.max_body_bytes: must be at least 1024");
-	assert_refused(f, with_db("'limits': {'max_header_bytes': 100}", buf, sizeof(buf)),
-	               "limits.max_header_bytes: must be at least 1024");
-	assert_refused(f, with_db("'limits': {'idle_timeout_ms': -5}", buf, sizeof(buf)),
-	               "limits.idle_timeout_ms: must be at least 100");
-	assert_refused(f, with_db("'limits': {'max_connections': 100001}", buf, sizeof(buf)),
-	               "limits.max_connections: must be between 1 and 100000");
-	assert_refused(f, with_db("'limits': {'shutdown_timeout_ms': -1}", buf, sizeof(buf)),
-	               "limits.shutdown_timeout_ms: must be at least 0");
-}
+static void test_missing_required_keys_are_refused(void **state) { refuse_each(*state, "missing"); }
 
-static void test_bad_listen_is_refused(void **state)
-{
-	fixture *f = *state;
-	char buf[512];
-	const char *shape = "listen: expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080";
-	assert_refused(f, with_db("'listen': 'localhost'", buf, sizeof(buf)), shape);
-	assert_refused(f, with_db("'listen': ':8080'", buf, sizeof(buf)), shape);
-	assert_refused(f, with_db("'listen': '[::1]8080'", buf, sizeof(buf)), shape);
-	assert_refused(f, with_db("'listen': '127.0.0.1:0'", buf, sizeof(buf)),
-	               "listen: port must be between 1 and 65535");
-	assert_refused(f, with_db("'listen': '127.0.0.1:65536'", buf, sizeof(buf)),
-	               "listen: port must be between 1 and 65535");
-	assert_refused(f, with_db("'listen': '127.0.0.1:http'", buf, sizeof(buf)),
-	               "listen: port must be between 1 and 65535");
-	assert_refused(f, with_db("'listen': '::1:8080'", buf, sizeof(buf)),
-	               "listen: an IPv6 address goes in brackets, e.g. [::1]:8080");
-}
+static void test_out_of_range_values_are_refused(void **state) { refuse_each(*state, "range"); }
 
-static void test_bad_public_url_is_refused(void **state)
-{
-	fixture *f = *state;
-	char buf[512];
-	assert_refused(f, with_db("'public_url': 'parley.example.com'", buf, sizeof(buf)),
-	               "public_url: must start with http:// or https://");
-	assert_refused(f, with_db("'public_url': 'ftp://parley.example.com'", buf, sizeof(buf)),
-	               "public_url: must start with http:// or https://");
-	assert_refused(f, with_db("'public_url': 'https://'", buf, sizeof(buf)),
-	               "public_url: has no host after the scheme");
-	assert_refused(f, with_db("'public_url': 'https://parley example.com'", buf, sizeof(buf)),
-	               "public_url: must not contain spaces or control characters");
-}
+static void test_bad_listen_is_refused(void **state) { refuse_each(*state, "listen"); }
 
-static void test_bad_log_settings_are_refused(void **state)
-{
-	fixture *f = *state;
-	char buf[512];
-	assert_refused(f, with_db("'log': {'level': 'verbose'}", buf, sizeof(buf)),
-	               "log.level: must be one of error, warn, info, debug");
-	assert_refused(f, with_db("'log': {'format': 'xml'}", buf, sizeof(buf)),
-	               "log.format: must be text or json");
-	assert_refused(f, with_db("'plugin_dir': ''", buf, sizeof(buf)),
-	               "plugin_dir: must not be empty");
-}
+static void test_bad_public_url_is_refused(void **state) { refuse_each(*state, "public_url"); }
 
-static void test_duplicate_instance_names_are_refused(void **state)
-{
-	fixture *f = *state;
-	char buf[512];
-	assert_refused(f, with_db("'channels': [{'name': 'site', 'plugin': 'webhook'},"
-	                          " {'name': 'shop', 'plugin': 'webhook'},"
-	                          " {'name': 'site', 'plugin': 'telegram'}]", buf, sizeof(buf)),
-	               "channels[2].name: duplicate instance name \"site\" (also channels[0])");
-	assert_refused(f, with_db("'notifiers': [{'name': 'ops', 'plugin': 'slack'},"
-	                          " {'name': 'ops', 'plugin': 'mail'}]", buf, sizeof(buf)),
-	               "notifiers[1].name: duplicate instance name \"ops\" (also notifiers[0])");
-}
+static void test_bad_log_settings_are_refused(void **state) { refuse_each(*state, "log"); }
+
+static void test_duplicate_instance_names_are_refused(void **state) { refuse_each(*state, "duplicate name"); }
 
 static void test_instance_names_must_be_url_safe(void **state)
 {
@@ -473,20 +522,7 @@ static void test_name_is_url_safe(void **state)
 	assert_true(cfg_name_is_url_safe(name));
 }
 
-static void test_plugin_names_must_be_file_safe(void **state)
-{
-	fixture *f = *state;
-	char buf[512];
-	const char *reason = "channels[0].plugin: must be 1 to 64 characters from a-z 0-9 _";
-	assert_refused(f, with_db("'channels': [{'name': 'a', 'plugin': '../evil'}]",
-	                          buf, sizeof(buf)), reason);
-	assert_refused(f, with_db("'channels': [{'name': 'a', 'plugin': 'Webhook'}]",
-	                          buf, sizeof(buf)), reason);
-	assert_refused(f, with_db("'channels': [{'name': 'a', 'plugin': 'web-hook'}]",
-	                          buf, sizeof(buf)), reason);
-	assert_refused(f, with_db("'channels': [{'name': 'a', 'plugin': ''}]",
-	                          buf, sizeof(buf)), reason);
-}
+static void test_plugin_names_must_be_file_safe(void **state) { refuse_each(*state, "plugin name"); }
 
 static void test_json_syntax_error_names_line_and_column(void **state)
 {
