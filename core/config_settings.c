@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "db.h"
 #include "util.h"
 
 #ifndef PARLEY_PLUGIN_DIR
@@ -186,7 +187,7 @@ static const cfg_setting database_rows[] = {
 	         "event loop for that long, also on every reconnect): give an IP address "
 	         "(`host=10.0.0.5`), `hostaddr=`, or a Unix socket directory." },
 	{ .key = "pool_size", .type = CFG_T_INT, .offset = OFF(database.pool_size),
-	  .def = 4, .min = 1, .max = 64,
+	  .def = 4, .min = 1, .max = DB_MAX_POOL,
 	  .doc = "Connections kept open. All work shares them; batches queue when all are busy." },
 	{ .key = "connect_timeout_ms", .type = CFG_T_INT, .offset = OFF(database.connect_timeout_ms),
 	  .def = 5000, .min = 100, .max = NO_MAX,

@@ -42,7 +42,6 @@
 #define DB_LOG "db"
 #define DB_BACKOFF_MIN_MS 100
 #define DB_BACKOFF_MAX_MS 5000
-#define DB_MAX_POOL 64
 #define DB_MAX_PARAMS 65535      /* the protocol's limit per statement */
 #define DB_MSG_MAX 512
 

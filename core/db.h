@@ -10,6 +10,9 @@
 #ifndef PARLEY_CORE_DB_H
 #define PARLEY_CORE_DB_H
 
+/* The most connections one node keeps (database.pool_size's upper bound). */
+#define DB_MAX_POOL 64
+
 #include <stdbool.h>
 #include <event2/event.h>
 #include <libpq-fe.h>
