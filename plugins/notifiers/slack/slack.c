@@ -21,6 +21,7 @@
 
 #include "parley/parley.h"
 #include "../../common/plugin_util.h"
+#include "../../common/pacer.h"
 
 #define SLACK_VERSION "0.1.0"
 #define SLACK_DEFAULT_INTERVAL_MS 1000
@@ -50,7 +51,8 @@ typedef struct slack_settings {
 
 /* A notice waiting for its post: copies of what the message needs. */
 typedef struct slack_item {
-	struct slack_item *next;
+	pu_pacer_item link;         /* in the pacer's queue until posted */
+	struct slack_item *next;    /* in its post's list */
 	parley_delivery *d;         /* owned by the core until delivery_complete */
 	char *kind;                 /* owned */
 	char *title;                /* owned */
@@ -70,12 +72,8 @@ typedef struct slack_notifier {
 	const parley_host *host;    /* owned by the core; valid until destroy */
 	parley_instance *inst;      /* owned by the core; valid until destroy */
 	slack_settings cfg;
-	slack_queue waiting;        /* notices not posted yet */
-	parley_timer *timer;        /* owned by the core; NULL when none is pending */
-	int posting;                /* a POST is in flight */
+	pu_pacer pacer;             /* notices not posted yet; one post at a time */
 	int stopped;                /* stop() ran: post nothing new */
-	int64_t next_post_ms;       /* Unix ms before which no POST starts */
-	int64_t paused_until_ms;    /* a 429's Retry-After ends here (0: none) */
 } slack_notifier;
 
 /* One POST waiting for its answer; owns the items it covers. */
@@ -442,15 +440,14 @@ static char *message_body(const slack_notifier *sn, const char *text)
 /* Pacing and posting                                                       */
 /* ------------------------------------------------------------------------ */
 
-static void kick(slack_notifier *sn);
-
-/* The pacing timer: the core freed it on firing. arg: the notifier. */
-static void pace_fired(void *arg)
+/* min_interval_ms between posts (0: none, a millisecond for the bucket),
+ * never two at once. */
+static pu_pacer_rate pacer_rate(const slack_settings *cfg)
 {
-	slack_notifier *sn = arg;
+	int64_t interval = cfg->min_interval_ms > 0 ? cfg->min_interval_ms : 1;
 
-	sn->timer = NULL;
-	kick(sn);
+	return (pu_pacer_rate){ .tokens = 1, .period_ms = interval, .burst = 1,
+	                        .max_in_flight = 1, .max_wait_ms = SLACK_HOLD_MAX_MS };
 }
 
 /* Map Slack's answer to one outcome for every delivery the post covers.
@@ -470,7 +467,6 @@ static void post_done(void *arg, const parley_http_response *response)
 	while (body != NULL && len > 0 && body[len - 1] <= 0x20)
 		len--;   /* "ok\n" is still ok */
 	pu_excerpt(body, len, SLACK_REASON_BODY_BYTES, text, sizeof(text));
-	sn->posting = 0;
 
 	if (status == 200 && strcmp(text, "ok") == 0) {
 		queue_complete(sn, &post->items, PARLEY_OK, 0, NULL);
@@ -486,13 +482,9 @@ static void post_done(void *arg, const parley_http_response *response)
 		int64_t retry_at = wait_s > 0 ? now + wait_s * 1000 : 0;
 		/* Without Retry-After, pause one interval (at least a second):
 		 * Slack's limit is about one message a second. */
-		int64_t pause = wait_s > 0 ? wait_s * 1000
-		                : (sn->cfg.min_interval_ms > 1000 ? sn->cfg.min_interval_ms : 1000);
+		int64_t pause = wait_s > 0 ? wait_s * 1000 : pu_pacer_default_pause_ms(&sn->pacer);
 		host->counter_add(sn->inst, "slack_rate_limited_total", 1);
-		if (now + pause > sn->paused_until_ms)
-			sn->paused_until_ms = now + pause;
-		if (sn->paused_until_ms > sn->next_post_ms)
-			sn->next_post_ms = sn->paused_until_ms;
+		pu_pacer_pause(&sn->pacer, now + pause);
 		snprintf(reason, sizeof(reason), "Slack answered 429 (rate limited%s)",
 		         wait_s > 0 ? ", honouring Retry-After" : "");
 		queue_complete(sn, &post->items, PARLEY_RETRY, retry_at, reason);
@@ -511,7 +503,7 @@ static void post_done(void *arg, const parley_http_response *response)
 		queue_complete(sn, &post->items, PARLEY_FAIL, 0, reason);
 	}
 	free(post);
-	kick(sn);
+	pu_pacer_done(&sn->pacer);
 }
 
 /* Start one POST of body (borrowed; the core copies the call). post: on 0
@@ -535,24 +527,31 @@ static int start_post(slack_notifier *sn, const char *body, slack_post *post)
 	return sn->host->http_request(sn->inst, &call, post_done, post);
 }
 
-/* Take the next message's items off the queue and POST it now. */
-static void post_next(slack_notifier *sn)
+/* The pacer's turn for first (the oldest waiting item): POST it alone, or
+ * when more than coalesce_after wait, one summary covering all of them.
+ * false when nothing was started (the items are completed then). */
+static bool post_next(void *owner, pu_pacer_item *first)
 {
+	slack_notifier *sn = owner;
 	slack_post *post = calloc(1, sizeof(*post));
+	slack_item *it = PU_PACER_OWNER(first, slack_item, link);
 	char *text = NULL, *body = NULL;
+	bool started = false;
 
 	if (post == NULL) {
-		queue_complete(sn, &sn->waiting, PARLEY_RETRY, 0, "out of memory");
-		return;
+		sn->host->delivery_complete(it->d, PARLEY_RETRY, 0, "out of memory");
+		sn->host->counter_add(sn->inst, "slack_retried_total", 1);
+		item_free(it);
+		return false;
 	}
 	post->sn = sn;
-	if ((int64_t)sn->waiting.count > sn->cfg.coalesce_after) {
-		post->items = sn->waiting;
-		memset(&sn->waiting, 0, sizeof(sn->waiting));
+	queue_push(&post->items, it);
+	if ((int64_t)sn->pacer.waiting + 1 > sn->cfg.coalesce_after) {
+		while ((first = pu_pacer_take(&sn->pacer)) != NULL)
+			queue_push(&post->items, PU_PACER_OWNER(first, slack_item, link));
 		post->summary = 1;
 		text = summary_text(&post->items);
 	} else {
-		queue_push(&post->items, queue_pop(&sn->waiting));
 		text = single_text(post->items.head);
 	}
 	body = text != NULL ? message_body(sn, text) : NULL;
@@ -564,10 +563,8 @@ static void post_next(slack_notifier *sn)
 		sn->host->counter_add(sn->inst, "slack_posts_total", 1);
 		if (post->summary)
 			sn->host->counter_add(sn->inst, "slack_summaries_total", 1);
-		sn->next_post_ms = sn->host->now_ms() + sn->cfg.min_interval_ms;
-		sn->posting = 1;
-		if (start_post(sn, body, post) != 0) {
-			sn->posting = 0;
+		started = start_post(sn, body, post) == 0;
+		if (!started) {
 			queue_complete(sn, &post->items, PARLEY_RETRY, 0,
 			               "could not start the Slack request");
 			free(post);
@@ -575,31 +572,22 @@ static void post_next(slack_notifier *sn)
 	}
 	free(body);
 	free(text);
+	return started;
 }
 
-/* Post what is waiting when pacing allows, else make sure a timer will. */
-static void kick(slack_notifier *sn)
+/* The pacer gives it back (a long pause, stop). */
+static void hand_back(void *owner, pu_pacer_item *item, int64_t retry_at_ms, const char *reason)
 {
-	int64_t now;
+	slack_notifier *sn = owner;
+	slack_queue one = { 0 };
 
-	if (sn->stopped || sn->posting || sn->timer != NULL || sn->waiting.count == 0)
-		return;
-	now = sn->host->now_ms();
-	if (sn->paused_until_ms - now > SLACK_HOLD_MAX_MS) {
-		/* A long rate-limit pause: hand the jobs back rather than hold
-		 * them past their lease; they come back after the pause. */
-		queue_complete(sn, &sn->waiting, PARLEY_RETRY, sn->paused_until_ms,
-		               "Slack rate limit: waiting for Retry-After");
-		return;
-	}
-	if (now < sn->next_post_ms) {
-		sn->timer = sn->host->timer_start(sn->inst, (uint64_t)(sn->next_post_ms - now),
-		                                  pace_fired, sn);
-		if (sn->timer == NULL)
-			queue_complete(sn, &sn->waiting, PARLEY_RETRY, 0, "could not start a timer");
-		return;
-	}
-	post_next(sn);
+	queue_push(&one, PU_PACER_OWNER(item, slack_item, link));
+	queue_complete(sn, &one, PARLEY_RETRY, retry_at_ms, reason);
+}
+
+static void item_link_free(pu_pacer_item *item)
+{
+	item_free(PU_PACER_OWNER(item, slack_item, link));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -658,8 +646,8 @@ static void slack_deliver(void *self, const parley_notice *n, parley_delivery *d
 		return;
 	}
 	it->d = d;
-	queue_push(&sn->waiting, it);
-	kick(sn);
+	pu_pacer_push(&sn->pacer, &it->link, false);
+	pu_pacer_kick(&sn->pacer);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -672,6 +660,7 @@ static int slack_create(const parley_host *host, parley_instance *inst,
                         const parley_config *cfg, void **self)
 {
 	slack_notifier *sn;
+	pu_pacer_rate rate;
 
 	if (!PARLEY_HAS_FIELD(host, parley_host, now_ms)) {
 		host->log(inst, PARLEY_LOG_ERROR, "this parleyd is too old for the slack plugin");
@@ -688,6 +677,13 @@ static int slack_create(const parley_host *host, parley_instance *inst,
 		free(sn);
 		return -1;
 	}
+	rate = pacer_rate(&sn->cfg);
+	if (!pu_pacer_init(&sn->pacer, host, inst, &rate, sn, post_next, hand_back,
+	                   "Slack rate limit: waiting for Retry-After")) {
+		settings_free(&sn->cfg);
+		free(sn);
+		return -1;
+	}
 	settings_announce(sn);
 	*self = sn;
 	return 0;
@@ -698,6 +694,7 @@ static int slack_reload(void *self, const parley_config *cfg)
 {
 	slack_notifier *sn = self;
 	slack_settings next;
+	pu_pacer_rate rate;
 
 	if (settings_read(sn->host, sn->inst, cfg, &next) != 0)
 		return -1;
@@ -705,6 +702,8 @@ static int slack_reload(void *self, const parley_config *cfg)
 	 * the call); a pending timer keeps the old pace once. */
 	settings_free(&sn->cfg);
 	sn->cfg = next;
+	rate = pacer_rate(&sn->cfg);
+	(void)pu_pacer_set_rate(&sn->pacer, &rate);   /* settings_read checked the range */
 	settings_announce(sn);
 	return 0;
 }
@@ -716,26 +715,18 @@ static void slack_stop(void *self)
 	slack_notifier *sn = self;
 
 	sn->stopped = 1;
-	if (sn->timer != NULL) {
-		sn->host->timer_cancel(sn->timer);
-		sn->timer = NULL;
-	}
-	queue_complete(sn, &sn->waiting, PARLEY_RETRY, 0, "shutting down");
+	pu_pacer_stop(&sn->pacer, "shutting down");
 }
 
 /* self: owned by the plugin; freed here. */
 static void slack_destroy(void *self)
 {
 	slack_notifier *sn = self;
-	slack_item *it;
 
 	/* stop() ran first in every path that started work, so no timer is
 	 * pending and nothing waits; anything left is only freed (its
 	 * deliveries belong to a core that is going away). */
-	if (sn->timer != NULL)
-		sn->host->timer_cancel(sn->timer);
-	while ((it = queue_pop(&sn->waiting)) != NULL)
-		item_free(it);
+	pu_pacer_destroy(&sn->pacer, item_link_free);
 	settings_free(&sn->cfg);
 	free(sn);
 }
