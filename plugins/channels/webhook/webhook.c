@@ -333,16 +333,6 @@ static void webhook_send_done(void *arg, const parley_http_response *response)
 	free(ctx);
 }
 
-/* A header value must not be able to end the header line. s: borrowed. */
-static int header_value_is_safe(const char *s)
-{
-	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-		if (*p < 0x20 || *p == 0x7f)
-			return 0;
-	}
-	return 1;
-}
-
 static const char *visibility_name(parley_visibility v)
 {
 	return v == PARLEY_VISIBILITY_PUBLIC ? "public" : "private";
@@ -396,7 +386,7 @@ static void webhook_send(void *self, const parley_outbound_message *msg, parley_
 		host->delivery_complete(d, PARLEY_FAIL, 0, "no callback_url configured");
 		return;
 	}
-	if (msg->idempotency_key == NULL || !header_value_is_safe(msg->idempotency_key)) {
+	if (msg->idempotency_key == NULL || !pu_header_safe(msg->idempotency_key)) {
 		host->delivery_complete(d, PARLEY_FAIL, 0, "the idempotency key is not a header value");
 		return;
 	}

@@ -144,16 +144,6 @@ static void settings_free(x_settings *s)
 	memset(s, 0, sizeof(*s));
 }
 
-/* A value that goes into a header must not end the header line. */
-static int header_safe(const char *s)
-{
-	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-		if (*p < 0x20 || *p == 0x7f)
-			return 0;
-	}
-	return 1;
-}
-
 /* search_queries: a JSON array of non-empty strings into out. json: borrowed. */
 static int read_queries(const parley_host *host, parley_instance *inst, const char *json,
                         x_settings *out)
@@ -199,7 +189,7 @@ static int check_required(const parley_host *host, parley_instance *inst, const 
 		host->config_error(inst, key, "must not be empty");
 		return 0;
 	}
-	if (!header_safe(value)) {
+	if (!pu_header_safe(value)) {
 		host->config_error(inst, key, "must not contain control characters");
 		return 0;
 	}

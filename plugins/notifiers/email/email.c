@@ -23,6 +23,7 @@
 
 #include "parley/parley.h"
 #include "../../common/plugin_util.h"
+#include "../../common/utf8.h"
 #include "email_message.h"
 
 #define EMAIL_VERSION "0.1.0"
@@ -340,20 +341,6 @@ static void message_id_left(const email_notifier *en, const char *key, char out[
 	out[o] = '\0';
 }
 
-/* True when s (borrowed, may be NULL) is valid UTF-8 (jansson checks). */
-static int is_utf8(const char *s)
-{
-	json_t *j;
-
-	if (s == NULL)
-		return 1;
-	j = json_string(s);
-	if (j == NULL)
-		return 0;
-	json_decref(j);
-	return 1;
-}
-
 /* Build the mail for n (borrowed) into *msg (owned by the caller).
  * Returns the outcome to complete with when it cannot be built, else -1. */
 static int build(const email_notifier *en, const parley_notice *n, char **msg, size_t *len)
@@ -370,7 +357,7 @@ static int build(const email_notifier *en, const parley_notice *n, char **msg, s
 		.url = n->url,
 	};
 
-	if (!is_utf8(n->kind) || !is_utf8(n->title) || !is_utf8(n->text) || !is_utf8(n->url))
+	if (!pu_utf8_valid(n->kind) || !pu_utf8_valid(n->title) || !pu_utf8_valid(n->text) || !pu_utf8_valid(n->url))
 		return PARLEY_FAIL;
 	message_id_left(en, n->idempotency_key != NULL ? n->idempotency_key : "", id_left);
 	if (!email_message_build(&in, msg, len))

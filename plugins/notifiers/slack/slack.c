@@ -22,6 +22,7 @@
 #include "parley/parley.h"
 #include "../../common/plugin_util.h"
 #include "../../common/pacer.h"
+#include "../../common/utf8.h"
 
 #define SLACK_VERSION "0.1.0"
 #define SLACK_DEFAULT_INTERVAL_MS 1000
@@ -100,36 +101,12 @@ static const parley_config_key slack_config_keys[] = {
 /* Small helpers                                                            */
 /* ------------------------------------------------------------------------ */
 
-/* True when s is valid UTF-8 (jansson refuses anything else). s: borrowed. */
-static int is_utf8(const char *s)
-{
-	json_t *j = json_string(s);
-
-	if (j == NULL)
-		return 0;
-	json_decref(j);
-	return 1;
-}
-
-/* The length of s cut to at most max bytes without splitting a UTF-8
- * sequence. s: borrowed, valid UTF-8. */
-static size_t utf8_cut(const char *s, size_t max)
-{
-	size_t len = strlen(s);
-
-	if (len <= max)
-		return len;
-	while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
-		max--;
-	return max;
-}
-
 /* Append up to max bytes of s with Slack's three control characters
  * escaped, so a customer's "<!channel>" cannot ping anyone. Newlines become
  * spaces when one_line. s: borrowed, valid UTF-8. */
 static void buf_escaped(pu_buf *b, const char *s, size_t max, int one_line)
 {
-	size_t len = utf8_cut(s, max);
+	size_t len = pu_utf8_cut(s, strlen(s), max);
 
 	for (size_t i = 0; i < len; i++) {
 		switch (s[i]) {
@@ -265,11 +242,11 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 	               "must be between 1 and 10000", &coalesce);
 	ok &= pu_config_int(host, inst, cfg, "timeout_ms", 1, SLACK_MAX_TIMEOUT_MS,
 	               "must be between 1 and 600000", &timeout);
-	if (username != NULL && (username[0] == '\0' || !is_utf8(username))) {
+	if (username != NULL && (username[0] == '\0' || !pu_utf8_valid(username))) {
 		host->config_error(inst, "username", "must be non-empty UTF-8 text");
 		ok = 0;
 	}
-	if (icon != NULL && (icon[0] == '\0' || !is_utf8(icon))) {
+	if (icon != NULL && (icon[0] == '\0' || !pu_utf8_valid(icon))) {
 		host->config_error(inst, "icon_emoji", "must be non-empty UTF-8 text");
 		ok = 0;
 	}
@@ -604,9 +581,9 @@ static slack_item *item_from_notice(const parley_notice *n, int *bad)
 	*bad = 0;
 	if (n->conversation != NULL)
 		ci = n->conversation->channel_instance;
-	if ((n->kind != NULL && !is_utf8(n->kind)) || (n->title != NULL && !is_utf8(n->title)) ||
-	    (n->text != NULL && !is_utf8(n->text)) || (n->url != NULL && !is_utf8(n->url)) ||
-	    (ci != NULL && !is_utf8(ci))) {
+	if ((n->kind != NULL && !pu_utf8_valid(n->kind)) || (n->title != NULL && !pu_utf8_valid(n->title)) ||
+	    (n->text != NULL && !pu_utf8_valid(n->text)) || (n->url != NULL && !pu_utf8_valid(n->url)) ||
+	    (ci != NULL && !pu_utf8_valid(ci))) {
 		*bad = 1;
 		return NULL;
 	}

@@ -110,16 +110,6 @@ static void settings_free(fd_settings *s)
 	memset(s, 0, sizeof(*s));
 }
 
-/* True when s has no control characters (it goes into a header). */
-static bool printable(const char *s)
-{
-	for (; *s != '\0'; s++) {
-		if ((unsigned char)*s < 0x20 || *s == 0x7F)
-			return false;
-	}
-	return true;
-}
-
 /* Read and check one instance's config into *out (owned by the caller, free
  * with settings_free). cfg: borrowed. Never echoes a secret. */
 static int settings_read(const parley_host *host, parley_instance *inst,
@@ -141,16 +131,16 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 		host->config_error(inst, "base_url", "must be an http:// or https:// URL");
 		ok = false;
 	}
-	if (key == NULL || key[0] == '\0' || !printable(key)) {
+	if (key == NULL || key[0] == '\0' || !pu_header_safe(key)) {
 		host->config_error(inst, "api_key", "must be a non-empty key without control characters");
 		ok = false;
 	}
-	if (secret != NULL && (secret[0] == '\0' || !printable(secret))) {
+	if (secret != NULL && (secret[0] == '\0' || !pu_header_safe(secret))) {
 		host->config_error(inst, "webhook_secret",
 		                   "must be non-empty, without control characters");
 		ok = false;
 	}
-	if (user != NULL && (user[0] == '\0' || !printable(user) || strchr(user, ':') != NULL)) {
+	if (user != NULL && (user[0] == '\0' || !pu_header_safe(user) || strchr(user, ':') != NULL)) {
 		host->config_error(inst, "webhook_username",
 		                   "must be non-empty, without ':' or control characters");
 		ok = false;

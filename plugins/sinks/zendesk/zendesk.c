@@ -163,7 +163,7 @@ static int secret_ok(const parley_host *host, parley_instance *inst, const char 
 {
 	if (value == NULL)
 		return 1;
-	if (value[0] == '\0' || !zd_header_safe(value)) {
+	if (value[0] == '\0' || !pu_header_safe(value)) {
 		host->config_error(inst, key, "must be non-empty text without control characters");
 		return 0;
 	}
@@ -194,7 +194,7 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 	ok &= secret_ok(host, inst, "api_token", token);
 	ok &= secret_ok(host, inst, "oauth_token", oauth);
 	ok &= secret_ok(host, inst, "webhook_secret", secret);
-	if (email != NULL && (email[0] == '\0' || !zd_header_safe(email) ||
+	if (email != NULL && (email[0] == '\0' || !pu_header_safe(email) ||
 	                      strchr(email, '@') == NULL)) {
 		host->config_error(inst, "email", "must be the API user's e-mail address");
 		ok = 0;
@@ -789,7 +789,7 @@ static zd_op *op_new(zendesk_sink *zs, parley_delivery *d, const char *idempoten
 	/* A key that cannot go into a header is not sent (the lookup still
 	 * guards against a second ticket). */
 	if (idempotency_key != NULL && idempotency_key[0] != '\0' &&
-	    strlen(idempotency_key) <= 500 && zd_header_safe(idempotency_key)) {
+	    strlen(idempotency_key) <= 500 && pu_header_safe(idempotency_key)) {
 		op->idempotency_key = pu_strdup(idempotency_key);
 		if (op->idempotency_key == NULL) {
 			free(op);
