@@ -1,13 +1,17 @@
 /* test_plugin_common.c - the small shared helpers of plugins/common: UTF-8
- * checks and cuts (utf8proc), RFC 3339 times, header safety, hex decoding.
+ * checks and cuts (utf8proc), RFC 3339 times, header safety, hex decoding,
+ * the create/reload/destroy skeleton of an instance.
  * Table-driven: each helper's cases are rows. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
+#include "../../plugins/common/instance.h"
 #include "../../plugins/common/plugin_util.h"
 #include "../../plugins/common/rfc3339.h"
 #include "../../plugins/common/utf8.h"
@@ -271,6 +275,203 @@ static void test_hex_decode(void **state)
 	}
 }
 
+/* ---- the instance skeleton ---- */
+
+typedef struct demo_settings {
+	char *name;                 /* owned */
+	int64_t level;
+} demo_settings;
+
+typedef struct demo {
+	const parley_host *host;
+	parley_instance *inst;
+	int extra;                  /* set by init, checked by finish */
+	demo_settings cfg;
+} demo;
+
+static struct {
+	int reads, frees, announces, inits, reloadeds, finishes, logs;
+	bool read_fails, init_fails, refuse_reload;
+	char old_name[32];          /* what reloaded saw as the old settings */
+	char last_log[128];
+} calls;
+static const char *next_name;   /* what the next read produces */
+
+static void demo_log(parley_instance *inst, parley_log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	(void)inst;
+	(void)level;
+	va_start(ap, fmt);
+	vsnprintf(calls.last_log, sizeof(calls.last_log), fmt, ap);
+	va_end(ap);
+	calls.logs++;
+}
+
+static int demo_read(const parley_host *host, parley_instance *inst, const parley_config *cfg,
+                     void *settings)
+{
+	demo_settings *out = settings;
+
+	(void)host;
+	(void)inst;
+	(void)cfg;
+	calls.reads++;
+	if (calls.read_fails)
+		return -1;
+	out->name = strdup(next_name);
+	out->level = (int64_t)strlen(next_name);
+	return 0;
+}
+
+static void demo_free(void *settings)
+{
+	demo_settings *s = settings;
+
+	calls.frees++;
+	free(s->name);
+	s->name = NULL;
+}
+
+static void demo_announce(void *self)
+{
+	(void)self;
+	calls.announces++;
+}
+
+static int demo_init(void *self)
+{
+	demo *d = self;
+
+	calls.inits++;
+	d->extra = 7;
+	return calls.init_fails ? -1 : 0;
+}
+
+static int demo_check(void *self, const void *next)
+{
+	(void)self;
+	(void)next;
+	return calls.refuse_reload ? -1 : 0;
+}
+
+static void demo_reloaded(void *self, const void *old)
+{
+	(void)self;
+	calls.reloadeds++;
+	snprintf(calls.old_name, sizeof(calls.old_name), "%s", ((const demo_settings *)old)->name);
+}
+
+static void demo_finish(void *self)
+{
+	demo *d = self;
+
+	assert_int_equal(d->extra, 7);
+	assert_non_null(d->cfg.name);   /* the settings are still there */
+	calls.finishes++;
+}
+
+static const pu_instance_class demo_class = {
+	PU_INSTANCE_LAYOUT(demo, cfg),
+	.host_needs = PU_HOST_NEEDS(now_ms),
+	.too_old = "too old for demo",
+	.read = demo_read,
+	.free = demo_free,
+	.announce = demo_announce,
+	.init = demo_init,
+	.check_reload = demo_check,
+	.reloaded = demo_reloaded,
+	.finish = demo_finish,
+};
+
+static const parley_host demo_host = {
+	.size = sizeof(parley_host),
+	.log = demo_log,
+};
+
+static int instance_setup(void **state)
+{
+	(void)state;
+	memset(&calls, 0, sizeof(calls));
+	next_name = "first";
+	return 0;
+}
+
+static void test_instance_lifecycle(void **state)
+{
+	void *self = NULL;
+	demo *d;
+
+	(void)state;
+	assert_int_equal(pu_instance_create(&demo_class, &demo_host, (parley_instance *)0x1,
+	                                    NULL, &self), 0);
+	d = self;
+	assert_ptr_equal(d->host, &demo_host);
+	assert_ptr_equal(d->inst, (parley_instance *)0x1);
+	assert_string_equal(d->cfg.name, "first");
+	assert_int_equal(calls.inits, 1);
+	assert_int_equal(calls.announces, 1);
+
+	next_name = "second!";
+	assert_int_equal(pu_instance_reload(&demo_class, self, NULL), 0);
+	assert_string_equal(d->cfg.name, "second!");
+	assert_int_equal(d->cfg.level, 7);
+	assert_string_equal(calls.old_name, "first");   /* reloaded saw the old ones */
+	assert_int_equal(calls.frees, 1);               /* and then they were freed */
+	assert_int_equal(calls.announces, 2);
+
+	pu_instance_destroy(&demo_class, self);
+	assert_int_equal(calls.finishes, 1);
+	assert_int_equal(calls.frees, 2);
+}
+
+static void test_instance_refusals_keep_the_old_settings(void **state)
+{
+	void *self = NULL;
+	demo *d;
+
+	(void)state;
+	assert_int_equal(pu_instance_create(&demo_class, &demo_host, NULL, NULL, &self), 0);
+	d = self;
+	calls.read_fails = true;
+	assert_int_equal(pu_instance_reload(&demo_class, self, NULL), -1);
+	calls.read_fails = false;
+	calls.refuse_reload = true;
+	next_name = "refused";
+	assert_int_equal(pu_instance_reload(&demo_class, self, NULL), -1);
+	assert_string_equal(d->cfg.name, "first");
+	assert_int_equal(calls.frees, 1);       /* the refused settings, not the old */
+	assert_int_equal(calls.reloadeds, 0);
+	assert_int_equal(calls.announces, 1);
+	pu_instance_destroy(&demo_class, self);
+}
+
+static void test_instance_create_failures(void **state)
+{
+	static const parley_host small_host = {
+		.size = offsetof(parley_host, now_ms),   /* a parleyd without now_ms */
+		.log = demo_log,
+	};
+	void *self = NULL;
+
+	(void)state;
+	assert_int_equal(pu_instance_create(&demo_class, &small_host, NULL, NULL, &self), -1);
+	assert_string_equal(calls.last_log, "too old for demo");
+	assert_int_equal(calls.reads, 0);
+
+	calls.read_fails = true;
+	assert_int_equal(pu_instance_create(&demo_class, &demo_host, NULL, NULL, &self), -1);
+	assert_int_equal(calls.inits, 0);
+	calls.read_fails = false;
+
+	calls.init_fails = true;
+	assert_int_equal(pu_instance_create(&demo_class, &demo_host, NULL, NULL, &self), -1);
+	assert_int_equal(calls.frees, 1);        /* the settings init could not use */
+	assert_int_equal(calls.announces, 0);
+	assert_null(self);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -283,6 +484,9 @@ int main(void)
 		cmocka_unit_test(test_civil_to_ms_ranges),
 		cmocka_unit_test(test_header_safe),
 		cmocka_unit_test(test_hex_decode),
+		cmocka_unit_test_setup(test_instance_lifecycle, instance_setup),
+		cmocka_unit_test_setup(test_instance_refusals_keep_the_old_settings, instance_setup),
+		cmocka_unit_test_setup(test_instance_create_failures, instance_setup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -21,6 +21,7 @@
 
 #include "parley/parley.h"
 #include "../../common/plugin_util.h"
+#include "../../common/instance.h"
 #include "../../common/pacer.h"
 #include "../../common/utf8.h"
 
@@ -208,8 +209,9 @@ static void queue_complete(slack_notifier *sn, slack_queue *q, parley_outcome ou
 /* Settings                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static void settings_free(slack_settings *s)
+static void settings_free(void *settings)
 {
+	slack_settings *s = settings;
 	pu_wipe_string(s->webhook_url);
 	free(s->webhook_url);
 	free(s->username);
@@ -221,8 +223,9 @@ static void settings_free(slack_settings *s)
  * with settings_free). cfg is borrowed. Reports problems with config_error,
  * never echoing the URL. */
 static int settings_read(const parley_host *host, parley_instance *inst,
-                         const parley_config *cfg, slack_settings *out)
+                         const parley_config *cfg, void *settings)
 {
+	slack_settings *out = settings;
 	const char *url = host->config_string(cfg, "webhook_url");
 	const char *username = host->config_string(cfg, "username");
 	const char *icon = host->config_string(cfg, "icon_emoji");
@@ -268,8 +271,9 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 	return 0;
 }
 
-static void settings_announce(const slack_notifier *sn)
+static void settings_announce(void *self)
 {
+	const slack_notifier *sn = self;
 	/* The URL itself is never logged: it is the credential. */
 	sn->host->log(sn->inst, PARLEY_LOG_INFO,
 	              "posting to the configured webhook_url: at most one post per %lld ms, "
@@ -631,59 +635,49 @@ static void slack_deliver(void *self, const parley_notice *n, parley_delivery *d
 /* Lifecycle                                                                */
 /* ------------------------------------------------------------------------ */
 
-/* host, inst: owned by the core, valid until destroy. cfg: borrowed.
- * *self receives the instance (owned by the plugin until destroy). */
-static int slack_create(const parley_host *host, parley_instance *inst,
-                        const parley_config *cfg, void **self)
-{
-	slack_notifier *sn;
-	pu_pacer_rate rate;
-
-	if (!PARLEY_HAS_FIELD(host, parley_host, now_ms)) {
-		host->log(inst, PARLEY_LOG_ERROR, "this parleyd is too old for the slack plugin");
-		return -1;
-	}
-	sn = calloc(1, sizeof(*sn));
-	if (sn == NULL) {
-		host->log(inst, PARLEY_LOG_ERROR, "out of memory");
-		return -1;
-	}
-	sn->host = host;
-	sn->inst = inst;
-	if (settings_read(host, inst, cfg, &sn->cfg) != 0) {
-		free(sn);
-		return -1;
-	}
-	rate = pacer_rate(&sn->cfg);
-	if (!pu_pacer_init(&sn->pacer, host, inst, &rate, sn, post_next, hand_back,
-	                   "Slack rate limit: waiting for Retry-After")) {
-		settings_free(&sn->cfg);
-		free(sn);
-		return -1;
-	}
-	settings_announce(sn);
-	*self = sn;
-	return 0;
-}
-
-/* cfg: borrowed. On -1 the old settings stay in force. */
-static int slack_reload(void *self, const parley_config *cfg)
+static int slack_init(void *self)
 {
 	slack_notifier *sn = self;
-	slack_settings next;
-	pu_pacer_rate rate;
+	pu_pacer_rate rate = pacer_rate(&sn->cfg);
 
-	if (settings_read(sn->host, sn->inst, cfg, &next) != 0)
-		return -1;
-	/* A post in flight holds no pointer into the settings (the core copied
-	 * the call); a pending timer keeps the old pace once. */
-	settings_free(&sn->cfg);
-	sn->cfg = next;
-	rate = pacer_rate(&sn->cfg);
-	(void)pu_pacer_set_rate(&sn->pacer, &rate);   /* settings_read checked the range */
-	settings_announce(sn);
-	return 0;
+	return pu_pacer_init(&sn->pacer, sn->host, sn->inst, &rate, sn, post_next, hand_back,
+	                     "Slack rate limit: waiting for Retry-After") ? 0 : -1;
 }
+
+/* A post in flight holds no pointer into the settings (the core copied the
+ * call); a pending timer keeps the old pace once. */
+static void slack_reloaded(void *self, const void *old)
+{
+	slack_notifier *sn = self;
+	pu_pacer_rate rate = pacer_rate(&sn->cfg);
+
+	(void)old;
+	(void)pu_pacer_set_rate(&sn->pacer, &rate);   /* settings_read checked the range */
+}
+
+/* Reached after stop() in every path that started work, so no timer is
+ * pending and nothing waits; anything left is only freed (its deliveries
+ * belong to a core that is going away). */
+static void slack_finish(void *self)
+{
+	slack_notifier *sn = self;
+
+	pu_pacer_destroy(&sn->pacer, item_link_free);
+}
+
+static const pu_instance_class slack_class = {
+	PU_INSTANCE_LAYOUT(slack_notifier, cfg),
+	.host_needs = PU_HOST_NEEDS(now_ms),
+	.too_old = "this parleyd is too old for the slack plugin",
+	.init = slack_init,
+	.reloaded = slack_reloaded,
+	.finish = slack_finish,
+	.read = settings_read,
+	.free = settings_free,
+	.announce = settings_announce,
+};
+
+PU_INSTANCE_FUNCTIONS(slack, slack_class)
 
 /* Post nothing new: waiting notices go back to the core to run again later.
  * A post in flight still completes its deliveries from post_done. */
@@ -693,19 +687,6 @@ static void slack_stop(void *self)
 
 	sn->stopped = 1;
 	pu_pacer_stop(&sn->pacer, "shutting down");
-}
-
-/* self: owned by the plugin; freed here. */
-static void slack_destroy(void *self)
-{
-	slack_notifier *sn = self;
-
-	/* stop() ran first in every path that started work, so no timer is
-	 * pending and nothing waits; anything left is only freed (its
-	 * deliveries belong to a core that is going away). */
-	pu_pacer_destroy(&sn->pacer, item_link_free);
-	settings_free(&sn->cfg);
-	free(sn);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -23,6 +23,7 @@
 #include "parley/parley.h"
 #include "freshdesk_api.h"
 #include "../../common/plugin_util.h"
+#include "../../common/instance.h"
 #include "../../common/pacer.h"
 
 #define FD_VERSION "0.1.0"
@@ -98,8 +99,9 @@ static const parley_config_key fd_config_keys[] = {
 /* Settings                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static void settings_free(fd_settings *s)
+static void settings_free(void *settings)
 {
+	fd_settings *s = settings;
 	free(s->base_url);
 	pu_wipe_string(s->auth_header);
 	free(s->auth_header);
@@ -113,8 +115,9 @@ static void settings_free(fd_settings *s)
 /* Read and check one instance's config into *out (owned by the caller, free
  * with settings_free). cfg: borrowed. Never echoes a secret. */
 static int settings_read(const parley_host *host, parley_instance *inst,
-                         const parley_config *cfg, fd_settings *out)
+                         const parley_config *cfg, void *settings)
 {
+	fd_settings *out = settings;
 	const char *url = host->config_string(cfg, "base_url");
 	const char *key = host->config_string(cfg, "api_key");
 	const char *secret = host->config_string(cfg, "webhook_secret");
@@ -192,8 +195,9 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 	return 0;
 }
 
-static void settings_announce(const fd_sink *fs)
+static void settings_announce(void *self)
 {
+	const fd_sink *fs = self;
 	fs->host->log(fs->inst, PARLEY_LOG_INFO,
 	              "Freshdesk at %s: at most %lld requests a minute, webhooks %s",
 	              /* a URL with user:password@ is not logged */
@@ -603,57 +607,46 @@ static void fd_handle_request(void *self, parley_request *req)
 /* Lifecycle                                                                */
 /* ------------------------------------------------------------------------ */
 
-/* host, inst: owned by the core, valid until destroy. cfg: borrowed. */
-static int fd_create(const parley_host *host, parley_instance *inst, const parley_config *cfg,
-                     void **self)
-{
-	fd_sink *fs;
-	pu_pacer_rate rate;
-
-	if (!PARLEY_HAS_FIELD(host, parley_host, now_ms)) {
-		host->log(inst, PARLEY_LOG_ERROR, "this parleyd is too old for the freshdesk plugin");
-		return -1;
-	}
-	fs = calloc(1, sizeof(*fs));
-	if (fs == NULL) {
-		host->log(inst, PARLEY_LOG_ERROR, "out of memory");
-		return -1;
-	}
-	fs->host = host;
-	fs->inst = inst;
-	if (settings_read(host, inst, cfg, &fs->cfg) != 0) {
-		free(fs);
-		return -1;
-	}
-	rate = pacer_rate(&fs->cfg);
-	if (!pu_pacer_init(&fs->pacer, host, inst, &rate, fs, start_request, hand_back,
-	                   "Freshdesk rate limit: waiting for the pause to end")) {
-		settings_free(&fs->cfg);
-		free(fs);
-		return -1;
-	}
-	settings_announce(fs);
-	*self = fs;
-	return 0;
-}
-
-/* cfg: borrowed. On -1 the old settings stay. Requests in flight hold no
- * pointer into the settings (the core copied each call). */
-static int fd_reload(void *self, const parley_config *cfg)
+static int fd_init(void *self)
 {
 	fd_sink *fs = self;
-	fd_settings next;
-	pu_pacer_rate rate;
+	pu_pacer_rate rate = pacer_rate(&fs->cfg);
 
-	if (settings_read(fs->host, fs->inst, cfg, &next) != 0)
-		return -1;
-	settings_free(&fs->cfg);
-	fs->cfg = next;
-	rate = pacer_rate(&fs->cfg);
-	(void)pu_pacer_set_rate(&fs->pacer, &rate);   /* settings_read checked the range */
-	settings_announce(fs);
-	return 0;
+	return pu_pacer_init(&fs->pacer, fs->host, fs->inst, &rate, fs, start_request, hand_back,
+	                     "Freshdesk rate limit: waiting for the pause to end") ? 0 : -1;
 }
+
+/* Requests in flight hold no pointer into the settings (the core copied
+ * each call). */
+static void fd_reloaded(void *self, const void *old)
+{
+	fd_sink *fs = self;
+	pu_pacer_rate rate = pacer_rate(&fs->cfg);
+
+	(void)old;
+	(void)pu_pacer_set_rate(&fs->pacer, &rate);   /* settings_read checked the range */
+}
+
+static void fd_finish(void *self)
+{
+	fd_sink *fs = self;
+
+	pu_pacer_destroy(&fs->pacer, op_item_free);
+}
+
+static const pu_instance_class fd_class = {
+	PU_INSTANCE_LAYOUT(fd_sink, cfg),
+	.host_needs = PU_HOST_NEEDS(now_ms),
+	.too_old = "this parleyd is too old for the freshdesk plugin",
+	.init = fd_init,
+	.reloaded = fd_reloaded,
+	.finish = fd_finish,
+	.read = settings_read,
+	.free = settings_free,
+	.announce = settings_announce,
+};
+
+PU_INSTANCE_FUNCTIONS(fd, fd_class)
 
 /* Start nothing new: waiting deliveries go back to the core. Requests in
  * flight still complete from http_done. */
@@ -663,15 +656,6 @@ static void fd_stop(void *self)
 
 	fs->stopped = 1;
 	pu_pacer_stop(&fs->pacer, "shutting down");
-}
-
-static void fd_destroy(void *self)
-{
-	fd_sink *fs = self;
-
-	pu_pacer_destroy(&fs->pacer, op_item_free);
-	settings_free(&fs->cfg);
-	free(fs);
 }
 
 static const parley_sink_ops fd_ops = {

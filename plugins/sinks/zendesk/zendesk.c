@@ -25,6 +25,7 @@
 
 #include "parley/parley.h"
 #include "../../common/plugin_util.h"
+#include "../../common/instance.h"
 #include "../../common/pacer.h"
 #include "zendesk_api.h"
 
@@ -146,8 +147,9 @@ static const parley_config_key zd_config_keys[] = {
 /* Settings                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static void settings_free(zd_settings *s)
+static void settings_free(void *settings)
 {
+	zd_settings *s = settings;
 	free(s->base_url);
 	free(s->email);
 	pu_wipe_string(s->auth_header);
@@ -173,8 +175,9 @@ static int secret_ok(const parley_host *host, parley_instance *inst, const char 
 /* Read and check one instance's config into *out (free with settings_free).
  * cfg: borrowed. Problems go to config_error, never with a secret. */
 static int settings_read(const parley_host *host, parley_instance *inst,
-                         const parley_config *cfg, zd_settings *out)
+                         const parley_config *cfg, void *settings)
 {
+	zd_settings *out = settings;
 	const char *base = host->config_string(cfg, "base_url");
 	const char *email = host->config_string(cfg, "email");
 	const char *token = host->config_string(cfg, "api_token");
@@ -231,8 +234,9 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 	return 0;
 }
 
-static void settings_announce(const zendesk_sink *zs)
+static void settings_announce(void *self)
 {
+	const zendesk_sink *zs = self;
 	zs->host->log(zs->inst, PARLEY_LOG_INFO,
 	              "Zendesk at %s, %s authentication, at most %lld requests per minute%s",
 	              zs->cfg.base_url, zs->cfg.email != NULL ? "API token" : "OAuth",
@@ -1002,65 +1006,58 @@ static void zd_handle_request(void *self, parley_request *req)
 /* Lifecycle                                                                */
 /* ------------------------------------------------------------------------ */
 
-static int zd_create(const parley_host *host, parley_instance *inst, const parley_config *cfg,
-                     void **self)
+static int zd_init(void *self)
 {
-	zendesk_sink *zs;
-	pu_pacer_rate rate;
+	zendesk_sink *zs = self;
+	pu_pacer_rate rate = pacer_rate(&zs->cfg);
 
-	if (!PARLEY_HAS_FIELD(host, parley_host, now_ms)) {
-		host->log(inst, PARLEY_LOG_ERROR, "this parleyd is too old for the zendesk plugin");
+	if (!pu_pacer_init(&zs->pacer, zs->host, zs->inst, &rate, zs, step_start, hand_back,
+	                   "Zendesk rate limit: waiting for Retry-After"))
 		return -1;
-	}
-	zs = calloc(1, sizeof(*zs));
-	if (zs == NULL) {
-		host->log(inst, PARLEY_LOG_ERROR, "out of memory");
-		return -1;
-	}
-	zs->host = host;
-	zs->inst = inst;
-	if (settings_read(host, inst, cfg, &zs->cfg) != 0) {
-		free(zs);
-		return -1;
-	}
-	rate = pacer_rate(&zs->cfg);
-	if (!pu_pacer_init(&zs->pacer, host, inst, &rate, zs, step_start, hand_back,
-	                   "Zendesk rate limit: waiting for Retry-After")) {
-		settings_free(&zs->cfg);
-		free(zs);
-		return -1;
-	}
-	zs->me_tried_ms = host->now_ms() - ZD_ME_RETRY_MS;
-	settings_announce(zs);
-	*self = zs;
+	zs->me_tried_ms = zs->host->now_ms() - ZD_ME_RETRY_MS;
 	return 0;
 }
 
-/* cfg: borrowed. On -1 the old settings stay in force. */
-static int zd_reload(void *self, const parley_config *cfg)
+/* Requests in flight hold no pointer into the settings (the core copied
+ * each call). Another account or user may be behind the new config. */
+static void zd_reloaded(void *self, const void *old_settings)
 {
 	zendesk_sink *zs = self;
-	zd_settings next;
-	pu_pacer_rate rate;
+	const zd_settings *old = old_settings;
+	pu_pacer_rate rate = pacer_rate(&zs->cfg);
 
-	if (settings_read(zs->host, zs->inst, cfg, &next) != 0)
-		return -1;
-	/* Requests in flight hold no pointer into the settings (the core copied
-	 * each call). Another account or user may be behind the new config. */
-	if (strcmp(next.base_url, zs->cfg.base_url) != 0 ||
-	    strcmp(next.auth_header, zs->cfg.auth_header) != 0) {
+	if (strcmp(old->base_url, zs->cfg.base_url) != 0 ||
+	    strcmp(old->auth_header, zs->cfg.auth_header) != 0) {
 		zs->api_user_id[0] = '\0';
 		zs->me_tried_ms = zs->host->now_ms() - ZD_ME_RETRY_MS;
 		memset(zs->requesters, 0, sizeof(zs->requesters));
 		memset(zs->users, 0, sizeof(zs->users));
 	}
-	settings_free(&zs->cfg);
-	zs->cfg = next;
-	rate = pacer_rate(&zs->cfg);
 	(void)pu_pacer_set_rate(&zs->pacer, &rate);   /* settings_read checked the range */
-	settings_announce(zs);
-	return 0;
 }
+
+static void zd_finish(void *self)
+{
+	zendesk_sink *zs = self;
+
+	pu_pacer_destroy(&zs->pacer, op_item_free);
+	for (size_t i = 0; i < ZD_UNCERTAIN; i++)
+		free(zs->uncertain[i].key);
+}
+
+static const pu_instance_class zd_class = {
+	PU_INSTANCE_LAYOUT(zendesk_sink, cfg),
+	.host_needs = PU_HOST_NEEDS(now_ms),
+	.too_old = "this parleyd is too old for the zendesk plugin",
+	.init = zd_init,
+	.reloaded = zd_reloaded,
+	.finish = zd_finish,
+	.read = settings_read,
+	.free = settings_free,
+	.announce = settings_announce,
+};
+
+PU_INSTANCE_FUNCTIONS(zd, zd_class)
 
 /* Start nothing new; waiting deliveries go back to the core. Requests in
  * flight complete their deliveries from step_done. */
@@ -1070,17 +1067,6 @@ static void zd_stop(void *self)
 
 	zs->stopped = 1;
 	pu_pacer_stop(&zs->pacer, "shutting down");
-}
-
-static void zd_destroy(void *self)
-{
-	zendesk_sink *zs = self;
-
-	pu_pacer_destroy(&zs->pacer, op_item_free);
-	for (size_t i = 0; i < ZD_UNCERTAIN; i++)
-		free(zs->uncertain[i].key);
-	settings_free(&zs->cfg);
-	free(zs);
 }
 
 static const parley_sink_ops zd_ops = {
