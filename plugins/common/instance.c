@@ -12,7 +12,7 @@ static void *at(void *self, size_t offset)
 int pu_instance_create(const pu_instance_class *c, const parley_host *host,
                        parley_instance *inst, const parley_config *cfg, void **self)
 {
-	void *s;
+	void *s, *settings;
 
 	if (c->host_needs > 0 && host->size < c->host_needs) {
 		host->log(inst, PARLEY_LOG_ERROR, "%s",
@@ -26,19 +26,29 @@ int pu_instance_create(const pu_instance_class *c, const parley_host *host,
 	}
 	memcpy(at(s, c->host_offset), &host, sizeof(host));
 	memcpy(at(s, c->inst_offset), &inst, sizeof(inst));
-	if (c->read(host, inst, cfg, at(s, c->settings_offset)) != 0) {
+	settings = at(s, c->settings_offset);
+	if (c->read(host, inst, cfg, settings) != 0) {
 		free(s);
 		return -1;
 	}
-	if (c->init != NULL && c->init(s) != 0) {
-		c->free(at(s, c->settings_offset));
-		free(s);
-		return -1;
+	if (c->pace != NULL) {
+		pu_pacer_rate rate = c->pace(settings);
+		if (!pu_pacer_init(at(s, c->pacer_offset), host, inst, &rate, s, c->pace_start,
+		                   c->pace_back, c->pace_pause_reason)) {
+			host->log(inst, PARLEY_LOG_ERROR, "the request rate is out of range");
+			goto fail;
+		}
 	}
+	if (c->init != NULL && c->init(s) != 0)
+		goto fail;
 	if (c->announce != NULL)
 		c->announce(s);
 	*self = s;
 	return 0;
+fail:
+	c->free(settings);
+	free(s);
+	return -1;
 }
 
 int pu_instance_reload(const pu_instance_class *c, void *self, const parley_config *cfg)
@@ -68,6 +78,11 @@ int pu_instance_reload(const pu_instance_class *c, void *self, const parley_conf
 	}
 	memcpy(old, cur, c->settings_size);
 	memcpy(cur, next, c->settings_size);
+	if (c->pace != NULL) {
+		/* read checked the range the rate comes from: this cannot fail. */
+		pu_pacer_rate rate = c->pace(cur);
+		(void)pu_pacer_set_rate(at(self, c->pacer_offset), &rate);
+	}
 	if (c->reloaded != NULL)
 		c->reloaded(self, old);
 	c->free(old);
@@ -81,6 +96,8 @@ void pu_instance_destroy(const pu_instance_class *c, void *self)
 {
 	if (c->finish != NULL)
 		c->finish(self);
+	if (c->pace != NULL)
+		pu_pacer_destroy(at(self, c->pacer_offset), c->pace_free);
 	c->free(at(self, c->settings_offset));
 	free(self);
 }

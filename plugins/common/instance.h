@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include "parley/parley.h"
+#include "pacer.h"
 #include "plugin_util.h"
 
 typedef struct pu_instance_class {
@@ -43,7 +44,22 @@ typedef struct pu_instance_class {
 	void (*reloaded)(void *self, const void *old);
 	/* Optional: release the rest before the settings and the struct go. */
 	void (*finish)(void *self);
+
+	/* Optional: an instance that paces its requests has a pu_pacer at
+	 * pacer_offset (the owner its callbacks get is the instance). The
+	 * skeleton sets it up before init, gives it the rate the settings ask
+	 * for on every reload, and hands its waiting items to pace_free on
+	 * destroy. */
+	pu_pacer_rate (*pace)(const void *settings);   /* NULL: no pacer */
+	size_t pacer_offset;
+	pu_pacer_start_fn pace_start;
+	pu_pacer_back_fn pace_back;
+	void (*pace_free)(pu_pacer_item *item);
+	const char *pace_pause_reason;  /* static: see pu_pacer_init */
 } pu_instance_class;
+
+/* The pacer fields of a class whose struct `type` has a pu_pacer `member`. */
+#define PU_INSTANCE_PACER(type, member) .pacer_offset = offsetof(type, member)
 
 /* The layout fields of a class for instance struct `type` with members
  * host, inst and the settings struct `cfg`. */
@@ -57,7 +73,8 @@ typedef struct pu_instance_class {
 	(offsetof(parley_host, field) + sizeof(((parley_host *)0)->field))
 
 /* The descriptor's create: a zeroed struct with host and inst set, the
- * settings read, init run, announced; *self receives it. 0 or -1. */
+ * settings read, the pacer set up, init run, announced; *self receives
+ * it. 0 or -1. */
 PU_INTERNAL int pu_instance_create(const pu_instance_class *c, const parley_host *host,
                                    parley_instance *inst, const parley_config *cfg,
                                    void **self);
@@ -65,7 +82,8 @@ PU_INTERNAL int pu_instance_create(const pu_instance_class *c, const parley_host
  * the old ones freed. On -1 the old settings stay in force. */
 PU_INTERNAL int pu_instance_reload(const pu_instance_class *c, void *self,
                                    const parley_config *cfg);
-/* The descriptor's destroy: finish, the settings, the struct. */
+/* The descriptor's destroy: finish, the pacer's waiting items, the
+ * settings, the struct. */
 PU_INTERNAL void pu_instance_destroy(const pu_instance_class *c, void *self);
 
 /* prefix_create, prefix_reload and prefix_destroy for the descriptor, on

@@ -385,9 +385,66 @@ static const pu_instance_class demo_class = {
 	.finish = demo_finish,
 };
 
+static int64_t demo_now(void)
+{
+	return 1000000;
+}
+
 static const parley_host demo_host = {
 	.size = sizeof(parley_host),
 	.log = demo_log,
+	.now_ms = demo_now,
+};
+
+/* A paced instance: its rate is the settings' level per minute. */
+typedef struct paced {
+	const parley_host *host;
+	parley_instance *inst;
+	pu_pacer pacer;
+	demo_settings cfg;
+} paced;
+
+static pu_pacer_rate paced_rate(const void *settings)
+{
+	const demo_settings *s = settings;
+
+	return (pu_pacer_rate){ .tokens = s->level, .period_ms = 60000, .burst = 1,
+	                        .max_wait_ms = 1000 };
+}
+
+static bool paced_start(void *owner, pu_pacer_item *item)
+{
+	(void)owner;
+	(void)item;
+	return false;
+}
+
+static void paced_back(void *owner, pu_pacer_item *item, int64_t retry_at_ms, const char *reason)
+{
+	(void)owner;
+	(void)item;
+	(void)retry_at_ms;
+	(void)reason;
+}
+
+static int items_freed;
+
+static void paced_free(pu_pacer_item *item)
+{
+	(void)item;
+	items_freed++;
+}
+
+static const pu_instance_class paced_class = {
+	PU_INSTANCE_LAYOUT(paced, cfg),
+	.read = demo_read,
+	.free = demo_free,
+	.pace = paced_rate,
+	PU_INSTANCE_PACER(paced, pacer),
+	.pace_start = paced_start,
+	.pace_back = paced_back,
+	.pace_free = paced_free,
+	.pace_pause_reason = "paused",
 };
 
 static int instance_setup(void **state)
@@ -472,6 +529,37 @@ static void test_instance_create_failures(void **state)
 	assert_null(self);
 }
 
+static void test_instance_with_a_pacer(void **state)
+{
+	pu_pacer_item waiting[2];
+	void *self = NULL;
+	paced *p;
+
+	(void)state;
+	next_name = "";   /* level 0: no rate */
+	assert_int_equal(pu_instance_create(&paced_class, &demo_host, NULL, NULL, &self), -1);
+	assert_string_equal(calls.last_log, "the request rate is out of range");
+	assert_int_equal(calls.frees, 1);
+
+	next_name = "abc";   /* 3 a minute */
+	assert_int_equal(pu_instance_create(&paced_class, &demo_host, NULL, NULL, &self), 0);
+	p = self;
+	assert_ptr_equal(p->pacer.owner, p);
+	assert_ptr_equal(p->pacer.host, &demo_host);
+	assert_int_equal(p->pacer.rate.tokens, 3);
+	assert_int_equal(p->pacer.tokens_milli, 1000);   /* a full bucket */
+
+	next_name = "abcdefghij";
+	assert_int_equal(pu_instance_reload(&paced_class, self, NULL), 0);
+	assert_int_equal(p->pacer.rate.tokens, 10);
+
+	items_freed = 0;
+	pu_pacer_push(&p->pacer, &waiting[0], false);
+	pu_pacer_push(&p->pacer, &waiting[1], false);
+	pu_instance_destroy(&paced_class, self);
+	assert_int_equal(items_freed, 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -487,6 +575,7 @@ int main(void)
 		cmocka_unit_test_setup(test_instance_lifecycle, instance_setup),
 		cmocka_unit_test_setup(test_instance_refusals_keep_the_old_settings, instance_setup),
 		cmocka_unit_test_setup(test_instance_create_failures, instance_setup),
+		cmocka_unit_test_setup(test_instance_with_a_pacer, instance_setup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

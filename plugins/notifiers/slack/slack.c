@@ -423,8 +423,9 @@ static char *message_body(const slack_notifier *sn, const char *text)
 
 /* min_interval_ms between posts (0: none, a millisecond for the bucket),
  * never two at once. */
-static pu_pacer_rate pacer_rate(const slack_settings *cfg)
+static pu_pacer_rate pacer_rate(const void *settings)
 {
+	const slack_settings *cfg = settings;
 	int64_t interval = cfg->min_interval_ms > 0 ? cfg->min_interval_ms : 1;
 
 	return (pu_pacer_rate){ .tokens = 1, .period_ms = interval, .burst = 1,
@@ -635,43 +636,18 @@ static void slack_deliver(void *self, const parley_notice *n, parley_delivery *d
 /* Lifecycle                                                                */
 /* ------------------------------------------------------------------------ */
 
-static int slack_init(void *self)
-{
-	slack_notifier *sn = self;
-	pu_pacer_rate rate = pacer_rate(&sn->cfg);
-
-	return pu_pacer_init(&sn->pacer, sn->host, sn->inst, &rate, sn, post_next, hand_back,
-	                     "Slack rate limit: waiting for Retry-After") ? 0 : -1;
-}
-
-/* A post in flight holds no pointer into the settings (the core copied the
- * call); a pending timer keeps the old pace once. */
-static void slack_reloaded(void *self, const void *old)
-{
-	slack_notifier *sn = self;
-	pu_pacer_rate rate = pacer_rate(&sn->cfg);
-
-	(void)old;
-	(void)pu_pacer_set_rate(&sn->pacer, &rate);   /* settings_read checked the range */
-}
-
-/* Reached after stop() in every path that started work, so no timer is
- * pending and nothing waits; anything left is only freed (its deliveries
- * belong to a core that is going away). */
-static void slack_finish(void *self)
-{
-	slack_notifier *sn = self;
-
-	pu_pacer_destroy(&sn->pacer, item_link_free);
-}
-
 static const pu_instance_class slack_class = {
 	PU_INSTANCE_LAYOUT(slack_notifier, cfg),
 	.host_needs = PU_HOST_NEEDS(now_ms),
 	.too_old = "this parleyd is too old for the slack plugin",
-	.init = slack_init,
-	.reloaded = slack_reloaded,
-	.finish = slack_finish,
+	/* A reload takes effect at the next post: a post in flight holds no
+	 * pointer into the settings (the core copied the call). */
+	.pace = pacer_rate,
+	PU_INSTANCE_PACER(slack_notifier, pacer),
+	.pace_start = post_next,
+	.pace_back = hand_back,
+	.pace_free = item_link_free,
+	.pace_pause_reason = "Slack rate limit: waiting for Retry-After",
 	.read = settings_read,
 	.free = settings_free,
 	.announce = settings_announce,

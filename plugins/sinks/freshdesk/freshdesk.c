@@ -253,8 +253,10 @@ static void hand_back(void *owner, pu_pacer_item *item, int64_t retry_at_ms, con
 }
 
 /* requests_per_minute from a bucket of one: no burst. */
-static pu_pacer_rate pacer_rate(const fd_settings *cfg)
+static pu_pacer_rate pacer_rate(const void *settings)
 {
+	const fd_settings *cfg = settings;
+
 	return (pu_pacer_rate){ .tokens = cfg->rpm, .period_ms = 60000, .burst = 1,
 	                        .max_wait_ms = FD_HOLD_MAX_MS };
 }
@@ -607,40 +609,18 @@ static void fd_handle_request(void *self, parley_request *req)
 /* Lifecycle                                                                */
 /* ------------------------------------------------------------------------ */
 
-static int fd_init(void *self)
-{
-	fd_sink *fs = self;
-	pu_pacer_rate rate = pacer_rate(&fs->cfg);
-
-	return pu_pacer_init(&fs->pacer, fs->host, fs->inst, &rate, fs, start_request, hand_back,
-	                     "Freshdesk rate limit: waiting for the pause to end") ? 0 : -1;
-}
-
-/* Requests in flight hold no pointer into the settings (the core copied
- * each call). */
-static void fd_reloaded(void *self, const void *old)
-{
-	fd_sink *fs = self;
-	pu_pacer_rate rate = pacer_rate(&fs->cfg);
-
-	(void)old;
-	(void)pu_pacer_set_rate(&fs->pacer, &rate);   /* settings_read checked the range */
-}
-
-static void fd_finish(void *self)
-{
-	fd_sink *fs = self;
-
-	pu_pacer_destroy(&fs->pacer, op_item_free);
-}
-
 static const pu_instance_class fd_class = {
 	PU_INSTANCE_LAYOUT(fd_sink, cfg),
 	.host_needs = PU_HOST_NEEDS(now_ms),
 	.too_old = "this parleyd is too old for the freshdesk plugin",
-	.init = fd_init,
-	.reloaded = fd_reloaded,
-	.finish = fd_finish,
+	/* Requests in flight hold no pointer into the settings (the core
+	 * copied each call). */
+	.pace = pacer_rate,
+	PU_INSTANCE_PACER(fd_sink, pacer),
+	.pace_start = start_request,
+	.pace_back = hand_back,
+	.pace_free = op_item_free,
+	.pace_pause_reason = "Freshdesk rate limit: waiting for the pause to end",
 	.read = settings_read,
 	.free = settings_free,
 	.announce = settings_announce,

@@ -453,8 +453,9 @@ static zd_step append_step(const zd_op *op)
 /* ------------------------------------------------------------------------ */
 
 /* requests_per_minute, with a bucket of a tenth of a minute's budget. */
-static pu_pacer_rate pacer_rate(const zd_settings *cfg)
+static pu_pacer_rate pacer_rate(const void *settings)
 {
+	const zd_settings *cfg = settings;
 	int64_t burst = cfg->rpm / ZD_BURST_DIVISOR;
 
 	return (pu_pacer_rate){ .tokens = cfg->rpm, .period_ms = 60000,
@@ -1009,11 +1010,7 @@ static void zd_handle_request(void *self, parley_request *req)
 static int zd_init(void *self)
 {
 	zendesk_sink *zs = self;
-	pu_pacer_rate rate = pacer_rate(&zs->cfg);
 
-	if (!pu_pacer_init(&zs->pacer, zs->host, zs->inst, &rate, zs, step_start, hand_back,
-	                   "Zendesk rate limit: waiting for Retry-After"))
-		return -1;
 	zs->me_tried_ms = zs->host->now_ms() - ZD_ME_RETRY_MS;
 	return 0;
 }
@@ -1024,7 +1021,6 @@ static void zd_reloaded(void *self, const void *old_settings)
 {
 	zendesk_sink *zs = self;
 	const zd_settings *old = old_settings;
-	pu_pacer_rate rate = pacer_rate(&zs->cfg);
 
 	if (strcmp(old->base_url, zs->cfg.base_url) != 0 ||
 	    strcmp(old->auth_header, zs->cfg.auth_header) != 0) {
@@ -1033,14 +1029,12 @@ static void zd_reloaded(void *self, const void *old_settings)
 		memset(zs->requesters, 0, sizeof(zs->requesters));
 		memset(zs->users, 0, sizeof(zs->users));
 	}
-	(void)pu_pacer_set_rate(&zs->pacer, &rate);   /* settings_read checked the range */
 }
 
 static void zd_finish(void *self)
 {
 	zendesk_sink *zs = self;
 
-	pu_pacer_destroy(&zs->pacer, op_item_free);
 	for (size_t i = 0; i < ZD_UNCERTAIN; i++)
 		free(zs->uncertain[i].key);
 }
@@ -1052,6 +1046,12 @@ static const pu_instance_class zd_class = {
 	.init = zd_init,
 	.reloaded = zd_reloaded,
 	.finish = zd_finish,
+	.pace = pacer_rate,
+	PU_INSTANCE_PACER(zendesk_sink, pacer),
+	.pace_start = step_start,
+	.pace_back = hand_back,
+	.pace_free = op_item_free,
+	.pace_pause_reason = "Zendesk rate limit: waiting for Retry-After",
 	.read = settings_read,
 	.free = settings_free,
 	.announce = settings_announce,
