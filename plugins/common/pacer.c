@@ -83,39 +83,49 @@ bool pu_pacer_set_rate(pu_pacer *p, const pu_pacer_rate *rate)
 	return true;
 }
 
-void pu_pacer_push(pu_pacer *p, pu_pacer_item *item, bool front)
+void pu_queue_push(pu_queue *q, pu_pacer_item *item, bool front)
 {
 	item->next = NULL;
-	if (p->head == NULL) {
-		p->head = p->tail = item;
+	if (q->head == NULL) {
+		q->head = q->tail = item;
 	} else if (front) {
-		item->next = p->head;
-		p->head = item;
+		item->next = q->head;
+		q->head = item;
 	} else {
-		p->tail->next = item;
-		p->tail = item;
+		q->tail->next = item;
+		q->tail = item;
 	}
-	p->waiting++;
+	q->count++;
+}
+
+pu_pacer_item *pu_queue_pop(pu_queue *q)
+{
+	pu_pacer_item *item = q->head;
+
+	if (item == NULL)
+		return NULL;
+	q->head = item->next;
+	if (q->head == NULL)
+		q->tail = NULL;
+	q->count--;
+	item->next = NULL;
+	return item;
+}
+
+void pu_pacer_push(pu_pacer *p, pu_pacer_item *item, bool front)
+{
+	pu_queue_push(&p->waiting, item, front);
 }
 
 pu_pacer_item *pu_pacer_take(pu_pacer *p)
 {
-	pu_pacer_item *item = p->head;
-
-	if (item == NULL)
-		return NULL;
-	p->head = item->next;
-	if (p->head == NULL)
-		p->tail = NULL;
-	p->waiting--;
-	item->next = NULL;
-	return item;
+	return pu_queue_pop(&p->waiting);
 }
 
 bool pu_pacer_submit(pu_pacer *p, pu_pacer_item *item, int64_t *retry_at_ms)
 {
 	int64_t now = p->host->now_ms();
-	int64_t wait = wait_ms(p, now, (int64_t)p->waiting + 1);
+	int64_t wait = wait_ms(p, now, (int64_t)p->waiting.count + 1);
 
 	if (wait > p->rate.max_wait_ms) {
 		*retry_at_ms = now + wait;
@@ -145,7 +155,7 @@ static void timer_fired(void *arg)
 
 void pu_pacer_kick(pu_pacer *p)
 {
-	while (!p->stopped && p->timer == NULL && p->head != NULL) {
+	while (!p->stopped && p->timer == NULL && p->waiting.head != NULL) {
 		int64_t now, wait;
 
 		if (p->rate.max_in_flight > 0 && p->in_flight >= p->rate.max_in_flight)

@@ -28,6 +28,18 @@ typedef struct pu_pacer_item {
 	struct pu_pacer_item *next;
 } pu_pacer_item;
 
+/* A FIFO of items: the pacer's waiting work, and any list an owner keeps
+ * of items that left the pacer (an item is in one list at a time). */
+typedef struct pu_queue {
+	pu_pacer_item *head, *tail;
+	size_t count;
+} pu_queue;
+
+/* Add item (ownership stays the caller's) at the back, or the front. */
+PU_INTERNAL void pu_queue_push(pu_queue *q, pu_pacer_item *item, bool front);
+/* The oldest item, unlinked; NULL when q is empty. */
+PU_INTERNAL pu_pacer_item *pu_queue_pop(pu_queue *q);
+
 /* The struct of type `type` whose member `member` is the item at p. */
 #define PU_PACER_OWNER(p, type, member) \
 	((type *)(void *)((char *)(p) - offsetof(type, member)))
@@ -58,8 +70,7 @@ typedef struct pu_pacer {
 	pu_pacer_back_fn back;
 	const char *pause_reason;   /* static: why work goes back during a long pause */
 	pu_pacer_rate rate;
-	pu_pacer_item *head, *tail; /* waiting, FIFO; items owned by the owner */
-	size_t waiting;
+	pu_queue waiting;           /* items owned by the owner */
 	int64_t in_flight;
 	int64_t tokens_milli;       /* the bucket, in thousandths of a request */
 	int64_t refilled_ms;        /* when tokens_milli was last brought up to date */

@@ -195,7 +195,7 @@ static void test_bucket_paces_at_its_rate(void **state)
 				fail_msg("%s: start %zu at %lld, want %lld", rc->name, i,
 				         (long long)got[i], (long long)rc->starts[i]);
 		}
-		assert_int_equal(pacer.waiting, 0);
+		assert_int_equal(pacer.waiting.count, 0);
 	}
 }
 
@@ -230,10 +230,10 @@ static void test_submit_hands_back_when_the_turn_is_too_far(void **state)
 	assert_int_equal(retry_at, -1);
 	assert_false(pu_pacer_submit(&pacer, &jobs[4].link, &retry_at));
 	assert_int_equal(retry_at, clock_ms + 4000);
-	assert_int_equal(pacer.waiting, 4);
+	assert_int_equal(pacer.waiting.count, 4);
 	pu_pacer_kick(&pacer);
 	/* One started; the rest wait for the timer. */
-	assert_int_equal(pacer.waiting, 3);
+	assert_int_equal(pacer.waiting.count, 3);
 	assert_true(timer.pending);
 	assert_int_equal(timer.due_ms, clock_ms + 1000);
 }
@@ -291,7 +291,7 @@ static void test_long_pause_hands_every_waiting_item_back(void **state)
 		assert_int_equal(events[i].retry_at_ms, until);
 		assert_string_equal(events[i].reason, "rate limit: waiting for Retry-After");
 	}
-	assert_int_equal(pacer.waiting, 0);
+	assert_int_equal(pacer.waiting.count, 0);
 	assert_false(timer.pending);
 }
 
@@ -365,7 +365,7 @@ static void test_start_may_take_the_rest_into_one_request(void **state)
 	push_jobs(0, 4);
 	pu_pacer_kick(&pacer);
 	assert_int_equal(n_events, 4);
-	assert_int_equal(pacer.waiting, 0);
+	assert_int_equal(pacer.waiting.count, 0);
 	assert_int_equal(pacer.in_flight, 1);
 	assert_false(timer.pending);
 }
@@ -448,7 +448,7 @@ static void test_stop_hands_back_and_starts_nothing(void **state)
 	push_jobs(5, 1);
 	pu_pacer_kick(&pacer);
 	assert_int_equal(n_events, 3);
-	assert_int_equal(pacer.waiting, 1);
+	assert_int_equal(pacer.waiting.count, 1);
 }
 
 static void test_destroy_frees_waiting_items(void **state)
@@ -462,7 +462,7 @@ static void test_destroy_frees_waiting_items(void **state)
 	assert_int_equal(n_events, 3);
 	assert_int_equal(events[1].what, 'f');
 	assert_int_equal(events[2].what, 'f');
-	assert_int_equal(pacer.waiting, 0);
+	assert_int_equal(pacer.waiting.count, 0);
 }
 
 int main(void)

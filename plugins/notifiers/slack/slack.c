@@ -53,8 +53,7 @@ typedef struct slack_settings {
 
 /* A notice waiting for its post: copies of what the message needs. */
 typedef struct slack_item {
-	pu_pacer_item link;         /* in the pacer's queue until posted */
-	struct slack_item *next;    /* in its post's list */
+	pu_pacer_item link;         /* in the pacer's queue, then in its post's */
 	parley_delivery *d;         /* owned by the core until delivery_complete */
 	char *kind;                 /* owned */
 	char *title;                /* owned */
@@ -62,13 +61,6 @@ typedef struct slack_item {
 	char *url;                  /* owned; NULL if none */
 	char *channel_instance;     /* owned; NULL if none */
 } slack_item;
-
-/* A FIFO of items. */
-typedef struct slack_queue {
-	slack_item *head;
-	slack_item *tail;
-	size_t count;
-} slack_queue;
 
 typedef struct slack_notifier {
 	const parley_host *host;    /* owned by the core; valid until destroy */
@@ -81,7 +73,7 @@ typedef struct slack_notifier {
 /* One POST waiting for its answer; owns the items it covers. */
 typedef struct slack_post {
 	slack_notifier *sn;         /* borrowed: the core runs no callback after destroy */
-	slack_queue items;          /* owned; completed by the answer */
+	pu_queue items;          /* owned; completed by the answer */
 	int summary;
 } slack_post;
 
@@ -158,35 +150,8 @@ static void item_free(slack_item *it)
 	free(it);
 }
 
-/* it: ownership passes to q. */
-static void queue_push(slack_queue *q, slack_item *it)
-{
-	it->next = NULL;
-	if (q->tail != NULL)
-		q->tail->next = it;
-	else
-		q->head = it;
-	q->tail = it;
-	q->count++;
-}
-
-/* The oldest item, owned by the caller from now on; NULL when empty. */
-static slack_item *queue_pop(slack_queue *q)
-{
-	slack_item *it = q->head;
-
-	if (it == NULL)
-		return NULL;
-	q->head = it->next;
-	if (q->head == NULL)
-		q->tail = NULL;
-	q->count--;
-	it->next = NULL;
-	return it;
-}
-
 /* Complete every delivery in q with one outcome and free the items. */
-static void queue_complete(slack_notifier *sn, slack_queue *q, parley_outcome outcome,
+static void queue_complete(slack_notifier *sn, pu_queue *q, parley_outcome outcome,
                            int64_t retry_at_ms, const char *reason)
 {
 	static const char *const counters[] = {
@@ -195,9 +160,10 @@ static void queue_complete(slack_notifier *sn, slack_queue *q, parley_outcome ou
 		[PARLEY_FAIL] = "slack_failed_total",
 	};
 	uint64_t n = q->count;
-	slack_item *it;
+	pu_pacer_item *l;
 
-	while ((it = queue_pop(q)) != NULL) {
+	while ((l = pu_queue_pop(q)) != NULL) {
+		slack_item *it = PU_PACER_OWNER(l, slack_item, link);
 		sn->host->delivery_complete(it->d, outcome, retry_at_ms, reason);
 		item_free(it);
 	}
@@ -324,14 +290,15 @@ static int same_group(const slack_item *a, const slack_item *b)
 
 /* The groups of q in order of first appearance, owned by the caller (NULL
  * when out of memory); *n_out receives their number. */
-static slack_group *group_items(const slack_queue *q, size_t *n_out)
+static slack_group *group_items(const pu_queue *q, size_t *n_out)
 {
 	slack_group *groups = calloc(q->count, sizeof(*groups));
 	size_t n = 0;
 
 	if (groups == NULL)
 		return NULL;
-	for (const slack_item *it = q->head; it != NULL; it = it->next) {
+	for (pu_pacer_item *l = q->head; l != NULL; l = l->next) {
+		const slack_item *it = PU_PACER_OWNER(l, slack_item, link);
 		size_t g = 0;
 		while (g < n && !same_group(groups[g].first, it))
 			g++;
@@ -349,7 +316,7 @@ static slack_group *group_items(const slack_queue *q, size_t *n_out)
  *   … and 9 more
  * Bounded: at most SLACK_SUMMARY_GROUPS groups and SLACK_SUMMARY_TITLES
  * titles. Owned by the caller; NULL when out of memory. */
-static char *summary_text(const slack_queue *q)
+static char *summary_text(const pu_queue *q)
 {
 	pu_buf b = { 0 };
 	size_t n_groups = 0, listed = 0, other = 0;
@@ -374,8 +341,9 @@ static char *summary_text(const slack_queue *q)
 		buf_printf(&b, ", %zu other", other);
 	free(groups);
 
-	for (const slack_item *it = q->head; it != NULL && listed < SLACK_SUMMARY_TITLES;
-	     it = it->next, listed++) {
+	for (pu_pacer_item *l = q->head; l != NULL && listed < SLACK_SUMMARY_TITLES;
+	     l = l->next, listed++) {
+		const slack_item *it = PU_PACER_OWNER(l, slack_item, link);
 		/* A link only for a URL that cannot break Slack's <url|text> form. */
 		int link = it->url != NULL && strpbrk(it->url, "|<> ") == NULL;
 		pu_buf_str(&b, "\n\xE2\x80\xA2 ");   /* U+2022 bullet */
@@ -509,6 +477,16 @@ static int start_post(slack_notifier *sn, const char *body, slack_post *post)
 	return sn->host->http_request(sn->inst, &call, post_done, post);
 }
 
+/* Give one item back to the core (a long pause, stop, no memory). */
+static void hand_back(void *owner, pu_pacer_item *item, int64_t retry_at_ms, const char *reason)
+{
+	slack_notifier *sn = owner;
+	pu_queue one = { 0 };
+
+	pu_queue_push(&one, item, false);
+	queue_complete(sn, &one, PARLEY_RETRY, retry_at_ms, reason);
+}
+
 /* The pacer's turn for first (the oldest waiting item): POST it alone, or
  * when more than coalesce_after wait, one summary covering all of them.
  * false when nothing was started (the items are completed then). */
@@ -516,25 +494,22 @@ static bool post_next(void *owner, pu_pacer_item *first)
 {
 	slack_notifier *sn = owner;
 	slack_post *post = calloc(1, sizeof(*post));
-	slack_item *it = PU_PACER_OWNER(first, slack_item, link);
 	char *text = NULL, *body = NULL;
 	bool started = false;
 
 	if (post == NULL) {
-		sn->host->delivery_complete(it->d, PARLEY_RETRY, 0, "out of memory");
-		sn->host->counter_add(sn->inst, "slack_retried_total", 1);
-		item_free(it);
+		hand_back(sn, first, 0, "out of memory");
 		return false;
 	}
 	post->sn = sn;
-	queue_push(&post->items, it);
-	if ((int64_t)sn->pacer.waiting + 1 > sn->cfg.coalesce_after) {
+	pu_queue_push(&post->items, first, false);
+	if ((int64_t)sn->pacer.waiting.count + 1 > sn->cfg.coalesce_after) {
 		while ((first = pu_pacer_take(&sn->pacer)) != NULL)
-			queue_push(&post->items, PU_PACER_OWNER(first, slack_item, link));
+			pu_queue_push(&post->items, first, false);
 		post->summary = 1;
 		text = summary_text(&post->items);
 	} else {
-		text = single_text(post->items.head);
+		text = single_text(PU_PACER_OWNER(post->items.head, slack_item, link));
 	}
 	body = text != NULL ? message_body(sn, text) : NULL;
 	if (body == NULL) {
@@ -555,16 +530,6 @@ static bool post_next(void *owner, pu_pacer_item *first)
 	free(body);
 	free(text);
 	return started;
-}
-
-/* The pacer gives it back (a long pause, stop). */
-static void hand_back(void *owner, pu_pacer_item *item, int64_t retry_at_ms, const char *reason)
-{
-	slack_notifier *sn = owner;
-	slack_queue one = { 0 };
-
-	queue_push(&one, PU_PACER_OWNER(item, slack_item, link));
-	queue_complete(sn, &one, PARLEY_RETRY, retry_at_ms, reason);
 }
 
 static void item_link_free(pu_pacer_item *item)
