@@ -195,7 +195,7 @@ char *zd_url_comments(const char *base_url, const char *ticket_id)
 
 void zd_subject(const char *channel, const char *text, char *out, size_t outlen)
 {
-	size_t o = 0, last_word_end = 0;
+	size_t o = 0, last_word_end = 0, n;
 	int cut = 0, space = 0;
 
 	char name[64];
@@ -221,8 +221,9 @@ void zd_subject(const char *channel, const char *text, char *out, size_t outlen)
 	size_t start = o, limit = o + ZD_SUBJECT_BYTES;
 	if (limit > outlen - 4)
 		limit = outlen - 4;
-	for (const char *p = text; *p != '\0'; p++) {
+	for (const char *p = text; *p != '\0'; p += n) {
 		unsigned char c = (unsigned char)*p;
+		n = 1;
 		if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c < 0x20) {
 			space = o > start;
 			continue;
@@ -236,22 +237,21 @@ void zd_subject(const char *channel, const char *text, char *out, size_t outlen)
 			out[o++] = ' ';
 			space = 0;
 		}
-		if (o + 1 >= limit) {
+		/* Whole characters only (text is valid UTF-8: checked by the
+		 * caller; a stray byte would be one). */
+		n = pu_utf8_seq(p, strnlen(p, 4));
+		if (n == 0)
+			n = 1;
+		if (o + n >= limit) {
 			cut = 1;
 			break;
 		}
-		out[o++] = (char)c;
+		memcpy(out + o, p, n);
+		o += n;
 	}
 	if (cut) {
 		if (last_word_end > start)
 			o = last_word_end;
-		else {
-			/* One long word: drop its last, maybe partial, character. */
-			while (o > start && ((unsigned char)out[o - 1] & 0xC0) == 0x80)
-				o--;
-			if (o > start && (unsigned char)out[o - 1] >= 0xC0)
-				o--;
-		}
 		memcpy(out + o, "...", 3);
 		o += 3;
 	}
