@@ -101,6 +101,18 @@ bool pu_hex_decode(const char *hex, unsigned char *out, size_t n)
 	return true;
 }
 
+void pu_hex_encode(const void *data, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	const unsigned char *d = data;
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[d[i] >> 4];
+		out[2 * i + 1] = digits[d[i] & 0xf];
+	}
+	out[2 * n] = '\0';
+}
+
 void pu_excerpt(const void *body, size_t len, size_t max, char *out, size_t outlen)
 {
 	const unsigned char *s = body;

@@ -48,6 +48,10 @@ PU_INTERNAL bool pu_header_safe(const char *s);
  * not a digit, so a short string stops the decoding). */
 PU_INTERNAL bool pu_hex_decode(const char *hex, unsigned char *out, size_t n);
 
+/* n bytes at data as 2 * n lowercase hex digits and a NUL into out (at
+ * least 2 * n + 1 bytes). data: borrowed. */
+PU_INTERNAL void pu_hex_encode(const void *data, size_t n, char *out);
+
 /* At most `max` bytes of untrusted text (a response body, a platform's error
  * message) as an operator-facing excerpt in out (outlen bytes, always
  * NUL-terminated): whole valid UTF-8 sequences only, never cut in half;

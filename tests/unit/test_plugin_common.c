@@ -1,5 +1,5 @@
 /* test_plugin_common.c - the small shared helpers of plugins/common: UTF-8
- * checks and cuts (utf8proc), RFC 3339 times, header safety, hex decoding,
+ * checks and cuts (utf8proc), RFC 3339 times, header safety, hex,
  * the create/reload/destroy skeleton of an instance.
  * Table-driven: each helper's cases are rows. */
 #include <setjmp.h>
@@ -272,6 +272,30 @@ static void test_hex_decode(void **state)
 			fail_msg("\"%s\": want %s", cases[i].hex, cases[i].ok ? "ok" : "refused");
 		if (ok)
 			assert_memory_equal(out, cases[i].want, cases[i].n);
+	}
+}
+
+static void test_hex_encode_round_trip(void **state)
+{
+	static const struct {
+		const char *bytes;
+		size_t n;
+		const char *hex;
+	} cases[] = {
+		{ "", 0, "" },
+		{ "\x00\xff\x7a", 3, "00ff7a" },
+		{ "\xde\xad\xbe\xef", 4, "deadbeef" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < N(cases); i++) {
+		char out[16];
+		unsigned char back[8];
+		memset(out, 'X', sizeof(out));
+		pu_hex_encode(cases[i].bytes, cases[i].n, out);
+		assert_string_equal(out, cases[i].hex);
+		assert_true(pu_hex_decode(out, back, cases[i].n));
+		assert_memory_equal(back, cases[i].bytes, cases[i].n);
 	}
 }
 
@@ -572,6 +596,7 @@ int main(void)
 		cmocka_unit_test(test_civil_to_ms_ranges),
 		cmocka_unit_test(test_header_safe),
 		cmocka_unit_test(test_hex_decode),
+		cmocka_unit_test(test_hex_encode_round_trip),
 		cmocka_unit_test_setup(test_instance_lifecycle, instance_setup),
 		cmocka_unit_test_setup(test_instance_refusals_keep_the_old_settings, instance_setup),
 		cmocka_unit_test_setup(test_instance_create_failures, instance_setup),

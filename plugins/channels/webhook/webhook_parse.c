@@ -38,17 +38,12 @@ webhook_sig_result webhook_verify_signature(const char *header,
 void webhook_sign(const void *secret, size_t secret_len, const void *body, size_t body_len,
                   webhook_hmac_fn hmac, char out[WEBHOOK_SIGNATURE_LEN + 1])
 {
-	static const char digits[] = "0123456789abcdef";
 	const size_t prefix_len = sizeof(WEBHOOK_SIGNATURE_PREFIX) - 1;
 	unsigned char mac[32];
 
 	hmac(secret, secret_len, body, body_len, mac);
 	memcpy(out, WEBHOOK_SIGNATURE_PREFIX, prefix_len);
-	for (size_t i = 0; i < 32; i++) {
-		out[prefix_len + 2 * i] = digits[mac[i] >> 4];
-		out[prefix_len + 2 * i + 1] = digits[mac[i] & 0xf];
-	}
-	out[WEBHOOK_SIGNATURE_LEN] = '\0';
+	pu_hex_encode(mac, sizeof(mac), out + prefix_len);
 }
 
 /* ------------------------------------------------------------------------ */

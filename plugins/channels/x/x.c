@@ -666,17 +666,11 @@ static void search_load(void *arg)
  * restarts and reorderings of the list, short whatever the query. */
 static void state_key_for(const char *query, char out[48])
 {
-	static const char hex[] = "0123456789abcdef";
 	unsigned char md[SHA256_DIGEST_LENGTH];
-	size_t o = 0;
 
 	SHA256((const unsigned char *)query, strlen(query), md);
-	o = (size_t)snprintf(out, 48, "search:");
-	for (size_t i = 0; i < 16; i++) {
-		out[o++] = hex[md[i] >> 4];
-		out[o++] = hex[md[i] & 0xf];
-	}
-	out[o] = '\0';
+	memcpy(out, "search:", 7);
+	pu_hex_encode(md, 16, out + 7);
 }
 
 static int x_start(void *self)

@@ -1,5 +1,6 @@
 /* x_oauth.c - OAuth 1.0a HMAC-SHA1 signing for the X API. See x_oauth.h. */
 #include "x_oauth.h"
+#include "../../common/plugin_util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -245,15 +246,10 @@ char *x_oauth_header(const x_oauth_request *r)
 
 bool x_oauth_nonce(char out[33])
 {
-	static const char hex[] = "0123456789abcdef";
 	unsigned char raw[16];
 
 	if (RAND_bytes(raw, sizeof(raw)) != 1)
 		return false;
-	for (size_t i = 0; i < sizeof(raw); i++) {
-		out[2 * i] = hex[raw[i] >> 4];
-		out[2 * i + 1] = hex[raw[i] & 0xf];
-	}
-	out[32] = '\0';
+	pu_hex_encode(raw, sizeof(raw), out);
 	return true;
 }

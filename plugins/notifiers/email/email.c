@@ -331,18 +331,13 @@ static void send_done(void *arg, const parley_http_response *response)
  * and 32 hex digits of HMAC-SHA256(label, key), into out (at least 40). */
 static void message_id_left(const email_notifier *en, const char *key, char out[48])
 {
-	static const char hex[] = "0123456789abcdef";
 	unsigned char digest[32];
 	size_t o = strlen("parley.");
 
 	en->host->hmac_sha256(EMAIL_MESSAGE_ID_LABEL, strlen(EMAIL_MESSAGE_ID_LABEL), key,
 	                      strlen(key), digest);
 	memcpy(out, "parley.", o);
-	for (size_t i = 0; i < EMAIL_MESSAGE_ID_BYTES; i++) {
-		out[o++] = hex[digest[i] >> 4];
-		out[o++] = hex[digest[i] & 0xF];
-	}
-	out[o] = '\0';
+	pu_hex_encode(digest, EMAIL_MESSAGE_ID_BYTES, out + o);
 }
 
 /* Build the mail for n (borrowed) into *msg (owned by the caller).

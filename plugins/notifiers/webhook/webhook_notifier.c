@@ -216,7 +216,6 @@ done:
  * Owned by the caller; NULL when out of memory. */
 static char *signature_header(const webhook_notifier *wn, const char *body, int64_t t)
 {
-	static const char hex[] = "0123456789abcdef";
 	unsigned char mac[32];
 	char prefix[32];
 	char *signed_text, *header;
@@ -236,11 +235,7 @@ static char *signature_header(const webhook_notifier *wn, const char *body, int6
 	if (header == NULL)
 		return NULL;
 	int n = snprintf(header, hlen, "X-Parley-Signature: t=%lld,v1=", (long long)t);
-	for (size_t i = 0; i < sizeof(mac); i++) {
-		header[n++] = hex[mac[i] >> 4];
-		header[n++] = hex[mac[i] & 0xF];
-	}
-	header[n] = '\0';
+	pu_hex_encode(mac, sizeof(mac), header + n);
 	return header;
 }
 
