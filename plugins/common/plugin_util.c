@@ -178,3 +178,22 @@ bool pu_config_int(const parley_host *host, parley_instance *inst, const parley_
 	*out = v;
 	return true;
 }
+
+char *pu_buf_take(pu_buf *b)
+{
+	char *s = NULL;
+
+	if (!b->failed) {
+		/* An empty buffer is still a valid empty string. */
+		s = b->data != NULL ? b->data : calloc(1, 1);
+		b->data = NULL;
+	}
+	pu_buf_free(b);
+	return s;
+}
+
+void pu_buf_free(pu_buf *b)
+{
+	free(b->data);
+	memset(b, 0, sizeof(*b));
+}

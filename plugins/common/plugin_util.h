@@ -79,5 +79,10 @@ typedef struct pu_buf {
 PU_INTERNAL void pu_buf_add(pu_buf *b, const char *s, size_t n);
 /* Append the string s (borrowed). */
 PU_INTERNAL void pu_buf_str(pu_buf *b, const char *s);
+/* The finished string (owned by the caller, free()), "" when nothing was
+ * added, or NULL when an append failed; b is reset either way. */
+PU_INTERNAL char *pu_buf_take(pu_buf *b);
+/* Give b's memory back and reset it. */
+PU_INTERNAL void pu_buf_free(pu_buf *b);
 
 #endif

@@ -299,6 +299,30 @@ static void test_hex_encode_round_trip(void **state)
 	}
 }
 
+/* ---- the growing buffer ---- */
+
+static void test_buf_take(void **state)
+{
+	pu_buf b = { 0 };
+	char *s;
+
+	(void)state;
+	s = pu_buf_take(&b);                 /* nothing added: an empty string */
+	assert_string_equal(s, "");
+	free(s);
+	pu_buf_str(&b, "Authorization: ");
+	pu_buf_add(&b, "Bearer xyz", 6);
+	s = pu_buf_take(&b);
+	assert_string_equal(s, "Authorization: Bearer");
+	assert_null(b.data);                 /* the buffer let go of it */
+	free(s);
+	pu_buf_str(&b, "partial");
+	b.failed = true;                     /* as after a failed allocation */
+	assert_null(pu_buf_take(&b));
+	assert_null(b.data);
+	assert_false(b.failed);              /* reset for reuse */
+}
+
 /* ---- the instance skeleton ---- */
 
 typedef struct demo_settings {
@@ -597,6 +621,7 @@ int main(void)
 		cmocka_unit_test(test_header_safe),
 		cmocka_unit_test(test_hex_decode),
 		cmocka_unit_test(test_hex_encode_round_trip),
+		cmocka_unit_test(test_buf_take),
 		cmocka_unit_test_setup(test_instance_lifecycle, instance_setup),
 		cmocka_unit_test_setup(test_instance_refusals_keep_the_old_settings, instance_setup),
 		cmocka_unit_test_setup(test_instance_create_failures, instance_setup),

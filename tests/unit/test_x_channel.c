@@ -786,12 +786,12 @@ static void test_oauth_json_post_signs_no_body(void **state)
 
 static void test_percent_encoding(void **state)
 {
-	x_buf b = { 0 };
+	pu_buf b = { 0 };
 	char *s;
 	(void)state;
 
 	x_oauth_percent_encode(&b, "Ladies + Gentlemen*~-._!\xe2\x98\x83/");
-	s = x_buf_take(&b);
+	s = pu_buf_take(&b);
 	assert_string_equal(s, "Ladies%20%2B%20Gentlemen%2A~-._%21%E2%98%83%2F");
 	free(s);
 }

@@ -592,13 +592,13 @@ static int start_search_request(x_search *s, const char *pagination_token)
 {
 	x_channel *ch = s->ch;
 	char *url = x_search_url(ch->cfg.api_url, s->query, s->since_id, pagination_token);
-	x_buf auth = { 0 };
+	pu_buf auth = { 0 };
 	char *auth_header;
 	int rc = -1;
 
-	x_buf_puts(&auth, "Authorization: Bearer ");
-	x_buf_puts(&auth, ch->cfg.bearer_token);
-	auth_header = x_buf_take(&auth);
+	pu_buf_str(&auth, "Authorization: Bearer ");
+	pu_buf_str(&auth, ch->cfg.bearer_token);
+	auth_header = pu_buf_take(&auth);
 	if (url != NULL && auth_header != NULL) {
 		const char *headers[] = { auth_header, X_USER_AGENT, NULL };
 		parley_http_call call = {

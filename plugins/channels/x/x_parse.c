@@ -637,19 +637,19 @@ char *x_dm_body(const char *text)
 }
 
 /* api_url without its trailing slashes, into b. */
-static void append_base(x_buf *b, const char *api_url)
+static void append_base(pu_buf *b, const char *api_url)
 {
 	size_t len = strlen(api_url);
 
 	while (len > 0 && api_url[len - 1] == '/')
 		len--;
-	x_buf_append(b, api_url, len);
+	pu_buf_add(b, api_url, len);
 }
 
 x_build_result x_build_send(const char *api_url, int dm, const char *recipient_id,
                             const char *reply_to, const char *text, x_send_request *out)
 {
-	x_buf url = { 0 };
+	pu_buf url = { 0 };
 
 	memset(out, 0, sizeof(*out));
 	if (text == NULL || text[0] == '\0')
@@ -658,15 +658,15 @@ x_build_result x_build_send(const char *api_url, int dm, const char *recipient_i
 		return X_BUILD_BAD_TARGET;
 	append_base(&url, api_url);
 	if (dm) {
-		x_buf_puts(&url, "/2/dm_conversations/with/");
-		x_buf_puts(&url, recipient_id);
-		x_buf_puts(&url, "/messages");
+		pu_buf_str(&url, "/2/dm_conversations/with/");
+		pu_buf_str(&url, recipient_id);
+		pu_buf_str(&url, "/messages");
 		out->body = x_dm_body(text);
 	} else {
-		x_buf_puts(&url, "/2/tweets");
+		pu_buf_str(&url, "/2/tweets");
 		out->body = x_reply_body(text, reply_to);
 	}
-	out->url = x_buf_take(&url);
+	out->url = pu_buf_take(&url);
 	if (out->body == NULL || out->url == NULL) {
 		/* jansson refuses invalid UTF-8; anything else is memory. */
 		json_t *probe = json_string(text);
@@ -681,21 +681,21 @@ x_build_result x_build_send(const char *api_url, int dm, const char *recipient_i
 	return X_BUILD_OK;
 }
 
-static void query_param(x_buf *b, const char *key, const char *value, bool first)
+static void query_param(pu_buf *b, const char *key, const char *value, bool first)
 {
-	x_buf_puts(b, first ? "?" : "&");
-	x_buf_puts(b, key);
-	x_buf_puts(b, "=");
+	pu_buf_str(b, first ? "?" : "&");
+	pu_buf_str(b, key);
+	pu_buf_str(b, "=");
 	x_oauth_percent_encode(b, value);
 }
 
 char *x_search_url(const char *api_url, const char *query, const char *since_id,
                    const char *pagination_token)
 {
-	x_buf b = { 0 };
+	pu_buf b = { 0 };
 
 	append_base(&b, api_url);
-	x_buf_puts(&b, "/2/tweets/search/recent");
+	pu_buf_str(&b, "/2/tweets/search/recent");
 	query_param(&b, "query", query, true);
 	query_param(&b, "max_results", "100", false);
 	if (since_id != NULL && since_id[0] != '\0')
@@ -707,7 +707,7 @@ char *x_search_url(const char *api_url, const char *query, const char *since_id,
 	            false);
 	query_param(&b, "expansions", "author_id", false);
 	query_param(&b, "user.fields", "username,name", false);
-	return x_buf_take(&b);
+	return pu_buf_take(&b);
 }
 
 int64_t x_rate_limit_reset_ms(const char *value, int64_t now_ms)
