@@ -365,7 +365,6 @@ static bool start_request(void *owner, pu_pacer_item *item)
 	size_t ulen = strlen(fs->cfg.base_url) + strlen(op->path) + 1;
 	char *url = malloc(ulen);
 	parley_http_call call;
-
 	bool started;
 
 	if (url == NULL) {
