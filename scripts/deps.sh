@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 packages=(
 	build-essential autoconf automake libtool pkg-config
 	libevent-dev libcurl4-openssl-dev libjansson-dev libpq-dev libssl-dev
-	libhttp-parser-dev libcmocka-dev
+	libhttp-parser-dev libcmocka-dev libutf8proc-dev
 	postgresql
 	python3 python3-pytest python3-psycopg2
 	curl openssl ca-certificates procps

@@ -1,5 +1,6 @@
 /* plugin_util.c - small helpers the shipped plugins share (see plugin_util.h). */
 #include "plugin_util.h"
+#include "utf8.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -66,36 +67,50 @@ int64_t pu_retry_after_seconds(const char *value, int64_t max)
 	return s;
 }
 
-/* The length of the valid UTF-8 sequence at s (avail bytes), or 0 when it
- * is invalid, overlong, a surrogate or beyond U+10FFFF. */
-static size_t utf8_sequence(const unsigned char *s, size_t avail)
+bool pu_header_safe(const char *s)
 {
-	size_t n;
-	unsigned char lo = 0x80, hi = 0xbf;
-
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		n = 2;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		n = 3;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		n = 4;
-	else
-		return 0;
-	if (s[0] == 0xe0)
-		lo = 0xa0;
-	else if (s[0] == 0xed)
-		hi = 0x9f;
-	else if (s[0] == 0xf0)
-		lo = 0x90;
-	else if (s[0] == 0xf4)
-		hi = 0x8f;
-	if (avail < n || s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i < n; i++) {
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
+	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			return false;
 	}
-	return n;
+	return true;
+}
+
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+bool pu_hex_decode(const char *hex, unsigned char *out, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int hi = hex_digit(hex[2 * i]), lo;
+		if (hi < 0)
+			return false;
+		lo = hex_digit(hex[2 * i + 1]);
+		if (lo < 0)
+			return false;
+		out[i] = (unsigned char)(hi << 4 | lo);
+	}
+	return true;
+}
+
+void pu_hex_encode(const void *data, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	const unsigned char *d = data;
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[d[i] >> 4];
+		out[2 * i + 1] = digits[d[i] & 0xf];
+	}
+	out[2 * n] = '\0';
 }
 
 void pu_excerpt(const void *body, size_t len, size_t max, char *out, size_t outlen)
@@ -108,7 +123,7 @@ void pu_excerpt(const void *body, size_t len, size_t max, char *out, size_t outl
 	if (max > outlen - 1)
 		max = outlen - 1;
 	while (s != NULL && i < len && o < max) {
-		size_t n = s[i] < 0x80 ? 1 : utf8_sequence(s + i, len - i);
+		size_t n = s[i] < 0x80 ? 1 : pu_utf8_seq(s + i, len - i);
 		if (n == 0 || (n == 1 && (s[i] < 0x20 || s[i] == 0x7f))) {
 			out[o++] = '?';
 			i++;
@@ -162,4 +177,23 @@ bool pu_config_int(const parley_host *host, parley_instance *inst, const parley_
 	}
 	*out = v;
 	return true;
+}
+
+char *pu_buf_take(pu_buf *b)
+{
+	char *s = NULL;
+
+	if (!b->failed) {
+		/* An empty buffer is still a valid empty string. */
+		s = b->data != NULL ? b->data : calloc(1, 1);
+		b->data = NULL;
+	}
+	pu_buf_free(b);
+	return s;
+}
+
+void pu_buf_free(pu_buf *b)
+{
+	free(b->data);
+	memset(b, 0, sizeof(*b));
 }

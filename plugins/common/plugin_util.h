@@ -37,6 +37,21 @@ PU_INTERNAL bool pu_url_is_http(const char *url);
  * applies then). value: borrowed, may be NULL. */
 PU_INTERNAL int64_t pu_retry_after_seconds(const char *value, int64_t max);
 
+/* True when s can be a header value: no control character (CR, LF, NUL,
+ * the rest of C0, DEL) that could end the header line or smuggle another.
+ * s: borrowed, not NULL. */
+PU_INTERNAL bool pu_header_safe(const char *s);
+
+/* Exactly 2 * n hex digits at hex (either case) into n bytes at out; false
+ * when any of them is not a hex digit (out is then partly written). hex:
+ * borrowed, at least 2 * n characters or NUL-terminated before (a NUL is
+ * not a digit, so a short string stops the decoding). */
+PU_INTERNAL bool pu_hex_decode(const char *hex, unsigned char *out, size_t n);
+
+/* n bytes at data as 2 * n lowercase hex digits and a NUL into out (at
+ * least 2 * n + 1 bytes). data: borrowed. */
+PU_INTERNAL void pu_hex_encode(const void *data, size_t n, char *out);
+
 /* At most `max` bytes of untrusted text (a response body, a platform's error
  * message) as an operator-facing excerpt in out (outlen bytes, always
  * NUL-terminated): whole valid UTF-8 sequences only, never cut in half;
@@ -64,5 +79,10 @@ typedef struct pu_buf {
 PU_INTERNAL void pu_buf_add(pu_buf *b, const char *s, size_t n);
 /* Append the string s (borrowed). */
 PU_INTERNAL void pu_buf_str(pu_buf *b, const char *s);
+/* The finished string (owned by the caller, free()), "" when nothing was
+ * added, or NULL when an append failed; b is reset either way. */
+PU_INTERNAL char *pu_buf_take(pu_buf *b);
+/* Give b's memory back and reset it. */
+PU_INTERNAL void pu_buf_free(pu_buf *b);
 
 #endif

@@ -8,6 +8,7 @@
 #include <openssl/crypto.h>
 #include <openssl/hmac.h>
 
+#include "rfc3339.h"
 #include "x_parse.h"
 
 static void hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
@@ -63,7 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		int64_t ms;
 		char conv[X_MAX_DM_CONVERSATION_LEN + 1];
 		x_parse_v1_time(text, &ms);
-		x_parse_rfc3339(text, &ms);
+		pu_rfc3339_ms(text, &ms);
 		x_dm_conversation_id(text, "2975699229", conv);
 	}
 	free(text);

@@ -58,7 +58,7 @@ for name in "$@"; do
 	# shellcheck disable=SC2046
 	if ! clang -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=undefined "${incs[@]}" "$src" "${sources[@]}" \
-		$(pkg-config --cflags --libs jansson libcrypto) -o "$out/fuzz_$name" >"$log" 2>&1; then
+		$(pkg-config --cflags --libs jansson libcrypto libutf8proc) -o "$out/fuzz_$name" >"$log" 2>&1; then
 		echo "fuzz $name: FAILED (does not build; see $log)"
 		status=1
 		continue

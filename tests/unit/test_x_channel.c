@@ -14,6 +14,7 @@
 
 #include "util.h"
 #include "../../plugins/common/plugin_util.h"
+#include "../../plugins/common/rfc3339.h"
 #include "../../plugins/channels/x/x_parse.h"
 #include "../../plugins/channels/x/x_oauth.h"
 
@@ -572,12 +573,12 @@ static void test_times(void **state)
 	assert_false(x_parse_v1_time("Fri Foo 13 04:48:09 +0000 2019", &ms));
 	assert_false(x_parse_v1_time("Fri Dec 13 04:48:09 +0000 19", &ms));
 	assert_false(x_parse_v1_time("Fri Feb 30 04:48:09 +0000 2019", &ms));
-	assert_true(x_parse_rfc3339("2019-12-13T04:48:09.000Z", &ms));
+	assert_true(pu_rfc3339_ms("2019-12-13T04:48:09.000Z", &ms));
 	assert_int_equal(ms, 1576212489000LL);
-	assert_true(x_parse_rfc3339("2019-12-13T04:48:09.25Z", &ms));
+	assert_true(pu_rfc3339_ms("2019-12-13T04:48:09.25Z", &ms));
 	assert_int_equal(ms, 1576212489250LL);
-	assert_false(x_parse_rfc3339("2019-12-13T04:48:09", &ms));
-	assert_false(x_parse_rfc3339("2019-12-13", &ms));
+	assert_false(pu_rfc3339_ms("2019-12-13T04:48:09", &ms));
+	assert_false(pu_rfc3339_ms("2019-12-13", &ms));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -785,12 +786,12 @@ static void test_oauth_json_post_signs_no_body(void **state)
 
 static void test_percent_encoding(void **state)
 {
-	x_buf b = { 0 };
+	pu_buf b = { 0 };
 	char *s;
 	(void)state;
 
 	x_oauth_percent_encode(&b, "Ladies + Gentlemen*~-._!\xe2\x98\x83/");
-	s = x_buf_take(&b);
+	s = pu_buf_take(&b);
 	assert_string_equal(s, "Ladies%20%2B%20Gentlemen%2A~-._%21%E2%98%83%2F");
 	free(s);
 }

@@ -83,6 +83,17 @@ static void test_subject_and_tags(void **state)
 	                "\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9"
 	                "\xC3\xA9\xC3\xA9\xC3\xA9", s, sizeof(s));
 	assert_int_equal(strlen(s), 3 + 78 + 3);   /* whole characters, then "..." */
+	{
+		/* One long word of euro signs (3 bytes): 26 fit in 79 bytes,
+		 * never part of the 27th. */
+		char euros[3 * 40 + 1];
+		for (int i = 0; i < 40; i++)
+			memcpy(euros + 3 * i, "\xE2\x82\xAC", 3);
+		euros[3 * 40] = '\0';
+		zd_subject("x", euros, s, sizeof(s));
+		assert_int_equal(strlen(s), 3 + 78 + 3);
+		assert_memory_equal(s + 3 + 75, "\xE2\x82\xAC...", 6);
+	}
 	zd_tag("channel_", "Facebook Main!", s, sizeof(s));
 	assert_string_equal(s, "channel_facebook_main_");
 }

@@ -19,6 +19,7 @@
 
 #include "parley/parley.h"
 #include "../../common/plugin_util.h"
+#include "../../common/instance.h"
 #include "meta_parse.h"
 #include "meta_graph.h"
 
@@ -87,8 +88,9 @@ static const parley_config_key meta_config_keys[] = {
 
 /* ------------------------------------------------------------------------ */
 /* Settings                                                                 */
-static void settings_free(meta_settings *s)
+static void settings_free(void *settings)
 {
+	meta_settings *s = settings;
 	pu_wipe_string(s->app_secret);
 	pu_wipe_string(s->verify_token);
 	free(s->app_secret);
@@ -167,8 +169,9 @@ static int read_template(const parley_host *host, parley_instance *inst,
 /* Read and check one instance's config into *out (owned by the caller, free
  * with settings_free). cfg: borrowed. Problems go to config_error. */
 static int settings_read(const parley_host *host, parley_instance *inst,
-                         const parley_config *cfg, meta_settings *out)
+                         const parley_config *cfg, void *settings)
 {
+	meta_settings *out = settings;
 	const char *secret = host->config_string(cfg, "app_secret");
 	const char *token = host->config_string(cfg, "verify_token");
 	const char *url = host->config_string(cfg, "graph_url");
@@ -224,8 +227,9 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 	return 0;
 }
 
-static void settings_announce(const meta_channel *ch)
+static void settings_announce(void *self)
 {
+	const meta_channel *ch = self;
 	ch->host->log(ch->inst, PARLEY_LOG_INFO,
 	              "%zu page(s), %zu instagram account(s), %zu whatsapp number(s); "
 	              "graph %s; human_agent_tag %s; whatsapp template %s",
@@ -238,52 +242,16 @@ static void settings_announce(const meta_channel *ch)
 /* Lifecycle                                                                */
 /* ------------------------------------------------------------------------ */
 
-/* host, inst: owned by the core, valid until destroy. cfg: borrowed.
- * *self receives the instance (owned by the plugin until destroy). */
-static int meta_create(const parley_host *host, parley_instance *inst,
-                       const parley_config *cfg, void **self)
-{
-	meta_channel *ch = calloc(1, sizeof(*ch));
+/* A reload swaps the settings at once: in-flight sends hold their own copy
+ * of what they need (the plan), and the core copied each call. */
+static const pu_instance_class meta_class = {
+	PU_INSTANCE_LAYOUT(meta_channel, cfg),
+	.read = settings_read,
+	.free = settings_free,
+	.announce = settings_announce,
+};
 
-	if (ch == NULL) {
-		host->log(inst, PARLEY_LOG_ERROR, "out of memory");
-		return -1;
-	}
-	ch->host = host;
-	ch->inst = inst;
-	if (settings_read(host, inst, cfg, &ch->cfg) != 0) {
-		free(ch);
-		return -1;
-	}
-	settings_announce(ch);
-	*self = ch;
-	return 0;
-}
-
-/* cfg: borrowed. On -1 the old settings stay in force. */
-static int meta_reload(void *self, const parley_config *cfg)
-{
-	meta_channel *ch = self;
-	meta_settings next;
-
-	if (settings_read(ch->host, ch->inst, cfg, &next) != 0)
-		return -1;
-	/* In-flight sends hold their own copy of what they need (the plan),
-	 * and the core copied the call, so swapping now is safe. */
-	settings_free(&ch->cfg);
-	ch->cfg = next;
-	settings_announce(ch);
-	return 0;
-}
-
-/* self: owned by the plugin; freed here. */
-static void meta_destroy(void *self)
-{
-	meta_channel *ch = self;
-
-	settings_free(&ch->cfg);
-	free(ch);
-}
+PU_INSTANCE_FUNCTIONS(meta, meta_class)
 
 /* ------------------------------------------------------------------------ */
 /* Inbound                                                                  */

@@ -2,6 +2,7 @@
  * channel. No host calls: see meta_graph.h. */
 #include "meta_graph.h"
 #include "../../common/plugin_util.h"
+#include "../../common/utf8.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -25,18 +26,6 @@ static bool id_is_path_safe(const char *s)
 	if (len == 0 || len > META_MAX_ID_BYTES)
 		return false;
 	return strspn(s, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_.-") == len;
-}
-
-/* A token must not be able to end the Authorization header line. */
-static bool token_is_header_safe(const char *s)
-{
-	if (s[0] == '\0')
-		return false;
-	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-		if (*p <= 0x20 || *p == 0x7f)
-			return false;
-	}
-	return true;
 }
 
 void meta_assets_free(meta_asset_list *list)
@@ -77,7 +66,7 @@ static bool asset_add(meta_asset_list *out, json_t *e, size_t index, const char 
 		         index, id_key);
 		return false;
 	}
-	if (!token_is_header_safe(token)) {
+	if (token[0] == '\0' || strchr(token, ' ') != NULL || !pu_header_safe(token)) {
 		snprintf(err, errlen, "[%zu].access_token must be a non-empty token without spaces",
 		         index);
 		return false;
@@ -347,33 +336,6 @@ bool meta_private_thread(const meta_plan *plan, const char *recipient, char *out
 /* Answers                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* Copy an untrusted text (valid UTF-8: it came out of jansson or libcurl)
- * for an operator-facing reason: control characters become spaces; at most
- * outlen - 1 bytes, never cutting a UTF-8 sequence. */
-static void clean_copy(char *out, size_t outlen, const char *s)
-{
-	size_t n = 0;
-
-	for (const unsigned char *p = (const unsigned char *)s; *p != '\0';) {
-		size_t seq = *p < 0x80 ? 1 : (*p >> 5) == 6 ? 2 : (*p >> 4) == 14 ? 3 : 4;
-		if (n + seq >= outlen)
-			break;
-		for (size_t i = 0; i < seq; i++) {
-			if (p[i] == '\0')
-				goto done;
-		}
-		if (seq == 1) {
-			out[n] = (*p < 0x20 || *p == 0x7f) ? ' ' : (char)*p;
-		} else {
-			memcpy(out + n, p, seq);
-		}
-		n += seq;
-		p += seq;
-	}
-done:
-	out[n] = '\0';
-}
-
 static void copy_id(char *out, const char *s)
 {
 	if (s != NULL && strlen(s) <= META_MAX_ID_BYTES)
@@ -439,7 +401,7 @@ static void describe_error(json_t *error, char *out, size_t outlen)
 	out[0] = '\0';
 	if (message == NULL)
 		return;
-	clean_copy(clean, sizeof(clean), message);
+	pu_utf8_line(message, clean, sizeof(clean));
 	if (json_is_integer(code) && json_is_integer(sub))
 		snprintf(out, outlen, "%s (code %" PRId64 ", subcode %" PRId64 ")", clean,
 		         (int64_t)json_integer_value(code), (int64_t)json_integer_value(sub));
@@ -459,8 +421,8 @@ void meta_classify(const meta_answer *a, meta_answer_shape shape, meta_result *o
 	memset(out, 0, sizeof(*out));
 	if (a->status == 0) {
 		char clean[200];
-		clean_copy(clean, sizeof(clean), a->transport_error != NULL ? a->transport_error
-		                                                             : "transport error");
+		pu_utf8_line(a->transport_error != NULL ? a->transport_error : "transport error",
+		             clean, sizeof(clean));
 		out->outcome = PARLEY_RETRY;
 		snprintf(out->reason, sizeof(out->reason), "Graph API call failed: %s", clean);
 		return;

@@ -1,6 +1,7 @@
 /* meta_parse.c - handshake, signatures and webhook bodies of the meta
  * channel. No host calls: see meta_parse.h. */
 #include "meta_parse.h"
+#include "../../common/plugin_util.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -21,17 +22,6 @@
 /* Signatures and the handshake                                             */
 /* ------------------------------------------------------------------------ */
 
-static int hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 meta_sig_result meta_verify_signature(const char *header, const void *secret, size_t secret_len,
                                       const void *body, size_t body_len,
                                       meta_hmac_fn hmac, meta_equals_fn equals)
@@ -45,13 +35,8 @@ meta_sig_result meta_verify_signature(const char *header, const void *secret, si
 	if (strlen(header) != SIG_PREFIX_LEN + 64 ||
 	    strncmp(header, SIG_PREFIX, SIG_PREFIX_LEN) != 0)
 		return META_SIG_BAD;
-	for (size_t i = 0; i < 32; i++) {
-		int hi = hex_value(header[SIG_PREFIX_LEN + 2 * i]);
-		int lo = hex_value(header[SIG_PREFIX_LEN + 2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return META_SIG_BAD;
-		given[i] = (unsigned char)(hi << 4 | lo);
-	}
+	if (!pu_hex_decode(header + SIG_PREFIX_LEN, given, sizeof(given)))
+		return META_SIG_BAD;
 	hmac(secret, secret_len, body, body_len, expected);
 	return equals(given, sizeof(given), expected, sizeof(expected)) ? META_SIG_OK : META_SIG_BAD;
 }

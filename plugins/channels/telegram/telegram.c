@@ -25,6 +25,7 @@
 
 #include "parley/parley.h"
 #include "../../common/plugin_util.h"
+#include "../../common/instance.h"
 #include "telegram_parse.h"
 
 #define TELEGRAM_VERSION "0.1.0"
@@ -108,8 +109,9 @@ static const parley_config_key telegram_config_keys[] = {
 /* Settings                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static void settings_free(tg_settings *s)
+static void settings_free(void *settings)
 {
+	tg_settings *s = settings;
 	pu_wipe(s->token, s->token_len);
 	pu_wipe(s->secret, s->secret_len);
 	free(s->token);
@@ -122,8 +124,9 @@ static void settings_free(tg_settings *s)
  * with settings_free). cfg: borrowed. Problems go to config_error, never
  * with a secret's value. */
 static int settings_read(const parley_host *host, parley_instance *inst,
-                         const parley_config *cfg, tg_settings *out)
+                         const parley_config *cfg, void *settings)
 {
+	tg_settings *out = settings;
 	const char *token = host->config_string(cfg, "bot_token");
 	const char *mode = host->config_string(cfg, "mode");
 	const char *secret = host->config_string(cfg, "secret_token");
@@ -192,8 +195,9 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 	return 0;
 }
 
-static void settings_announce(const telegram_channel *ch)
+static void settings_announce(void *self)
 {
+	const telegram_channel *ch = self;
 	if (ch->cfg.polling)
 		ch->host->log(ch->inst, PARLEY_LOG_INFO,
 		              "polling getUpdates (long-poll %" PRId64 " s)%s",
@@ -708,34 +712,50 @@ static void telegram_send(void *self, const parley_outbound_message *msg, parley
 /* Lifecycle                                                                */
 /* ------------------------------------------------------------------------ */
 
-/* host, inst: owned by the core, valid until destroy. cfg: borrowed.
- * *self receives the instance (owned by the plugin until destroy). */
-static int telegram_create(const parley_host *host, parley_instance *inst,
-                           const parley_config *cfg, void **self)
+/* Calls in flight hold no pointer into the settings (the core copied
+ * them); the next poll and send use the new ones. Only the mode cannot
+ * change while running. */
+static int telegram_check_reload(void *self, const void *next_settings)
 {
-	telegram_channel *ch;
+	telegram_channel *ch = self;
+	const tg_settings *next = next_settings;
 
-	/* Polling needs emit_begin..., private replies delivery_set_thread_id. */
-	if (!PARLEY_HAS_FIELD(host, parley_host, delivery_set_thread_id)) {
-		host->log(inst, PARLEY_LOG_ERROR, "this parleyd is too old for the telegram plugin "
-		          "(plugin ABI 1.1 needed)");
+	if (next->polling != ch->cfg.polling) {
+		ch->host->config_error(ch->inst, "mode", "cannot change on reload: restart parleyd");
 		return -1;
 	}
-	ch = calloc(1, sizeof(*ch));
-	if (ch == NULL) {
-		host->log(inst, PARLEY_LOG_ERROR, "out of memory");
-		return -1;
-	}
-	ch->host = host;
-	ch->inst = inst;
-	if (settings_read(host, inst, cfg, &ch->cfg) != 0) {
-		free(ch);
-		return -1;
-	}
-	settings_announce(ch);
-	*self = ch;
 	return 0;
 }
+
+static void telegram_finish(void *self)
+{
+	telegram_channel *ch = self;
+	tg_call *c, *next;
+
+	if (ch->timer != NULL)
+		ch->host->timer_cancel(ch->timer);
+	/* Callbacks of calls still in flight run once more: detach them so
+	 * they only free their own memory. */
+	for (c = ch->calls; c != NULL; c = next) {
+		next = c->next;
+		c->ch = NULL;
+		c->prev = c->next = NULL;
+	}
+}
+
+static const pu_instance_class telegram_class = {
+	PU_INSTANCE_LAYOUT(telegram_channel, cfg),
+	/* Polling needs emit_begin..., private replies delivery_set_thread_id. */
+	.host_needs = PU_HOST_NEEDS(delivery_set_thread_id),
+	.too_old = "this parleyd is too old for the telegram plugin (plugin ABI 1.1 needed)",
+	.check_reload = telegram_check_reload,
+	.finish = telegram_finish,
+	.read = settings_read,
+	.free = settings_free,
+	.announce = settings_announce,
+};
+
+PU_INSTANCE_FUNCTIONS(telegram, telegram_class)
 
 static int telegram_start(void *self)
 {
@@ -743,27 +763,6 @@ static int telegram_start(void *self)
 
 	if (ch->cfg.polling)
 		load_offset(ch);
-	return 0;
-}
-
-/* cfg: borrowed. On -1 the old settings stay in force. */
-static int telegram_reload(void *self, const parley_config *cfg)
-{
-	telegram_channel *ch = self;
-	tg_settings next;
-
-	if (settings_read(ch->host, ch->inst, cfg, &next) != 0)
-		return -1;
-	if (next.polling != ch->cfg.polling) {
-		ch->host->config_error(ch->inst, "mode", "cannot change on reload: restart parleyd");
-		settings_free(&next);
-		return -1;
-	}
-	/* Calls in flight hold no pointer into the settings (the core copied
-	 * them); the next poll and send use the new ones. */
-	settings_free(&ch->cfg);
-	ch->cfg = next;
-	settings_announce(ch);
 	return 0;
 }
 
@@ -778,25 +777,6 @@ static void telegram_stop(void *self)
 		ch->host->timer_cancel(ch->timer);
 		ch->timer = NULL;
 	}
-}
-
-/* self: owned by the plugin; freed here. */
-static void telegram_destroy(void *self)
-{
-	telegram_channel *ch = self;
-	tg_call *c, *next;
-
-	if (ch->timer != NULL)
-		ch->host->timer_cancel(ch->timer);
-	/* Callbacks of calls still in flight run once more: detach them so
-	 * they only free their own memory. */
-	for (c = ch->calls; c != NULL; c = next) {
-		next = c->next;
-		c->ch = NULL;
-		c->prev = c->next = NULL;
-	}
-	settings_free(&ch->cfg);
-	free(ch);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -3,6 +3,7 @@
  * host calls: see telegram_parse.h. */
 #include "telegram_parse.h"
 #include "../../common/plugin_util.h"
+#include "../../common/utf8.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -584,24 +585,6 @@ bool telegram_send_body(const telegram_send_in *in, char **body_out, char *why, 
 	return true;
 }
 
-/* Copy at most outlen - 1 bytes of s (valid UTF-8) without splitting a
- * character; control characters become spaces. */
-static void copy_text(const char *s, char *out, size_t outlen)
-{
-	size_t n = strlen(s), i;
-
-	if (outlen == 0)
-		return;
-	if (n > outlen - 1) {
-		n = outlen - 1;
-		while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-			n--;
-	}
-	for (i = 0; i < n; i++)
-		out[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? ' ' : s[i];
-	out[n] = '\0';
-}
-
 void telegram_describe(const void *body, size_t len, char *out, size_t outlen)
 {
 	const unsigned char *b = body;
@@ -618,7 +601,7 @@ void telegram_describe(const void *body, size_t len, char *out, size_t outlen)
 		root = json_loadb(body, len, 0, NULL);
 	d = json_is_object(root) ? get_str(root, "description") : NULL;
 	if (d != NULL) {
-		copy_text(d, out, outlen);
+		pu_utf8_line(d, out, outlen);
 		json_decref(root);
 		return;
 	}

@@ -19,6 +19,7 @@
 
 #include "parley/parley.h"
 #include "../../common/plugin_util.h"
+#include "../../common/instance.h"
 #include "webhook_parse.h"
 
 #define WEBHOOK_VERSION "0.1.0"
@@ -66,8 +67,9 @@ static const parley_config_key webhook_config_keys[] = {
 /* Settings                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static void settings_free(webhook_settings *s)
+static void settings_free(void *settings)
 {
+	webhook_settings *s = settings;
 	if (s->secret != NULL)
 		pu_wipe(s->secret, s->secret_len);
 	free(s->secret);
@@ -78,8 +80,9 @@ static void settings_free(webhook_settings *s)
 /* Read and check one instance's config into *out (owned by the caller, free
  * with settings_free). cfg is borrowed. Reports problems with config_error. */
 static int settings_read(const parley_host *host, parley_instance *inst,
-                         const parley_config *cfg, webhook_settings *out)
+                         const parley_config *cfg, void *settings)
 {
+	webhook_settings *out = settings;
 	const char *secret = host->config_string(cfg, "secret");
 	const char *url = host->config_string(cfg, "callback_url");
 	int64_t timeout = WEBHOOK_DEFAULT_TIMEOUT_MS;
@@ -117,8 +120,9 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 	return 0;
 }
 
-static void settings_announce(const webhook_channel *ch)
+static void settings_announce(void *self)
 {
+	const webhook_channel *ch = self;
 	/* The URL itself is not logged: it may carry credentials. */
 	ch->host->log(ch->inst, PARLEY_LOG_INFO, "outbound sends %s",
 	              ch->cfg.callback_url != NULL ? "go to the configured callback_url"
@@ -132,52 +136,16 @@ static void settings_announce(const webhook_channel *ch)
 /* Lifecycle                                                                */
 /* ------------------------------------------------------------------------ */
 
-/* host, inst: owned by the core, valid until destroy. cfg: borrowed.
- * *self receives the instance (owned by the plugin until destroy). */
-static int webhook_create(const parley_host *host, parley_instance *inst,
-                          const parley_config *cfg, void **self)
-{
-	webhook_channel *ch = calloc(1, sizeof(*ch));
+/* A reload swaps the settings at once: in-flight sends hold no pointer into
+ * them (the core copied the call). */
+static const pu_instance_class webhook_class = {
+	PU_INSTANCE_LAYOUT(webhook_channel, cfg),
+	.read = settings_read,
+	.free = settings_free,
+	.announce = settings_announce,
+};
 
-	if (ch == NULL) {
-		host->log(inst, PARLEY_LOG_ERROR, "out of memory");
-		return -1;
-	}
-	ch->host = host;
-	ch->inst = inst;
-	if (settings_read(host, inst, cfg, &ch->cfg) != 0) {
-		free(ch);
-		return -1;
-	}
-	settings_announce(ch);
-	*self = ch;
-	return 0;
-}
-
-/* cfg: borrowed. On -1 the old settings stay in force. */
-static int webhook_reload(void *self, const parley_config *cfg)
-{
-	webhook_channel *ch = self;
-	webhook_settings next;
-
-	if (settings_read(ch->host, ch->inst, cfg, &next) != 0)
-		return -1;
-	/* In-flight sends hold no pointer into the settings (the core copied
-	 * the call), so swapping them now is safe. */
-	settings_free(&ch->cfg);
-	ch->cfg = next;
-	settings_announce(ch);
-	return 0;
-}
-
-/* self: owned by the plugin; freed here. */
-static void webhook_destroy(void *self)
-{
-	webhook_channel *ch = self;
-
-	settings_free(&ch->cfg);
-	free(ch);
-}
+PU_INSTANCE_FUNCTIONS(webhook, webhook_class)
 
 /* ------------------------------------------------------------------------ */
 /* Inbound                                                                  */
@@ -333,16 +301,6 @@ static void webhook_send_done(void *arg, const parley_http_response *response)
 	free(ctx);
 }
 
-/* A header value must not be able to end the header line. s: borrowed. */
-static int header_value_is_safe(const char *s)
-{
-	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-		if (*p < 0x20 || *p == 0x7f)
-			return 0;
-	}
-	return 1;
-}
-
 static const char *visibility_name(parley_visibility v)
 {
 	return v == PARLEY_VISIBILITY_PUBLIC ? "public" : "private";
@@ -396,7 +354,7 @@ static void webhook_send(void *self, const parley_outbound_message *msg, parley_
 		host->delivery_complete(d, PARLEY_FAIL, 0, "no callback_url configured");
 		return;
 	}
-	if (msg->idempotency_key == NULL || !header_value_is_safe(msg->idempotency_key)) {
+	if (msg->idempotency_key == NULL || !pu_header_safe(msg->idempotency_key)) {
 		host->delivery_complete(d, PARLEY_FAIL, 0, "the idempotency key is not a header value");
 		return;
 	}

@@ -1,6 +1,8 @@
 /* webhook_parse.c - signature checks, body validation and RFC 3339 times for
  * the webhook channel. No host calls: see webhook_parse.h. */
 #include "webhook_parse.h"
+#include "../../common/plugin_util.h"
+#include "../../common/rfc3339.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,17 +12,6 @@
 /* ------------------------------------------------------------------------ */
 /* Signatures                                                               */
 /* ------------------------------------------------------------------------ */
-
-static int hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 webhook_sig_result webhook_verify_signature(const char *header,
                                             const void *secret, size_t secret_len,
@@ -37,13 +28,8 @@ webhook_sig_result webhook_verify_signature(const char *header,
 	if (strlen(header) != WEBHOOK_SIGNATURE_LEN ||
 	    strncmp(header, WEBHOOK_SIGNATURE_PREFIX, prefix_len) != 0)
 		return WEBHOOK_SIG_BAD;
-	for (size_t i = 0; i < 32; i++) {
-		int hi = hex_value(header[prefix_len + 2 * i]);
-		int lo = hex_value(header[prefix_len + 2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return WEBHOOK_SIG_BAD;
-		given[i] = (unsigned char)(hi << 4 | lo);
-	}
+	if (!pu_hex_decode(header + prefix_len, given, sizeof(given)))
+		return WEBHOOK_SIG_BAD;
 	hmac(secret, secret_len, body, body_len, expected);
 	return equals(given, sizeof(given), expected, sizeof(expected)) ? WEBHOOK_SIG_OK
 	                                                                : WEBHOOK_SIG_BAD;
@@ -52,109 +38,12 @@ webhook_sig_result webhook_verify_signature(const char *header,
 void webhook_sign(const void *secret, size_t secret_len, const void *body, size_t body_len,
                   webhook_hmac_fn hmac, char out[WEBHOOK_SIGNATURE_LEN + 1])
 {
-	static const char digits[] = "0123456789abcdef";
 	const size_t prefix_len = sizeof(WEBHOOK_SIGNATURE_PREFIX) - 1;
 	unsigned char mac[32];
 
 	hmac(secret, secret_len, body, body_len, mac);
 	memcpy(out, WEBHOOK_SIGNATURE_PREFIX, prefix_len);
-	for (size_t i = 0; i < 32; i++) {
-		out[prefix_len + 2 * i] = digits[mac[i] >> 4];
-		out[prefix_len + 2 * i + 1] = digits[mac[i] & 0xf];
-	}
-	out[WEBHOOK_SIGNATURE_LEN] = '\0';
-}
-
-/* ------------------------------------------------------------------------ */
-/* RFC 3339                                                                 */
-/* ------------------------------------------------------------------------ */
-
-/* Read exactly n decimal digits. */
-static bool read_digits(const char *s, int n, int *out)
-{
-	int v = 0;
-	for (int i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-		v = v * 10 + (s[i] - '0');
-	}
-	*out = v;
-	return true;
-}
-
-static bool is_leap_year(int y)
-{
-	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-static int days_in_month(int y, int m)
-{
-	static const int days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-	return m == 2 && is_leap_year(y) ? 29 : days[m - 1];
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (the well-known
- * era-based civil calendar computation; exact for every year we accept and
- * independent of the process's time zone, unlike mktime). */
-static int64_t days_from_civil(int y, int m, int d)
-{
-	y -= m <= 2;
-	const int64_t era = (y >= 0 ? y : y - 399) / 400;
-	const int64_t yoe = y - era * 400;                                  /* [0, 399] */
-	const int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1; /* [0, 365] */
-	const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;          /* [0, 146096] */
-	return era * 146097 + doe - 719468;
-}
-
-bool webhook_parse_rfc3339(const char *s, int64_t *out_ms)
-{
-	int year, month, day, hour, minute, second, ms = 0, offset_min = 0;
-	const char *p;
-
-	/* date-time = full-date "T" partial-time time-offset */
-	if (!read_digits(s, 4, &year) || s[4] != '-' || !read_digits(s + 5, 2, &month) ||
-	    s[7] != '-' || !read_digits(s + 8, 2, &day) || (s[10] != 'T' && s[10] != 't') ||
-	    !read_digits(s + 11, 2, &hour) || s[13] != ':' || !read_digits(s + 14, 2, &minute) ||
-	    s[16] != ':' || !read_digits(s + 17, 2, &second))
-		return false;
-	if (month < 1 || month > 12 || day < 1 || day > days_in_month(year, month) ||
-	    hour > 23 || minute > 59 || second > 60)   /* 60: a leap second */
-		return false;
-
-	p = s + 19;
-	if (*p == '.') {
-		/* time-secfrac: at least one digit; keep milliseconds, drop the rest. */
-		int n = 0;
-		p++;
-		if (*p < '0' || *p > '9')
-			return false;
-		for (; *p >= '0' && *p <= '9'; p++, n++) {
-			if (n < 3)
-				ms = ms * 10 + (*p - '0');
-		}
-		for (; n < 3; n++)
-			ms *= 10;
-	}
-
-	if (*p == 'Z' || *p == 'z') {
-		p++;
-	} else if (*p == '+' || *p == '-') {
-		int oh, om;
-		if (!read_digits(p + 1, 2, &oh) || p[3] != ':' || !read_digits(p + 4, 2, &om) ||
-		    oh > 23 || om > 59)
-			return false;
-		offset_min = (oh * 60 + om) * (*p == '-' ? -1 : 1);
-		p += 6;
-	} else {
-		return false;   /* the offset is mandatory in RFC 3339 */
-	}
-	if (*p != '\0')
-		return false;
-
-	int64_t secs = days_from_civil(year, month, day) * 86400 +
-	               (int64_t)hour * 3600 + minute * 60 + second - (int64_t)offset_min * 60;
-	*out_ms = secs * 1000 + ms;
-	return true;
+	pu_hex_encode(mac, sizeof(mac), out + prefix_len);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -313,7 +202,7 @@ static bool validate_item(json_t *obj, const char *prefix, wh_item *it, webhook_
 	                &it->created_at, err) ||
 	    !get_boolean(obj, "from_brand", prefix, "from_brand", &it->from_brand, err))
 		return false;
-	if (it->created_at != NULL && !webhook_parse_rfc3339(it->created_at, &it->time_ms))
+	if (it->created_at != NULL && !pu_rfc3339_ms(it->created_at, &it->time_ms))
 		return field_error(err, prefix, "created_at",
 		                   "not an RFC 3339 date-time (e.g. 2026-11-23T10:00:00Z)");
 	return true;

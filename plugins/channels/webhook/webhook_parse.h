@@ -59,11 +59,6 @@ WEBHOOK_INTERNAL void
 webhook_sign(const void *secret, size_t secret_len, const void *body, size_t body_len,
              webhook_hmac_fn hmac, char out[WEBHOOK_SIGNATURE_LEN + 1]);
 
-/* Parse an RFC 3339 date-time ("2026-11-23T10:00:00Z",
- * "2026-11-23T12:00:00.250+02:00") into Unix milliseconds. s: borrowed.
- * Returns false for anything else (no partial results in *out_ms). */
-WEBHOOK_INTERNAL bool webhook_parse_rfc3339(const char *s, int64_t *out_ms);
-
 /* Why a body was refused: the HTTP status, the error code of the JSON error
  * shape and a detail such as "[3].author.id: required". */
 typedef struct webhook_error {

@@ -25,6 +25,7 @@
 
 #include "parley/parley.h"
 #include "../../common/plugin_util.h"
+#include "../../common/instance.h"
 #include "x_oauth.h"
 #include "x_parse.h"
 
@@ -129,8 +130,9 @@ static void free_secret(char *s)
 	free(s);
 }
 
-static void settings_free(x_settings *s)
+static void settings_free(void *settings)
 {
+	x_settings *s = settings;
 	free(s->consumer_key);
 	free_secret(s->consumer_secret);
 	free_secret(s->access_token);
@@ -142,16 +144,6 @@ static void settings_free(x_settings *s)
 		free(s->queries[i]);
 	free(s->queries);
 	memset(s, 0, sizeof(*s));
-}
-
-/* A value that goes into a header must not end the header line. */
-static int header_safe(const char *s)
-{
-	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-		if (*p < 0x20 || *p == 0x7f)
-			return 0;
-	}
-	return 1;
 }
 
 /* search_queries: a JSON array of non-empty strings into out. json: borrowed. */
@@ -199,7 +191,7 @@ static int check_required(const parley_host *host, parley_instance *inst, const 
 		host->config_error(inst, key, "must not be empty");
 		return 0;
 	}
-	if (!header_safe(value)) {
+	if (!pu_header_safe(value)) {
 		host->config_error(inst, key, "must not contain control characters");
 		return 0;
 	}
@@ -209,8 +201,9 @@ static int check_required(const parley_host *host, parley_instance *inst, const 
 /* Read and check one instance's config into *out (owned by the caller, free
  * with settings_free). cfg: borrowed. Problems go to config_error. */
 static int settings_read(const parley_host *host, parley_instance *inst,
-                         const parley_config *cfg, x_settings *out)
+                         const parley_config *cfg, void *settings)
 {
+	x_settings *out = settings;
 	const char *ck = host->config_string(cfg, "consumer_key");
 	const char *cs = host->config_string(cfg, "consumer_secret");
 	const char *at = host->config_string(cfg, "access_token");
@@ -285,8 +278,9 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 	return 0;
 }
 
-static void settings_announce(const x_channel *ch)
+static void settings_announce(void *self)
 {
+	const x_channel *ch = self;
 	if (ch->cfg.n_queries == 0)
 		ch->host->log(ch->inst, PARLEY_LOG_INFO, "account %s, no search listening",
 		              ch->cfg.user_id);
@@ -598,13 +592,13 @@ static int start_search_request(x_search *s, const char *pagination_token)
 {
 	x_channel *ch = s->ch;
 	char *url = x_search_url(ch->cfg.api_url, s->query, s->since_id, pagination_token);
-	x_buf auth = { 0 };
+	pu_buf auth = { 0 };
 	char *auth_header;
 	int rc = -1;
 
-	x_buf_puts(&auth, "Authorization: Bearer ");
-	x_buf_puts(&auth, ch->cfg.bearer_token);
-	auth_header = x_buf_take(&auth);
+	pu_buf_str(&auth, "Authorization: Bearer ");
+	pu_buf_str(&auth, ch->cfg.bearer_token);
+	auth_header = pu_buf_take(&auth);
 	if (url != NULL && auth_header != NULL) {
 		const char *headers[] = { auth_header, X_USER_AGENT, NULL };
 		parley_http_call call = {
@@ -672,17 +666,11 @@ static void search_load(void *arg)
  * restarts and reorderings of the list, short whatever the query. */
 static void state_key_for(const char *query, char out[48])
 {
-	static const char hex[] = "0123456789abcdef";
 	unsigned char md[SHA256_DIGEST_LENGTH];
-	size_t o = 0;
 
 	SHA256((const unsigned char *)query, strlen(query), md);
-	o = (size_t)snprintf(out, 48, "search:");
-	for (size_t i = 0; i < 16; i++) {
-		out[o++] = hex[md[i] >> 4];
-		out[o++] = hex[md[i] & 0xf];
-	}
-	out[o] = '\0';
+	memcpy(out, "search:", 7);
+	pu_hex_encode(md, 16, out + 7);
 }
 
 static int x_start(void *self)
@@ -877,28 +865,6 @@ static void x_send(void *self, const parley_outbound_message *msg, parley_delive
 /* Lifecycle                                                                */
 /* ------------------------------------------------------------------------ */
 
-/* host, inst: owned by the core, valid until destroy. cfg: borrowed.
- * *self receives the instance (owned by the plugin until destroy). */
-static int x_create(const parley_host *host, parley_instance *inst, const parley_config *cfg,
-                    void **self)
-{
-	x_channel *ch = calloc(1, sizeof(*ch));
-
-	if (ch == NULL) {
-		host->log(inst, PARLEY_LOG_ERROR, "out of memory");
-		return -1;
-	}
-	ch->host = host;
-	ch->inst = inst;
-	if (settings_read(host, inst, cfg, &ch->cfg) != 0) {
-		free(ch);
-		return -1;
-	}
-	settings_announce(ch);
-	*self = ch;
-	return 0;
-}
-
 static int same_queries(const x_settings *a, const x_settings *b)
 {
 	if (a->n_queries != b->n_queries)
@@ -910,29 +876,20 @@ static int same_queries(const x_settings *a, const x_settings *b)
 	return 1;
 }
 
-/* cfg: borrowed. On -1 the old settings stay in force. */
-static int x_reload(void *self, const parley_config *cfg)
+/* Pollers own copies of their queries and read the rest of the settings
+ * at each poll, but adding or removing one takes a restart. */
+static int x_check_reload(void *self, const void *next)
 {
 	x_channel *ch = self;
-	x_settings next;
 
-	if (settings_read(ch->host, ch->inst, cfg, &next) != 0)
-		return -1;
-	/* Pollers own copies of their queries and read the rest of the
-	 * settings at each poll, but adding or removing one takes a restart. */
-	if (!same_queries(&ch->cfg, &next)) {
+	if (!same_queries(&ch->cfg, next)) {
 		ch->host->config_error(ch->inst, "search_queries", "changing the list takes a restart");
-		settings_free(&next);
 		return -1;
 	}
-	settings_free(&ch->cfg);
-	ch->cfg = next;
-	settings_announce(ch);
 	return 0;
 }
 
-/* self: owned by the plugin; freed here. */
-static void x_destroy(void *self)
+static void x_finish(void *self)
 {
 	x_channel *ch = self;
 
@@ -944,9 +901,18 @@ static void x_destroy(void *self)
 		free(s->query);
 	}
 	free(ch->searches);
-	settings_free(&ch->cfg);
-	free(ch);
 }
+
+static const pu_instance_class x_class = {
+	PU_INSTANCE_LAYOUT(x_channel, cfg),
+	.check_reload = x_check_reload,
+	.finish = x_finish,
+	.read = settings_read,
+	.free = settings_free,
+	.announce = settings_announce,
+};
+
+PU_INSTANCE_FUNCTIONS(x, x_class)
 
 static const parley_channel_ops x_ops = {
 	.size = sizeof(parley_channel_ops),

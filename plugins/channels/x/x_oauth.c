@@ -1,62 +1,12 @@
 /* x_oauth.c - OAuth 1.0a HMAC-SHA1 signing for the X API. See x_oauth.h. */
 #include "x_oauth.h"
+#include "../../common/plugin_util.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
-
-/* ------------------------------------------------------------------------ */
-/* String buffer                                                            */
-/* ------------------------------------------------------------------------ */
-
-void x_buf_append(x_buf *b, const char *s, size_t len)
-{
-	if (b->failed)
-		return;
-	if (b->len + len + 1 > b->cap) {
-		size_t cap = b->cap != 0 ? b->cap : 64;
-		char *grown;
-
-		while (cap < b->len + len + 1)
-			cap *= 2;
-		grown = realloc(b->data, cap);
-		if (grown == NULL) {
-			b->failed = true;
-			return;
-		}
-		b->data = grown;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, s, len);
-	b->len += len;
-	b->data[b->len] = '\0';
-}
-
-void x_buf_puts(x_buf *b, const char *s)
-{
-	x_buf_append(b, s, strlen(s));
-}
-
-char *x_buf_take(x_buf *b)
-{
-	char *s = NULL;
-
-	if (!b->failed) {
-		/* An empty buffer is still a valid empty string. */
-		s = b->data != NULL ? b->data : calloc(1, 1);
-		b->data = NULL;
-	}
-	x_buf_free(b);
-	return s;
-}
-
-void x_buf_free(x_buf *b)
-{
-	free(b->data);
-	memset(b, 0, sizeof(*b));
-}
 
 /* ------------------------------------------------------------------------ */
 /* Encoding                                                                 */
@@ -68,16 +18,16 @@ static bool is_unreserved(unsigned char c)
 	       c == '-' || c == '.' || c == '_' || c == '~';
 }
 
-void x_oauth_percent_encode(x_buf *b, const char *s)
+void x_oauth_percent_encode(pu_buf *b, const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
 
 	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
 		if (is_unreserved(*p)) {
-			x_buf_append(b, (const char *)p, 1);
+			pu_buf_add(b, (const char *)p, 1);
 		} else {
 			char esc[3] = { '%', hex[*p >> 4], hex[*p & 0xf] };
-			x_buf_append(b, esc, 3);
+			pu_buf_add(b, esc, 3);
 		}
 	}
 }
@@ -108,10 +58,10 @@ static int enc_param_cmp(const void *a, const void *b)
 
 static char *encode(const char *s)
 {
-	x_buf b = { 0 };
+	pu_buf b = { 0 };
 
 	x_oauth_percent_encode(&b, s);
-	return x_buf_take(&b);
+	return pu_buf_take(&b);
 }
 
 /* The oauth_* protocol parameters of r, in X's documented header order. */
@@ -127,7 +77,7 @@ static void oauth_params(const x_oauth_request *r, x_oauth_param out[N_OAUTH])
 }
 
 /* The sorted, encoded, "&"-joined parameter string into b. */
-static bool append_parameter_string(x_buf *b, const x_oauth_request *r)
+static bool append_parameter_string(pu_buf *b, const x_oauth_request *r)
 {
 	x_oauth_param proto[N_OAUTH];
 	size_t n = r->n_params + N_OAUTH;
@@ -145,10 +95,10 @@ static bool append_parameter_string(x_buf *b, const x_oauth_request *r)
 		qsort(all, n, sizeof(*all), enc_param_cmp);
 		for (size_t i = 0; i < n; i++) {
 			if (i > 0)
-				x_buf_puts(b, "&");
-			x_buf_puts(b, all[i].key);
-			x_buf_puts(b, "=");
-			x_buf_puts(b, all[i].value);
+				pu_buf_str(b, "&");
+			pu_buf_str(b, all[i].key);
+			pu_buf_str(b, "=");
+			pu_buf_str(b, all[i].value);
 		}
 	}
 	for (size_t i = 0; all != NULL && i < n; i++) {
@@ -161,30 +111,30 @@ static bool append_parameter_string(x_buf *b, const x_oauth_request *r)
 
 char *x_oauth_base_string(const x_oauth_request *r)
 {
-	x_buf params = { 0 }, base = { 0 };
+	pu_buf params = { 0 }, base = { 0 };
 	char *param_string;
 
 	if (!append_parameter_string(&params, r)) {
-		x_buf_free(&params);
+		pu_buf_free(&params);
 		return NULL;
 	}
-	param_string = x_buf_take(&params);
+	param_string = pu_buf_take(&params);
 	if (param_string == NULL)
 		return NULL;
 	/* The method is uppercase ASCII already; the URL and the parameter
 	 * string are encoded once more as a whole. */
-	x_buf_puts(&base, r->method);
-	x_buf_puts(&base, "&");
+	pu_buf_str(&base, r->method);
+	pu_buf_str(&base, "&");
 	x_oauth_percent_encode(&base, r->base_url);
-	x_buf_puts(&base, "&");
+	pu_buf_str(&base, "&");
 	x_oauth_percent_encode(&base, param_string);
 	free(param_string);
-	return x_buf_take(&base);
+	return pu_buf_take(&base);
 }
 
 bool x_oauth_signature(const x_oauth_request *r, char *out)
 {
-	x_buf key = { 0 };
+	pu_buf key = { 0 };
 	char *signing_key, *base = x_oauth_base_string(r);
 	unsigned char mac[EVP_MAX_MD_SIZE];
 	unsigned int mac_len = 0;
@@ -193,9 +143,9 @@ bool x_oauth_signature(const x_oauth_request *r, char *out)
 	if (base == NULL)
 		return false;
 	x_oauth_percent_encode(&key, r->consumer_secret);
-	x_buf_puts(&key, "&");
+	pu_buf_str(&key, "&");
 	x_oauth_percent_encode(&key, r->token_secret);
-	signing_key = x_buf_take(&key);
+	signing_key = pu_buf_take(&key);
 	ok = signing_key != NULL &&
 	     HMAC(EVP_sha1(), signing_key, (int)strlen(signing_key), (const unsigned char *)base,
 	          strlen(base), mac, &mac_len) != NULL &&
@@ -212,21 +162,21 @@ bool x_oauth_signature(const x_oauth_request *r, char *out)
 	return ok;
 }
 
-static void append_header_param(x_buf *b, const char *key, const char *value, bool first)
+static void append_header_param(pu_buf *b, const char *key, const char *value, bool first)
 {
 	if (!first)
-		x_buf_puts(b, ", ");
+		pu_buf_str(b, ", ");
 	x_oauth_percent_encode(b, key);
-	x_buf_puts(b, "=\"");
+	pu_buf_str(b, "=\"");
 	x_oauth_percent_encode(b, value);
-	x_buf_puts(b, "\"");
+	pu_buf_str(b, "\"");
 }
 
 char *x_oauth_header(const x_oauth_request *r)
 {
 	x_oauth_param proto[N_OAUTH];
 	char signature[X_OAUTH_SIGNATURE_LEN + 1];
-	x_buf b = { 0 };
+	pu_buf b = { 0 };
 
 	if (!x_oauth_signature(r, signature))
 		return NULL;
@@ -234,26 +184,21 @@ char *x_oauth_header(const x_oauth_request *r)
 	/* The order of X's "Authorizing a request" guide: alphabetical, with
 	 * oauth_signature among them. Servers do not depend on it, but a
 	 * fixed order makes the header testable byte for byte. */
-	x_buf_puts(&b, "Authorization: OAuth ");
+	pu_buf_str(&b, "Authorization: OAuth ");
 	append_header_param(&b, proto[0].key, proto[0].value, true);
 	append_header_param(&b, proto[1].key, proto[1].value, false);
 	append_header_param(&b, "oauth_signature", signature, false);
 	for (size_t i = 2; i < N_OAUTH; i++)
 		append_header_param(&b, proto[i].key, proto[i].value, false);
-	return x_buf_take(&b);
+	return pu_buf_take(&b);
 }
 
 bool x_oauth_nonce(char out[33])
 {
-	static const char hex[] = "0123456789abcdef";
 	unsigned char raw[16];
 
 	if (RAND_bytes(raw, sizeof(raw)) != 1)
 		return false;
-	for (size_t i = 0; i < sizeof(raw); i++) {
-		out[2 * i] = hex[raw[i] >> 4];
-		out[2 * i + 1] = hex[raw[i] & 0xf];
-	}
-	out[32] = '\0';
+	pu_hex_encode(raw, sizeof(raw), out);
 	return true;
 }

@@ -1,5 +1,5 @@
-/* x_oauth.h - OAuth 1.0a request signing (HMAC-SHA1) for the X API, and a
- * small growable string buffer the x channel uses to build requests.
+/* x_oauth.h - OAuth 1.0a request signing (HMAC-SHA1) for the X API, and
+ * the percent-encoding it rests on (into the plugins' shared pu_buf).
  *
  * Pure: no host table, no event loop. The signature follows X's "Creating a
  * signature" guide (RFC 5849 section 3.4): percent-encode every parameter,
@@ -13,33 +13,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../../common/plugin_util.h"
+
 #if defined(__GNUC__)
 #define X_INTERNAL __attribute__((visibility("hidden")))
 #else
 #define X_INTERNAL
 #endif
 
-/* A NUL-terminated string that grows as it is appended to. A failed
- * allocation sets `failed` and makes every later append a no-op, so a
- * builder checks once at the end. Free with x_buf_free. */
-typedef struct x_buf {
-	char *data;      /* owned; NULL until the first append */
-	size_t len;
-	size_t cap;
-	bool failed;
-} x_buf;
-
-X_INTERNAL void x_buf_append(x_buf *b, const char *s, size_t len);   /* s: borrowed */
-X_INTERNAL void x_buf_puts(x_buf *b, const char *s);                   /* s: borrowed */
-/* The finished string (owned by the caller, free()), or NULL when an append
- * failed; b is reset either way. */
-X_INTERNAL char *x_buf_take(x_buf *b);
-X_INTERNAL void x_buf_free(x_buf *b);
-
 /* Append s percent-encoded as RFC 3986 (only ALPHA, DIGIT, "-._~" stay
  * literal; every other byte becomes %XX with uppercase hex), as OAuth 1.0a
  * requires. s: borrowed. */
-X_INTERNAL void x_oauth_percent_encode(x_buf *b, const char *s);
+X_INTERNAL void x_oauth_percent_encode(pu_buf *b, const char *s);
 
 /* One request parameter, not encoded (query string or form body). */
 typedef struct x_oauth_param {

@@ -3,6 +3,7 @@
  * calls: see x_parse.h. */
 #include "x_parse.h"
 #include "../../common/plugin_util.h"
+#include "../../common/rfc3339.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -94,61 +95,13 @@ bool x_dm_conversation_id(const char *a, const char *b, char out[X_MAX_DM_CONVER
 	return true;
 }
 
-static bool read_digits(const char *s, int n, int *out)
-{
-	int v = 0;
-
-	for (int i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-		v = v * 10 + (s[i] - '0');
-	}
-	*out = v;
-	return true;
-}
-
-static bool is_leap_year(int y)
-{
-	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-static int days_in_month(int y, int m)
-{
-	static const int days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-	return m == 2 && is_leap_year(y) ? 29 : days[m - 1];
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (the era-based civil
- * calendar computation; independent of the process's time zone). */
-static int64_t days_from_civil(int y, int m, int d)
-{
-	y -= m <= 2;
-	const int64_t era = (y >= 0 ? y : y - 399) / 400;
-	const int64_t yoe = y - era * 400;
-	const int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
-static bool civil_to_ms(int year, int month, int day, int hour, int minute, int second,
-                        int offset_min, int ms, int64_t *out_ms)
-{
-	if (month < 1 || month > 12 || day < 1 || day > days_in_month(year, month) ||
-	    hour > 23 || minute > 59 || second > 60)
-		return false;
-	int64_t secs = days_from_civil(year, month, day) * 86400 + (int64_t)hour * 3600 +
-	               minute * 60 + second - (int64_t)offset_min * 60;
-	*out_ms = secs * 1000 + ms;
-	return true;
-}
-
 /* "+0000" / "-0130" into minutes east of UTC. */
 static bool read_offset_hhmm(const char *p, int *out_min)
 {
 	int oh, om;
 
-	if ((p[0] != '+' && p[0] != '-') || !read_digits(p + 1, 2, &oh) ||
-	    !read_digits(p + 3, 2, &om) || oh > 23 || om > 59)
+	if ((p[0] != '+' && p[0] != '-') || !pu_read_digits(p + 1, 2, &oh) ||
+	    !pu_read_digits(p + 3, 2, &om) || oh > 23 || om > 59)
 		return false;
 	*out_min = (oh * 60 + om) * (p[0] == '-' ? -1 : 1);
 	return true;
@@ -167,49 +120,11 @@ bool x_parse_v1_time(const char *s, int64_t *out_ms)
 		if (strncmp(s + 4, months + 3 * i, 3) == 0)
 			month = i + 1;
 	}
-	if (month == 0 || !read_digits(s + 8, 2, &day) || !read_digits(s + 11, 2, &hour) ||
-	    !read_digits(s + 14, 2, &minute) || !read_digits(s + 17, 2, &second) ||
-	    !read_offset_hhmm(s + 20, &offset) || !read_digits(s + 26, 4, &year))
+	if (month == 0 || !pu_read_digits(s + 8, 2, &day) || !pu_read_digits(s + 11, 2, &hour) ||
+	    !pu_read_digits(s + 14, 2, &minute) || !pu_read_digits(s + 17, 2, &second) ||
+	    !read_offset_hhmm(s + 20, &offset) || !pu_read_digits(s + 26, 4, &year))
 		return false;
-	return civil_to_ms(year, month, day, hour, minute, second, offset, 0, out_ms);
-}
-
-bool x_parse_rfc3339(const char *s, int64_t *out_ms)
-{
-	int year, month, day, hour, minute, second, ms = 0, offset = 0;
-	const char *p;
-
-	if (s == NULL || strlen(s) < 20 || !read_digits(s, 4, &year) || s[4] != '-' ||
-	    !read_digits(s + 5, 2, &month) || s[7] != '-' || !read_digits(s + 8, 2, &day) ||
-	    (s[10] != 'T' && s[10] != 't') || !read_digits(s + 11, 2, &hour) || s[13] != ':' ||
-	    !read_digits(s + 14, 2, &minute) || s[16] != ':' || !read_digits(s + 17, 2, &second))
-		return false;
-	p = s + 19;
-	if (*p == '.') {
-		int n = 0;
-		p++;
-		if (*p < '0' || *p > '9')
-			return false;
-		for (; *p >= '0' && *p <= '9'; p++, n++) {
-			if (n < 3)
-				ms = ms * 10 + (*p - '0');
-		}
-		for (; n < 3; n++)
-			ms *= 10;
-	}
-	if (*p == 'Z' || *p == 'z') {
-		p++;
-	} else {
-		int oh, om;
-		if ((*p != '+' && *p != '-') || !read_digits(p + 1, 2, &oh) || p[3] != ':' ||
-		    !read_digits(p + 4, 2, &om) || oh > 23 || om > 59)
-			return false;
-		offset = (oh * 60 + om) * (*p == '-' ? -1 : 1);
-		p += 6;
-	}
-	if (*p != '\0')
-		return false;
-	return civil_to_ms(year, month, day, hour, minute, second, offset, ms, out_ms);
+	return pu_civil_to_ms(year, month, day, hour, minute, second, offset, 0, out_ms);
 }
 
 /* A string of decimal milliseconds ("1576212489730") as X sends them. */
@@ -628,7 +543,7 @@ static bool search_tweet(json_t *tweet, json_t *users, const char *brand, x_emit
 		return skip(stats, "retweet"), true;
 	if (text == NULL)   /* note_tweet holds the whole text of a long post */
 		text = str_member(tweet, "text");
-	x_parse_rfc3339(str_member(tweet, "created_at"), &ms);
+	pu_rfc3339_ms(str_member(tweet, "created_at"), &ms);
 	user = find_user(users, author);
 	snprintf(key, sizeof(key), "tweet:%s", id);
 
@@ -722,19 +637,19 @@ char *x_dm_body(const char *text)
 }
 
 /* api_url without its trailing slashes, into b. */
-static void append_base(x_buf *b, const char *api_url)
+static void append_base(pu_buf *b, const char *api_url)
 {
 	size_t len = strlen(api_url);
 
 	while (len > 0 && api_url[len - 1] == '/')
 		len--;
-	x_buf_append(b, api_url, len);
+	pu_buf_add(b, api_url, len);
 }
 
 x_build_result x_build_send(const char *api_url, int dm, const char *recipient_id,
                             const char *reply_to, const char *text, x_send_request *out)
 {
-	x_buf url = { 0 };
+	pu_buf url = { 0 };
 
 	memset(out, 0, sizeof(*out));
 	if (text == NULL || text[0] == '\0')
@@ -743,15 +658,15 @@ x_build_result x_build_send(const char *api_url, int dm, const char *recipient_i
 		return X_BUILD_BAD_TARGET;
 	append_base(&url, api_url);
 	if (dm) {
-		x_buf_puts(&url, "/2/dm_conversations/with/");
-		x_buf_puts(&url, recipient_id);
-		x_buf_puts(&url, "/messages");
+		pu_buf_str(&url, "/2/dm_conversations/with/");
+		pu_buf_str(&url, recipient_id);
+		pu_buf_str(&url, "/messages");
 		out->body = x_dm_body(text);
 	} else {
-		x_buf_puts(&url, "/2/tweets");
+		pu_buf_str(&url, "/2/tweets");
 		out->body = x_reply_body(text, reply_to);
 	}
-	out->url = x_buf_take(&url);
+	out->url = pu_buf_take(&url);
 	if (out->body == NULL || out->url == NULL) {
 		/* jansson refuses invalid UTF-8; anything else is memory. */
 		json_t *probe = json_string(text);
@@ -766,21 +681,21 @@ x_build_result x_build_send(const char *api_url, int dm, const char *recipient_i
 	return X_BUILD_OK;
 }
 
-static void query_param(x_buf *b, const char *key, const char *value, bool first)
+static void query_param(pu_buf *b, const char *key, const char *value, bool first)
 {
-	x_buf_puts(b, first ? "?" : "&");
-	x_buf_puts(b, key);
-	x_buf_puts(b, "=");
+	pu_buf_str(b, first ? "?" : "&");
+	pu_buf_str(b, key);
+	pu_buf_str(b, "=");
 	x_oauth_percent_encode(b, value);
 }
 
 char *x_search_url(const char *api_url, const char *query, const char *since_id,
                    const char *pagination_token)
 {
-	x_buf b = { 0 };
+	pu_buf b = { 0 };
 
 	append_base(&b, api_url);
-	x_buf_puts(&b, "/2/tweets/search/recent");
+	pu_buf_str(&b, "/2/tweets/search/recent");
 	query_param(&b, "query", query, true);
 	query_param(&b, "max_results", "100", false);
 	if (since_id != NULL && since_id[0] != '\0')
@@ -792,7 +707,7 @@ char *x_search_url(const char *api_url, const char *query, const char *since_id,
 	            false);
 	query_param(&b, "expansions", "author_id", false);
 	query_param(&b, "user.fields", "username,name", false);
-	return x_buf_take(&b);
+	return pu_buf_take(&b);
 }
 
 int64_t x_rate_limit_reset_ms(const char *value, int64_t now_ms)

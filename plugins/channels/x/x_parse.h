@@ -65,10 +65,9 @@ X_INTERNAL bool x_id_is_valid(const char *s);
 X_INTERNAL bool x_dm_conversation_id(const char *a, const char *b,
                                      char out[X_MAX_DM_CONVERSATION_LEN + 1]);
 
-/* v1.1 created_at ("Fri Dec 13 04:48:09 +0000 2019") to Unix ms. */
+/* v1.1 created_at ("Fri Dec 13 04:48:09 +0000 2019") to Unix ms. (v2's
+ * RFC 3339 times go through the plugins' shared pu_rfc3339_ms.) */
 X_INTERNAL bool x_parse_v1_time(const char *s, int64_t *out_ms);
-/* v2 created_at, RFC 3339 ("2019-12-13T04:48:09.000Z") to Unix ms. */
-X_INTERNAL bool x_parse_rfc3339(const char *s, int64_t *out_ms);
 
 /* ------------------------------------------------------------------------ */
 /* Inbound                                                                  */

@@ -23,6 +23,8 @@
 
 #include "parley/parley.h"
 #include "../../common/plugin_util.h"
+#include "../../common/instance.h"
+#include "../../common/utf8.h"
 #include "email_message.h"
 
 #define EMAIL_VERSION "0.1.0"
@@ -82,8 +84,9 @@ static const parley_config_key email_config_keys[] = {
 /* Settings                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static void settings_free(email_settings *s)
+static void settings_free(void *settings)
 {
+	email_settings *s = settings;
 	pu_wipe_string(s->password);
 	free(s->password);
 	free(s->smtp_url);
@@ -175,8 +178,9 @@ done:
 /* Read and check one instance's config into *out (owned by the caller,
  * free with settings_free); cfg is borrowed. Never echoes the password. */
 static int settings_read(const parley_host *host, parley_instance *inst,
-                         const parley_config *cfg, email_settings *out)
+                         const parley_config *cfg, void *settings)
 {
+	email_settings *out = settings;
 	const char *url = host->config_string(cfg, "smtp_url");
 	const char *username = host->config_string(cfg, "username");
 	const char *password = host->config_string(cfg, "password");
@@ -237,8 +241,9 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 	return 0;
 }
 
-static void settings_announce(const email_notifier *en)
+static void settings_announce(void *self)
 {
+	const email_notifier *en = self;
 	const email_settings *s = &en->cfg;
 
 	/* The URL holds no credentials (url_scheme refuses user info). */
@@ -326,32 +331,13 @@ static void send_done(void *arg, const parley_http_response *response)
  * and 32 hex digits of HMAC-SHA256(label, key), into out (at least 40). */
 static void message_id_left(const email_notifier *en, const char *key, char out[48])
 {
-	static const char hex[] = "0123456789abcdef";
 	unsigned char digest[32];
 	size_t o = strlen("parley.");
 
 	en->host->hmac_sha256(EMAIL_MESSAGE_ID_LABEL, strlen(EMAIL_MESSAGE_ID_LABEL), key,
 	                      strlen(key), digest);
 	memcpy(out, "parley.", o);
-	for (size_t i = 0; i < EMAIL_MESSAGE_ID_BYTES; i++) {
-		out[o++] = hex[digest[i] >> 4];
-		out[o++] = hex[digest[i] & 0xF];
-	}
-	out[o] = '\0';
-}
-
-/* True when s (borrowed, may be NULL) is valid UTF-8 (jansson checks). */
-static int is_utf8(const char *s)
-{
-	json_t *j;
-
-	if (s == NULL)
-		return 1;
-	j = json_string(s);
-	if (j == NULL)
-		return 0;
-	json_decref(j);
-	return 1;
+	pu_hex_encode(digest, EMAIL_MESSAGE_ID_BYTES, out + o);
 }
 
 /* Build the mail for n (borrowed) into *msg (owned by the caller).
@@ -370,7 +356,7 @@ static int build(const email_notifier *en, const parley_notice *n, char **msg, s
 		.url = n->url,
 	};
 
-	if (!is_utf8(n->kind) || !is_utf8(n->title) || !is_utf8(n->text) || !is_utf8(n->url))
+	if (!pu_utf8_valid(n->kind) || !pu_utf8_valid(n->title) || !pu_utf8_valid(n->text) || !pu_utf8_valid(n->url))
 		return PARLEY_FAIL;
 	message_id_left(en, n->idempotency_key != NULL ? n->idempotency_key : "", id_left);
 	if (!email_message_build(&in, msg, len))
@@ -433,48 +419,31 @@ static void email_deliver(void *self, const parley_notice *n, parley_delivery *d
 /* Lifecycle                                                                */
 /* ------------------------------------------------------------------------ */
 
-/* host, inst: owned by the core, valid until destroy. cfg: borrowed.
- * *self receives the instance (owned by the plugin until destroy). */
-static int email_create(const parley_host *host, parley_instance *inst,
-                        const parley_config *cfg, void **self)
-{
-	email_notifier *en;
-
-	if (!PARLEY_HAS_FIELD(host, parley_host, smtp_send) || host->smtp_send == NULL) {
-		host->log(inst, PARLEY_LOG_ERROR, "this parleyd cannot send mail (ABI 1.2 smtp_send)");
-		return -1;
-	}
-	en = calloc(1, sizeof(*en));
-	if (en == NULL) {
-		host->log(inst, PARLEY_LOG_ERROR, "out of memory");
-		return -1;
-	}
-	en->host = host;
-	en->inst = inst;
-	if (settings_read(host, inst, cfg, &en->cfg) != 0) {
-		free(en);
-		return -1;
-	}
-	settings_announce(en);
-	*self = en;
-	return 0;
-}
-
-/* cfg: borrowed. On -1 the old settings stay in force. */
-static int email_reload(void *self, const parley_config *cfg)
+/* A host that has the field but no SMTP client cannot send mail either. */
+static int email_init(void *self)
 {
 	email_notifier *en = self;
-	email_settings next;
 
-	if (settings_read(en->host, en->inst, cfg, &next) != 0)
+	if (en->host->smtp_send == NULL) {
+		en->host->log(en->inst, PARLEY_LOG_ERROR, "this parleyd cannot send mail (ABI 1.2 smtp_send)");
 		return -1;
-	/* A mail in flight holds no pointer into the settings (the core
-	 * copied the call). */
-	settings_free(&en->cfg);
-	en->cfg = next;
-	settings_announce(en);
+	}
 	return 0;
 }
+
+/* A reload swaps the settings at once: a mail in flight holds no pointer
+ * into them (the core copied the call). */
+static const pu_instance_class email_class = {
+	PU_INSTANCE_LAYOUT(email_notifier, cfg),
+	.host_needs = PU_HOST_NEEDS(smtp_send),
+	.too_old = "this parleyd cannot send mail (ABI 1.2 smtp_send)",
+	.init = email_init,
+	.read = settings_read,
+	.free = settings_free,
+	.announce = settings_announce,
+};
+
+PU_INSTANCE_FUNCTIONS(email, email_class)
 
 /* Send nothing new; a mail in flight still completes from send_done. */
 static void email_stop(void *self)
@@ -482,15 +451,6 @@ static void email_stop(void *self)
 	email_notifier *en = self;
 
 	en->stopped = 1;
-}
-
-/* self: owned by the plugin; freed here. */
-static void email_destroy(void *self)
-{
-	email_notifier *en = self;
-
-	settings_free(&en->cfg);
-	free(en);
 }
 
 static const parley_notifier_ops email_ops = {

@@ -7,6 +7,7 @@
  * nothing a customer writes can add a header or end the header block. */
 #include "email_message.h"
 #include "../../common/plugin_util.h"
+#include "../../common/utf8.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,25 +115,6 @@ bool email_format_date(int64_t ms, char *out, size_t outlen)
 /* Subject                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* The length of the UTF-8 character starting at s (1 for a stray byte), so
- * an encoded-word never splits a character (RFC 2047 5 (3)). */
-static size_t char_len(const unsigned char *s)
-{
-	size_t n = 1;
-
-	if (s[0] >= 0xC0 && s[0] < 0xE0)
-		n = 2;
-	else if (s[0] >= 0xE0 && s[0] < 0xF0)
-		n = 3;
-	else if (s[0] >= 0xF0 && s[0] < 0xF8)
-		n = 4;
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xC0) != 0x80)
-			return 1;
-	}
-	return n;
-}
-
 /* The title made one line: control characters become spaces, cut to
  * EMAIL_SUBJECT_BYTES without splitting a character ("…" marks the cut).
  * Owned by the caller; NULL when out of memory. */
@@ -141,11 +123,8 @@ static char *subject_text(const char *title)
 	size_t len = strlen(title), cut = len;
 	char *s;
 
-	if (len > EMAIL_SUBJECT_BYTES) {
-		cut = EMAIL_SUBJECT_BYTES;
-		while (cut > 0 && ((unsigned char)title[cut] & 0xC0) == 0x80)
-			cut--;
-	}
+	if (len > EMAIL_SUBJECT_BYTES)
+		cut = pu_utf8_cut(title, len, EMAIL_SUBJECT_BYTES);
 	s = malloc(cut + 4);
 	if (s == NULL)
 		return NULL;
@@ -189,7 +168,11 @@ static void add_encoded_subject(pu_buf *b, const char *s)
 
 	pu_buf_str(b, "Subject: =?UTF-8?Q?");
 	while (*p != '\0') {
-		size_t n = char_len(p), need = 0;
+		/* A whole character per step, so an encoded-word never
+		 * splits one (RFC 2047 5 (3)); a stray byte is one. */
+		size_t n = pu_utf8_seq(p, strlen((const char *)p)), need = 0;
+		if (n == 0)
+			n = 1;
 		for (size_t i = 0; i < n; i++)
 			need += (q_literal(p[i]) || p[i] == ' ') ? 1 : 3;
 		if (payload > 0 && payload + need > EW_PAYLOAD_MAX) {

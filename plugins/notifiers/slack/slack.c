@@ -21,6 +21,9 @@
 
 #include "parley/parley.h"
 #include "../../common/plugin_util.h"
+#include "../../common/instance.h"
+#include "../../common/pacer.h"
+#include "../../common/utf8.h"
 
 #define SLACK_VERSION "0.1.0"
 #define SLACK_DEFAULT_INTERVAL_MS 1000
@@ -50,7 +53,7 @@ typedef struct slack_settings {
 
 /* A notice waiting for its post: copies of what the message needs. */
 typedef struct slack_item {
-	struct slack_item *next;
+	pu_pacer_item link;         /* in the pacer's queue, then in its post's */
 	parley_delivery *d;         /* owned by the core until delivery_complete */
 	char *kind;                 /* owned */
 	char *title;                /* owned */
@@ -59,29 +62,18 @@ typedef struct slack_item {
 	char *channel_instance;     /* owned; NULL if none */
 } slack_item;
 
-/* A FIFO of items. */
-typedef struct slack_queue {
-	slack_item *head;
-	slack_item *tail;
-	size_t count;
-} slack_queue;
-
 typedef struct slack_notifier {
 	const parley_host *host;    /* owned by the core; valid until destroy */
 	parley_instance *inst;      /* owned by the core; valid until destroy */
 	slack_settings cfg;
-	slack_queue waiting;        /* notices not posted yet */
-	parley_timer *timer;        /* owned by the core; NULL when none is pending */
-	int posting;                /* a POST is in flight */
+	pu_pacer pacer;             /* notices not posted yet; one post at a time */
 	int stopped;                /* stop() ran: post nothing new */
-	int64_t next_post_ms;       /* Unix ms before which no POST starts */
-	int64_t paused_until_ms;    /* a 429's Retry-After ends here (0: none) */
 } slack_notifier;
 
 /* One POST waiting for its answer; owns the items it covers. */
 typedef struct slack_post {
 	slack_notifier *sn;         /* borrowed: the core runs no callback after destroy */
-	slack_queue items;          /* owned; completed by the answer */
+	pu_queue items;          /* owned; completed by the answer */
 	int summary;
 } slack_post;
 
@@ -102,36 +94,12 @@ static const parley_config_key slack_config_keys[] = {
 /* Small helpers                                                            */
 /* ------------------------------------------------------------------------ */
 
-/* True when s is valid UTF-8 (jansson refuses anything else). s: borrowed. */
-static int is_utf8(const char *s)
-{
-	json_t *j = json_string(s);
-
-	if (j == NULL)
-		return 0;
-	json_decref(j);
-	return 1;
-}
-
-/* The length of s cut to at most max bytes without splitting a UTF-8
- * sequence. s: borrowed, valid UTF-8. */
-static size_t utf8_cut(const char *s, size_t max)
-{
-	size_t len = strlen(s);
-
-	if (len <= max)
-		return len;
-	while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
-		max--;
-	return max;
-}
-
 /* Append up to max bytes of s with Slack's three control characters
  * escaped, so a customer's "<!channel>" cannot ping anyone. Newlines become
  * spaces when one_line. s: borrowed, valid UTF-8. */
 static void buf_escaped(pu_buf *b, const char *s, size_t max, int one_line)
 {
-	size_t len = utf8_cut(s, max);
+	size_t len = pu_utf8_cut(s, strlen(s), max);
 
 	for (size_t i = 0; i < len; i++) {
 		switch (s[i]) {
@@ -182,35 +150,8 @@ static void item_free(slack_item *it)
 	free(it);
 }
 
-/* it: ownership passes to q. */
-static void queue_push(slack_queue *q, slack_item *it)
-{
-	it->next = NULL;
-	if (q->tail != NULL)
-		q->tail->next = it;
-	else
-		q->head = it;
-	q->tail = it;
-	q->count++;
-}
-
-/* The oldest item, owned by the caller from now on; NULL when empty. */
-static slack_item *queue_pop(slack_queue *q)
-{
-	slack_item *it = q->head;
-
-	if (it == NULL)
-		return NULL;
-	q->head = it->next;
-	if (q->head == NULL)
-		q->tail = NULL;
-	q->count--;
-	it->next = NULL;
-	return it;
-}
-
 /* Complete every delivery in q with one outcome and free the items. */
-static void queue_complete(slack_notifier *sn, slack_queue *q, parley_outcome outcome,
+static void queue_complete(slack_notifier *sn, pu_queue *q, parley_outcome outcome,
                            int64_t retry_at_ms, const char *reason)
 {
 	static const char *const counters[] = {
@@ -219,9 +160,10 @@ static void queue_complete(slack_notifier *sn, slack_queue *q, parley_outcome ou
 		[PARLEY_FAIL] = "slack_failed_total",
 	};
 	uint64_t n = q->count;
-	slack_item *it;
+	pu_pacer_item *l;
 
-	while ((it = queue_pop(q)) != NULL) {
+	while ((l = pu_queue_pop(q)) != NULL) {
+		slack_item *it = PU_PACER_OWNER(l, slack_item, link);
 		sn->host->delivery_complete(it->d, outcome, retry_at_ms, reason);
 		item_free(it);
 	}
@@ -233,8 +175,9 @@ static void queue_complete(slack_notifier *sn, slack_queue *q, parley_outcome ou
 /* Settings                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static void settings_free(slack_settings *s)
+static void settings_free(void *settings)
 {
+	slack_settings *s = settings;
 	pu_wipe_string(s->webhook_url);
 	free(s->webhook_url);
 	free(s->username);
@@ -246,8 +189,9 @@ static void settings_free(slack_settings *s)
  * with settings_free). cfg is borrowed. Reports problems with config_error,
  * never echoing the URL. */
 static int settings_read(const parley_host *host, parley_instance *inst,
-                         const parley_config *cfg, slack_settings *out)
+                         const parley_config *cfg, void *settings)
 {
+	slack_settings *out = settings;
 	const char *url = host->config_string(cfg, "webhook_url");
 	const char *username = host->config_string(cfg, "username");
 	const char *icon = host->config_string(cfg, "icon_emoji");
@@ -267,11 +211,11 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 	               "must be between 1 and 10000", &coalesce);
 	ok &= pu_config_int(host, inst, cfg, "timeout_ms", 1, SLACK_MAX_TIMEOUT_MS,
 	               "must be between 1 and 600000", &timeout);
-	if (username != NULL && (username[0] == '\0' || !is_utf8(username))) {
+	if (username != NULL && (username[0] == '\0' || !pu_utf8_valid(username))) {
 		host->config_error(inst, "username", "must be non-empty UTF-8 text");
 		ok = 0;
 	}
-	if (icon != NULL && (icon[0] == '\0' || !is_utf8(icon))) {
+	if (icon != NULL && (icon[0] == '\0' || !pu_utf8_valid(icon))) {
 		host->config_error(inst, "icon_emoji", "must be non-empty UTF-8 text");
 		ok = 0;
 	}
@@ -293,8 +237,9 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 	return 0;
 }
 
-static void settings_announce(const slack_notifier *sn)
+static void settings_announce(void *self)
 {
+	const slack_notifier *sn = self;
 	/* The URL itself is never logged: it is the credential. */
 	sn->host->log(sn->inst, PARLEY_LOG_INFO,
 	              "posting to the configured webhook_url: at most one post per %lld ms, "
@@ -345,14 +290,15 @@ static int same_group(const slack_item *a, const slack_item *b)
 
 /* The groups of q in order of first appearance, owned by the caller (NULL
  * when out of memory); *n_out receives their number. */
-static slack_group *group_items(const slack_queue *q, size_t *n_out)
+static slack_group *group_items(const pu_queue *q, size_t *n_out)
 {
 	slack_group *groups = calloc(q->count, sizeof(*groups));
 	size_t n = 0;
 
 	if (groups == NULL)
 		return NULL;
-	for (const slack_item *it = q->head; it != NULL; it = it->next) {
+	for (pu_pacer_item *l = q->head; l != NULL; l = l->next) {
+		const slack_item *it = PU_PACER_OWNER(l, slack_item, link);
 		size_t g = 0;
 		while (g < n && !same_group(groups[g].first, it))
 			g++;
@@ -370,7 +316,7 @@ static slack_group *group_items(const slack_queue *q, size_t *n_out)
  *   … and 9 more
  * Bounded: at most SLACK_SUMMARY_GROUPS groups and SLACK_SUMMARY_TITLES
  * titles. Owned by the caller; NULL when out of memory. */
-static char *summary_text(const slack_queue *q)
+static char *summary_text(const pu_queue *q)
 {
 	pu_buf b = { 0 };
 	size_t n_groups = 0, listed = 0, other = 0;
@@ -395,8 +341,9 @@ static char *summary_text(const slack_queue *q)
 		buf_printf(&b, ", %zu other", other);
 	free(groups);
 
-	for (const slack_item *it = q->head; it != NULL && listed < SLACK_SUMMARY_TITLES;
-	     it = it->next, listed++) {
+	for (pu_pacer_item *l = q->head; l != NULL && listed < SLACK_SUMMARY_TITLES;
+	     l = l->next, listed++) {
+		const slack_item *it = PU_PACER_OWNER(l, slack_item, link);
 		/* A link only for a URL that cannot break Slack's <url|text> form. */
 		int link = it->url != NULL && strpbrk(it->url, "|<> ") == NULL;
 		pu_buf_str(&b, "\n\xE2\x80\xA2 ");   /* U+2022 bullet */
@@ -442,15 +389,15 @@ static char *message_body(const slack_notifier *sn, const char *text)
 /* Pacing and posting                                                       */
 /* ------------------------------------------------------------------------ */
 
-static void kick(slack_notifier *sn);
-
-/* The pacing timer: the core freed it on firing. arg: the notifier. */
-static void pace_fired(void *arg)
+/* min_interval_ms between posts (0: none, a millisecond for the bucket),
+ * never two at once. */
+static pu_pacer_rate pacer_rate(const void *settings)
 {
-	slack_notifier *sn = arg;
+	const slack_settings *cfg = settings;
+	int64_t interval = cfg->min_interval_ms > 0 ? cfg->min_interval_ms : 1;
 
-	sn->timer = NULL;
-	kick(sn);
+	return (pu_pacer_rate){ .tokens = 1, .period_ms = interval, .burst = 1,
+	                        .max_in_flight = 1, .max_wait_ms = SLACK_HOLD_MAX_MS };
 }
 
 /* Map Slack's answer to one outcome for every delivery the post covers.
@@ -470,7 +417,6 @@ static void post_done(void *arg, const parley_http_response *response)
 	while (body != NULL && len > 0 && body[len - 1] <= 0x20)
 		len--;   /* "ok\n" is still ok */
 	pu_excerpt(body, len, SLACK_REASON_BODY_BYTES, text, sizeof(text));
-	sn->posting = 0;
 
 	if (status == 200 && strcmp(text, "ok") == 0) {
 		queue_complete(sn, &post->items, PARLEY_OK, 0, NULL);
@@ -486,13 +432,9 @@ static void post_done(void *arg, const parley_http_response *response)
 		int64_t retry_at = wait_s > 0 ? now + wait_s * 1000 : 0;
 		/* Without Retry-After, pause one interval (at least a second):
 		 * Slack's limit is about one message a second. */
-		int64_t pause = wait_s > 0 ? wait_s * 1000
-		                : (sn->cfg.min_interval_ms > 1000 ? sn->cfg.min_interval_ms : 1000);
+		int64_t pause = wait_s > 0 ? wait_s * 1000 : pu_pacer_default_pause_ms(&sn->pacer);
 		host->counter_add(sn->inst, "slack_rate_limited_total", 1);
-		if (now + pause > sn->paused_until_ms)
-			sn->paused_until_ms = now + pause;
-		if (sn->paused_until_ms > sn->next_post_ms)
-			sn->next_post_ms = sn->paused_until_ms;
+		pu_pacer_pause(&sn->pacer, now + pause);
 		snprintf(reason, sizeof(reason), "Slack answered 429 (rate limited%s)",
 		         wait_s > 0 ? ", honouring Retry-After" : "");
 		queue_complete(sn, &post->items, PARLEY_RETRY, retry_at, reason);
@@ -511,7 +453,7 @@ static void post_done(void *arg, const parley_http_response *response)
 		queue_complete(sn, &post->items, PARLEY_FAIL, 0, reason);
 	}
 	free(post);
-	kick(sn);
+	pu_pacer_done(&sn->pacer);
 }
 
 /* Start one POST of body (borrowed; the core copies the call). post: on 0
@@ -535,25 +477,39 @@ static int start_post(slack_notifier *sn, const char *body, slack_post *post)
 	return sn->host->http_request(sn->inst, &call, post_done, post);
 }
 
-/* Take the next message's items off the queue and POST it now. */
-static void post_next(slack_notifier *sn)
+/* Give one item back to the core (a long pause, stop, no memory). */
+static void hand_back(void *owner, pu_pacer_item *item, int64_t retry_at_ms, const char *reason)
 {
+	slack_notifier *sn = owner;
+	pu_queue one = { 0 };
+
+	pu_queue_push(&one, item, false);
+	queue_complete(sn, &one, PARLEY_RETRY, retry_at_ms, reason);
+}
+
+/* The pacer's turn for first (the oldest waiting item): POST it alone, or
+ * when more than coalesce_after wait, one summary covering all of them.
+ * false when nothing was started (the items are completed then). */
+static bool post_next(void *owner, pu_pacer_item *first)
+{
+	slack_notifier *sn = owner;
 	slack_post *post = calloc(1, sizeof(*post));
 	char *text = NULL, *body = NULL;
+	bool started = false;
 
 	if (post == NULL) {
-		queue_complete(sn, &sn->waiting, PARLEY_RETRY, 0, "out of memory");
-		return;
+		hand_back(sn, first, 0, "out of memory");
+		return false;
 	}
 	post->sn = sn;
-	if ((int64_t)sn->waiting.count > sn->cfg.coalesce_after) {
-		post->items = sn->waiting;
-		memset(&sn->waiting, 0, sizeof(sn->waiting));
+	pu_queue_push(&post->items, first, false);
+	if ((int64_t)sn->pacer.waiting.count + 1 > sn->cfg.coalesce_after) {
+		while ((first = pu_pacer_take(&sn->pacer)) != NULL)
+			pu_queue_push(&post->items, first, false);
 		post->summary = 1;
 		text = summary_text(&post->items);
 	} else {
-		queue_push(&post->items, queue_pop(&sn->waiting));
-		text = single_text(post->items.head);
+		text = single_text(PU_PACER_OWNER(post->items.head, slack_item, link));
 	}
 	body = text != NULL ? message_body(sn, text) : NULL;
 	if (body == NULL) {
@@ -564,10 +520,8 @@ static void post_next(slack_notifier *sn)
 		sn->host->counter_add(sn->inst, "slack_posts_total", 1);
 		if (post->summary)
 			sn->host->counter_add(sn->inst, "slack_summaries_total", 1);
-		sn->next_post_ms = sn->host->now_ms() + sn->cfg.min_interval_ms;
-		sn->posting = 1;
-		if (start_post(sn, body, post) != 0) {
-			sn->posting = 0;
+		started = start_post(sn, body, post) == 0;
+		if (!started) {
 			queue_complete(sn, &post->items, PARLEY_RETRY, 0,
 			               "could not start the Slack request");
 			free(post);
@@ -575,31 +529,12 @@ static void post_next(slack_notifier *sn)
 	}
 	free(body);
 	free(text);
+	return started;
 }
 
-/* Post what is waiting when pacing allows, else make sure a timer will. */
-static void kick(slack_notifier *sn)
+static void item_link_free(pu_pacer_item *item)
 {
-	int64_t now;
-
-	if (sn->stopped || sn->posting || sn->timer != NULL || sn->waiting.count == 0)
-		return;
-	now = sn->host->now_ms();
-	if (sn->paused_until_ms - now > SLACK_HOLD_MAX_MS) {
-		/* A long rate-limit pause: hand the jobs back rather than hold
-		 * them past their lease; they come back after the pause. */
-		queue_complete(sn, &sn->waiting, PARLEY_RETRY, sn->paused_until_ms,
-		               "Slack rate limit: waiting for Retry-After");
-		return;
-	}
-	if (now < sn->next_post_ms) {
-		sn->timer = sn->host->timer_start(sn->inst, (uint64_t)(sn->next_post_ms - now),
-		                                  pace_fired, sn);
-		if (sn->timer == NULL)
-			queue_complete(sn, &sn->waiting, PARLEY_RETRY, 0, "could not start a timer");
-		return;
-	}
-	post_next(sn);
+	item_free(PU_PACER_OWNER(item, slack_item, link));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -616,9 +551,9 @@ static slack_item *item_from_notice(const parley_notice *n, int *bad)
 	*bad = 0;
 	if (n->conversation != NULL)
 		ci = n->conversation->channel_instance;
-	if ((n->kind != NULL && !is_utf8(n->kind)) || (n->title != NULL && !is_utf8(n->title)) ||
-	    (n->text != NULL && !is_utf8(n->text)) || (n->url != NULL && !is_utf8(n->url)) ||
-	    (ci != NULL && !is_utf8(ci))) {
+	if ((n->kind != NULL && !pu_utf8_valid(n->kind)) || (n->title != NULL && !pu_utf8_valid(n->title)) ||
+	    (n->text != NULL && !pu_utf8_valid(n->text)) || (n->url != NULL && !pu_utf8_valid(n->url)) ||
+	    (ci != NULL && !pu_utf8_valid(ci))) {
 		*bad = 1;
 		return NULL;
 	}
@@ -658,56 +593,32 @@ static void slack_deliver(void *self, const parley_notice *n, parley_delivery *d
 		return;
 	}
 	it->d = d;
-	queue_push(&sn->waiting, it);
-	kick(sn);
+	pu_pacer_push(&sn->pacer, &it->link, false);
+	pu_pacer_kick(&sn->pacer);
 }
 
 /* ------------------------------------------------------------------------ */
 /* Lifecycle                                                                */
 /* ------------------------------------------------------------------------ */
 
-/* host, inst: owned by the core, valid until destroy. cfg: borrowed.
- * *self receives the instance (owned by the plugin until destroy). */
-static int slack_create(const parley_host *host, parley_instance *inst,
-                        const parley_config *cfg, void **self)
-{
-	slack_notifier *sn;
+static const pu_instance_class slack_class = {
+	PU_INSTANCE_LAYOUT(slack_notifier, cfg),
+	.host_needs = PU_HOST_NEEDS(now_ms),
+	.too_old = "this parleyd is too old for the slack plugin",
+	/* A reload takes effect at the next post: a post in flight holds no
+	 * pointer into the settings (the core copied the call). */
+	.pace = pacer_rate,
+	PU_INSTANCE_PACER(slack_notifier, pacer),
+	.pace_start = post_next,
+	.pace_back = hand_back,
+	.pace_free = item_link_free,
+	.pace_pause_reason = "Slack rate limit: waiting for Retry-After",
+	.read = settings_read,
+	.free = settings_free,
+	.announce = settings_announce,
+};
 
-	if (!PARLEY_HAS_FIELD(host, parley_host, now_ms)) {
-		host->log(inst, PARLEY_LOG_ERROR, "this parleyd is too old for the slack plugin");
-		return -1;
-	}
-	sn = calloc(1, sizeof(*sn));
-	if (sn == NULL) {
-		host->log(inst, PARLEY_LOG_ERROR, "out of memory");
-		return -1;
-	}
-	sn->host = host;
-	sn->inst = inst;
-	if (settings_read(host, inst, cfg, &sn->cfg) != 0) {
-		free(sn);
-		return -1;
-	}
-	settings_announce(sn);
-	*self = sn;
-	return 0;
-}
-
-/* cfg: borrowed. On -1 the old settings stay in force. */
-static int slack_reload(void *self, const parley_config *cfg)
-{
-	slack_notifier *sn = self;
-	slack_settings next;
-
-	if (settings_read(sn->host, sn->inst, cfg, &next) != 0)
-		return -1;
-	/* A post in flight holds no pointer into the settings (the core copied
-	 * the call); a pending timer keeps the old pace once. */
-	settings_free(&sn->cfg);
-	sn->cfg = next;
-	settings_announce(sn);
-	return 0;
-}
+PU_INSTANCE_FUNCTIONS(slack, slack_class)
 
 /* Post nothing new: waiting notices go back to the core to run again later.
  * A post in flight still completes its deliveries from post_done. */
@@ -716,28 +627,7 @@ static void slack_stop(void *self)
 	slack_notifier *sn = self;
 
 	sn->stopped = 1;
-	if (sn->timer != NULL) {
-		sn->host->timer_cancel(sn->timer);
-		sn->timer = NULL;
-	}
-	queue_complete(sn, &sn->waiting, PARLEY_RETRY, 0, "shutting down");
-}
-
-/* self: owned by the plugin; freed here. */
-static void slack_destroy(void *self)
-{
-	slack_notifier *sn = self;
-	slack_item *it;
-
-	/* stop() ran first in every path that started work, so no timer is
-	 * pending and nothing waits; anything left is only freed (its
-	 * deliveries belong to a core that is going away). */
-	if (sn->timer != NULL)
-		sn->host->timer_cancel(sn->timer);
-	while ((it = queue_pop(&sn->waiting)) != NULL)
-		item_free(it);
-	settings_free(&sn->cfg);
-	free(sn);
+	pu_pacer_stop(&sn->pacer, "shutting down");
 }
 
 /* ------------------------------------------------------------------------ */

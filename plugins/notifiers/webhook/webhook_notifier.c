@@ -23,6 +23,7 @@
 
 #include "parley/parley.h"
 #include "../../common/plugin_util.h"
+#include "../../common/instance.h"
 
 #define WEBHOOK_VERSION "0.1.0"
 #define WEBHOOK_DEFAULT_TIMEOUT_MS 10000
@@ -66,8 +67,9 @@ static const parley_config_key webhook_config_keys[] = {
 /* Settings                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static void settings_free(webhook_settings *s)
+static void settings_free(void *settings)
 {
+	webhook_settings *s = settings;
 	pu_wipe_string(s->secret);
 	free(s->secret);
 	free(s->url);
@@ -77,8 +79,9 @@ static void settings_free(webhook_settings *s)
 /* Read and check one instance's config into *out (owned by the caller,
  * free with settings_free). cfg: borrowed. Never echoes the secret or URL. */
 static int settings_read(const parley_host *host, parley_instance *inst,
-                         const parley_config *cfg, webhook_settings *out)
+                         const parley_config *cfg, void *settings)
 {
+	webhook_settings *out = settings;
 	const char *url = host->config_string(cfg, "url");
 	const char *secret = host->config_string(cfg, "secret");
 	int64_t timeout = WEBHOOK_DEFAULT_TIMEOUT_MS;
@@ -114,8 +117,9 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 	return 0;
 }
 
-static void settings_announce(const webhook_notifier *wn)
+static void settings_announce(void *self)
 {
+	const webhook_notifier *wn = self;
 	wn->host->log(wn->inst, PARLEY_LOG_INFO,
 	              "posting signed notices to the configured url (timeout %ld ms)",
 	              wn->cfg.timeout_ms);
@@ -212,7 +216,6 @@ done:
  * Owned by the caller; NULL when out of memory. */
 static char *signature_header(const webhook_notifier *wn, const char *body, int64_t t)
 {
-	static const char hex[] = "0123456789abcdef";
 	unsigned char mac[32];
 	char prefix[32];
 	char *signed_text, *header;
@@ -232,11 +235,7 @@ static char *signature_header(const webhook_notifier *wn, const char *body, int6
 	if (header == NULL)
 		return NULL;
 	int n = snprintf(header, hlen, "X-Parley-Signature: t=%lld,v1=", (long long)t);
-	for (size_t i = 0; i < sizeof(mac); i++) {
-		header[n++] = hex[mac[i] >> 4];
-		header[n++] = hex[mac[i] & 0xF];
-	}
-	header[n] = '\0';
+	pu_hex_encode(mac, sizeof(mac), header + n);
 	return header;
 }
 
@@ -400,47 +399,18 @@ static void webhook_deliver(void *self, const parley_notice *n, parley_delivery 
 /* Lifecycle                                                                */
 /* ------------------------------------------------------------------------ */
 
-/* host, inst: owned by the core, valid until destroy. cfg: borrowed.
- * *self receives the instance (owned by the plugin until destroy). */
-static int webhook_create(const parley_host *host, parley_instance *inst,
-                          const parley_config *cfg, void **self)
-{
-	webhook_notifier *wn;
+/* A reload swaps the settings at once: a POST in flight holds no pointer
+ * into them. */
+static const pu_instance_class webhook_class = {
+	PU_INSTANCE_LAYOUT(webhook_notifier, cfg),
+	.host_needs = PU_HOST_NEEDS(now_ms),
+	.too_old = "this parleyd is too old for the webhook notifier",
+	.read = settings_read,
+	.free = settings_free,
+	.announce = settings_announce,
+};
 
-	if (!PARLEY_HAS_FIELD(host, parley_host, now_ms)) {
-		host->log(inst, PARLEY_LOG_ERROR, "this parleyd is too old for the webhook notifier");
-		return -1;
-	}
-	wn = calloc(1, sizeof(*wn));
-	if (wn == NULL) {
-		host->log(inst, PARLEY_LOG_ERROR, "out of memory");
-		return -1;
-	}
-	wn->host = host;
-	wn->inst = inst;
-	if (settings_read(host, inst, cfg, &wn->cfg) != 0) {
-		free(wn);
-		return -1;
-	}
-	settings_announce(wn);
-	*self = wn;
-	return 0;
-}
-
-/* cfg: borrowed. On -1 the old settings stay in force. */
-static int webhook_reload(void *self, const parley_config *cfg)
-{
-	webhook_notifier *wn = self;
-	webhook_settings next;
-
-	if (settings_read(wn->host, wn->inst, cfg, &next) != 0)
-		return -1;
-	/* A POST in flight holds no pointer into the settings. */
-	settings_free(&wn->cfg);
-	wn->cfg = next;
-	settings_announce(wn);
-	return 0;
-}
+PU_INSTANCE_FUNCTIONS(webhook, webhook_class)
 
 /* Post nothing new; a POST in flight still completes from post_done. */
 static void webhook_stop(void *self)
@@ -448,15 +418,6 @@ static void webhook_stop(void *self)
 	webhook_notifier *wn = self;
 
 	wn->stopped = 1;
-}
-
-/* self: owned by the plugin; freed here. */
-static void webhook_destroy(void *self)
-{
-	webhook_notifier *wn = self;
-
-	settings_free(&wn->cfg);
-	free(wn);
 }
 
 static const parley_notifier_ops webhook_ops = {

@@ -29,6 +29,8 @@
 #include "freshdesk_api.h"
 #include "freshdesk_notes.h"
 #include "../../common/plugin_util.h"
+#include "../../common/instance.h"
+#include "../../common/pacer.h"
 
 #define FD_VERSION "0.1.0"
 #define FD_DEFAULT_RPM 50
@@ -38,7 +40,6 @@
 #define FD_DEFAULT_PRIORITY 1          /* Low */
 #define FD_DEFAULT_SOURCE 2            /* Portal */
 #define FD_HOLD_MAX_MS 20000           /* a longer wait for a slot hands the job back */
-#define FD_PAUSE_WITHOUT_HEADER_MS 1000 /* a 429 without Retry-After pauses this long */
 
 typedef struct fd_settings {
 	char *base_url;             /* owned; no trailing slash */
@@ -64,7 +65,7 @@ struct fd_sink;
 
 /* One delivery and the request it makes next. */
 typedef struct fd_op {
-	struct fd_op *next;
+	pu_pacer_item link;         /* in the pacer's queue while waiting */
 	struct fd_sink *fs;         /* borrowed: no callback runs after destroy */
 	parley_delivery *d;         /* owned by the core until delivery_complete */
 	fd_step step;
@@ -78,21 +79,12 @@ typedef struct fd_op {
 	fd_note_search search;                /* FD_STEP_NOTE_LOOKUP */
 } fd_op;
 
-typedef struct fd_queue {
-	fd_op *head;
-	fd_op *tail;
-	size_t count;
-} fd_queue;
-
 typedef struct fd_sink {
 	const parley_host *host;    /* owned by the core; valid until destroy */
 	parley_instance *inst;      /* owned by the core; valid until destroy */
 	fd_settings cfg;
-	fd_queue waiting;           /* requests waiting for their slot */
-	parley_timer *timer;        /* owned by the core; NULL when none is pending */
+	pu_pacer pacer;             /* requests waiting for their slot; the 429 pause */
 	int stopped;
-	int64_t next_slot_ms;       /* no request starts before this */
-	int64_t paused_until_ms;    /* a 429's pause ends here */
 } fd_sink;
 
 static const parley_config_key fd_config_keys[] = {
@@ -118,8 +110,9 @@ static const parley_config_key fd_config_keys[] = {
 /* Settings                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static void settings_free(fd_settings *s)
+static void settings_free(void *settings)
 {
+	fd_settings *s = settings;
 	free(s->base_url);
 	pu_wipe_string(s->auth_header);
 	free(s->auth_header);
@@ -130,21 +123,12 @@ static void settings_free(fd_settings *s)
 	memset(s, 0, sizeof(*s));
 }
 
-/* True when s has no control characters (it goes into a header). */
-static bool printable(const char *s)
-{
-	for (; *s != '\0'; s++) {
-		if ((unsigned char)*s < 0x20 || *s == 0x7F)
-			return false;
-	}
-	return true;
-}
-
 /* Read and check one instance's config into *out (owned by the caller, free
  * with settings_free). cfg: borrowed. Never echoes a secret. */
 static int settings_read(const parley_host *host, parley_instance *inst,
-                         const parley_config *cfg, fd_settings *out)
+                         const parley_config *cfg, void *settings)
 {
+	fd_settings *out = settings;
 	const char *url = host->config_string(cfg, "base_url");
 	const char *key = host->config_string(cfg, "api_key");
 	const char *secret = host->config_string(cfg, "webhook_secret");
@@ -161,16 +145,16 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 		host->config_error(inst, "base_url", "must be an http:// or https:// URL");
 		ok = false;
 	}
-	if (key == NULL || key[0] == '\0' || !printable(key)) {
+	if (key == NULL || key[0] == '\0' || !pu_header_safe(key)) {
 		host->config_error(inst, "api_key", "must be a non-empty key without control characters");
 		ok = false;
 	}
-	if (secret != NULL && (secret[0] == '\0' || !printable(secret))) {
+	if (secret != NULL && (secret[0] == '\0' || !pu_header_safe(secret))) {
 		host->config_error(inst, "webhook_secret",
 		                   "must be non-empty, without control characters");
 		ok = false;
 	}
-	if (user != NULL && (user[0] == '\0' || !printable(user) || strchr(user, ':') != NULL)) {
+	if (user != NULL && (user[0] == '\0' || !pu_header_safe(user) || strchr(user, ':') != NULL)) {
 		host->config_error(inst, "webhook_username",
 		                   "must be non-empty, without ':' or control characters");
 		ok = false;
@@ -222,8 +206,9 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 	return 0;
 }
 
-static void settings_announce(const fd_sink *fs)
+static void settings_announce(void *self)
 {
+	const fd_sink *fs = self;
 	fs->host->log(fs->inst, PARLEY_LOG_INFO,
 	              "Freshdesk at %s: at most %lld requests a minute, webhooks %s",
 	              /* a URL with user:password@ is not logged */
@@ -248,39 +233,9 @@ static void op_free(fd_op *op)
 	free(op);
 }
 
-static void queue_push(fd_queue *q, fd_op *op)
+static void op_item_free(pu_pacer_item *item)
 {
-	op->next = NULL;
-	if (q->tail != NULL)
-		q->tail->next = op;
-	else
-		q->head = op;
-	q->tail = op;
-	q->count++;
-}
-
-/* A step of a delivery already under way goes first. */
-static void queue_push_front(fd_queue *q, fd_op *op)
-{
-	op->next = q->head;
-	q->head = op;
-	if (q->tail == NULL)
-		q->tail = op;
-	q->count++;
-}
-
-static fd_op *queue_pop(fd_queue *q)
-{
-	fd_op *op = q->head;
-
-	if (op == NULL)
-		return NULL;
-	q->head = op->next;
-	if (q->head == NULL)
-		q->tail = NULL;
-	q->count--;
-	op->next = NULL;
-	return op;
+	op_free(PU_PACER_OWNER(item, fd_op, link));
 }
 
 /* Finish op's delivery and free op. reason: borrowed, may be NULL. */
@@ -301,45 +256,30 @@ static void op_complete(fd_op *op, parley_outcome outcome, int64_t retry_at_ms,
 	op_free(op);
 }
 
-static void queue_complete(fd_queue *q, parley_outcome outcome, int64_t retry_at_ms,
-                           const char *reason)
+/* The pacer gives op back (a long pause, stop). */
+static void hand_back(void *owner, pu_pacer_item *item, int64_t retry_at_ms, const char *reason)
 {
-	fd_op *op;
-
-	while ((op = queue_pop(q)) != NULL)
-		op_complete(op, outcome, retry_at_ms, reason);
+	(void)owner;
+	op_complete(PU_PACER_OWNER(item, fd_op, link), PARLEY_RETRY, retry_at_ms, reason);
 }
 
-static int64_t interval_ms(const fd_sink *fs)
+/* requests_per_minute from a bucket of one: no burst. */
+static pu_pacer_rate pacer_rate(const void *settings)
 {
-	return 60000 / fs->cfg.rpm;
-}
+	const fd_settings *cfg = settings;
 
-static int64_t max64(int64_t a, int64_t b)
-{
-	return a > b ? a : b;
-}
-
-static void pump(fd_sink *fs);
-
-static void pace_fired(void *arg)
-{
-	fd_sink *fs = arg;
-
-	fs->timer = NULL;
-	pump(fs);
+	return (pu_pacer_rate){ .tokens = cfg->rpm, .period_ms = 60000, .burst = 1,
+	                        .max_wait_ms = FD_HOLD_MAX_MS };
 }
 
 /* A 429: pause every request of this instance. */
 static void pause_for(fd_sink *fs, const fd_result *r)
 {
-	int64_t now = fs->host->now_ms();
 	int64_t pause = r->retry_after_s > 0 ? r->retry_after_s * 1000
-	                : max64(interval_ms(fs), FD_PAUSE_WITHOUT_HEADER_MS);
+	                : pu_pacer_default_pause_ms(&fs->pacer);
 
 	fs->host->counter_add(fs->inst, "freshdesk_rate_limited_total", 1);
-	fs->paused_until_ms = max64(fs->paused_until_ms, now + pause);
-	fs->next_slot_ms = max64(fs->next_slot_ms, fs->paused_until_ms);
+	pu_pacer_pause(&fs->pacer, fs->host->now_ms() + pause);
 }
 
 /* Finish op from a failed answer r. */
@@ -369,7 +309,7 @@ static void op_next_request(fd_op *op, fd_step step, char *path)
 	free(op->path);
 	op->path = path;
 	op->step = step;
-	queue_push_front(&fs->waiting, op);
+	pu_pacer_push(&fs->pacer, &op->link, true);
 }
 
 /* A page of the ticket's conversations, read by a retry of append_message. */
@@ -436,7 +376,7 @@ static void http_done(void *arg, const parley_http_response *response)
 				break;
 			}
 			op->step = FD_STEP_CREATE;
-			queue_push_front(&fs->waiting, op);
+			pu_pacer_push(&fs->pacer, &op->link, true);
 			break;
 		case FD_LOOKUP_ERROR:
 			op_fail_with(op, &r);
@@ -466,12 +406,15 @@ static void http_done(void *arg, const parley_http_response *response)
 		op_complete(op, PARLEY_OK, 0, NULL);
 		break;
 	}
-	pump(fs);
+	pu_pacer_done(&fs->pacer);
 }
 
-/* Start op's next request now. On failure op is completed. */
-static void start_request(fd_sink *fs, fd_op *op)
+/* Start op's next request now (the pacer gave it its slot). false when it
+ * could not start: op is completed then. */
+static bool start_request(void *owner, pu_pacer_item *item)
 {
+	fd_sink *fs = owner;
+	fd_op *op = PU_PACER_OWNER(item, fd_op, link);
 	int get = op->step == FD_STEP_LOOKUP || op->step == FD_STEP_NOTE_LOOKUP;
 	const char *headers[] = {
 		fs->cfg.auth_header,
@@ -483,10 +426,11 @@ static void start_request(fd_sink *fs, fd_op *op)
 	size_t ulen = strlen(fs->cfg.base_url) + strlen(op->path) + 1;
 	char *url = malloc(ulen);
 	parley_http_call call;
+	bool started;
 
 	if (url == NULL) {
 		op_complete(op, PARLEY_RETRY, 0, "out of memory");
-		return;
+		return false;
 	}
 	snprintf(url, ulen, "%s%s", fs->cfg.base_url, op->path);
 	memset(&call, 0, sizeof(call));
@@ -501,61 +445,35 @@ static void start_request(fd_sink *fs, fd_op *op)
 	call.timeout_ms = fs->cfg.timeout_ms;
 	call.insecure_skip_verify = fs->cfg.insecure;
 	fs->host->counter_add(fs->inst, "freshdesk_requests_total", 1);
-	if (fs->host->http_request(fs->inst, &call, http_done, op) != 0)
+	started = fs->host->http_request(fs->inst, &call, http_done, op) == 0;
+	if (!started)
 		op_complete(op, PARLEY_RETRY, 0, "could not start the Freshdesk request");
 	free(url);
-}
-
-/* Start what the budget allows now; else make sure a timer will. */
-static void pump(fd_sink *fs)
-{
-	while (!fs->stopped && fs->timer == NULL && fs->waiting.count > 0) {
-		int64_t now = fs->host->now_ms();
-		int64_t slot = max64(fs->next_slot_ms, fs->paused_until_ms);
-
-		if (slot - now > FD_HOLD_MAX_MS) {
-			/* A long rate-limit pause: hand the jobs back rather than
-			 * hold them past their lease. */
-			queue_complete(&fs->waiting, PARLEY_RETRY, slot,
-			               "Freshdesk rate limit: waiting for the pause to end");
-			return;
-		}
-		if (slot > now) {
-			fs->timer = fs->host->timer_start(fs->inst, (uint64_t)(slot - now), pace_fired, fs);
-			if (fs->timer == NULL)
-				queue_complete(&fs->waiting, PARLEY_RETRY, 0, "could not start a timer");
-			return;
-		}
-		fs->next_slot_ms = now + interval_ms(fs);
-		start_request(fs, queue_pop(&fs->waiting));
-	}
+	return started;
 }
 
 /* When a new delivery's first request would wait longer than it may: the
  * time its slot frees; else 0. */
-static int64_t too_long_until(const fd_sink *fs)
+static int64_t too_long_until(fd_sink *fs)
 {
-	int64_t now = fs->host->now_ms();
-	int64_t slot = max64(now, max64(fs->next_slot_ms, fs->paused_until_ms)) +
-	               (int64_t)fs->waiting.count * interval_ms(fs);
+	int64_t slot = 0;
 
-	return slot - now > FD_HOLD_MAX_MS ? slot : 0;
+	return pu_pacer_would_hand_back(&fs->pacer, &slot) ? slot : 0;
 }
 
 /* Queue a new delivery's first request, or hand it back when its slot is
  * too far away. op: ownership passes here. */
 static void submit(fd_sink *fs, fd_op *op)
 {
-	int64_t slot = too_long_until(fs);
+	int64_t slot;
 
-	if (slot != 0) {
+	if (!pu_pacer_submit(&fs->pacer, &op->link, &slot)) {
 		fs->host->counter_add(fs->inst, "freshdesk_deferred_total", 1);
 		op_complete(op, PARLEY_RETRY, slot,
 		            "requests_per_minute budget: waiting for a request slot");
 		return;
 	}
-	queue_push(&fs->waiting, op);
-	pump(fs);
+	pu_pacer_kick(&fs->pacer);
 }
 
 static fd_op *op_new(fd_sink *fs, parley_delivery *d, fd_step step)
@@ -894,46 +812,24 @@ static void hook_parse(fd_sink *fs, parley_request *req, const fd_notes *own)
 /* Lifecycle                                                                */
 /* ------------------------------------------------------------------------ */
 
-/* host, inst: owned by the core, valid until destroy. cfg: borrowed. */
-static int fd_create(const parley_host *host, parley_instance *inst, const parley_config *cfg,
-                     void **self)
-{
-	fd_sink *fs;
+static const pu_instance_class fd_class = {
+	PU_INSTANCE_LAYOUT(fd_sink, cfg),
+	.host_needs = PU_HOST_NEEDS(now_ms),
+	.too_old = "this parleyd is too old for the freshdesk plugin",
+	/* Requests in flight hold no pointer into the settings (the core
+	 * copied each call). */
+	.pace = pacer_rate,
+	PU_INSTANCE_PACER(fd_sink, pacer),
+	.pace_start = start_request,
+	.pace_back = hand_back,
+	.pace_free = op_item_free,
+	.pace_pause_reason = "Freshdesk rate limit: waiting for the pause to end",
+	.read = settings_read,
+	.free = settings_free,
+	.announce = settings_announce,
+};
 
-	if (!PARLEY_HAS_FIELD(host, parley_host, now_ms)) {
-		host->log(inst, PARLEY_LOG_ERROR, "this parleyd is too old for the freshdesk plugin");
-		return -1;
-	}
-	fs = calloc(1, sizeof(*fs));
-	if (fs == NULL) {
-		host->log(inst, PARLEY_LOG_ERROR, "out of memory");
-		return -1;
-	}
-	fs->host = host;
-	fs->inst = inst;
-	if (settings_read(host, inst, cfg, &fs->cfg) != 0) {
-		free(fs);
-		return -1;
-	}
-	settings_announce(fs);
-	*self = fs;
-	return 0;
-}
-
-/* cfg: borrowed. On -1 the old settings stay. Requests in flight hold no
- * pointer into the settings (the core copied each call). */
-static int fd_reload(void *self, const parley_config *cfg)
-{
-	fd_sink *fs = self;
-	fd_settings next;
-
-	if (settings_read(fs->host, fs->inst, cfg, &next) != 0)
-		return -1;
-	settings_free(&fs->cfg);
-	fs->cfg = next;
-	settings_announce(fs);
-	return 0;
-}
+PU_INSTANCE_FUNCTIONS(fd, fd_class)
 
 /* Start nothing new: waiting deliveries go back to the core. Requests in
  * flight still complete from http_done. */
@@ -942,24 +838,7 @@ static void fd_stop(void *self)
 	fd_sink *fs = self;
 
 	fs->stopped = 1;
-	if (fs->timer != NULL) {
-		fs->host->timer_cancel(fs->timer);
-		fs->timer = NULL;
-	}
-	queue_complete(&fs->waiting, PARLEY_RETRY, 0, "shutting down");
-}
-
-static void fd_destroy(void *self)
-{
-	fd_sink *fs = self;
-	fd_op *op;
-
-	if (fs->timer != NULL)
-		fs->host->timer_cancel(fs->timer);
-	while ((op = queue_pop(&fs->waiting)) != NULL)
-		op_free(op);
-	settings_free(&fs->cfg);
-	free(fs);
+	pu_pacer_stop(&fs->pacer, "shutting down");
 }
 
 static const parley_sink_ops fd_ops = {

@@ -12,6 +12,7 @@
 
 #include "freshdesk_api.h"
 #include "../../common/plugin_util.h"
+#include "../../common/utf8.h"
 
 #define FD_TEXT_MAX_BYTES 65536       /* a webhook comment is cut here */
 
@@ -54,85 +55,13 @@ static void fmt(char *out, size_t outlen, const char *f, ...)
 /* UTF-8                                                                    */
 /* ------------------------------------------------------------------------ */
 
-/* Length of the valid UTF-8 sequence at s (avail bytes), 0 when invalid. */
-static size_t utf8_len(const unsigned char *s, size_t avail)
-{
-	size_t n;
-	uint32_t cp;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xC2 && s[0] <= 0xDF)
-		n = 2, cp = s[0] & 0x1F;
-	else if (s[0] >= 0xE0 && s[0] <= 0xEF)
-		n = 3, cp = s[0] & 0x0F;
-	else if (s[0] >= 0xF0 && s[0] <= 0xF4)
-		n = 4, cp = s[0] & 0x07;
-	else
-		return 0;
-	if (avail < n)
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xC0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3F);
-	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-	    (cp >= 0xD800 && cp <= 0xDFFF))
-		return 0;
-	return n;
-}
-
 /* Append code point cp as UTF-8; invalid ones (0, surrogates, beyond
  * U+10FFFF) as U+FFFD. */
 static void buf_codepoint(pu_buf *b, uint32_t cp)
 {
 	char s[4];
 
-	if (cp == 0 || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
-		cp = 0xFFFD;
-	if (cp < 0x80) {
-		buf_char(b, (char)cp);
-	} else if (cp < 0x800) {
-		s[0] = (char)(0xC0 | (cp >> 6));
-		s[1] = (char)(0x80 | (cp & 0x3F));
-		pu_buf_add(b, s, 2);
-	} else if (cp < 0x10000) {
-		s[0] = (char)(0xE0 | (cp >> 12));
-		s[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-		s[2] = (char)(0x80 | (cp & 0x3F));
-		pu_buf_add(b, s, 3);
-	} else {
-		s[0] = (char)(0xF0 | (cp >> 18));
-		s[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-		s[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-		s[3] = (char)(0x80 | (cp & 0x3F));
-		pu_buf_add(b, s, 4);
-	}
-}
-
-/* The length of s cut to at most max bytes without splitting a UTF-8
- * sequence. s: borrowed, valid UTF-8. */
-static size_t utf8_cut(const char *s, size_t len, size_t max)
-{
-	if (len <= max)
-		return len;
-	while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
-		max--;
-	return max;
-}
-
-static bool is_utf8(const char *s)
-{
-	size_t len = strlen(s);
-
-	for (size_t i = 0; i < len;) {
-		size_t n = utf8_len((const unsigned char *)s + i, len - i);
-		if (n == 0)
-			return false;
-		i += n;
-	}
-	return true;
+	pu_buf_add(b, s, pu_utf8_encode(cp, s));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -146,12 +75,8 @@ char *fd_auth_header(const char *api_key)
 	unsigned char *plain;
 	char *header;
 
-	if (api_key == NULL || api_key[0] == '\0')
+	if (api_key == NULL || api_key[0] == '\0' || !pu_header_safe(api_key))
 		return NULL;
-	for (const char *p = api_key; *p != '\0'; p++) {
-		if ((unsigned char)*p < 0x20 || *p == 0x7F)
-			return NULL;
-	}
 	klen = strlen(api_key);
 	if (klen > 4096)
 		return NULL;
@@ -364,7 +289,7 @@ char *fd_html_to_text(const char *html, size_t len)
 			continue;
 		}
 		{
-			size_t n = utf8_len((const unsigned char *)html + i, len - i);
+			size_t n = pu_utf8_seq(html + i, len - i);
 			if (n == 0) {
 				buf_codepoint(&b, 0xFFFD);
 				i++;
@@ -528,7 +453,7 @@ static char *ticket_subject(const fd_ticket_in *t)
 		pu_buf_str(&b, "Follow-up: ");
 	if (present(text)) {
 		size_t line = strcspn(text, "\r\n");
-		size_t cut = utf8_cut(text, line, FD_SUBJECT_TEXT_BYTES);
+		size_t cut = pu_utf8_cut(text, line, FD_SUBJECT_TEXT_BYTES);
 		pu_buf_add(&b, text, cut);
 		if (cut < line)
 			pu_buf_str(&b, "\xE2\x80\xA6");
@@ -671,7 +596,7 @@ static bool ticket_in_is_utf8(const fd_ticket_in *t)
 	                      t->author_name, t->text, t->follow_up_of, t->group_id };
 
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
-		if (all[i] != NULL && !is_utf8(all[i]))
+		if (all[i] != NULL && !pu_utf8_valid(all[i]))
 			return false;
 	}
 	return true;
@@ -792,7 +717,7 @@ char *fd_note_body(const char *text)
 	char *html, *body = NULL;
 	json_t *o;
 
-	if (!is_utf8(text))
+	if (!pu_utf8_valid(text))
 		return NULL;
 	html = fd_html_escape(text);
 	if (html == NULL)
@@ -1189,7 +1114,7 @@ static fd_parse_result emit_comment(fd_parse_ctx *c, int is_public)
 		return FD_PARSE_IGNORED;
 	}
 	if (strlen(text) > FD_TEXT_MAX_BYTES)
-		text[utf8_cut(text, strlen(text), FD_TEXT_MAX_BYTES)] = '\0';
+		text[pu_utf8_cut(text, strlen(text), FD_TEXT_MAX_BYTES)] = '\0';
 	if (!fd_comment_id(c->ticket_id, is_public, text, comment_id)) {
 		free(text);
 		fmt(c->why, c->whylen, "ticket_id: not a Freshdesk id");

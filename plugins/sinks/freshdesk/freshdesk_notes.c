@@ -4,11 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <jansson.h>
 #include <openssl/evp.h>
 
 #include "freshdesk_notes.h"
+#include "../../common/rfc3339.h"
 #include "../../common/plugin_util.h"
 
 /* "tag:fp:ms": 16 + 1 + 16 + 1 + up to 19 digits. */
@@ -175,41 +175,6 @@ char *fd_conversations_path(const char *ticket_id, int page)
 	return pu_strdup(path);
 }
 
-bool fd_parse_time(const char *s, int64_t *out_ms)
-{
-	int y, mo, d, h, mi, sec, used = 0;
-	struct tm tm;
-	time_t t;
-
-	if (s == NULL ||
-	    sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &used) != 6 ||
-	    used != 19)
-		return false;
-	/* Freshdesk writes UTC with "Z"; fractions of a second are ignored. */
-	s += used;
-	if (*s == '.') {
-		s++;
-		while (*s >= '0' && *s <= '9')
-			s++;
-	}
-	if (strcmp(s, "Z") != 0)
-		return false;
-	if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
-		return false;
-	memset(&tm, 0, sizeof(tm));
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = sec;
-	t = timegm(&tm);
-	if (t == (time_t)-1)
-		return false;
-	*out_ms = (int64_t)t * 1000;
-	return true;
-}
-
 /* Does conversation c count as this job's note? */
 static bool is_match(const json_t *c, const fd_note_search *s)
 {
@@ -224,7 +189,7 @@ static bool is_match(const json_t *c, const fd_note_search *s)
 		return false;
 	/* A note without a readable time cannot be told from an older one with
 	 * the same words, unless nothing older counts. */
-	if (!fd_parse_time(json_string_value(json_object_get(c, "created_at")), &created))
+	if (!pu_rfc3339_ms(json_string_value(json_object_get(c, "created_at")), &created))
 		created = s->needed == 1 ? s->since_ms : INT64_MIN;
 	if (created < s->since_ms)
 		return false;

@@ -87,9 +87,6 @@ FD_INTERNAL void fd_note_search_init(fd_note_search *s, const fd_notes *n,
  * caller; NULL when ticket_id is not valid or out of memory. */
 FD_INTERNAL char *fd_conversations_path(const char *ticket_id, int page);
 
-/* Freshdesk's "2026-11-23T10:00:00Z" as Unix ms; false when not that. */
-FD_INTERNAL bool fd_parse_time(const char *s, int64_t *out_ms);
-
 typedef enum fd_note_lookup {
 	FD_NOTE_FOUND = 0,              /* this job's note is there: do not add it again */
 	FD_NOTE_MORE = 1,               /* a full page: read page s->page (advanced) */

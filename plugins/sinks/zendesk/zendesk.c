@@ -25,6 +25,8 @@
 
 #include "parley/parley.h"
 #include "../../common/plugin_util.h"
+#include "../../common/instance.h"
+#include "../../common/pacer.h"
 #include "zendesk_api.h"
 
 #define ZD_VERSION "0.1.0"
@@ -65,7 +67,7 @@ typedef struct zendesk_sink zendesk_sink;
 
 /* One delivery in progress; owns copies of what its requests need. */
 typedef struct zd_op {
-	struct zd_op *next;
+	pu_pacer_item link;         /* in the pacer's queue while waiting */
 	zendesk_sink *zs;           /* borrowed: no callback runs after destroy */
 	parley_delivery *d;         /* owned by the core until delivery_complete; NULL for ME */
 	zd_step step;
@@ -111,13 +113,8 @@ struct zendesk_sink {
 	const parley_host *host;    /* owned by the core; valid until destroy */
 	parley_instance *inst;      /* owned by the core; valid until destroy */
 	zd_settings cfg;
-	zd_op *head, *tail;         /* ops waiting for a token, FIFO */
-	size_t waiting;
-	parley_timer *timer;        /* owned by the core; NULL when none is pending */
+	pu_pacer pacer;             /* ops waiting for a token; the 429 pause */
 	int stopped;
-	int64_t tokens_milli;       /* the bucket, in thousandths of a request */
-	int64_t refilled_ms;        /* when tokens_milli was last brought up to date */
-	int64_t paused_until_ms;    /* a 429 pauses every request until then */
 	char api_user_id[ZD_ID_BYTES];  /* "" until GET users/me answered */
 	int me_pending;
 	int64_t me_tried_ms;
@@ -150,8 +147,9 @@ static const parley_config_key zd_config_keys[] = {
 /* Settings                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static void settings_free(zd_settings *s)
+static void settings_free(void *settings)
 {
+	zd_settings *s = settings;
 	free(s->base_url);
 	free(s->email);
 	pu_wipe_string(s->auth_header);
@@ -167,7 +165,7 @@ static int secret_ok(const parley_host *host, parley_instance *inst, const char 
 {
 	if (value == NULL)
 		return 1;
-	if (value[0] == '\0' || !zd_header_safe(value)) {
+	if (value[0] == '\0' || !pu_header_safe(value)) {
 		host->config_error(inst, key, "must be non-empty text without control characters");
 		return 0;
 	}
@@ -177,8 +175,9 @@ static int secret_ok(const parley_host *host, parley_instance *inst, const char 
 /* Read and check one instance's config into *out (free with settings_free).
  * cfg: borrowed. Problems go to config_error, never with a secret. */
 static int settings_read(const parley_host *host, parley_instance *inst,
-                         const parley_config *cfg, zd_settings *out)
+                         const parley_config *cfg, void *settings)
 {
+	zd_settings *out = settings;
 	const char *base = host->config_string(cfg, "base_url");
 	const char *email = host->config_string(cfg, "email");
 	const char *token = host->config_string(cfg, "api_token");
@@ -198,7 +197,7 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 	ok &= secret_ok(host, inst, "api_token", token);
 	ok &= secret_ok(host, inst, "oauth_token", oauth);
 	ok &= secret_ok(host, inst, "webhook_secret", secret);
-	if (email != NULL && (email[0] == '\0' || !zd_header_safe(email) ||
+	if (email != NULL && (email[0] == '\0' || !pu_header_safe(email) ||
 	                      strchr(email, '@') == NULL)) {
 		host->config_error(inst, "email", "must be the API user's e-mail address");
 		ok = 0;
@@ -235,8 +234,9 @@ static int settings_read(const parley_host *host, parley_instance *inst,
 	return 0;
 }
 
-static void settings_announce(const zendesk_sink *zs)
+static void settings_announce(void *self)
 {
+	const zendesk_sink *zs = self;
 	zs->host->log(zs->inst, PARLEY_LOG_INFO,
 	              "Zendesk at %s, %s authentication, at most %lld requests per minute%s",
 	              zs->cfg.base_url, zs->cfg.email != NULL ? "API token" : "OAuth",
@@ -263,33 +263,9 @@ static void op_free(zd_op *op)
 	free(op);
 }
 
-static void queue_push(zendesk_sink *zs, zd_op *op, int front)
+static void op_item_free(pu_pacer_item *item)
 {
-	op->next = NULL;
-	if (zs->head == NULL) {
-		zs->head = zs->tail = op;
-	} else if (front) {
-		op->next = zs->head;
-		zs->head = op;
-	} else {
-		zs->tail->next = op;
-		zs->tail = op;
-	}
-	zs->waiting++;
-}
-
-static zd_op *queue_pop(zendesk_sink *zs)
-{
-	zd_op *op = zs->head;
-
-	if (op == NULL)
-		return NULL;
-	zs->head = op->next;
-	if (zs->head == NULL)
-		zs->tail = NULL;
-	zs->waiting--;
-	op->next = NULL;
-	return op;
+	op_free(PU_PACER_OWNER(item, zd_op, link));
 }
 
 /* Finish op's delivery (if it has one) and free it. */
@@ -473,56 +449,24 @@ static zd_step append_step(const zd_op *op)
 }
 
 /* ------------------------------------------------------------------------ */
-/* The bucket                                                               */
+/* Pacing                                                                   */
 /* ------------------------------------------------------------------------ */
 
-static int64_t bucket_capacity(const zendesk_sink *zs)
+/* requests_per_minute, with a bucket of a tenth of a minute's budget. */
+static pu_pacer_rate pacer_rate(const void *settings)
 {
-	int64_t burst = zs->cfg.rpm / ZD_BURST_DIVISOR;
+	const zd_settings *cfg = settings;
+	int64_t burst = cfg->rpm / ZD_BURST_DIVISOR;
 
-	return (burst > 1 ? burst : 1) * 1000;
-}
-
-/* Bring the bucket up to now: rpm requests per 60000 ms is rpm / 60
- * thousandths per ms. */
-static void bucket_refill(zendesk_sink *zs, int64_t now)
-{
-	if (now > zs->refilled_ms) {
-		zs->tokens_milli += (now - zs->refilled_ms) * zs->cfg.rpm / 60;
-		if (zs->tokens_milli > bucket_capacity(zs))
-			zs->tokens_milli = bucket_capacity(zs);
-		zs->refilled_ms = now;
-	}
-}
-
-/* How long until `needed` more requests may start (pauses included). */
-static int64_t bucket_wait_ms(zendesk_sink *zs, int64_t now, int64_t needed)
-{
-	int64_t deficit, wait = 0;
-
-	bucket_refill(zs, now);
-	deficit = needed * 1000 - zs->tokens_milli;
-	if (deficit > 0)
-		wait = (deficit * 60 + zs->cfg.rpm - 1) / zs->cfg.rpm;
-	if (zs->paused_until_ms - now > wait)
-		wait = zs->paused_until_ms - now;
-	return wait;
+	return (pu_pacer_rate){ .tokens = cfg->rpm, .period_ms = 60000,
+	                        .burst = burst > 1 ? burst : 1, .max_wait_ms = ZD_MAX_WAIT_MS };
 }
 
 /* ------------------------------------------------------------------------ */
 /* Steps                                                                    */
 /* ------------------------------------------------------------------------ */
 
-static void kick(zendesk_sink *zs);
 static void step_done(void *arg, const parley_http_response *response);
-
-static void timer_fired(void *arg)
-{
-	zendesk_sink *zs = arg;
-
-	zs->timer = NULL;
-	kick(zs);
-}
 
 static const char *step_what(zd_step step)
 {
@@ -538,15 +482,19 @@ static const char *step_what(zd_step step)
 	return "";
 }
 
-/* Start op's current step now. On failure to start, op is completed. */
-static void step_start(zendesk_sink *zs, zd_op *op)
+/* Start op's current step now (the pacer gave it its token). false when
+ * it could not start: op is completed then. */
+static bool step_start(void *owner, pu_pacer_item *item)
 {
+	zendesk_sink *zs = owner;
+	zd_op *op = PU_PACER_OWNER(item, zd_op, link);
 	const char *headers[5];
 	size_t h = 0;
 	char idem[600];
 	char *url = NULL, *body = NULL;
 	const char *method = "GET";
 	parley_http_call call;
+	bool started;
 
 	headers[h++] = zs->cfg.auth_header;
 	headers[h++] = "Accept: application/json";
@@ -579,7 +527,7 @@ static void step_start(zendesk_sink *zs, zd_op *op)
 		body = zd_comment_body(op->body, op->requester[0] != '\0' ? op->requester : NULL);
 		if (body == NULL) {
 			op_complete(op, PARLEY_RETRY, 0, "out of memory building the comment");
-			return;
+			return false;
 		}
 		break;
 	case ZD_STEP_FIND:
@@ -596,7 +544,7 @@ static void step_start(zendesk_sink *zs, zd_op *op)
 		if (op->step == ZD_STEP_COMMENT)
 			free(body);
 		op_complete(op, PARLEY_RETRY, 0, "out of memory building the request");
-		return;
+		return false;
 	}
 	memset(&call, 0, sizeof(call));
 	call.size = sizeof(call);
@@ -609,11 +557,13 @@ static void step_start(zendesk_sink *zs, zd_op *op)
 	call.insecure_skip_verify = zs->cfg.insecure_skip_verify;
 	zs->host->counter_add(zs->inst, "zendesk_requests_total", 1);
 	op->started_ms = zs->host->now_ms();
-	if (zs->host->http_request(zs->inst, &call, step_done, op) != 0)
-		op_complete(op, PARLEY_RETRY, 0, "could not start the Zendesk request");
-	free(url);
+	started = zs->host->http_request(zs->inst, &call, step_done, op) == 0;
 	if (op->step == ZD_STEP_COMMENT)
 		free(body);
+	if (!started)
+		op_complete(op, PARLEY_RETRY, 0, "could not start the Zendesk request");
+	free(url);
+	return started;
 }
 
 /* The next step of op: back in the queue, ahead of deliveries that have
@@ -625,7 +575,7 @@ static void step_next(zendesk_sink *zs, zd_op *op, zd_step step)
 		op_complete(op, PARLEY_RETRY, 0, "shutting down");
 		return;
 	}
-	queue_push(zs, op, 1);
+	pu_pacer_push(&zs->pacer, &op->link, true);
 }
 
 /* An open_ticket that has its ticket: report it and finish. */
@@ -774,12 +724,7 @@ static void step_done(void *arg, const parley_http_response *response)
 	            host->http_response_header(response, "Retry-After"), body, len,
 	            host->now_ms(), step_what(op->step), &r);
 	if (r.pause_until_ms > 0) {
-		/* Zendesk counts differently than the bucket did (other API
-		 * clients, endpoint limits): no burst right after the pause. */
-		if (r.pause_until_ms > zs->paused_until_ms)
-			zs->paused_until_ms = r.pause_until_ms;
-		zs->tokens_milli = 0;
-		zs->refilled_ms = zs->paused_until_ms;
+		pu_pacer_pause(&zs->pacer, r.pause_until_ms);
 		host->counter_add(zs->inst, "zendesk_rate_limited_total", 1);
 	}
 	if (r.outcome == PARLEY_OK) {
@@ -796,41 +741,14 @@ static void step_done(void *arg, const parley_http_response *response)
 			stale_requester(zs, op, &r);
 		op_complete(op, r.outcome, r.retry_at_ms, r.reason);
 	}
-	kick(zs);
+	pu_pacer_done(&zs->pacer);
 }
 
-/* Hand every waiting op back (a long pause, stop). */
-static void hand_back(zendesk_sink *zs, int64_t retry_at_ms, const char *reason)
+/* The pacer gives op back (a long pause, stop). */
+static void hand_back(void *owner, pu_pacer_item *item, int64_t retry_at_ms, const char *reason)
 {
-	zd_op *op;
-
-	while ((op = queue_pop(zs)) != NULL)
-		op_complete(op, PARLEY_RETRY, retry_at_ms, reason);
-}
-
-/* Start what the bucket allows; otherwise make sure a timer comes back. */
-static void kick(zendesk_sink *zs)
-{
-	int64_t now, wait;
-
-	if (zs->stopped || zs->timer != NULL)
-		return;
-	while (zs->head != NULL) {
-		now = zs->host->now_ms();
-		wait = bucket_wait_ms(zs, now, 1);
-		if (zs->paused_until_ms - now > ZD_MAX_WAIT_MS) {
-			hand_back(zs, zs->paused_until_ms, "Zendesk rate limit: waiting for Retry-After");
-			return;
-		}
-		if (wait > 0) {
-			zs->timer = zs->host->timer_start(zs->inst, (uint64_t)wait, timer_fired, zs);
-			if (zs->timer == NULL)
-				hand_back(zs, 0, "could not start a timer");
-			return;
-		}
-		zs->tokens_milli -= 1000;
-		step_start(zs, queue_pop(zs));
-	}
+	(void)owner;
+	op_complete(PU_PACER_OWNER(item, zd_op, link), PARLEY_RETRY, retry_at_ms, reason);
 }
 
 /* Admit a new op: queue it, or hand it back at once when its turn is
@@ -838,15 +756,14 @@ static void kick(zendesk_sink *zs)
 static void admit(zendesk_sink *zs, zd_op *op)
 {
 	int64_t now = zs->host->now_ms();
-	int64_t wait = bucket_wait_ms(zs, now, (int64_t)zs->waiting + 1);
+	int64_t retry_at;
 
-	if (wait > ZD_MAX_WAIT_MS) {
+	if (!pu_pacer_submit(&zs->pacer, &op->link, &retry_at)) {
 		zs->host->counter_add(zs->inst, "zendesk_deferred_total", 1);
-		op_complete(op, PARLEY_RETRY, now + wait,
+		op_complete(op, PARLEY_RETRY, retry_at,
 		            "Zendesk requests_per_minute budget: waiting for a free slot");
 		return;
 	}
-	queue_push(zs, op, 0);
 	/* Learn the API user's id on the side when it is not known yet. */
 	if (zs->api_user_id[0] == '\0' && !zs->me_pending &&
 	    now - zs->me_tried_ms >= ZD_ME_RETRY_MS) {
@@ -856,10 +773,10 @@ static void admit(zendesk_sink *zs, zd_op *op)
 			me->step = ZD_STEP_ME;
 			zs->me_pending = 1;
 			zs->me_tried_ms = now;
-			queue_push(zs, me, 0);
+			pu_pacer_push(&zs->pacer, &me->link, false);
 		}
 	}
-	kick(zs);
+	pu_pacer_kick(&zs->pacer);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -877,7 +794,7 @@ static zd_op *op_new(zendesk_sink *zs, parley_delivery *d, const char *idempoten
 	/* A key that cannot go into a header is not sent (the lookup still
 	 * guards against a second ticket). */
 	if (idempotency_key != NULL && idempotency_key[0] != '\0' &&
-	    strlen(idempotency_key) <= 500 && zd_header_safe(idempotency_key)) {
+	    strlen(idempotency_key) <= 500 && pu_header_safe(idempotency_key)) {
 		op->idempotency_key = pu_strdup(idempotency_key);
 		if (op->idempotency_key == NULL) {
 			free(op);
@@ -1090,58 +1007,57 @@ static void zd_handle_request(void *self, parley_request *req)
 /* Lifecycle                                                                */
 /* ------------------------------------------------------------------------ */
 
-static int zd_create(const parley_host *host, parley_instance *inst, const parley_config *cfg,
-                     void **self)
+static int zd_init(void *self)
 {
-	zendesk_sink *zs;
+	zendesk_sink *zs = self;
 
-	if (!PARLEY_HAS_FIELD(host, parley_host, now_ms)) {
-		host->log(inst, PARLEY_LOG_ERROR, "this parleyd is too old for the zendesk plugin");
-		return -1;
-	}
-	zs = calloc(1, sizeof(*zs));
-	if (zs == NULL) {
-		host->log(inst, PARLEY_LOG_ERROR, "out of memory");
-		return -1;
-	}
-	zs->host = host;
-	zs->inst = inst;
-	if (settings_read(host, inst, cfg, &zs->cfg) != 0) {
-		free(zs);
-		return -1;
-	}
-	zs->refilled_ms = host->now_ms();
-	zs->tokens_milli = bucket_capacity(zs);
-	zs->me_tried_ms = zs->refilled_ms - ZD_ME_RETRY_MS;
-	settings_announce(zs);
-	*self = zs;
+	zs->me_tried_ms = zs->host->now_ms() - ZD_ME_RETRY_MS;
 	return 0;
 }
 
-/* cfg: borrowed. On -1 the old settings stay in force. */
-static int zd_reload(void *self, const parley_config *cfg)
+/* Requests in flight hold no pointer into the settings (the core copied
+ * each call). Another account or user may be behind the new config. */
+static void zd_reloaded(void *self, const void *old_settings)
 {
 	zendesk_sink *zs = self;
-	zd_settings next;
+	const zd_settings *old = old_settings;
 
-	if (settings_read(zs->host, zs->inst, cfg, &next) != 0)
-		return -1;
-	/* Requests in flight hold no pointer into the settings (the core copied
-	 * each call). Another account or user may be behind the new config. */
-	if (strcmp(next.base_url, zs->cfg.base_url) != 0 ||
-	    strcmp(next.auth_header, zs->cfg.auth_header) != 0) {
+	if (strcmp(old->base_url, zs->cfg.base_url) != 0 ||
+	    strcmp(old->auth_header, zs->cfg.auth_header) != 0) {
 		zs->api_user_id[0] = '\0';
 		zs->me_tried_ms = zs->host->now_ms() - ZD_ME_RETRY_MS;
 		memset(zs->requesters, 0, sizeof(zs->requesters));
 		memset(zs->users, 0, sizeof(zs->users));
 	}
-	settings_free(&zs->cfg);
-	zs->cfg = next;
-	if (zs->tokens_milli > bucket_capacity(zs))
-		zs->tokens_milli = bucket_capacity(zs);
-	settings_announce(zs);
-	return 0;
 }
+
+static void zd_finish(void *self)
+{
+	zendesk_sink *zs = self;
+
+	for (size_t i = 0; i < ZD_UNCERTAIN; i++)
+		free(zs->uncertain[i].key);
+}
+
+static const pu_instance_class zd_class = {
+	PU_INSTANCE_LAYOUT(zendesk_sink, cfg),
+	.host_needs = PU_HOST_NEEDS(now_ms),
+	.too_old = "this parleyd is too old for the zendesk plugin",
+	.init = zd_init,
+	.reloaded = zd_reloaded,
+	.finish = zd_finish,
+	.pace = pacer_rate,
+	PU_INSTANCE_PACER(zendesk_sink, pacer),
+	.pace_start = step_start,
+	.pace_back = hand_back,
+	.pace_free = op_item_free,
+	.pace_pause_reason = "Zendesk rate limit: waiting for Retry-After",
+	.read = settings_read,
+	.free = settings_free,
+	.announce = settings_announce,
+};
+
+PU_INSTANCE_FUNCTIONS(zd, zd_class)
 
 /* Start nothing new; waiting deliveries go back to the core. Requests in
  * flight complete their deliveries from step_done. */
@@ -1150,26 +1066,7 @@ static void zd_stop(void *self)
 	zendesk_sink *zs = self;
 
 	zs->stopped = 1;
-	if (zs->timer != NULL) {
-		zs->host->timer_cancel(zs->timer);
-		zs->timer = NULL;
-	}
-	hand_back(zs, 0, "shutting down");
-}
-
-static void zd_destroy(void *self)
-{
-	zendesk_sink *zs = self;
-	zd_op *op;
-
-	if (zs->timer != NULL)
-		zs->host->timer_cancel(zs->timer);
-	while ((op = queue_pop(zs)) != NULL)
-		op_free(op);
-	for (size_t i = 0; i < ZD_UNCERTAIN; i++)
-		free(zs->uncertain[i].key);
-	settings_free(&zs->cfg);
-	free(zs);
+	pu_pacer_stop(&zs->pacer, "shutting down");
 }
 
 static const parley_sink_ops zd_ops = {

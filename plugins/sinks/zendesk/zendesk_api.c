@@ -12,6 +12,8 @@
 #include <openssl/evp.h>
 
 #include "../../common/plugin_util.h"
+#include "../../common/rfc3339.h"
+#include "../../common/utf8.h"
 
 #define ZD_EXCERPT_BYTES 300
 
@@ -28,15 +30,6 @@ static char *base64(const void *data, size_t len)
 		return NULL;
 	EVP_EncodeBlock((unsigned char *)out, data, (int)len);
 	return out;
-}
-
-bool zd_header_safe(const char *s)
-{
-	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-		if (*p < 0x20 || *p == 0x7f)
-			return false;
-	}
-	return true;
 }
 
 bool zd_is_id(const char *s)
@@ -82,16 +75,6 @@ static int id_cmp(const char *a, const char *b)
 	if (la != lb)
 		return la < lb ? -1 : 1;
 	return strcmp(a, b);
-}
-
-static bool is_utf8(const char *s)
-{
-	json_t *j = json_string(s);
-
-	if (j == NULL)
-		return false;
-	json_decref(j);
-	return true;
 }
 
 /* base_url + path (both borrowed), the base without a trailing '/'. */
@@ -212,7 +195,7 @@ char *zd_url_comments(const char *base_url, const char *ticket_id)
 
 void zd_subject(const char *channel, const char *text, char *out, size_t outlen)
 {
-	size_t o = 0, last_word_end = 0;
+	size_t o = 0, last_word_end = 0, n;
 	int cut = 0, space = 0;
 
 	char name[64];
@@ -222,11 +205,7 @@ void zd_subject(const char *channel, const char *text, char *out, size_t outlen)
 	if (channel == NULL || channel[0] == '\0')
 		channel = "Parley";
 	nl = strlen(channel);
-	if (nl > 60) {
-		nl = 60;
-		while (nl > 0 && ((unsigned char)channel[nl] & 0xC0) == 0x80)
-			nl--;
-	}
+	nl = pu_utf8_cut(channel, nl, 60);
 	memcpy(name, channel, nl);
 	name[nl] = '\0';
 	snprintf(out, outlen, "%s: ", name);
@@ -242,8 +221,9 @@ void zd_subject(const char *channel, const char *text, char *out, size_t outlen)
 	size_t start = o, limit = o + ZD_SUBJECT_BYTES;
 	if (limit > outlen - 4)
 		limit = outlen - 4;
-	for (const char *p = text; *p != '\0'; p++) {
+	for (const char *p = text; *p != '\0'; p += n) {
 		unsigned char c = (unsigned char)*p;
+		n = 1;
 		if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c < 0x20) {
 			space = o > start;
 			continue;
@@ -257,22 +237,21 @@ void zd_subject(const char *channel, const char *text, char *out, size_t outlen)
 			out[o++] = ' ';
 			space = 0;
 		}
-		if (o + 1 >= limit) {
+		/* Whole characters only (text is valid UTF-8: checked by the
+		 * caller; a stray byte would be one). */
+		n = pu_utf8_seq(p, strnlen(p, 4));
+		if (n == 0)
+			n = 1;
+		if (o + n >= limit) {
 			cut = 1;
 			break;
 		}
-		out[o++] = (char)c;
+		memcpy(out + o, p, n);
+		o += n;
 	}
 	if (cut) {
 		if (last_word_end > start)
 			o = last_word_end;
-		else {
-			/* One long word: drop its last, maybe partial, character. */
-			while (o > start && ((unsigned char)out[o - 1] & 0xC0) == 0x80)
-				o--;
-			if (o > start && (unsigned char)out[o - 1] >= 0xC0)
-				o--;
-		}
 		memcpy(out + o, "...", 3);
 		o += 3;
 	}
@@ -297,7 +276,7 @@ static const char *customer_name(const parley_customer_info *c)
 	const char *candidates[] = { c->display_name, c->handle, c->external_id };
 
 	for (size_t i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++) {
-		if (candidates[i] != NULL && candidates[i][0] != '\0' && is_utf8(candidates[i]))
+		if (candidates[i] != NULL && candidates[i][0] != '\0' && pu_utf8_valid(candidates[i]))
 			return candidates[i];
 	}
 	return "Customer";
@@ -306,7 +285,7 @@ static const char *customer_name(const parley_customer_info *c)
 /* Customer c's (borrowed) e-mail address when Parley knows one, else NULL. */
 static const char *customer_email(const parley_customer_info *c)
 {
-	if (c->email != NULL && c->email[0] != '\0' && is_utf8(c->email))
+	if (c->email != NULL && c->email[0] != '\0' && pu_utf8_valid(c->email))
 		return c->email;
 	return NULL;
 }
@@ -354,13 +333,13 @@ char *zd_ticket_body(const parley_ticket_request *t, char *err, size_t errlen)
 		snprintf(err, errlen, "follow_up_of is not a Zendesk ticket id");
 		return NULL;
 	}
-	if ((text != NULL && !is_utf8(text)) || (c != NULL && c->channel_instance != NULL &&
-	                                         !is_utf8(c->channel_instance))) {
+	if ((text != NULL && !pu_utf8_valid(text)) || (c != NULL && c->channel_instance != NULL &&
+	                                         !pu_utf8_valid(c->channel_instance))) {
 		snprintf(err, errlen, "the message is not valid UTF-8");
 		return NULL;
 	}
 	zd_subject(c != NULL ? c->channel_instance : NULL, text, subject, sizeof(subject));
-	if (!is_utf8(subject))   /* a cut never splits a character; be sure anyway */
+	if (!pu_utf8_valid(subject))   /* a cut never splits a character; be sure anyway */
 		zd_subject(c != NULL ? c->channel_instance : NULL, NULL, subject, sizeof(subject));
 	ticket = json_pack("{s:s, s:{s:s}}", "subject", subject, "comment", "body",
 	                   text != NULL ? text : "(no text)");
@@ -409,7 +388,7 @@ char *zd_user_body(const parley_customer_info *c, char *err, size_t errlen)
 		snprintf(err, errlen, "the customer has no id");
 		return NULL;
 	}
-	if (strlen(c->customer_id) > ZD_CUSTOMER_ID_MAX || !is_utf8(c->customer_id)) {
+	if (strlen(c->customer_id) > ZD_CUSTOMER_ID_MAX || !pu_utf8_valid(c->customer_id)) {
 		snprintf(err, errlen, "the customer's id cannot be a Zendesk external_id");
 		return NULL;
 	}
@@ -774,43 +753,9 @@ bool zd_verify_signature(const char *signature, const char *timestamp,
  * 0 when it is not such a time. s: borrowed, may be NULL. */
 static int64_t parse_time(const char *s)
 {
-	int y, mo, d, h, mi, sec, n = 0;
-	struct tm tm;
-	int64_t ms = 0, off = 0;
-	const char *p;
-	time_t t;
+	int64_t ms;
 
-	if (s == NULL || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6)
-		return 0;
-	p = s + n;
-	if (*p == '.') {
-		int digits = 0;
-		for (p++; *p >= '0' && *p <= '9'; p++, digits++) {
-			if (digits < 3)
-				ms = ms * 10 + (*p - '0');
-		}
-		for (; digits < 3; digits++)
-			ms *= 10;
-	}
-	if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
-		int oh = (p[1] - '0') * 10 + (p[2] - '0'), om = (p[4] - '0') * 10 + (p[5] - '0');
-		off = (int64_t)(oh * 60 + om) * 60000 * (*p == '+' ? 1 : -1);
-	} else if (strcmp(p, "Z") != 0) {
-		return 0;
-	}
-	if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
-		return 0;
-	memset(&tm, 0, sizeof(tm));
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = sec;
-	t = timegm(&tm);
-	if (t == (time_t)-1)
-		return 0;
-	return (int64_t)t * 1000 + ms - off;
+	return pu_rfc3339_ms(s, &ms) && ms > 0 ? ms : 0;
 }
 
 /* Zendesk's status names (any case) as Parley's; 0 for others. */
@@ -930,7 +875,7 @@ zd_webhook_status zd_parse_webhook(const unsigned char *body, size_t len,
 			snprintf(what, whatlen, "status %s is not one Parley follows", key);
 			st = ZD_WEBHOOK_IGNORED;
 		} else if (event_id != NULL && event_id[0] != '\0' && strlen(event_id) <= 100 &&
-		           zd_header_safe(event_id)) {
+		           pu_header_safe(event_id)) {
 			snprintf(key, sizeof(key), "status:%s", event_id);
 			st = ZD_WEBHOOK_EVENT;
 		} else {

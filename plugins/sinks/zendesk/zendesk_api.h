@@ -39,9 +39,6 @@
 ZD_INTERNAL char *zd_auth_header(const char *email, const char *api_token,
                                  const char *oauth_token);
 
-/* True when s can go into a header value (no CR, LF or other controls). */
-ZD_INTERNAL bool zd_header_safe(const char *s);
-
 /* True when s is a Zendesk id: 1..19 decimal digits. */
 ZD_INTERNAL bool zd_is_id(const char *s);
 
