@@ -676,7 +676,7 @@ static bool parse_jobs(const cfg_ctx *ctx, json_t *root, cfg *c)
 {
 	static const char *const keys[] = {
 		"enabled", "concurrency", "lease_ms", "max_attempts", "backoff_base_ms",
-		"backoff_max_ms", "sweep_interval_ms", "notify_delivery_failed", NULL
+		"backoff_max_ms", "sweep_interval_ms", "notify_delivery_failed", "unclaimed_notice_ms", NULL
 	};
 	json_t *j;
 	if (!get_section(ctx, root, "jobs", &j))
@@ -691,7 +691,8 @@ static bool parse_jobs(const cfg_ctx *ctx, json_t *root, cfg *c)
 	    !get_int(ctx, j, "jobs", "max_attempts", 1, 1000, &c->jobs.max_attempts) ||
 	    !get_int(ctx, j, "jobs", "backoff_base_ms", 1, INT_MAX, &c->jobs.backoff_base_ms) ||
 	    !get_int(ctx, j, "jobs", "backoff_max_ms", 1, INT_MAX, &c->jobs.backoff_max_ms) ||
-	    !get_int(ctx, j, "jobs", "sweep_interval_ms", 50, INT_MAX, &c->jobs.sweep_interval_ms))
+	    !get_int(ctx, j, "jobs", "sweep_interval_ms", 50, INT_MAX, &c->jobs.sweep_interval_ms) ||
+	    !get_int(ctx, j, "jobs", "unclaimed_notice_ms", 100, INT_MAX, &c->jobs.unclaimed_notice_ms))
 		return false;
 	if (c->jobs.backoff_max_ms < c->jobs.backoff_base_ms)
 		return cfg_fail(ctx, "jobs.backoff_max_ms", "must be at least jobs.backoff_base_ms");
@@ -1040,6 +1041,7 @@ static void set_defaults(cfg *c)
 	c->jobs.backoff_base_ms = 1000;
 	c->jobs.backoff_max_ms = 3600000;
 	c->jobs.sweep_interval_ms = 5000;
+	c->jobs.unclaimed_notice_ms = 300000;
 }
 
 /* Report a JSON syntax error by position. jansson's text ends in
