@@ -683,11 +683,11 @@ bool jobs_start(struct event_base *base, const jobs_options *opts, struct plugin
 		snprintf(host, sizeof(host), "unknown");
 	host[sizeof(host) - 1] = '\0';
 	snprintf(R.runner_id, sizeof(R.runner_id), "%s:%ld", host, (long)getpid());
-	/* A runner is alive while it sweeps: three missed sweeps, and never less
-	 * than the notice time, so a slow sweep is not taken for a dead node. */
+	/* A runner is alive while it sweeps: gone after three missed sweeps (at
+	 * least a second), so the gauges move to another node soon after. */
 	int64_t alive = (int64_t)R.o.sweep_interval_ms * 3;
-	if (alive < R.o.unclaimed_notice_ms)
-		alive = R.o.unclaimed_notice_ms;
+	if (alive < 1000)
+		alive = 1000;
 	job_cluster_start(R.runner_id, R.targets, alive > INT_MAX ? INT_MAX : (int)alive,
 	                  R.o.unclaimed_notice_ms);
 

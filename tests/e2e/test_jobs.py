@@ -656,6 +656,31 @@ def test_metrics_expose_states_attempts_and_the_oldest_due_job(fresh_db, daemon,
     assert metric(d, "parley_jobs_oldest_due_seconds") > 20 * 365 * 86400
 
 
+def test_cluster_gauges_are_exported_by_one_node(fresh_db, daemon, probe_plugins, probe_log):
+    a = daemon.start(runner_config(fresh_db, probe_plugins, probe_log, label="A"))
+    b = daemon.start(runner_config(fresh_db, probe_plugins, probe_log, label="B"))
+    wait_state(fresh_db, enqueue(fresh_db, "fail"))
+    dead = 'state="dead",target="sink/probe"'
+
+    def one_reporter():
+        flags = {d: metric(d, "parley_jobs_reporter") for d in (a, b)}
+        reporters = [d for d, v in flags.items() if v == 1]
+        if len(reporters) != 1 or None in flags.values():
+            return None
+        return reporters[0] if metric(reporters[0], "parley_jobs", dead) == 1 else None
+    reporter = wait_for("one node to export the gauges", one_reporter)
+    other = b if reporter is a else a
+    time.sleep(0.5)   # more sweeps: the other node still exports none
+    assert metric(other, "parley_jobs", dead) is None
+    assert metric(other, "parley_jobs_oldest_due_seconds") is None
+    assert metric(other, "parley_jobs_reporter") == 0
+    # The reporter goes: the other node takes over once it is missed.
+    assert reporter.stop() == 0
+    assert wait_for("the other node to export them",
+                    lambda: metric(other, "parley_jobs", dead) == 1, timeout=10)
+    assert metric(other, "parley_jobs_reporter") == 1
+
+
 # --------------------------------------------------------------- starvation
 
 def test_ingest_is_not_starved_by_a_job_backlog(fresh_db, daemon, probe_plugins, probe_log):
