@@ -257,6 +257,7 @@ static bool job_rewrite_later(job *j)
 static void job_written(db_batch *b, bool ok, const char *error, void *arg)
 {
 	job *j = arg;
+	job_runner *r = j->r;     /* j may be freed below */
 	PGresult *res = ok ? db_batch_result(b, 0) : NULL;
 	j->write_pending = false;
 	if (!ok) {
@@ -282,7 +283,7 @@ static void job_written(db_batch *b, bool ok, const char *error, void *arg)
 	job_release_if_unused(j);
 	/* A slot is free, and the job's successor in its ordering key may be
 	 * due only now that this outcome is committed. */
-	jobs_runner_claim(j->r);
+	jobs_runner_claim(r);
 }
 
 /* Submit the recorded outcome for the current claim of j. The write may

@@ -224,12 +224,15 @@ BEGIN
                     WHERE w.seen_at >= now() - p_alive_ms * interval '1 millisecond'
                       AND u.target = ANY (w.targets))
         OR NOT EXISTS (SELECT 1 FROM job j
-                        WHERE j.state = 'queued' AND j.target_kind || '/' || j.target_instance = u.target);
+                        WHERE j.state IN ('queued', 'running')
+                          AND j.target_kind || '/' || j.target_instance = u.target);
     FOR r IN
         SELECT j.target_kind || '/' || j.target_instance AS target, count(*) AS jobs,
                min(j.id) AS first_id, min(j.run_at) AS since
           FROM job j
-         WHERE j.state = 'queued' AND j.run_at <= now() - p_notice_ms * interval '1 millisecond'
+         -- Waiting: due, or running on a runner whose lease ran out (it died).
+         WHERE (j.state = 'queued' AND j.run_at <= now() - p_notice_ms * interval '1 millisecond')
+            OR (j.state = 'running' AND j.lease_until <= now() - p_notice_ms * interval '1 millisecond')
          GROUP BY 1
     LOOP
         CONTINUE WHEN EXISTS (SELECT 1 FROM job_runner w
