@@ -176,6 +176,11 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 		job_cluster_sweep();
 }
 
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	runner_claim();
+}
+
 /* ------------------------------------------------------------- LISTEN */
 
 static void on_notify(void *arg, const char *channel, const char *payload)
@@ -187,11 +192,6 @@ static void on_listening(void *arg, bool again)
 {
 	log_info(JOBS_LOG, again ? "listening for new jobs again" : "listening for new jobs");
 	/* Jobs enqueued while nobody listened sent their notifications to no one. */
-	runner_claim();
-}
-
-static void on_wake(evutil_socket_t fd, short what, void *arg)
-{
 	runner_claim();
 }
 
