@@ -27,8 +27,10 @@ typedef struct cfg_instance {
 } cfg_instance;
 
 /* The notice kinds a "notices" rule may name. */
-#define CFG_NOTICE_KINDS "conversation.created", "message.received", "delivery.failed", "sink.failed"
-#define CFG_NOTICE_KINDS_TEXT "conversation.created, message.received, delivery.failed, sink.failed"
+#define CFG_NOTICE_KINDS "conversation.created", "message.received", "delivery.failed", "sink.failed", \
+	"job.unclaimed"
+#define CFG_NOTICE_KINDS_TEXT "conversation.created, message.received, delivery.failed, sink.failed, " \
+	"job.unclaimed"
 
 #define CFG_MOVE_TEXT_MAX 1000
 #define CFG_MOVE_TEXT_DEFAULT \
@@ -82,6 +84,7 @@ typedef struct cfg {
 		int backoff_base_ms;     /* default 1000 */
 		int backoff_max_ms;      /* default 3600000 */
 		int sweep_interval_ms;   /* default 5000 */
+		int unclaimed_notice_ms; /* default 300000: a job no running node can take raises a notice */
 		char **notify_delivery_failed; /* notifier instance names */
 		size_t n_notify_delivery_failed;
 	} jobs;

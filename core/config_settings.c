@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "db.h"
+#include "jobs.h"
 #include "util.h"
 
 #ifndef PARLEY_PLUGIN_DIR
@@ -313,10 +314,10 @@ static const cfg_setting jobs_rows[] = {
 	{ .key = "enabled", .type = CFG_T_BOOL, .offset = OFF(jobs.enabled), .def = true,
 	  .doc = "Run the job runner in this process." },
 	{ .key = "concurrency", .type = CFG_T_INT, .offset = OFF(jobs.concurrency),
-	  .def = 16, .min = 1, .max = 1000,
+	  .def = 16, .min = 1, .max = JOBS_MAX_CONCURRENCY,
 	  .doc = "Jobs being carried out at once by this process." },
 	{ .key = "lease_ms", .type = CFG_T_INT, .offset = OFF(jobs.lease_ms),
-	  .def = 60000, .min = 500, .max = NO_MAX,
+	  .def = 60000, .min = JOBS_MIN_LEASE_MS, .max = NO_MAX,
 	  .doc = "A claimed job belongs to its runner for this long; if the runner dies, another "
 	         "one claims it after the lease. A plugin that has not finished a job before its "
 	         "lease ends is treated as a timeout (retry)." },
@@ -332,9 +333,15 @@ static const cfg_setting jobs_rows[] = {
 	  .doc = "…capped at this. A plugin's own retry time (Retry-After) is honoured: a job never "
 	         "runs before it." },
 	{ .key = "sweep_interval_ms", .type = CFG_T_INT, .offset = OFF(jobs.sweep_interval_ms),
-	  .def = 5000, .min = 50, .max = NO_MAX,
+	  .def = 5000, .min = JOBS_MIN_SWEEP_MS, .max = NO_MAX,
 	  .doc = "The runner is woken by `LISTEN/NOTIFY` when jobs are added; it also looks for due "
 	         "jobs (retries, expired leases) this often." },
+	{ .key = "unclaimed_notice_ms", .type = CFG_T_INT, .offset = OFF(jobs.unclaimed_notice_ms),
+	  .def = 300000, .min = 100, .max = NO_MAX,
+	  .doc = "A queued job whose target (`kind/instance`) no running node has loaded, due for "
+	         "longer than this, raises one `job.unclaimed` notice for that target "
+	         "([JOBS.md](JOBS.md#targets-and-nodes)). The job keeps waiting for a node that has "
+	         "the instance." },
 	{ .key = "notify_delivery_failed", .type = CFG_T_NAMES,
 	  .offset = OFF(jobs.notify_delivery_failed), .offset_n = OFF(jobs.n_notify_delivery_failed),
 	  .doc_range = "notifier instance names",

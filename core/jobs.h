@@ -1,16 +1,22 @@
 /* jobs.h - the job runner: the outbox every outbound action goes through.
  *
  * Jobs are rows in the `job` table, written in the same transaction as the
- * data that caused them. Every parleyd runs a runner: it claims due jobs with
+ * data that caused them. Every parleyd runs a runner: it claims due jobs for
+ * the targets it has loaded (its plugin instances and the core operations) with
  * FOR UPDATE SKIP LOCKED (so several processes share the work and never run
  * one job twice at once), is woken by LISTEN/NOTIFY and a periodic sweep, and
- * hands each job to its target plugin's operation through a delivery.
+ * hands each job to its operation (job_ops.h) through a delivery.
  * OK completes the job; RETRY reschedules it (exponential backoff with full
  * jitter, never before the plugin's retry time); FAIL or too many attempts
  * make it dead. A job whose runner died is claimed again when its lease ends.
  * Jobs sharing an ordering key run one at a time, in creation order. */
 #ifndef PARLEY_CORE_JOBS_H
 #define PARLEY_CORE_JOBS_H
+
+/* The runner's bounds, which the jobs.* settings table uses too (one place). */
+#define JOBS_MAX_CONCURRENCY 1000
+#define JOBS_MIN_LEASE_MS 500
+#define JOBS_MIN_SWEEP_MS 50
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -27,6 +33,9 @@ typedef struct jobs_options {
 	int backoff_base_ms;      /* first retry delay cap; doubles per attempt */
 	int backoff_max_ms;       /* cap of the backoff */
 	int sweep_interval_ms;    /* look for due jobs at least this often */
+	/* A job no running node can take (its target is loaded nowhere) for
+	 * this long raises a job.unclaimed notice; 0 = the default, 5 minutes. */
+	int unclaimed_notice_ms;
 	/* What a job's end may set off, as a JSON object text handed to
 	 * parley_job_finish (e.g. {"notify_delivery_failed": ["slack"]});
 	 * borrowed, copied; NULL = "{}". */

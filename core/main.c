@@ -248,6 +248,7 @@ static int run(void)
 			.backoff_base_ms = d.config->jobs.backoff_base_ms,
 			.backoff_max_ms = d.config->jobs.backoff_max_ms,
 			.sweep_interval_ms = d.config->jobs.sweep_interval_ms,
+			.unclaimed_notice_ms = d.config->jobs.unclaimed_notice_ms,
 			.finish_opts_json = finish_opts,
 		};
 		bool started = jobs_start(d.base, &jo, d.plugins, err, sizeof(err));

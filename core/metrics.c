@@ -253,6 +253,20 @@ void metrics_gauge_set(const char *name, const char *help, const char *labels, d
 		s->value = value;
 }
 
+void metrics_gauge_clear(const char *name)
+{
+	bool found;
+	size_t i = family_index(name, &found);
+	if (!found || m.families[i].type != METRIC_GAUGE)
+		return;
+	struct metric_family *f = &m.families[i];
+	for (size_t j = 0; j < f->n_samples; j++) {
+		free(f->samples[j].labels);
+		free(f->samples[j].buckets);
+	}
+	f->n_samples = 0;
+}
+
 void metrics_http_observe(const char *route, const char *method, int status, double seconds)
 {
 	char *e_route = metrics_escape_label(route ? route : "unknown");

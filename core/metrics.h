@@ -17,6 +17,8 @@ void metrics_http_observe(const char *route, const char *method, int status, dou
 void metrics_counter_add(const char *name, const char *help, const char *labels, uint64_t delta);
 /* A gauge set to a value. */
 void metrics_gauge_set(const char *name, const char *help, const char *labels, double value);
+/* Drop every label set of gauge `name` (it renders with no samples). */
+void metrics_gauge_clear(const char *name);
 
 /* Collectors run at render time to set gauges (db pool states, plugins). */
 typedef void (*metrics_collector_fn)(void *arg);

@@ -12,8 +12,37 @@
 -- limit's reset) is a deferral, not a failed attempt: a minute of 429s must
 -- not use up a job's attempts. Deferrals are capped (1000) so a platform
 -- that never lets go still ends the job.
+--
+-- Targets: a job names a plugin instance ('channel', 'sink', 'notifier') or
+-- a built-in operation of the daemon ('core'). A runner claims only jobs for
+-- the targets it has loaded (p_targets); a job for a target no running node
+-- has waits, and raises a job.unclaimed notice (parley_job_runner_seen).
 
 ALTER TABLE job ADD COLUMN deferrals int NOT NULL DEFAULT 0;
+
+ALTER TABLE job DROP CONSTRAINT job_target_operation;
+ALTER TABLE job ADD CONSTRAINT job_target_operation CHECK (
+    (target_kind = 'channel' AND operation = 'send') OR
+    (target_kind = 'sink' AND operation IN ('open_ticket', 'append_message')) OR
+    (target_kind = 'notifier' AND operation = 'deliver') OR
+    -- The daemon's own operations, e.g. ('core', 'jobs', 'noop'); the runner
+    -- makes a job it has no operation for dead.
+    target_kind = 'core');
+
+-- The runners alive: each one's sweep records which targets it can run
+-- ('kind/instance'), so a job none of them can take is noticed.
+CREATE TABLE job_runner (
+    runner   text        PRIMARY KEY,          -- host:pid
+    targets  text[]      NOT NULL,
+    seen_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Targets whose jobs no running node can take, noticed once per episode:
+-- the row goes when the target's jobs are claimable (or gone) again.
+CREATE TABLE job_unclaimed (
+    target      text        PRIMARY KEY,       -- kind/instance
+    noticed_at  timestamptz NOT NULL DEFAULT now()
+);
 
 -- What a job's end sets off, by target.
 CREATE FUNCTION parley_job_done(j job, p_external_id text, p_thread_id text, p_recipient_id text,
@@ -105,7 +134,8 @@ $$;
 
 DROP FUNCTION parley_job_claim(int, int, text, int);
 CREATE FUNCTION parley_job_claim(p_limit int, p_lease_ms int, p_runner text,
-                                 p_default_max_attempts int, p_opts jsonb DEFAULT NULL)
+                                 p_default_max_attempts int, p_opts jsonb DEFAULT NULL,
+                                 p_targets text[] DEFAULT NULL)
 RETURNS TABLE (claimed boolean, id bigint, claim_token uuid, target_kind text,
                target_instance text, operation text, payload jsonb,
                idempotency_key text, attempts int)
@@ -147,6 +177,9 @@ BEGIN
         SELECT j.id FROM job j
         WHERE j.state IN ('queued', 'running') AND j.run_at <= now()
           AND (j.state = 'queued' OR j.lease_until < now())
+          -- NULL: any target. Otherwise a job for a target this runner has
+          -- not loaded is left for one that has.
+          AND (p_targets IS NULL OR j.target_kind || '/' || j.target_instance = ANY (p_targets))
           AND (j.ordering_key IS NULL OR NOT EXISTS (
                 SELECT 1 FROM job p
                 WHERE p.ordering_key = j.ordering_key AND p.id < j.id
@@ -162,5 +195,59 @@ BEGIN
     FROM due WHERE j.id = due.id
     RETURNING true, j.id, j.claim_token, j.target_kind, j.target_instance, j.operation,
               j.payload, j.idempotency_key, j.attempts;
+END
+$$;
+
+-- A runner's sweep: record that p_runner is alive and runs p_targets, forget
+-- runners not seen for a day, and notice the targets no runner seen within
+-- p_alive_ms can run whose jobs have been due for p_notice_ms (one
+-- job.unclaimed notice per target and episode, to the notifiers routed for
+-- it). unclaimed: the targets noticed by this call. reporter: whether this
+-- runner reports the cluster-wide gauges (the live runner with the least
+-- name), so they are exported once per cluster.
+CREATE FUNCTION parley_job_runner_seen(p_runner text, p_targets text[], p_alive_ms int,
+                                       p_notice_ms int, OUT reporter boolean,
+                                       OUT unclaimed text[])
+LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+BEGIN
+    INSERT INTO job_runner (runner, targets, seen_at) VALUES (p_runner, p_targets, now())
+    ON CONFLICT (runner) DO UPDATE SET targets = excluded.targets, seen_at = excluded.seen_at;
+    DELETE FROM job_runner WHERE seen_at < now() - interval '1 day';
+    reporter := p_runner = (SELECT min(runner) FROM job_runner
+                             WHERE seen_at >= now() - p_alive_ms * interval '1 millisecond');
+    unclaimed := '{}';
+    -- The episode ends for targets a live runner has or without waiting jobs.
+    DELETE FROM job_unclaimed u
+     WHERE EXISTS (SELECT 1 FROM job_runner w
+                    WHERE w.seen_at >= now() - p_alive_ms * interval '1 millisecond'
+                      AND u.target = ANY (w.targets))
+        OR NOT EXISTS (SELECT 1 FROM job j
+                        WHERE j.state IN ('queued', 'running')
+                          AND j.target_kind || '/' || j.target_instance = u.target);
+    FOR r IN
+        SELECT j.target_kind || '/' || j.target_instance AS target, count(*) AS jobs,
+               min(j.id) AS first_id, min(j.run_at) AS since
+          FROM job j
+         -- Waiting: due, or running on a runner whose lease ran out (it died).
+         WHERE (j.state = 'queued' AND j.run_at <= now() - p_notice_ms * interval '1 millisecond')
+            OR (j.state = 'running' AND j.lease_until <= now() - p_notice_ms * interval '1 millisecond')
+         GROUP BY 1
+    LOOP
+        CONTINUE WHEN EXISTS (SELECT 1 FROM job_runner w
+                               WHERE w.seen_at >= now() - p_alive_ms * interval '1 millisecond'
+                                 AND r.target = ANY (w.targets));
+        INSERT INTO job_unclaimed (target) VALUES (r.target) ON CONFLICT DO NOTHING;
+        CONTINUE WHEN NOT FOUND;
+        PERFORM parley_notify('job.unclaimed', NULL, r.target || ':' || r.first_id,
+                              format('No running node can take jobs for %s', r.target),
+                              format('%s job(s) for %s have waited since %s: no running parleyd '
+                                     'loads that instance.', r.jobs, r.target, r.since),
+                              jsonb_build_object('target', r.target, 'jobs', r.jobs,
+                                                 'first_job_id', r.first_id,
+                                                 'due_since', r.since));
+        unclaimed := unclaimed || r.target;
+    END LOOP;
 END
 $$;

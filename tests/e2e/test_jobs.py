@@ -25,10 +25,12 @@ LINE = re.compile(r"^job_probe: (?P<op>\S+) key=(?P<key>\S+)(?: text=(?P<text>\S
 
 @pytest.fixture
 def probe_plugins(plugin_dir, test_plugin_dir, tmp_path):
-    """A plugin directory with the job_probe sink and the webhook channel."""
+    """A plugin directory with the job_probe sink, the notice_probe notifier and
+    the webhook channel."""
     d = tmp_path / "plugins"
     d.mkdir()
     os.symlink(os.path.join(test_plugin_dir, "job_probe.so"), d / "job_probe.so")
+    os.symlink(os.path.join(test_plugin_dir, "notice_probe.so"), d / "notice_probe.so")
     os.symlink(os.path.join(plugin_dir, "webhook.so"), d / "webhook.so")
     return str(d)
 
@@ -169,6 +171,21 @@ def test_ok_completes_with_external_id_woken_by_notify(fresh_db, daemon, probe_p
         [("open_ticket", "k-ok", "ok"), ("append_message", "k-append", "ok")]
 
 
+@pytest.mark.skipif("PARLEY_TEST_PG_STOP" not in os.environ, reason="needs a restartable PostgreSQL")
+def test_listen_again_after_the_server_restarts(fresh_db, daemon, probe_plugins, probe_log, pg_server):
+    d = daemon.start(runner_config(fresh_db, probe_plugins, probe_log,
+                                   jobs={"sweep_interval_ms": 60000}))
+    wait_for("the runner to listen", lambda: "listening for new jobs" in d.log_text())
+    pg_server.stop()
+    wait_for("the runner to notice", lambda: "lost the LISTEN connection" in d.log_text())
+    pg_server.start()
+    wait_for("the LISTEN to be back", lambda: "listening for new jobs again" in d.log_text(),
+             timeout=30)
+    # Woken by NOTIFY on the new connection (the sweep is a minute away).
+    j = wait_state(fresh_db, enqueue(fresh_db, "ok", key="k-restart"), timeout=10)
+    assert j["state"] == "done"
+
+
 def test_listen_connection_comes_back_after_it_drops(fresh_db, daemon, probe_plugins, probe_log, pg):
     d = daemon.start(runner_config(fresh_db, probe_plugins, probe_log,
                                    jobs={"sweep_interval_ms": 60000}))
@@ -265,11 +282,11 @@ def test_idempotency_key_is_stable_across_retries(fresh_db, daemon, probe_plugin
     assert query(fresh_db, "SELECT count(*) FROM job WHERE idempotency_key = 'idem-1'")[0][0] == 1
 
 
-def test_unknown_instance_and_bad_payloads_are_dead_with_the_reason(fresh_db, daemon, probe_plugins,
-                                                                    probe_log):
-    daemon.start(runner_config(fresh_db, probe_plugins, probe_log))
+def test_bad_payloads_and_unknown_operations_are_dead_with_the_reason(fresh_db, daemon, probe_plugins,
+                                                                     probe_log):
+    site = {"name": "site", "plugin": "webhook", "config": {"secret": SECRET}}
+    daemon.start(runner_config(fresh_db, probe_plugins, probe_log, channels=[site]))
     cases = {
-        enqueue(fresh_db, "ok", instance="nope"): "unknown instance",
         enqueue(fresh_db, payload={"conversation": {"conversation_id": "c", "visibility": "private"}}):
             "invalid payload: message is missing",
         enqueue(fresh_db, payload={"conversation": {"conversation_id": "c", "visibility": "loud"},
@@ -282,19 +299,90 @@ def test_unknown_instance_and_bad_payloads_are_dead_with_the_reason(fresh_db, da
         enqueue(fresh_db, payload={"message": {"message_id": "m"}, "conversation": {
             "conversation_id": "c", "visibility": "public"}}, operation="append_message"):
             "invalid payload: external_ticket_id is missing",
-        enqueue(fresh_db, payload={"kind": "x", "text": "t"}, kind="notifier", operation="deliver"):
-            "invalid payload: title is missing",
-        enqueue(fresh_db, payload={"kind": "x", "title": "t", "text": "t"}, kind="notifier",
-                instance="pager", operation="deliver"):
-            "unknown instance",
         enqueue(fresh_db, payload={"conversation_id": 7, "visibility": "private"}, kind="channel",
                 instance="site", operation="send"):
             "invalid payload: text is missing",
+        enqueue(fresh_db, payload={}, kind="core", instance="jobs", operation="bogus"):
+            "operation bogus is not supported for target core/jobs",
     }
     for job_id, reason in cases.items():
         j = wait_state(fresh_db, job_id)
         assert (j["state"], j["attempts"], j["last_error"]) == ("dead", 1, reason)
     assert calls(probe_log) == []
+
+
+# ------------------------------------------------------------------ targets
+
+def notice_lines(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(l) for l in f if l.strip()]
+
+
+def test_a_job_no_node_can_take_waits_and_raises_one_notice(fresh_db, daemon, probe_plugins, probe_log,
+                                                           tmp_path):
+    notices = str(tmp_path / "notices.log")
+    d = daemon.start(runner_config(
+        fresh_db, probe_plugins, probe_log, jobs={"unclaimed_notice_ms": 600},
+        notifiers=[{"name": "ops", "plugin": "notice_probe", "config": {"log_file": notices}}],
+        notices=[{"notifier": "ops", "kinds": ["job.unclaimed"]}]))
+    nope = enqueue(fresh_db, "ok", instance="nope", key="k-nope")
+    pager = enqueue(fresh_db, payload={"kind": "x", "title": "t", "text": "t"}, kind="notifier",
+                    instance="pager", operation="deliver")
+    ok = enqueue(fresh_db, "ok", key="k-here")
+    assert wait_state(fresh_db, ok)["state"] == "done"
+    got = wait_for("the notices", lambda: (lambda n: n if len(n) == 2 else None)(
+        [l for l in notice_lines(notices) if l["kind"] == "job.unclaimed"]))
+    assert sorted(l["payload"]["target"] for l in got) == ["notifier/pager", "sink/nope"]
+    assert "no running parleyd loads that instance" in got[0]["text"]
+    assert "sink/nope have waited longer than 600 ms" in d.log_text()
+    time.sleep(1.0)   # several more sweeps: still waiting, and noticed once
+    for job_id in (nope, pager):
+        j = job(fresh_db, job_id)
+        assert (j["state"], j["attempts"], j["claimed_by"]) == ("queued", 0, None)
+    assert len([l for l in notice_lines(notices) if l["kind"] == "job.unclaimed"]) == 2
+    assert calls(probe_log, "k-nope") == []
+
+
+def test_each_node_runs_the_jobs_of_the_instances_it_loads(fresh_db, daemon, probe_plugins, probe_log):
+    def node(label, instance):
+        cfg = runner_config(fresh_db, probe_plugins, probe_log, label=label)
+        cfg["sinks"][0]["name"] = instance
+        return cfg
+    a = daemon.start(node("A", "alpha"))
+    for_a = [enqueue(fresh_db, "ok", instance="alpha", key="a-%d" % i) for i in range(5)]
+    for_b = [enqueue(fresh_db, "ok", instance="beta", key="b-%d" % i) for i in range(5)]
+    for job_id in for_a:
+        assert wait_state(fresh_db, job_id)["claimed_by"].endswith(":%d" % a.pid())
+    time.sleep(0.6)   # A's sweeps pass beta's jobs by: they wait for a node that has beta
+    assert all(job(fresh_db, j)["state"] == "queued" and job(fresh_db, j)["attempts"] == 0
+               for j in for_b)
+    b = daemon.start(node("B", "beta"))
+    for job_id in for_b:
+        j = wait_state(fresh_db, job_id)
+        assert (j["state"], j["attempts"]) == ("done", 1)
+        assert j["claimed_by"].endswith(":%d" % b.pid())
+    assert {c["label"] for c in calls(probe_log) if c["key"].startswith("b-")} == {"B"}
+    assert "unknown instance" not in a.log_text()
+
+
+def test_a_core_job_is_claimed_run_and_finished(fresh_db, daemon, probe_plugins, probe_log):
+    d = daemon.start(runner_config(fresh_db, probe_plugins, probe_log))
+    ok = enqueue(fresh_db, payload={}, kind="core", instance="jobs", operation="noop")
+    retried = enqueue(fresh_db, payload={"outcome": "retry", "reason": "later"}, kind="core",
+                      instance="jobs", operation="noop", max_attempts=2)
+    failed = enqueue(fresh_db, payload={"outcome": "fail", "reason": "no"}, kind="core",
+                     instance="jobs", operation="noop")
+    j = wait_state(fresh_db, ok)
+    assert (j["state"], j["attempts"], j["last_error"]) == ("done", 1, None)
+    assert j["claimed_by"].endswith(":%d" % d.pid())
+    j = wait_state(fresh_db, retried)
+    assert (j["state"], j["attempts"], j["last_error"]) == ("dead", 2, "later")
+    j = wait_state(fresh_db, failed)
+    assert (j["state"], j["attempts"], j["last_error"]) == ("dead", 1, "no")
+    assert metric(d, "parley_job_attempts_total", 'target="core/jobs",outcome="ok"') == 1
+    assert metric(d, "parley_job_attempts_total", 'target="core/jobs",outcome="retry"') == 2
 
 
 def test_sql_backoff_is_full_jitter_capped_and_never_before_retry_at(fresh_db, run_parleyd):
@@ -566,6 +654,31 @@ def test_metrics_expose_states_attempts_and_the_oldest_due_job(fresh_db, daemon,
     assert metric(d, "parley_jobs_dead_total", target) == 1
     assert metric(d, "parley_jobs_in_flight") == 1
     assert metric(d, "parley_jobs_oldest_due_seconds") > 20 * 365 * 86400
+
+
+def test_cluster_gauges_are_exported_by_one_node(fresh_db, daemon, probe_plugins, probe_log):
+    a = daemon.start(runner_config(fresh_db, probe_plugins, probe_log, label="A"))
+    b = daemon.start(runner_config(fresh_db, probe_plugins, probe_log, label="B"))
+    wait_state(fresh_db, enqueue(fresh_db, "fail"))
+    dead = 'state="dead",target="sink/probe"'
+
+    def one_reporter():
+        flags = {d: metric(d, "parley_jobs_reporter") for d in (a, b)}
+        reporters = [d for d, v in flags.items() if v == 1]
+        if len(reporters) != 1 or None in flags.values():
+            return None
+        return reporters[0] if metric(reporters[0], "parley_jobs", dead) == 1 else None
+    reporter = wait_for("one node to export the gauges", one_reporter)
+    other = b if reporter is a else a
+    time.sleep(0.5)   # more sweeps: the other node still exports none
+    assert metric(other, "parley_jobs", dead) is None
+    assert metric(other, "parley_jobs_oldest_due_seconds") is None
+    assert metric(other, "parley_jobs_reporter") == 0
+    # The reporter goes: the other node takes over once it is missed.
+    assert reporter.stop() == 0
+    assert wait_for("the other node to export them",
+                    lambda: metric(other, "parley_jobs", dead) == 1, timeout=10)
+    assert metric(other, "parley_jobs_reporter") == 1
 
 
 # --------------------------------------------------------------- starvation

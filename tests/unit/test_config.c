@@ -943,6 +943,7 @@ static void test_ingest_and_jobs_defaults(void **state)
 	assert_int_equal(f->c->jobs.backoff_base_ms, 1000);
 	assert_int_equal(f->c->jobs.backoff_max_ms, 3600000);
 	assert_int_equal(f->c->jobs.sweep_interval_ms, 5000);
+	assert_int_equal(f->c->jobs.unclaimed_notice_ms, 300000);
 }
 
 static void test_ingest_and_jobs_values(void **state)
@@ -957,7 +958,7 @@ static void test_ingest_and_jobs_values(void **state)
 	                        "'notifiers': [{'name': 'ops', 'plugin': 'slack'}], "
 	                        "'jobs': {'enabled': false, 'concurrency': 2, 'lease_ms': 500, "
 	                        "'max_attempts': 3, 'backoff_base_ms': 10, 'backoff_max_ms': 10, "
-	                        "'sweep_interval_ms': 50}", buf, sizeof(buf)));
+	                        "'sweep_interval_ms': 50, 'unclaimed_notice_ms': 100}", buf, sizeof(buf)));
 	assert_int_equal(f->c->ingest.batch_max_events, 1);
 	assert_int_equal(f->c->ingest.batch_max_delay_ms, 0);
 	assert_int_equal(f->c->ingest.max_inflight_batches, 3);
@@ -975,6 +976,7 @@ static void test_ingest_and_jobs_values(void **state)
 	assert_int_equal(f->c->jobs.backoff_base_ms, 10);
 	assert_int_equal(f->c->jobs.backoff_max_ms, 10);
 	assert_int_equal(f->c->jobs.sweep_interval_ms, 50);
+	assert_int_equal(f->c->jobs.unclaimed_notice_ms, 100);
 }
 
 static void test_ingest_and_jobs_errors(void **state)
@@ -1009,6 +1011,8 @@ static void test_ingest_and_jobs_errors(void **state)
 	               "jobs.concurrency: must be between 1 and 1000");
 	assert_refused(f, with_db("'jobs': {'lease_ms': 499}", buf, sizeof(buf)),
 	               "jobs.lease_ms: must be at least 500");
+	assert_refused(f, with_db("'jobs': {'unclaimed_notice_ms': 99}", buf, sizeof(buf)),
+	               "jobs.unclaimed_notice_ms: must be at least 100");
 	assert_refused(f, with_db("'jobs': {'backoff_base_ms': 100, 'backoff_max_ms': 50}", buf, sizeof(buf)),
 	               "jobs.backoff_max_ms: must be at least jobs.backoff_base_ms");
 	assert_refused(f, with_db("'jobs': {'enabled': 'yes'}", buf, sizeof(buf)),

@@ -207,6 +207,27 @@ static void test_counter_add_accumulates(void **state)
 	free(t);
 }
 
+static void test_gauge_clear_drops_every_label_set(void **state)
+{
+	metrics_gauge_set("parley_cluster_jobs", "Jobs", "state=\"queued\"", 3);
+	metrics_gauge_set("parley_cluster_jobs", "Jobs", "state=\"dead\"", 1);
+	metrics_counter_add("parley_kept_total", "Kept", NULL, 2);
+	metrics_gauge_clear("parley_cluster_jobs");
+	metrics_gauge_clear("parley_kept_total");   /* not a gauge: left alone */
+	metrics_gauge_clear("parley_never_set");    /* unknown: nothing happens */
+
+	char *t = render();
+	assert_null(strstr(t, "parley_cluster_jobs{"));
+	assert_has_line(t, "parley_kept_total 2");
+	free(t);
+	/* Set again after a clear, a label set is back. */
+	metrics_gauge_set("parley_cluster_jobs", "Jobs", "state=\"dead\"", 4);
+	t = render();
+	assert_has_line(t, "parley_cluster_jobs{state=\"dead\"} 4");
+	assert_null(strstr(t, "parley_cluster_jobs{state=\"queued\"}"));
+	free(t);
+}
+
 static void test_order_is_by_family_then_labels(void **state)
 {
 	metrics_counter_add("parley_zeta_total", "z", "k=\"b\"", 1);
@@ -288,6 +309,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_builtin_process_and_build_info, reset, reset),
 		cmocka_unit_test_setup_teardown(test_type_conflicts_and_bad_names_are_ignored, reset, reset),
 		cmocka_unit_test_setup_teardown(test_reset_forgets_everything, reset, reset),
+		cmocka_unit_test_setup_teardown(test_gauge_clear_drops_every_label_set, reset, reset),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
