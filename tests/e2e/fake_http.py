@@ -1,4 +1,4 @@
-"""A local HTTP server that plays a platform's API in end-to-end tests.
+r"""A local HTTP server that plays a platform's API in end-to-end tests.
 
 The daemon under test talks to Graph, X, Telegram, Zendesk, a brand's
 callback URL ... ; the tests point it at a FakeHTTPServer on 127.0.0.1 that
@@ -35,12 +35,37 @@ str -> UTF-8 (text/plain), bytes -> as they are (no Content-Type), None ->
 empty. Headers given with the answer are sent after the defaults and
 replace a default of the same name.
 
-An answer function or script entry that raises is a bug in the test: the
-client gets a 500 whose body names the exception, and the traceback is kept
-in `server.errors` (and printed) so it does not pass unseen.
+An answer function, script entry or action that raises is a bug in the
+test (an assert in an action counts): the client gets a 500 whose body
+names the exception, the traceback is printed and kept in `server.errors`,
+and leaving the `with` block (or the fixture) raises AssertionError with it,
+so it does not pass unseen.
 
 For pytest, conftest.py's `fake_http` fixture is a factory whose servers
 are closed after the test; `servers()` below is the same for any code.
+
+Recipes (the shapes the platform fakes need):
+
+    # per-route scripts: only POSTs to /notes take these
+    api.queue((429, {"error": "rate"}, {"Retry-After": "2"}), method="POST",
+              path=r"^/api/v2/tickets/\d+/notes$")
+    # pacing: the second call came no sooner than Retry-After
+    first, second = api.wait_for_requests(2)
+    assert second.at - first.at >= 1.9
+    # the client's timeout: the request arrives, the answer never does
+    api.queue(hang(3))
+    # the platform applies the call, fires its webhook, and the answer is
+    # lost (late past the client's timeout): a callable entry computes the
+    # answer from the fake's state, `before` fires the webhook
+    api.queue(lambda req: Answer(*fake.apply(req), delay=3, before=fire_webhook),
+              method="POST", path=r"/notes$")
+    # a stateful platform: subclass and answer from its state
+    class FakeDesk(FakeHTTPServer):
+        def __init__(self):
+            self.tickets = []
+            super().__init__(answer=self.serve)
+        def serve(self, req):          # runs holding self.lock
+            ...
 """
 import contextlib
 import json
@@ -53,7 +78,13 @@ import urllib.parse
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
+
 __all__ = ["Answer", "FakeHTTPServer", "Headers", "Request", "hang", "servers"]
+
+# What a fake's code may raise: any error, and pytest.fail()/skip() (which
+# are BaseExceptions); not KeyboardInterrupt or SystemExit.
+_TEST_FAILURES = (Exception, pytest.fail.Exception, pytest.skip.Exception)
 
 # Bounds that keep a misbehaving client from eating the test's memory.
 MAX_BODY = 64 * 1024 * 1024
@@ -63,12 +94,12 @@ POLL_S = 0.05
 class Headers(Mapping):
     """Request headers: names kept as the client sent them, looked up in any
     case (headers["content-type"] is headers["Content-Type"]). A repeated
-    header keeps its last value, like dict(message) did."""
+    header keeps its first value, as http.server's headers[name] does."""
 
     def __init__(self, pairs):
         self._items = {}
         for name, value in pairs:
-            self._items[name.lower()] = (name, value)
+            self._items.setdefault(name.lower(), (name, value))
 
     def __getitem__(self, name):
         return self._items[name.lower()][1]
@@ -306,11 +337,22 @@ class FakeHTTPServer:
         self._server.shutdown()
         self._server.server_close()
 
+    def check(self):
+        """AssertionError with the tracebacks if an answer function, script
+        entry or action raised."""
+        with self.lock:
+            errors = list(self.errors)
+        if errors:
+            raise AssertionError("fake_http server %s: %d answer(s) raised:\n%s"
+                                 % (self.url, len(errors), "\n".join(errors)))
+
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         self.close()
+        if exc_type is None:
+            self.check()
 
     # ---------------------------------------------------------- internals
 
@@ -322,11 +364,16 @@ class FakeHTTPServer:
             self.lock.notify_all()
             try:
                 return req, self._choose(req)
-            except Exception as e:   # a bug in the test's fake: make it loud
-                text = "".join(traceback.format_exception(type(e), e, e.__traceback__))
-                self.errors.append(text)
-                sys.stderr.write("fake_http: answering %r raised:\n%s" % (req, text))
-                return req, Answer(500, "fake_http: %s: %s" % (type(e).__name__, e))
+            except _TEST_FAILURES as e:
+                return req, self._failed(req, e)
+
+    def _failed(self, req, e):
+        """A bug in the test's fake: keep it, print it, answer 500."""
+        text = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+        with self.lock:
+            self.errors.append(text)
+        sys.stderr.write("fake_http: answering %r raised:\n%s" % (req, text))
+        return Answer(500, "fake_http: %s: %s" % (type(e).__name__, e))
 
     def _choose(self, req):
         """Called with the lock held: the script's first match, else the
@@ -352,10 +399,13 @@ class FakeHTTPServer:
                 body = self.read_body()
                 req, answer = fake._record(self.command, self.path,
                                            Headers(self.headers.items()), body)
-                if answer.before is not None:
-                    answer.before(req)
-                if fake.before_answer is not None:
-                    fake.before_answer(req)
+                try:
+                    if answer.before is not None:
+                        answer.before(req)
+                    if fake.before_answer is not None:
+                        fake.before_answer(req)
+                except _TEST_FAILURES as e:
+                    answer = fake._failed(req, e)
                 if answer.hang is not None:
                     time.sleep(answer.hang)
                     self.close_connection = True
@@ -418,7 +468,8 @@ def _describe(method, path):
 
 @contextlib.contextmanager
 def servers():
-    """A factory of FakeHTTPServers, all closed on leaving the block:
+    """A factory of FakeHTTPServers, all closed on leaving the block (and
+    checked, see FakeHTTPServer.check):
 
         with servers() as make:
             graph = make(answer=...)
@@ -435,3 +486,5 @@ def servers():
     finally:
         for server in made:
             server.close()
+    for server in made:   # reached only when the block ended without an exception
+        server.check()

@@ -35,12 +35,21 @@ def test_records_every_field_of_a_request(fake_http):
     assert first.at <= second.at
     assert abs(first.wall - time.time()) < 5
     # The dict-style view reads the same fields.
-    assert (first["path"], first["body"], first["headers"]) == (first.path, first.body, first.headers)
+    assert (first["path"], first["body"], first["at"]) == (first.path, first.body, first.at)
     with pytest.raises(KeyError):
         first["nope"]
     assert (second.method, second.body, second.query) == ("GET", b"", {})
     assert api.matching(method="GET") == [second]
     assert api.matching(path=r"^/v1/send\?") == [first]
+
+
+def test_a_repeated_header_keeps_its_first_value(fake_http):
+    api = fake_http()
+    with socket.create_connection(("127.0.0.1", api.port), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.0\r\nX-Dup: 1\r\nx-dup: 2\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.0 200")
+    assert api.requests[0].headers["X-DUP"] == "1"
+    assert len(api.requests[0].headers) == 1
 
 
 def test_chunked_request_body_is_read_whole(fake_http):
@@ -160,12 +169,21 @@ def test_wait_for_requests_returns_them_or_says_what_came(fake_http):
     assert not api.wait_for(lambda: False, timeout=0.1)
 
 
-def test_an_answer_function_that_raises_is_a_loud_500(fake_http, capsys):
-    api = fake_http(answer=lambda req: req.json()["missing"])
-    status, _, body = http("POST", api.url, b"{}")
-    assert status == 500 and b"KeyError" in body
-    assert len(api.errors) == 1 and "KeyError: 'missing'" in api.errors[0]
+def test_an_answer_or_action_that_raises_is_a_loud_500(capsys):
+    with pytest.raises(AssertionError, match=r"2 answer\(s\) raised:(.|\n)*KeyError: 'missing'"
+                                             r"(.|\n)*the action failed"):
+        with FakeHTTPServer(answer=lambda req: req.json()["missing"]) as api:
+            status, _, body = http("POST", api.url, b"{}")
+            assert status == 500 and b"KeyError" in body
+            assert "KeyError: 'missing'" in api.errors[0]
+            api.queue(Answer(200, "fine", before=lambda req: pytest.fail("the action failed")))
+            status, _, body = http("POST", api.url, b"{}")
+            assert status == 500 and b"the action failed" in body
     assert "fake_http: answering" in capsys.readouterr().err
+    # The factory checks its servers the same way.
+    with pytest.raises(AssertionError, match="ZeroDivisionError"):
+        with servers() as make:
+            http("GET", make(answer=lambda req: 1 // 0).url)
 
 
 def test_http11_keeps_the_connection_open(fake_http):
