@@ -15,10 +15,13 @@ How a request is answered, in this order:
 
  1. The request is recorded (a Request: method, path, query, headers, raw
     body, arrival times) and waiters are woken.
- 2. The answer is chosen, holding `server.lock`: the first entry of the
-    queued script whose method and path pattern match the request (entries
-    are used once, in the order queued), else the answer function given as
-    `answer=` (or assigned to `server.answer` later), else 200 with `{}`.
+ 2. The answer is chosen, holding `server.lock`: what `server.override`
+    says, if it is set and does not return None (an outage or a rate-limit
+    storm that answers everything while it lasts), else the first entry of
+    the queued script whose method and path pattern match the request
+    (entries are used once, in the order queued), else the answer function
+    given as `answer=` (or assigned to `server.answer` later), else 200
+    with `{}`.
     Answer functions and script entries may change the fake's own state
     without further locking: only one of them runs at a time.
  3. Without the lock: the answer's `before` action, then the server's
@@ -240,6 +243,7 @@ class FakeHTTPServer:
     def __init__(self, answer=None, script=(), base_path="", http11=False):
         self.answer = answer
         self.before_answer = None       # fn(Request), run for every request (step 3)
+        self.override = None            # fn(Request) -> answer or None, before the script
         # One condition for the recorded requests, the script and the
         # answer functions; reentrant so a predicate may read .requests.
         self.lock = threading.Condition(threading.RLock())
@@ -376,8 +380,12 @@ class FakeHTTPServer:
         return Answer(500, "fake_http: %s: %s" % (type(e).__name__, e))
 
     def _choose(self, req):
-        """Called with the lock held: the script's first match, else the
-        answer function."""
+        """Called with the lock held: the override, else the script's first
+        match, else the answer function."""
+        if self.override is not None:
+            chosen = self.override(req)
+            if chosen is not None:
+                return as_answer(chosen)
         for i, entry in enumerate(self._script):
             if entry.matches(req):
                 del self._script[i]

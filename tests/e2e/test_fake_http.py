@@ -78,6 +78,17 @@ def test_script_is_used_in_order_then_the_default_answer(fake_http):
     assert api.pending() == 0
 
 
+def test_override_answers_before_the_script_while_it_says_so(fake_http):
+    api = fake_http(answer=lambda req: "normal", script=["scripted"])
+    storm = {"on": True}
+    api.override = lambda req: (429, "storm", {"Retry-After": "7"}) if storm["on"] else None
+    status, headers, body = http("GET", api.url)
+    assert (status, headers["retry-after"], body) == (429, "7", b"storm")
+    assert api.pending() == 1      # the script waits for the storm to pass
+    storm["on"] = False
+    assert [http("GET", api.url)[2] for _ in range(2)] == [b"scripted", b"normal"]
+
+
 def test_without_answer_function_it_answers_200_with_an_empty_object(fake_http):
     api = fake_http()
     assert http("GET", api.url)[0::2] == (200, b"{}")
