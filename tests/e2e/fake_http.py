@@ -32,8 +32,8 @@ How a request is answered, in this order:
     provoke the client's timeout. Otherwise sleep `delay` seconds, if any,
     and send the answer. A client that gave up meanwhile is not an error.
 
-An answer can be written as an Answer, a tuple (status, body[, headers]) or
-a bare body (status 200). Bodies: dict or list -> JSON (application/json),
+An answer can be written as an Answer, a tuple (status, body[, headers[,
+delay]]) or a bare body (status 200). Bodies: dict or list -> JSON (application/json),
 str -> UTF-8 (text/plain), bytes -> as they are (no Content-Type), None ->
 empty. Headers given with the answer are sent after the defaults and
 replace a default of the same name.
@@ -208,7 +208,7 @@ def hang(seconds, before=None):
 
 
 def as_answer(value):
-    """Answer, (status, body[, headers]) or a bare body -> Answer."""
+    """Answer, (status, body[, headers[, delay]]) or a bare body -> Answer."""
     if isinstance(value, Answer):
         return value
     if isinstance(value, tuple):
@@ -238,7 +238,11 @@ class FakeHTTPServer:
     script     answers queued at once (same as queue(*script))
     base_path  appended to `url` (e.g. "/cb" for a callback URL)
     http11     speak HTTP/1.1 (keep-alive) instead of closing after each
-               answer as HTTP/1.0 does"""
+               answer as HTTP/1.0 does
+
+    Settable at any time: answer, before_answer (fn(Request) run before
+    every answer), override (fn(Request) -> answer or None, asked before
+    the script). `lock` is the condition the fake's state may share."""
 
     def __init__(self, answer=None, script=(), base_path="", http11=False):
         self.answer = answer

@@ -152,6 +152,29 @@ def test_action_runs_after_the_request_is_recorded_and_before_the_answer(fake_ht
     assert seen[2:] == [("every", 2)]
 
 
+def test_a_call_that_lands_fires_its_webhook_and_loses_its_answer(fake_http):
+    """The shape a ticket system's lost answer takes: the entry applies the
+    call to the fake's state, the action reports it (the platform's webhook)
+    and the answer comes after the client gave up."""
+    api = fake_http()
+    notes, webhooks = [], []
+
+    def apply(req):
+        notes.append(req.json())
+        return 201, {"id": len(notes)}
+
+    api.queue(lambda req: Answer(*apply(req), delay=1.0,
+                                 before=lambda req: webhooks.append(len(notes))),
+              method="POST", path=r"/notes$")
+    with pytest.raises((socket.timeout, TimeoutError)):
+        http("POST", api.url + "/tickets/1/notes", {"body": "hi"}, timeout=0.3)
+    assert notes == [{"body": "hi"}] and webhooks == [1]
+    # The old 4-tuple (status, body, headers, delay) is an Answer too.
+    api.queue((202, "later", {}, 0.2))
+    started = time.monotonic()
+    assert http("GET", api.url)[0] == 202 and time.monotonic() - started >= 0.2
+
+
 def test_action_can_call_back_into_the_server_while_a_request_waits(fake_http):
     """The action runs without the server's lock: a second request (e.g. the
     client's follow-up) is answered while the first one's action still runs."""
