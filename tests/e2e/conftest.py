@@ -14,6 +14,7 @@ import subprocess
 
 import pytest
 
+import fake_http as fake_http_module
 import parley_testlib as lib
 
 
@@ -142,3 +143,12 @@ def run_parleyd(parleyd, tmp_path):
                         pytrace=False)
         return code, out, err
     return run
+
+
+@pytest.fixture
+def fake_http():
+    """Factory: fake_http(answer=None, script=(), base_path="", http11=False)
+    -> fake_http.FakeHTTPServer, a local stand-in for a platform's API;
+    every server made is closed after the test."""
+    with fake_http_module.servers() as make:
+        yield make

@@ -1,18 +1,17 @@
 """The end-to-end fixtures themselves work: databases, signatures, ports,
 HTTP, and the daemon wrapper (driven here by a stand-in daemon script)."""
 
-import http.server
 import json
 import os
 import signal
 import socket
 import sys
 import textwrap
-import threading
 
 import pytest
 
 import parley_testlib as lib
+from fake_http import Answer
 
 
 # ------------------------------------------------------------- databases
@@ -78,27 +77,12 @@ def test_free_port_can_be_bound():
 
 # ------------------------------------------------------------------- http
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.send_response(404)
-        self.send_header("X-Echo-Type", self.headers.get("Content-Type", ""))
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
-def local_server():
-    server = http.server.HTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield "http://127.0.0.1:%d" % server.server_address[1]
-    server.shutdown()
-    server.server_close()
+def local_server(fake_http):
+    """Answers 404 with the request's body, and its Content-Type in X-Echo-Type."""
+    server = fake_http(answer=lambda req: Answer(404, req.body, {
+        "X-Echo-Type": req.headers.get("Content-Type", "")}))
+    return server.url
 
 
 def test_http_returns_error_statuses_and_lowercases_headers(local_server):

@@ -4,10 +4,9 @@ that answers the way the Graph API does."""
 import hashlib
 import hmac
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from fake_http import FakeHTTPServer, hang
 from parley_testlib import http, query, run_parleyd
 
 APP_SECRET = "meta-app-secret-for-tests"
@@ -22,54 +21,19 @@ HOUR_MS = 3600 * 1000
 TOKENS = (PAGE_TOKEN, IG_TOKEN, WA_TOKEN, APP_SECRET, VERIFY_TOKEN)
 
 
-class FakeGraph:
+class FakeGraph(FakeHTTPServer):
     """Records every request; answers from a script of (status, body dict or
-    text, headers), then like the Graph API does on success."""
+    text, headers) or hang(seconds), then like the Graph API does on success."""
 
     def __init__(self, script=()):
-        self.script = list(script)
-        self.requests = []
-        self.lock = threading.Lock()
-        self.count = 0
-        outer = self
+        super().__init__(answer=self.success, script=script)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with outer.lock:
-                    outer.requests.append({"path": self.path, "headers": dict(self.headers),
-                                           "body": body})
-                    outer.count += 1
-                    if outer.script:
-                        status, answer, headers = outer.script.pop(0)
-                    else:
-                        status, answer, headers = 200, outer.success(self.path, body), {}
-                if status is None:
-                    # Hang past the daemon's timeout_ms, then close without an answer.
-                    time.sleep(answer)
-                    return
-                data = (json.dumps(answer) if not isinstance(answer, str) else answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = "http://127.0.0.1:%d" % self.server.server_port
-
-    def success(self, path, body):
-        n = self.count
-        if path.endswith("/comments") or path.endswith("/replies"):
+    @staticmethod
+    def success(req):
+        n = req.n
+        if req.path.endswith("/comments") or req.path.endswith("/replies"):
             return {"id": "reply_%d" % n}
-        payload = json.loads(body)
+        payload = req.json()
         if payload.get("messaging_product") == "whatsapp":
             to = payload.get("to") or payload.get("recipient")
             return {"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
@@ -78,12 +42,8 @@ class FakeGraph:
         return {"recipient_id": recipient, "message_id": "m_out_%d" % n}
 
     def posts(self):
-        with self.lock:
-            return list(self.requests)
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        """The requests so far; each reads as a dict too (r["path"], r["body"])."""
+        return self.requests
 
 
 def config(dsn, graph_url, **extra):
@@ -204,8 +164,7 @@ def test_config_is_checked_and_tokens_never_echoed(tmp_path, parleyd, plugin_dir
 # ---------------------------------------------------------------- inbound
 
 def test_verification_handshake(fresh_db, daemon):
-    graph = FakeGraph()
-    try:
+    with FakeGraph() as graph:
         d = start(daemon, fresh_db, graph)
         base = d.url + "/webhooks/meta?hub.mode=subscribe&hub.verify_token=%s&hub.challenge=%s"
         status, headers, body = http("GET", base % (VERIFY_TOKEN, "1158201444"))
@@ -217,13 +176,10 @@ def test_verification_handshake(fresh_db, daemon):
         assert http("GET", d.url + "/webhooks/meta?hub.verify_token=%s&hub.challenge=1"
                     % VERIFY_TOKEN)[0] == 400
         assert_no_secrets(d)
-    finally:
-        graph.close()
 
 
 def test_signed_message_is_stored_and_bad_signatures_store_nothing(fresh_db, daemon):
-    graph = FakeGraph()
-    try:
+    with FakeGraph() as graph:
         d = start(daemon, fresh_db, graph)
         # As Meta sends it: non-ASCII escaped, '/' escaped; the HMAC is over these bytes.
         escaped = (b'{"object":"page","entry":[{"id":"111","time":1700000000000,"messaging":[{"sender":'
@@ -263,13 +219,10 @@ def test_signed_message_is_stored_and_bad_signatures_store_nothing(fresh_db, dae
         assert count(fresh_db, "inbound_event") == 1
         assert count(fresh_db, "message") == 1
         assert_no_secrets(d)
-    finally:
-        graph.close()
 
 
 def test_echo_edit_and_unsend(fresh_db, daemon):
-    graph = FakeGraph()
-    try:
+    with FakeGraph() as graph:
         d = start(daemon, fresh_db, graph)
         assert post(d, page(dm("m_1", "Where is my parcel?")))[0] == 200
         # The Page's own message (sent from Meta's inbox): outbound, not a customer's.
@@ -304,13 +257,10 @@ def test_echo_edit_and_unsend(fresh_db, daemon):
         assert query(fresh_db, "SELECT thread_key FROM conversation c JOIN message m "
                                "ON m.conversation_id = c.id WHERE m.external_id = 'ig_1'") == \
             [("instagram:%s:55" % IG,)]
-    finally:
-        graph.close()
 
 
 def test_batch_of_comments_whatsapp_and_unknowns(fresh_db, daemon):
-    graph = FakeGraph()
-    try:
+    with FakeGraph() as graph:
         d = start(daemon, fresh_db, graph)
         t = int(time.time())
         body = {"object": "page", "entry": [
@@ -370,13 +320,10 @@ def test_batch_of_comments_whatsapp_and_unknowns(fresh_db, daemon):
         assert count(fresh_db, "inbound_event") == before
         d.stop()
         assert "dashboard test notification for field messages" in d.log_text()
-    finally:
-        graph.close()
 
 
 def test_whatsapp_statuses_arrive_out_of_order(fresh_db, daemon):
-    graph = FakeGraph()
-    try:
+    with FakeGraph() as graph:
         d = start(daemon, fresh_db, graph)
         # Our outbound message is known by its wamid once the send is done.
         jid = enqueue(fresh_db, send_payload("whatsapp:%s:16505551234" % WA_NUMBER))
@@ -401,15 +348,12 @@ def test_whatsapp_statuses_arrive_out_of_order(fresh_db, daemon):
         assert query(fresh_db, "SELECT delivery_status FROM message WHERE external_id = 'wamid.IN'") == \
             [("read",)]
         assert query(fresh_db, "SELECT count(*) FROM inbound_event WHERE event_type = 'delivery_status'")[0][0] == 2
-    finally:
-        graph.close()
 
 
 # ---------------------------------------------------------------- outbound
 
 def test_sends_are_the_documented_graph_requests(fresh_db, daemon):
-    graph = FakeGraph()
-    try:
+    with FakeGraph() as graph:
         d = start(daemon, fresh_db, graph)
         jobs = [
             enqueue(fresh_db, send_payload("messenger:111:9", in_reply_to="m_1")),
@@ -445,13 +389,10 @@ def test_sends_are_the_documented_graph_requests(fresh_db, daemon):
             assert r["body"] == body, path
             assert "access_token" not in path
         assert_no_secrets(d)
-    finally:
-        graph.close()
 
 
 def test_appsecret_proof_is_the_tokens_hmac_under_the_app_secret(fresh_db, daemon):
-    graph = FakeGraph()
-    try:
+    with FakeGraph() as graph:
         d = start(daemon, fresh_db, graph, appsecret_proof=True)
         j = enqueue(fresh_db, send_payload("messenger:111:9"))
         assert wait_for(lambda: job(fresh_db, j)[0] == "done")
@@ -460,13 +401,10 @@ def test_appsecret_proof_is_the_tokens_hmac_under_the_app_secret(fresh_db, daemo
         assert r["path"] == "/v21.0/111/messages?appsecret_proof=" + proof
         assert r["headers"]["Authorization"] == "Bearer " + PAGE_TOKEN
         assert_no_secrets(d)
-    finally:
-        graph.close()
 
 
 def test_windows_refuse_before_any_call_and_template_replaces_text(fresh_db, daemon):
-    graph = FakeGraph()
-    try:
+    with FakeGraph() as graph:
         d = start(daemon, fresh_db, graph,
                   whatsapp_template={"name": "follow_up", "language": "en_US"}, human_agent_tag=True)
         late_ig = enqueue(fresh_db, send_payload("instagram:%s:55" % IG, hours_ago=30))
@@ -497,15 +435,13 @@ def test_windows_refuse_before_any_call_and_template_replaces_text(fresh_db, dae
                             "instead; the text itself was not sent")]
         d.stop()
         assert "the template follow_up was sent instead" in d.log_text()
-    finally:
-        graph.close()
 
 
 def test_throttling_and_5xx_are_retried_other_4xx_fail(fresh_db, daemon):
     throttled = {"error": {"message": "(#4) Application request limit reached",
                            "type": "OAuthException", "code": 4, "fbtrace_id": "Abc"}}
-    graph = FakeGraph([(400, throttled, {}), (500, {"error": {"message": "Unexpected", "code": 1}}, {})])
-    try:
+    with FakeGraph([(400, throttled, {}),
+                    (500, {"error": {"message": "Unexpected", "code": 1}}, {})]) as graph:
         d = start(daemon, fresh_db, graph)
         jid = enqueue(fresh_db, send_payload("messenger:111:9"))
         assert wait_for(lambda: job(fresh_db, jid)[0] == "done")
@@ -514,11 +450,11 @@ def test_throttling_and_5xx_are_retried_other_4xx_fail(fresh_db, daemon):
         assert graph.posts()[0]["body"] == graph.posts()[2]["body"]
 
         # Business Use Case throttling: retried no sooner than Meta says.
-        graph.script = [(400, {"error": {"message": "(#80001) There have been too many calls",
-                                         "code": 80001}},
-                         {"X-Business-Use-Case-Usage": json.dumps(
-                             {PAGE: [{"type": "pages", "call_count": 100,
-                                      "estimated_time_to_regain_access": 2}]})})]
+        graph.queue((400, {"error": {"message": "(#80001) There have been too many calls",
+                                     "code": 80001}},
+                     {"X-Business-Use-Case-Usage": json.dumps(
+                         {PAGE: [{"type": "pages", "call_count": 100,
+                                  "estimated_time_to_regain_access": 2}]})}))
         slow = enqueue(fresh_db, send_payload("messenger:111:9"))
         # A wait Meta names is a deferral: no attempt used up.
         assert wait_for(lambda: job(fresh_db, slow)[0] == "queued" and job(fresh_db, slow)[2])
@@ -528,27 +464,24 @@ def test_throttling_and_5xx_are_retried_other_4xx_fail(fresh_db, daemon):
         assert later   # run_at at least a minute and a half away
 
         # 429 with Retry-After: the same, at Retry-After.
-        graph.script = [(429, {"error": {"message": "Too many", "code": 4}}, {"Retry-After": "120"})]
+        graph.queue((429, {"error": {"message": "Too many", "code": 4}}, {"Retry-After": "120"}))
         limited = enqueue(fresh_db, send_payload("messenger:111:9"))
         assert wait_for(lambda: job(fresh_db, limited)[0] == "queued" and job(fresh_db, limited)[2])
         assert job(fresh_db, limited)[1] == 0
         assert job(fresh_db, limited)[2:] == ("Meta rate limit, will retry: Too many (code 4)", True)
 
         # A refusal is permanent, with Meta's message.
-        graph.script = [(400, {"error": {"message": "(#100) The parameter recipient is required",
-                                         "type": "OAuthException", "code": 100}}, {})]
+        graph.queue((400, {"error": {"message": "(#100) The parameter recipient is required",
+                                     "type": "OAuthException", "code": 100}}, {}))
         bad = enqueue(fresh_db, send_payload("messenger:111:9"))
         assert wait_for(lambda: job(fresh_db, bad)[0] == "dead")
         assert job(fresh_db, bad)[1:3] == \
             (1, "Meta refused the message: (#100) The parameter recipient is required (code 100)")
         assert_no_secrets(d)
-    finally:
-        graph.close()
 
 
 def test_timeouts_and_connection_failures_are_retried(fresh_db, daemon):
-    graph = FakeGraph([(None, 1.5, {})])
-    try:
+    with FakeGraph([hang(1.5)]) as graph:
         d = start(daemon, fresh_db, graph, timeout_ms=300)
         jid = enqueue(fresh_db, send_payload("messenger:111:9"))
         assert wait_for(lambda: job(fresh_db, jid)[0] == "done")
@@ -563,15 +496,12 @@ def test_timeouts_and_connection_failures_are_retried(fresh_db, daemon):
         assert wait_for(lambda: job(fresh_db, jid)[0] == "dead")
         assert job(fresh_db, jid)[1] == 2
         assert job(fresh_db, jid)[2].startswith("Graph API call failed: ")
-    finally:
-        graph.close()
 
 
 # ---------------------------------------------------------------- the full loop
 
 def test_reply_is_sent_and_its_echo_reconciled(fresh_db, daemon):
-    graph = FakeGraph()
-    try:
+    with FakeGraph() as graph:
         d = start(daemon, fresh_db, graph)
         assert post(d, page(dm("m_1", "Where is my parcel?")))[0] == 200
         [(conv,)] = query(fresh_db, "SELECT id FROM conversation")
@@ -596,13 +526,10 @@ def test_reply_is_sent_and_its_echo_reconciled(fresh_db, daemon):
         assert post(d, page(receipt))[0] == 200
         assert query(fresh_db, "SELECT delivery_status FROM message WHERE id = %s", (msg,)) == \
             [("delivered",)]
-    finally:
-        graph.close()
 
 
 def test_move_comment_to_private(fresh_db, daemon):
-    graph = FakeGraph([(200, {"recipient_id": "PSID77", "message_id": "m_private"}, {})])
-    try:
+    with FakeGraph([(200, {"recipient_id": "PSID77", "message_id": "m_private"}, {})]) as graph:
         d = start(daemon, fresh_db, graph)
         assert post(d, feed("222_1", "add", "Where is my refund?", sender="987"))[0] == 200
         [(public,)] = query(fresh_db, "SELECT id FROM conversation")
@@ -622,14 +549,11 @@ def test_move_comment_to_private(fresh_db, daemon):
         assert query(fresh_db, "SELECT conversation_id FROM message WHERE external_id = 'm_answer'") == \
             [(private,)]
         assert count(fresh_db, "customer") == 1
-    finally:
-        graph.close()
 
 
 def test_second_private_reply_refusal_is_a_clear_fail(fresh_db, daemon):
-    graph = FakeGraph([(400, {"error": {"message": "(#10900) Activity already replied to",
-                                        "type": "OAuthException", "code": 10900}}, {})])
-    try:
+    with FakeGraph([(400, {"error": {"message": "(#10900) Activity already replied to",
+                                     "type": "OAuthException", "code": 10900}}, {})]) as graph:
         d = start(daemon, fresh_db, graph)
         jid = enqueue(fresh_db, send_payload("facebook:111:111_222", kind="private_reply",
                                              in_reply_to="222_1", hours_ago=2))
@@ -642,5 +566,3 @@ def test_second_private_reply_refusal_is_a_clear_fail(fresh_db, daemon):
         assert job(fresh_db, old)[2] == \
             "outside the 7-day private reply window: the comment was written 8 days ago"
         assert len(graph.posts()) == 1
-    finally:
-        graph.close()

@@ -9,7 +9,6 @@ import json
 import os
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -19,50 +18,17 @@ SECRET = "replies-secret"
 MOVE_TEXT = "We sent you a DM."
 
 
-class Callback:
-    """The brand's side of the webhook channel: records each send and answers
-    with a scripted response (status, body), or runs a hook first."""
-
-    def __init__(self):
-        self.received = []
-        self.script = []          # (status, body dict) per request; default 200 with an id
-        self.before_answer = None  # fn(body) run before answering
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with outer.lock:
-                    outer.received.append(body)
-                    n = len(outer.received)
-                    status, answer = outer.script.pop(0) if outer.script else (200, {"id": "p-%d" % n})
-                if outer.before_answer is not None:
-                    outer.before_answer(body)
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d/cb" % self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def callback():
-    cb = Callback()
-    yield cb
-    cb.close()
+def callback(fake_http):
+    """The brand's side of the webhook channel: records each send and answers
+    from callback.queue(...) first, else 200 with an id; its before_answer
+    hook runs between a send arriving and its answer."""
+    return fake_http(answer=lambda req: {"id": "p-%d" % req.n}, base_path="/cb")
+
+
+def sent(callback):
+    """The bodies of the sends so far, parsed."""
+    return [r.json() for r in callback.requests]
 
 
 def post(d, payload):
@@ -117,14 +83,14 @@ def test_reply_is_sent_and_its_early_echo_is_folded_in(fresh_db, daemon, plugin_
 
     # The platform's echo overtakes the send's answer: the echo is stored
     # first under the platform id, then the answer names that id.
-    def echo_first(body):
-        assert post(d, {"id": "plat-9", "author": {"id": "brand"}, "text": body["text"],
+    def echo_first(req):
+        assert post(d, {"id": "plat-9", "author": {"id": "brand"}, "text": req.json()["text"],
                         "thread": "chat-1", "from_brand": True})[0] == 200
         # ... and the customer answers it at once.
         assert post(d, {"id": "c2", "author": {"id": "ann"}, "text": "Great, thanks",
                         "thread": "chat-1", "in_reply_to": "plat-9"})[0] == 200
     callback.before_answer = echo_first
-    callback.script = [(200, {"id": "plat-9"})]
+    callback.queue((200, {"id": "plat-9"}))
 
     code, out, err = run_parleyd(["--reply", str(conv), "--text", "It ships today.",
                                   "--actor", "agent:kim"], config=cfg)
@@ -132,7 +98,7 @@ def test_reply_is_sent_and_its_early_echo_is_folded_in(fresh_db, daemon, plugin_
     message_id = int(out.split("message ")[1])
     assert wait_for(lambda: job_states(fresh_db) == [("done", 1)])
 
-    [body] = callback.received
+    [body] = sent(callback)
     assert body["kind"] == "message"
     assert body["text"] == "It ships today."
     assert body["visibility"] == "private"
@@ -184,7 +150,7 @@ def test_a_reply_that_cannot_be_made_is_refused_and_changes_nothing(fresh_db, da
 
     assert query(fresh_db, "SELECT count(*) FROM message") == before
     assert query(fresh_db, "SELECT count(*) FROM job WHERE target_kind = 'channel'") == [(0,)]
-    assert callback.received == []
+    assert sent(callback) == []
 
 
 def test_move_to_private_links_the_chat_and_then_says_so_in_public(fresh_db, daemon, plugin_dir,
@@ -196,8 +162,8 @@ def test_move_to_private_links_the_chat_and_then_says_so_in_public(fresh_db, dae
                     "created_at": "2026-11-23T09:00:00Z"})[0] == 200
     [(public, case)] = query(fresh_db, "SELECT id, case_id FROM conversation")
     # The private chat and the customer's id in it, as the platform reports them.
-    callback.script = [(200, {"id": "dm-1", "thread": "chat-77", "recipient_id": "ann-private"}),
-                       (200, {"id": "reply-1"})]
+    callback.queue((200, {"id": "dm-1", "thread": "chat-77", "recipient_id": "ann-private"}),
+                   (200, {"id": "reply-1"}))
 
     code, out, err = run_parleyd(["--move-to-private", str(public), "--text",
                                   "Please send us your order number here."], config=cfg)
@@ -205,7 +171,7 @@ def test_move_to_private_links_the_chat_and_then_says_so_in_public(fresh_db, dae
     private = int(out.split("conversation ")[1])
     assert wait_for(lambda: job_states(fresh_db) == [("done", 2)])
 
-    first, second = callback.received
+    first, second = sent(callback)
     assert first["kind"] == "private_reply"
     assert first["visibility"] == "private"
     assert first["in_reply_to"] == "cm-1"
@@ -247,7 +213,7 @@ def test_a_reply_that_does_not_go_out_is_visible_and_notified(fresh_db, daemon, 
                     "visibility": "public", "thread": "post-7"})[0] == 200
     [(public,)] = query(fresh_db, "SELECT id FROM conversation")
     # The platform refuses the private reply (e.g. one per comment).
-    callback.script = [(400, {"error": "a private reply was already sent to this comment"})]
+    callback.queue((400, {"error": "a private reply was already sent to this comment"}))
 
     code, out, err = run_parleyd(["--move-to-private", str(public), "--text", "DM us"], config=cfg)
     assert code == 0, err
@@ -257,7 +223,7 @@ def test_a_reply_that_does_not_go_out_is_visible_and_notified(fresh_db, daemon, 
 
     # The private message failed with the platform's reason; the public note
     # was never sent and says why; the conversation shows the reason.
-    assert len(callback.received) == 1
+    assert len(sent(callback)) == 1
     rows = query(fresh_db, "SELECT conversation_id, delivery_status, delivery_detail FROM message "
                            "WHERE direction = 'outbound' ORDER BY id")
     assert rows[0][0] == private and rows[0][1] == "failed"
@@ -273,7 +239,7 @@ def test_a_reply_that_does_not_go_out_is_visible_and_notified(fresh_db, daemon, 
     # A reply that goes out clears the conversation's error.
     assert post(d, {"id": "dm-9", "author": {"id": "ann"}, "text": "hello?",
                     "thread": "chat-x"})[0] == 200
-    callback.script = [(200, {"id": "ok-1"})]
+    callback.queue((200, {"id": "ok-1"}))
     code, _, err = run_parleyd(["--reply", str(public), "--text", "Sorry about that."], config=cfg)
     assert code == 0, err
     assert wait_for(lambda: job_states(fresh_db) == [("dead", 1), ("done", 1)])
@@ -310,7 +276,7 @@ def test_a_send_payload_with_a_bad_kind_or_time_is_dead_with_the_reason(fresh_db
     reasons = dict(query(fresh_db, "SELECT id, last_error FROM job"))
     assert reasons[bad_kind] == 'invalid payload: kind must be "message" or "private_reply"'
     assert reasons[bad_time] == "invalid payload: last_inbound_ms must be an integer"
-    assert callback.received == []
+    assert sent(callback) == []
 
 
 def test_a_public_answer_to_the_brands_reply_stays_in_its_conversation(fresh_db, daemon, plugin_dir,
@@ -323,7 +289,7 @@ def test_a_public_answer_to_the_brands_reply_stays_in_its_conversation(fresh_db,
     assert post(d, {"id": "t-1", "author": {"id": "ann"}, "text": "@brand my router is dead",
                     "visibility": "public", "thread": "t-1"})[0] == 200
     [(conv,)] = query(fresh_db, "SELECT id FROM conversation")
-    callback.script = [(200, {"id": "b-1"})]
+    callback.queue((200, {"id": "b-1"}))
     code, _, err = run_parleyd(["--reply", str(conv), "--text", "Sorry! Did you restart it?"],
                                config=cfg)
     assert code == 0, err
@@ -384,17 +350,17 @@ def test_a_private_chat_with_a_known_customer_joins_the_two_records(fresh_db, da
     assert post(d, {"id": "cm-1", "author": {"id": "ann-public", "name": "Ann"},
                     "text": "Still broken!", "visibility": "public", "thread": "post-1"})[0] == 200
     [(public, ann)] = query(fresh_db, "SELECT id, customer_id FROM conversation WHERE visibility = 'public'")
-    callback.script = [(200, {"id": "dm-1", "thread": "chat-5", "recipient_id": "ann-dm"}),
-                       (200, {"id": "note-1"})]
+    callback.queue((200, {"id": "dm-1", "thread": "chat-5", "recipient_id": "ann-dm"}),
+                   (200, {"id": "note-1"}))
     # The platform is slow to answer the private reply: meanwhile the moved
     # conversation has no chat to answer in.
     answered = threading.Event()
-    callback.before_answer = lambda body: answered.wait(10)
+    callback.before_answer = lambda req: answered.wait(10)
     code, out, err = run_parleyd(["--move-to-private", str(public), "--text", "Order number?"],
                                  config=cfg)
     assert code == 0, err
     private = int(out.split("conversation ")[1])
-    assert wait_for(lambda: len(callback.received) == 1)
+    assert wait_for(lambda: len(sent(callback)) == 1)
     code, _, err = run_parleyd(["--reply", str(private), "--text", "Hello again"], config=cfg)
     assert code == 1 and "no private chat yet" in err
     answered.set()

@@ -4,92 +4,62 @@ whose api_url points at a local fake Bot API server. Webhook updates in
 offset, and sendMessage out (requests byte for byte, 429 / 5xx / 403
 handling, replies and "move to private" through the core's SQL)."""
 import json
-import threading
+import re
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from fake_http import FakeHTTPServer
 from parley_testlib import http, query
 
 TOKEN = "123456:AAH-fakeTelegramToken_42"
 SECRET = "tg-secret_token-1"
 
 
-class FakeTelegram:
+def bot_method(name):
+    """The path pattern of a Bot API method."""
+    return r"^/bot%s/%s$" % (re.escape(TOKEN), name)
+
+
+class FakeTelegram(FakeHTTPServer):
     """A Bot API server: records every request; sendMessage answers from a
     script of (status, body dict) and then with success; getUpdates answers
     the updates not yet confirmed (update_id >= offset, as Telegram does),
     else holds the long poll briefly and answers []."""
 
     def __init__(self, send_script=(), poll_script=()):
-        self.send_script = list(send_script)
-        self.poll_script = list(poll_script)   # (status, body dict) answered first
         self.updates = []                      # not confirmed yet
-        self.requests = []
         self.next_message_id = 9000
-        self.lock = threading.Lock()
-        self.cond = threading.Condition(self.lock)
-        outer = self
+        super().__init__(answer=self.bot_api)
+        self.queue(*send_script, path=bot_method("sendMessage"))
+        self.queue(*poll_script, path=bot_method("getUpdates"))   # answered first
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                status, answer = outer.answer(self.path, body, dict(self.headers))
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = "http://127.0.0.1:%d" % self.server.server_port
-
-    def answer(self, path, body, headers):
-        with self.cond:
-            self.requests.append({"at": time.monotonic(), "path": path, "headers": headers,
-                                  "body": body})
-            self.cond.notify_all()
-            if path == "/bot%s/sendMessage" % TOKEN:
-                if self.send_script:
-                    return self.send_script.pop(0)
-                req = json.loads(body)
-                self.next_message_id += 1
-                return 200, {"ok": True, "result": {
-                    "message_id": self.next_message_id,
-                    "from": {"id": 42, "is_bot": True, "first_name": "Acme", "username": "acme_bot"},
-                    "chat": {"id": req["chat_id"], "type": "private" if req["chat_id"] > 0
-                             else "supergroup"},
-                    "date": int(time.time()), "text": req["text"]}}
-            if path == "/bot%s/getUpdates" % TOKEN:
-                if self.poll_script:
-                    return self.poll_script.pop(0)
-                offset = json.loads(body).get("offset", 0)
-                # An offset confirms every update below it.
-                self.updates = [u for u in self.updates if u["update_id"] >= offset]
-                if not self.updates:
-                    # A short long poll keeps the test quick.
-                    self.cond.wait(timeout=0.3)
-                return 200, {"ok": True, "result": list(self.updates[:100])}
-            return 404, {"ok": False, "error_code": 404, "description": "Not Found"}
+    def bot_api(self, req):
+        """Called with self.lock held; a long poll waits on it."""
+        if req.path == "/bot%s/sendMessage" % TOKEN:
+            body = req.json()
+            self.next_message_id += 1
+            return 200, {"ok": True, "result": {
+                "message_id": self.next_message_id,
+                "from": {"id": 42, "is_bot": True, "first_name": "Acme", "username": "acme_bot"},
+                "chat": {"id": body["chat_id"], "type": "private" if body["chat_id"] > 0
+                         else "supergroup"},
+                "date": int(time.time()), "text": body["text"]}}
+        if req.path == "/bot%s/getUpdates" % TOKEN:
+            offset = req.json().get("offset", 0)
+            # An offset confirms every update below it.
+            self.updates = [u for u in self.updates if u["update_id"] >= offset]
+            if not self.updates:
+                # A short long poll keeps the test quick.
+                self.lock.wait(timeout=0.3)
+            return 200, {"ok": True, "result": list(self.updates[:100])}
+        return 404, {"ok": False, "error_code": 404, "description": "Not Found"}
 
     def add_updates(self, updates):
-        with self.cond:
+        with self.lock:
             self.updates.extend(updates)
-            self.cond.notify_all()
+            self.lock.notify_all()
 
     def calls(self, method):
-        with self.lock:
-            return [r for r in self.requests if r["path"] == "/bot%s/%s" % (TOKEN, method)]
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        return self.matching(path=bot_method(method))
 
 
 def config(dsn, api_url, **tg):
@@ -165,8 +135,7 @@ def wait_job(dsn, job_id, states=("done", "dead")):
 
 
 def test_webhook_message_is_stored(fresh_db, daemon):
-    tg = FakeTelegram()
-    try:
+    with FakeTelegram() as tg:
         d = daemon.start(config(fresh_db, tg.url))
         status, body = deliver(d, private_update())
         assert (status, body) == (200, b"{}")
@@ -181,13 +150,10 @@ def test_webhook_message_is_stored(fresh_db, daemon):
         assert query(fresh_db, "SELECT count(*) FROM customer")[0][0] == 1
         # The update itself is the evidence.
         assert query(fresh_db, "SELECT raw->'message'->>'text' FROM inbound_event")[0][0] == "Hello"
-    finally:
-        tg.close()
 
 
 def test_secret_token_is_required_and_checked(fresh_db, daemon):
-    tg = FakeTelegram()
-    try:
+    with FakeTelegram() as tg:
         d = daemon.start(config(fresh_db, tg.url))
         status, body = deliver(d, private_update(), secret=None)
         assert status == 401 and json.loads(body)["error"] == "missing_secret_token"
@@ -198,13 +164,10 @@ def test_secret_token_is_required_and_checked(fresh_db, daemon):
         assert http("GET", d.url + "/webhooks/tg")[0] == 405
         assert events(fresh_db) == []
         assert query(fresh_db, "SELECT count(*) FROM message")[0][0] == 0
-    finally:
-        tg.close()
 
 
 def test_malformed_is_400_unknown_is_200_and_nothing_stored(fresh_db, daemon):
-    tg = FakeTelegram()
-    try:
+    with FakeTelegram() as tg:
         d = daemon.start(config(fresh_db, tg.url))
         whole = json.dumps(private_update()).encode()
         status, body = deliver(d, None, raw=whole[:len(whole) // 2])
@@ -217,25 +180,19 @@ def test_malformed_is_400_unknown_is_200_and_nothing_stored(fresh_db, daemon):
             "message_id": 1, "chat": {"id": -100777, "type": "channel", "title": "News"},
             "date": 1, "text": "hi"}})[0] == 200
         assert events(fresh_db) == []
-    finally:
-        tg.close()
 
 
 def test_replay_is_a_no_op(fresh_db, daemon):
-    tg = FakeTelegram()
-    try:
+    with FakeTelegram() as tg:
         d = daemon.start(config(fresh_db, tg.url))
         assert deliver(d, private_update())[0] == 200
         assert deliver(d, private_update())[0] == 200
         assert len(events(fresh_db)) == 1
         assert query(fresh_db, "SELECT count(*) FROM message")[0][0] == 1
-    finally:
-        tg.close()
 
 
 def test_edit_is_a_revision_not_a_new_message(fresh_db, daemon):
-    tg = FakeTelegram()
-    try:
+    with FakeTelegram() as tg:
         d = daemon.start(config(fresh_db, tg.url))
         assert deliver(d, private_update())[0] == 200
         edited = private_update(update_id=10002, text="Hello (edited)", edit_date=1441645600)
@@ -248,13 +205,10 @@ def test_edit_is_a_revision_not_a_new_message(fresh_db, daemon):
             ("Hello", "Hello (edited)")]
         assert query(fresh_db, "SELECT kind, text, extract(epoch FROM at)::bigint "
                                "FROM message_revision") == [("edit", "Hello (edited)", 1441645600)]
-    finally:
-        tg.close()
 
 
 def test_group_messages_are_public_in_the_chat_thread(fresh_db, daemon):
-    tg = FakeTelegram()
-    try:
+    with FakeTelegram() as tg:
         d = daemon.start(config(fresh_db, tg.url))
         assert deliver(d, group_update())[0] == 200
         assert deliver(d, group_update(update_id=20002, message_id=78, user=333, text="me too"))[0] == 200
@@ -263,8 +217,6 @@ def test_group_messages_are_public_in_the_chat_thread(fresh_db, daemon):
                                "JOIN identity i ON i.id = m.author_identity_id ORDER BY m.id")
         assert rows == [("public", str(GROUP), "222", "%d:77" % GROUP),
                         ("public", str(GROUP), "333", "%d:78" % GROUP)]
-    finally:
-        tg.close()
 
 
 # ------------------------------------------------------------------ polling
@@ -323,8 +275,7 @@ def stored_offset(dsn):
 
 
 def test_polling_offset_moves_only_with_stored_updates(fresh_db, daemon):
-    tg = FakeTelegram()
-    try:
+    with FakeTelegram() as tg:
         d = daemon.start(polling_config(fresh_db, tg.url))
         assert wait_for(lambda: len(tg.calls("getUpdates")) >= 1)
         # Storing fails while plugin_state is away: the events and the offset
@@ -345,13 +296,10 @@ def test_polling_offset_moves_only_with_stored_updates(fresh_db, daemon):
         tg.add_updates([{"update_id": 701, "callback_query": {"id": "q", "data": "x"}}])
         assert wait_for(lambda: stored_offset(fresh_db) == [("702",)])
         assert len(events(fresh_db)) == 1
-    finally:
-        tg.close()
 
 
 def test_channel_posts_when_configured(fresh_db, daemon):
-    tg = FakeTelegram()
-    try:
+    with FakeTelegram() as tg:
         d = daemon.start(config(fresh_db, tg.url, channel_posts=True))
         post = {"update_id": 30001, "channel_post": {
             "message_id": 5, "sender_chat": {"id": -1009876543210, "title": "Acme news",
@@ -364,8 +312,6 @@ def test_channel_posts_when_configured(fresh_db, daemon):
                                "JOIN conversation c ON c.id = m.conversation_id "
                                "JOIN identity i ON i.id = m.author_identity_id") == [
             ("public", "We are live", "-1009876543210", "-1009876543210", "Acme news")]
-    finally:
-        tg.close()
 
 
 def test_config_is_checked(fresh_db, run_parleyd, plugin_dir):
@@ -399,8 +345,7 @@ SEND_PAYLOAD = {"conversation_id": "1", "visibility": "private",
 
 
 def test_send_message_request_byte_for_byte(fresh_db, daemon):
-    tg = FakeTelegram()
-    try:
+    with FakeTelegram() as tg:
         d = daemon.start(config(fresh_db, tg.url))
         job_id = enqueue_send(fresh_db, dict(SEND_PAYLOAD, kind="message", last_inbound_ms=1))
         state, attempts, error, external_id, _ = wait_job(fresh_db, job_id)
@@ -413,15 +358,12 @@ def test_send_message_request_byte_for_byte(fresh_db, daemon):
         # No messaging window on Telegram: an old last_inbound_ms is no refusal.
         d.stop()
         assert TOKEN not in d.log_text()
-    finally:
-        tg.close()
 
 
 def test_rate_limit_retries_after_retry_after(fresh_db, daemon):
-    tg = FakeTelegram(send_script=[(429, {"ok": False, "error_code": 429,
+    with FakeTelegram(send_script=[(429, {"ok": False, "error_code": 429,
                                           "description": "Too Many Requests: retry after 1",
-                                          "parameters": {"retry_after": 1}})])
-    try:
+                                          "parameters": {"retry_after": 1}})]) as tg:
         d = daemon.start(config(fresh_db, tg.url))
         job_id = enqueue_send(fresh_db, SEND_PAYLOAD)
         assert wait_for(lambda: len(tg.calls("sendMessage")) == 1)
@@ -437,27 +379,21 @@ def test_rate_limit_retries_after_retry_after(fresh_db, daemon):
         first, second = tg.calls("sendMessage")
         assert first["body"] == second["body"]
         assert second["at"] - first["at"] >= 0.9
-    finally:
-        tg.close()
 
 
 def test_server_error_is_retried(fresh_db, daemon):
-    tg = FakeTelegram(send_script=[(502, {"ok": False, "error_code": 502,
-                                          "description": "Bad Gateway"})] * 2)
-    try:
+    with FakeTelegram(send_script=[(502, {"ok": False, "error_code": 502,
+                                          "description": "Bad Gateway"})] * 2) as tg:
         d = daemon.start(config(fresh_db, tg.url))
         job_id = enqueue_send(fresh_db, SEND_PAYLOAD)
         state, attempts, error, _, _ = wait_job(fresh_db, job_id)
         assert (state, attempts) == ("done", 3)
         assert len(tg.calls("sendMessage")) == 3
-    finally:
-        tg.close()
 
 
 def test_blocked_bot_fails_with_telegrams_description(fresh_db, daemon):
-    tg = FakeTelegram(send_script=[(403, {"ok": False, "error_code": 403,
-                                          "description": "Forbidden: bot was blocked by the user"})])
-    try:
+    with FakeTelegram(send_script=[(403, {"ok": False, "error_code": 403,
+                                          "description": "Forbidden: bot was blocked by the user"})]) as tg:
         d = daemon.start(config(fresh_db, tg.url))
         job_id = enqueue_send(fresh_db, SEND_PAYLOAD)
         state, attempts, error, _, _ = wait_job(fresh_db, job_id)
@@ -466,8 +402,6 @@ def test_blocked_bot_fails_with_telegrams_description(fresh_db, daemon):
         assert len(tg.calls("sendMessage")) == 1
         d.stop()
         assert TOKEN not in d.log_text()
-    finally:
-        tg.close()
 
 
 def test_unreachable_api_is_retried_without_leaking_the_token(fresh_db, daemon):
@@ -489,8 +423,7 @@ def test_unreachable_api_is_retried_without_leaking_the_token(fresh_db, daemon):
 
 
 def test_reply_through_the_core_answers_the_customers_message(fresh_db, daemon):
-    tg = FakeTelegram()
-    try:
+    with FakeTelegram() as tg:
         d = daemon.start(config(fresh_db, tg.url))
         assert deliver(d, private_update())[0] == 200
         [(conv,)] = query(fresh_db, "SELECT id FROM conversation")
@@ -503,13 +436,10 @@ def test_reply_through_the_core_answers_the_customers_message(fresh_db, daemon):
             "reply_parameters": {"message_id": 1366, "allow_sending_without_reply": True}}
         assert query(fresh_db, "SELECT direction, external_id FROM message WHERE id = %s",
                      (msg,)) == [("outbound", "1111111:9001")]
-    finally:
-        tg.close()
 
 
 def test_move_to_private_opens_the_private_chat(fresh_db, daemon):
-    tg = FakeTelegram()
-    try:
+    with FakeTelegram() as tg:
         d = daemon.start(config(fresh_db, tg.url))
         assert deliver(d, group_update())[0] == 200
         [(public,)] = query(fresh_db, "SELECT id FROM conversation")
@@ -531,15 +461,12 @@ def test_move_to_private_opens_the_private_chat(fresh_db, daemon):
                                          text="Order 5512"))[0] == 200
         assert query(fresh_db, "SELECT conversation_id FROM message WHERE external_id = '222:5'") \
             == [(private,)]
-    finally:
-        tg.close()
 
 
 def test_move_to_private_refused_by_telegram(fresh_db, daemon):
-    tg = FakeTelegram(send_script=[(403, {
+    with FakeTelegram(send_script=[(403, {
         "ok": False, "error_code": 403,
-        "description": "Forbidden: bot can't initiate conversation with a user"})])
-    try:
+        "description": "Forbidden: bot can't initiate conversation with a user"})]) as tg:
         d = daemon.start(config(fresh_db, tg.url))
         assert deliver(d, group_update())[0] == 200
         [(public,)] = query(fresh_db, "SELECT id FROM conversation")
@@ -551,5 +478,3 @@ def test_move_to_private_refused_by_telegram(fresh_db, daemon):
             "dead", 1, "Telegram answered 403: Forbidden: bot can't initiate conversation with a user")
         assert query(fresh_db, "SELECT thread_key FROM conversation WHERE id = %s",
                      (private,)) == [(None,)]
-    finally:
-        tg.close()

@@ -8,9 +8,7 @@ rules ask for. The sink is the job_probe test plugin (its handle_request
 emits the ticket events it is given)."""
 import json
 import os
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -19,40 +17,15 @@ from parley_testlib import http, query, sign
 SECRET = "tickets-secret"
 
 
-class Callback:
-    """The brand's side of the webhook channel: records replies, answers with an id."""
-
-    def __init__(self):
-        self.received = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.received.append(body)
-                data = json.dumps({"id": "out-%d" % len(outer.received)}).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d/cb" % self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def callback():
-    cb = Callback()
-    yield cb
-    cb.close()
+def callback(fake_http):
+    """The brand's side of the webhook channel: records replies, answers with an id."""
+    return fake_http(answer=lambda req: {"id": "out-%d" % req.n}, base_path="/cb")
+
+
+def sent(callback):
+    """The bodies of the replies so far, parsed."""
+    return [r.json() for r in callback.requests]
 
 
 def post(d, payload, channel="site"):
@@ -180,8 +153,8 @@ def test_ticket_events_come_back_to_the_customer(fresh_db, daemon, plugin_dir, t
     ]
     assert ticket_events(d, events)[0] == 200
     # Only the public agent comment goes to the customer, on the conversation's channel.
-    assert wait_for(lambda: len(callback.received) == 1)
-    [reply] = callback.received
+    assert wait_for(lambda: len(sent(callback)) == 1)
+    [reply] = sent(callback)
     assert reply["text"] == "Please restart it and tell us the light's colour."
     assert reply["thread"] == "chat-1" and reply["in_reply_to"] == "s2"
     assert query(fresh_db, "SELECT direction, text FROM message WHERE conversation_id = %s "
@@ -199,7 +172,7 @@ def test_ticket_events_come_back_to_the_customer(fresh_db, daemon, plugin_dir, t
     # A replay of the webhook changes nothing.
     assert ticket_events(d, events)[0] == 200
     time.sleep(0.3)
-    assert len(callback.received) == 1
+    assert len(sent(callback)) == 1
     assert query(fresh_db, "SELECT count(*) FROM ticket_event") == [(5,)]
 
     # Solved resolves the conversation; reopened opens it again.

@@ -9,9 +9,10 @@ import os
 import subprocess
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from signal import SIGHUP
 
+from fake_http import Answer, FakeHTTPServer
 from parley_testlib import query, run_parleyd
 
 SECRET = "whsec-notifier-test-0123456789"
@@ -19,57 +20,16 @@ PATH_TOKEN = "hook-path-token-5150"
 JOBS = {"backoff_base_ms": 50, "backoff_max_ms": 200, "sweep_interval_ms": 100}
 
 
-class Receiver:
-    """Records every request and answers from a script of (status, body,
-    headers, delay_s); once the script is used up it answers 204."""
+class Receiver(FakeHTTPServer):
+    """Records every request (keep-alive, as receivers usually are) and
+    answers from a script; once the script is used up it answers 204."""
 
     def __init__(self, script=()):
-        self.script = list(script)
-        self.requests = []
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with outer.lock:
-                    outer.requests.append({"at": time.monotonic(), "wall": time.time(),
-                                           "path": self.path, "headers": dict(self.headers),
-                                           "body": body})
-                    status, text, headers, delay = (outer.script.pop(0) if outer.script
-                                                    else (204, "", {}, 0))
-                if delay:
-                    time.sleep(delay)
-                data = text.encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "text/plain")
-                    self.send_header("Content-Length", str(len(data)))
-                    for name, value in headers.items():
-                        self.send_header(name, value)
-                    self.end_headers()
-                    self.wfile.write(data)
-                except OSError:
-                    pass   # the client gave up (timeout tests)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = "http://127.0.0.1:%d/hooks/%s" % (self.server.server_port, PATH_TOKEN)
+        super().__init__(answer=(204, ""), script=script, base_path="/hooks/" + PATH_TOKEN,
+                         http11=True)
 
     def posts(self):
-        with self.lock:
-            return list(self.requests)
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        return self.requests
 
 
 def verify(secret, headers, body, now=None, tolerance=300):
@@ -124,8 +84,7 @@ NOTICE = {"kind": "conversation.created", "title": "New conversation with Ann \u
 
 
 def test_notice_is_posted_signed_with_idempotency_key(fresh_db, daemon):
-    rx = Receiver()
-    try:
+    with Receiver() as rx:
         d = daemon.start(config(fresh_db, rx.url))
         job_id = enqueue(fresh_db, NOTICE, key="notice-42-created")
         assert wait_state(fresh_db, job_id, "done")[1] == 1
@@ -155,13 +114,10 @@ def test_notice_is_posted_signed_with_idempotency_key(fresh_db, daemon):
         d.stop()
         log = d.log_text()
         assert SECRET not in log and PATH_TOKEN not in log
-    finally:
-        rx.close()
 
 
 def test_minimal_notice_leaves_absent_fields_out(fresh_db, daemon):
-    rx = Receiver()
-    try:
+    with Receiver() as rx:
         daemon.start(config(fresh_db, rx.url))
         payload = {"kind": "delivery.failed", "title": "A reply failed", "text": ""}
         job_id = enqueue(fresh_db, payload, key="k\u00fcy with space")
@@ -174,13 +130,10 @@ def test_minimal_notice_leaves_absent_fields_out(fresh_db, daemon):
             "title": "A reply failed", "text": "",
             # Without its own "payload", the whole job payload is the payload.
             "payload": payload}
-    finally:
-        rx.close()
 
 
 def test_5xx_is_retried_with_the_same_body_after_retry_after(fresh_db, daemon):
-    rx = Receiver([(503, "busy", {"Retry-After": "1"}, 0)])
-    try:
+    with Receiver([(503, "busy", {"Retry-After": "1"})]) as rx:
         daemon.start(config(fresh_db, rx.url))
         job_id = enqueue(fresh_db, NOTICE, key="notice-retry")
         state, attempts, _ = wait_state(fresh_db, job_id, "done")
@@ -191,61 +144,46 @@ def test_5xx_is_retried_with_the_same_body_after_retry_after(fresh_db, daemon):
         assert verify(SECRET, second["headers"], second["body"], now=second["wall"])
         # Not before Retry-After (the backoff alone is at most 200 ms).
         assert second["at"] - first["at"] >= 0.9
-    finally:
-        rx.close()
 
 
 def test_429_without_retry_after_uses_backoff(fresh_db, daemon):
-    rx = Receiver([(429, "slow down", {}, 0), (408, "", {}, 0)])
-    try:
+    with Receiver([(429, "slow down"), (408, "")]) as rx:
         daemon.start(config(fresh_db, rx.url))
         job_id = enqueue(fresh_db, NOTICE)
         assert wait_state(fresh_db, job_id, "done")[1] == 3
         assert len(rx.posts()) == 3
-    finally:
-        rx.close()
 
 
 def test_retry_reason_is_recorded(fresh_db, daemon):
-    rx = Receiver([(500, "internal\nerror", {}, 0)] * 3)
-    try:
+    with Receiver([(500, "internal\nerror")] * 3) as rx:
         daemon.start(config(fresh_db, rx.url))
         job_id = enqueue(fresh_db, NOTICE, max_attempts=2)
         state, attempts, reason = wait_state(fresh_db, job_id, "dead")
         assert attempts == 2
         assert reason == "webhook receiver answered 500: internal?error"
-    finally:
-        rx.close()
 
 
 def test_timeout_is_retried(fresh_db, daemon):
-    rx = Receiver([(200, "late", {}, 3)])
-    try:
+    with Receiver([Answer(200, "late", delay=3)]) as rx:
         daemon.start(config(fresh_db, rx.url, timeout_ms=500))
         job_id = enqueue(fresh_db, NOTICE, key="notice-slow", max_attempts=1)
         state, attempts, reason = wait_state(fresh_db, job_id, "dead")
         # With one attempt the timeout's RETRY ends the job: its reason shows.
         assert reason.startswith("webhook POST failed: "), reason
         assert len(rx.posts()) == 1
-    finally:
-        rx.close()
 
 
 def test_timeout_then_success(fresh_db, daemon):
-    rx = Receiver([(200, "late", {}, 3)])
-    try:
+    with Receiver([Answer(200, "late", delay=3)]) as rx:
         daemon.start(config(fresh_db, rx.url, timeout_ms=500))
         job_id = enqueue(fresh_db, NOTICE, key="notice-slow-2")
         assert wait_state(fresh_db, job_id, "done")[1] == 2
         first, second = rx.posts()
         assert first["body"] == second["body"]
-    finally:
-        rx.close()
 
 
 def test_4xx_fails_with_an_excerpt(fresh_db, daemon):
-    rx = Receiver([(401, "bad signature " + "x" * 400, {}, 0)])
-    try:
+    with Receiver([(401, "bad signature " + "x" * 400)]) as rx:
         d = daemon.start(config(fresh_db, rx.url))
         job_id = enqueue(fresh_db, NOTICE)
         state, attempts, reason = wait_state(fresh_db, job_id, "dead")
@@ -254,8 +192,6 @@ def test_4xx_fails_with_an_excerpt(fresh_db, daemon):
         assert len(rx.posts()) == 1
         d.stop()
         assert SECRET not in d.log_text()
-    finally:
-        rx.close()
 
 
 def test_config_is_checked_and_secret_never_echoed(tmp_path, parleyd, plugin_dir, fresh_db):
@@ -320,13 +256,10 @@ def test_documented_python_receiver_accepts_parley_and_nothing_else(fresh_db, da
 
 
 def test_documented_shell_check(fresh_db, daemon, src_dir, tmp_path):
-    rx = Receiver()
-    try:
+    with Receiver() as rx:
         daemon.start(config(fresh_db, rx.url))
         wait_state(fresh_db, enqueue(fresh_db, NOTICE), "done")
         [req] = rx.posts()
-    finally:
-        rx.close()
     script = tmp_path / "verify-parley.sh"
     script.write_text(doc_block(src_dir, "sh"))
     body = tmp_path / "body.json"
@@ -349,8 +282,7 @@ def test_documented_shell_check(fresh_db, daemon, src_dir, tmp_path):
 
 
 def test_reload_moves_to_the_new_url(fresh_db, daemon):
-    a, b = Receiver(), Receiver()
-    try:
+    with Receiver() as a, Receiver() as b:
         cfg = config(fresh_db, a.url)
         d = daemon.start(cfg)
         wait_state(fresh_db, enqueue(fresh_db, NOTICE, key="r1"), "done")
@@ -362,6 +294,3 @@ def test_reload_moves_to_the_new_url(fresh_db, daemon):
         wait_state(fresh_db, enqueue(fresh_db, NOTICE, key="r2"), "done")
         assert [json.loads(p["body"])["idempotency_key"] for p in a.posts()] == ["r1"]
         assert [json.loads(p["body"])["idempotency_key"] for p in b.posts()] == ["r2"]
-    finally:
-        a.close()
-        b.close()

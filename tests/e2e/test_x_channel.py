@@ -12,11 +12,10 @@ import hashlib
 import hmac
 import json
 import re
-import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from fake_http import FakeHTTPServer
 from parley_testlib import http, query
 
 CONSUMER_KEY = "ck-test-key"
@@ -103,87 +102,42 @@ def check_oauth(req, url):
     assert p["oauth_signature"] == expected.decode()
 
 
-class FakeX:
+class FakeX(FakeHTTPServer):
     """The X API: POST /2/tweets, POST /2/dm_conversations/with/{id}/messages
     and GET /2/tweets/search/recent. Answers come from per-route scripts of
     (status, body dict, headers); when a script is empty, a success."""
 
+    ROUTES = {"tweet": ("POST", r"^/2/tweets$"),
+              "dm": ("POST", r"^/2/dm_conversations/with/(\d+)/messages$"),
+              "search": ("GET", r"^/2/tweets/search/recent\?")}
+
     def __init__(self):
-        self.requests = []
-        self.scripts = {"tweet": [], "dm": [], "search": []}
-        self.lock = threading.Lock()
         self.next_id = 1860000000000000100
-        outer = self
+        super().__init__(answer=self.success)
 
-        class Handler(BaseHTTPRequestHandler):
-            def answer(self, status, payload, headers):
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def record(self, route, body):
-                with outer.lock:
-                    outer.requests.append({"at": time.monotonic(), "wall": time.time(), "route": route,
-                                           "method": self.command, "path": self.path,
-                                           "headers": dict(self.headers), "body": body})
-                    script = outer.scripts[route]
-                    if script:
-                        return script.pop(0)
-                    outer.next_id += 1
-                    return None, str(outer.next_id)
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                m = re.fullmatch(r"/2/dm_conversations/with/(\d+)/messages", self.path)
-                if self.path == "/2/tweets":
-                    got = self.record("tweet", body)
-                    if got[0] is None:
-                        text = json.loads(body)["text"]
-                        return self.answer(201, {"data": {"id": got[1], "text": text,
-                                                          "edit_history_tweet_ids": [got[1]]}},
-                                           {})
-                elif m:
-                    got = self.record("dm", body)
-                    if got[0] is None:
-                        a, b = sorted([BRAND, m.group(1)], key=int)
-                        return self.answer(201, {"data": {"dm_conversation_id": a + "-" + b,
-                                                          "dm_event_id": got[1]}}, {})
-                else:
-                    return self.answer(404, {"title": "Not Found"}, {})
-                self.answer(*got)
-
-            def do_GET(self):
-                if not self.path.startswith("/2/tweets/search/recent?"):
-                    return self.answer(404, {"title": "Not Found"}, {})
-                got = self.record("search", b"")
-                if got[0] is None:
-                    return self.answer(200, {"meta": {"result_count": 0}}, {})
-                self.answer(*got)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = "http://127.0.0.1:%d" % self.server.server_port
+    def success(self, req):
+        """What X answers when the route's script is empty (lock held)."""
+        route = next((name for name, (method, path) in self.ROUTES.items()
+                      if req.method == method and re.search(path, req.path)), None)
+        if route is None:
+            return 404, {"title": "Not Found"}
+        self.next_id += 1
+        new_id = str(self.next_id)
+        if route == "tweet":
+            return 201, {"data": {"id": new_id, "text": req.json()["text"],
+                                  "edit_history_tweet_ids": [new_id]}}
+        if route == "dm":
+            a, b = sorted([BRAND, re.search(self.ROUTES["dm"][1], req.path).group(1)], key=int)
+            return 201, {"data": {"dm_conversation_id": a + "-" + b, "dm_event_id": new_id}}
+        return 200, {"meta": {"result_count": 0}}
 
     def script(self, route, *answers):
-        with self.lock:
-            self.scripts[route].extend(answers)
+        method, path = self.ROUTES[route]
+        self.queue(*answers, method=method, path=path)
 
     def seen(self, route):
-        with self.lock:
-            return [r for r in self.requests if r["route"] == route]
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        method, path = self.ROUTES[route]
+        return self.matching(method=method, path=path)
 
 
 def config(dsn, api_url, **extra):
@@ -221,8 +175,7 @@ def assert_secrets_not_logged(d):
 # ----------------------------------------------------------------- tests
 
 def test_crc_and_signatures(fresh_db, daemon):
-    fake = FakeX()
-    try:
+    with FakeX() as fake:
         d = daemon.start(config(fresh_db, fake.url))
         # Shared reference vector V4.
         status, headers, body = http("GET", d.url + "/webhooks/%s?crc_token=token" % INSTANCE)
@@ -249,13 +202,10 @@ def test_crc_and_signatures(fresh_db, daemon):
                     raw=v5)[0] == 200
         d.stop()
         assert_secrets_not_logged(d)
-    finally:
-        fake.close()
 
 
 def test_inbound_events_are_stored(fresh_db, daemon):
-    fake = FakeX()
-    try:
+    with FakeX() as fake:
         d = daemon.start(config(fresh_db, fake.url))
         status, _, body = post(d, mention("1205348660982083584", "@acme my parcel \ud83d\ude00 is lost"))
         assert status == 200 and json.loads(body) == {"accepted": 1}
@@ -312,15 +262,12 @@ def test_inbound_events_are_stored(fresh_db, daemon):
                                             " WHERE external_id = %s", ("1205348660982083600",))
         assert deleted and text == "@pennbrooke1 sorry! DM us"
         assert query(fresh_db, "SELECT kind FROM message_revision") == [("delete",)]
-    finally:
-        fake.close()
 
 
 def test_one_event_the_core_refuses_does_not_lose_the_others(fresh_db, daemon):
     """Below the Enterprise tier X never redelivers: a POST with one event
     the core refuses (text over 1 MiB) still stores the others, and says so."""
-    fake = FakeX()
-    try:
+    with FakeX() as fake:
         d = daemon.start(config(fresh_db, fake.url))
         good = mention("1205348660982083590", "@acme hello")
         huge = mention("1205348660982083591", "x" * (1024 * 1024 + 10))
@@ -330,13 +277,10 @@ def test_one_event_the_core_refuses_does_not_lose_the_others(fresh_db, daemon):
         assert query(fresh_db, "SELECT external_id FROM message") == [("1205348660982083590",)]
         d.stop()
         assert "1 event(s) refused by the core" in d.log_text()
-    finally:
-        fake.close()
 
 
 def test_reply_and_echo(fresh_db, daemon):
-    fake = FakeX()
-    try:
+    with FakeX() as fake:
         d = daemon.start(config(fresh_db, fake.url))
         assert post(d, mention("1205348660982083584", "@acme where is my parcel?"))[0] == 200
         conv = query(fresh_db, "SELECT id FROM conversation")[0][0]
@@ -358,13 +302,10 @@ def test_reply_and_echo(fresh_db, daemon):
                      (sent_id,)) == [(1, "outbound")]
         d.stop()
         assert_secrets_not_logged(d)
-    finally:
-        fake.close()
 
 
 def test_move_to_private(fresh_db, daemon):
-    fake = FakeX()
-    try:
+    with FakeX() as fake:
         d = daemon.start(config(fresh_db, fake.url))
         assert post(d, mention("1205348660982083584", "@acme my card was charged twice"))[0] == 200
         conv = query(fresh_db, "SELECT id FROM conversation")[0][0]
@@ -387,13 +328,10 @@ def test_move_to_private(fresh_db, daemon):
         assert query(fresh_db, "SELECT conversation_id FROM message WHERE external_id = %s",
                      ("1206724334791753800",)) == [(pconv,)]
         assert query(fresh_db, "SELECT count(*) FROM conversation")[0][0] == 2
-    finally:
-        fake.close()
 
 
 def test_send_answers(fresh_db, daemon):
-    fake = FakeX()
-    try:
+    with FakeX() as fake:
         d = daemon.start(config(fresh_db, fake.url))
         base = {"conversation_id": "1", "visibility": "public", "text": "hello",
                 "recipient_id": CUSTOMER, "thread_id": "1205348660982083584",
@@ -448,8 +386,6 @@ def test_send_answers(fresh_db, daemon):
         assert wait_for(lambda: job(fresh_db, j)[0] == "dead")
         assert job(fresh_db, j)[2] == "there is no X post id to reply to"
         assert len(fake.seen("tweet")) == n
-    finally:
-        fake.close()
 
 
 def search_page(*tweets, newest=None):
@@ -463,8 +399,7 @@ def search_page(*tweets, newest=None):
 
 
 def test_search_listening(fresh_db, daemon):
-    fake = FakeX()
-    try:
+    with FakeX() as fake:
         t1 = {"id": "1860000000000000011", "text": "acme lost my parcel again",
               "author_id": CUSTOMER, "created_at": "2026-11-23T10:00:00.000Z",
               "conversation_id": "1860000000000000011"}
@@ -514,8 +449,6 @@ def test_search_listening(fresh_db, daemon):
         d = daemon.start(cfg)
         assert wait_for(lambda: len(fake.seen("search")) > n)
         assert "since_id=1860000000000000012" in fake.seen("search")[n]["path"]
-    finally:
-        fake.close()
 
 
 def test_config_is_checked(fresh_db, daemon, run_parleyd, plugin_dir):
@@ -534,8 +467,7 @@ def test_config_is_checked(fresh_db, daemon, run_parleyd, plugin_dir):
 
 
 def test_search_pages_are_committed_together(fresh_db, daemon):
-    fake = FakeX()
-    try:
+    with FakeX() as fake:
         def tweet(i):
             return {"id": str(1860000000000000000 + i), "text": "acme %d" % i, "author_id": CUSTOMER,
                     "conversation_id": str(1860000000000000000 + i)}
@@ -558,5 +490,3 @@ def test_search_pages_are_committed_together(fresh_db, daemon):
         assert wait_for(lambda: query(fresh_db, "SELECT value FROM plugin_state WHERE instance = %s",
                                       (INSTANCE,)) == [("1860000000000000013",)])
         d.stop()
-    finally:
-        fake.close()
