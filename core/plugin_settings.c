@@ -96,10 +96,17 @@ static bool check_length(const jf_ctx *jf, const char *path, const parley_settin
 	               (long long)r->max);
 }
 
+/* http:// or https://, a host, and nothing that could end a request line
+ * or a header (no spaces or control characters). */
 static bool is_http_url(const char *s)
 {
 	size_t skip = strncasecmp(s, "http://", 7) == 0 ? 7 : strncasecmp(s, "https://", 8) == 0 ? 8 : 0;
-	return skip > 0 && s[skip] != '\0' && s[skip] != '/';
+	if (skip == 0 || s[skip] == '\0' || s[skip] == '/')
+		return false;
+	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++)
+		if (*p <= 0x20 || *p == 0x7f)
+			return false;
+	return true;
 }
 
 /* Overwrite a secret before it is freed, so it does not linger in the heap. */
@@ -559,7 +566,9 @@ static void describe_range(const parley_setting *r, FILE *out)
 		return;
 	const char *unit = r->type == PARLEY_SETTING_INTEGER ? ""
 	                 : r->type == PARLEY_SETTING_STRING_LIST ? " bytes each" : " bytes";
-	if (r->max >= INT_MAX)
+	if (r->min == 1 && r->max >= INT_MAX && r->type != PARLEY_SETTING_INTEGER)
+		fprintf(out, ", not empty");
+	else if (r->max >= INT_MAX)
 		fprintf(out, ", range >= %lld%s", (long long)r->min, unit);
 	else
 		fprintf(out, ", range %lld..%lld%s", (long long)r->min, (long long)r->max, unit);
