@@ -17,7 +17,7 @@
 
 #define SETTINGS_STRUCT_MAX (64 * 1024)  /* a struct of settings, not a data set */
 #define KNOWN_FLAGS (PARLEY_SETTING_FLAG_REQUIRED | PARLEY_SETTING_FLAG_SECRET | \
-                     PARLEY_SETTING_FLAG_RELOADABLE)
+                     PARLEY_SETTING_FLAG_RELOADABLE | PARLEY_SETTING_FLAG_PRINTABLE)
 /* A row as ABI 1.3 defines it: everything up to `description`. */
 #define ROW_V13_SIZE (offsetof(parley_setting, description) + sizeof(const char *))
 
@@ -98,6 +98,22 @@ static bool check_length(const jf_ctx *jf, const char *path, const parley_settin
 
 /* http:// or https://, a host, and nothing that could end a request line
  * or a header (no spaces or control characters). */
+static bool has_control(const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return true;
+	return false;
+}
+
+/* The checks a string value gets beyond its length: PRINTABLE. */
+static bool check_text(const jf_ctx *jf, const char *path, const parley_setting *r, const char *s)
+{
+	if ((r->flags & PARLEY_SETTING_FLAG_PRINTABLE) && has_control(s))
+		return jf_fail(jf, path, "must not contain control characters");
+	return true;
+}
+
 static bool is_http_url(const char *s)
 {
 	size_t skip = strncasecmp(s, "http://", 7) == 0 ? 7 : strncasecmp(s, "https://", 8) == 0 ? 8 : 0;
@@ -182,7 +198,7 @@ static bool read_value(const jf_ctx *jf, const json_t *obj, const char *parent, 
 		const char *s = NULL;
 		if (!jf_get_string(jf, obj, parent, key, &s))
 			return false;
-		if (!check_length(jf, path, r, strlen(s)))
+		if (!check_length(jf, path, r, strlen(s)) || !check_text(jf, path, r, s))
 			return false;
 		if (r->type == PARLEY_SETTING_URL && !is_http_url(s))
 			return jf_fail(jf, path, "must be an http:// or https:// URL");
@@ -196,6 +212,12 @@ static bool read_value(const jf_ctx *jf, const json_t *obj, const char *parent, 
 		size_t hi = has_bounds(r) ? (size_t)r->max : SIZE_MAX;
 		if (!jf_get_string_array(jf, obj, parent, key, lo, hi, &arr))
 			return false;
+		for (size_t i = 0; i < json_array_size(arr); i++) {
+			char at[JF_PATH_MAX];
+			jf_path_index(at, path, i);
+			if (!check_text(jf, at, r, json_string_value(json_array_get(arr, i))))
+				return false;
+		}
 		char **list = xcalloc(json_array_size(arr) + 1, sizeof(char *));
 		for (size_t i = 0; i < json_array_size(arr); i++)
 			list[i] = xstrdup(json_string_value(json_array_get(arr, i)));
@@ -591,6 +613,8 @@ void psettings_describe(const parley_plugin_descriptor *d, FILE *out)
 		else if (r->default_value != NULL)
 			fprintf(out, ", default \"%s\"", r->default_value);
 		describe_range(r, out);
+		if (r->flags & PARLEY_SETTING_FLAG_PRINTABLE)
+			fprintf(out, ", printable");
 		if (r->flags & PARLEY_SETTING_FLAG_RELOADABLE)
 			fprintf(out, ", reloadable");
 		fprintf(out, ")%s%s\n", r->description ? ": " : "", r->description ? r->description : "");

@@ -163,7 +163,10 @@ typedef enum parley_setting_type {
 #define PARLEY_SETTING_FLAG_REQUIRED 0x1u   /* the key must be written; no default */
 #define PARLEY_SETTING_FLAG_SECRET 0x2u     /* never printed (neither value nor default) */
 #define PARLEY_SETTING_FLAG_RELOADABLE 0x4u /* SIGHUP may change it; without this flag a
-                                               change is refused with "needs a restart" */
+                                               changed value is held until a restart and
+                                               the daemon names it in its log */
+#define PARLEY_SETTING_FLAG_PRINTABLE 0x8u  /* strings (and list elements): no control
+                                               characters, e.g. a token sent in a header */
 
 /* One row. All pointers are owned by the plugin and must stay valid while
  * the plugin is loaded (static tables). The core reads a row only as far as

@@ -14,7 +14,8 @@
 #define RELOAD PARLEY_SETTING_FLAG_RELOADABLE
 
 static const parley_setting probe_settings[] = {
-	{ .name = "label", .type = PARLEY_SETTING_STRING, .flags = RELOAD, .default_value = "none",
+	{ .name = "label", .type = PARLEY_SETTING_STRING,
+	  .flags = PARLEY_SETTING_FLAG_PRINTABLE | RELOAD, .default_value = "none",
 	  .min = 1, .max = 32, .offset = S(label), .description = "any text" },
 	{ .name = "token", .type = PARLEY_SETTING_SECRET,
 	  .flags = PARLEY_SETTING_FLAG_REQUIRED | RELOAD, .min = 8, .max = 64, .offset = S(token),
@@ -27,7 +28,8 @@ static const parley_setting probe_settings[] = {
 	{ .name = "endpoint", .type = PARLEY_SETTING_URL, .flags = RELOAD,
 	  .default_value = "https://api.example.com/v1", .offset = S(endpoint),
 	  .description = "an http(s) URL" },
-	{ .name = "tags", .type = PARLEY_SETTING_STRING_LIST, .flags = RELOAD,
+	{ .name = "tags", .type = PARLEY_SETTING_STRING_LIST,
+	  .flags = PARLEY_SETTING_FLAG_PRINTABLE | RELOAD,
 	  .default_value = "[\"a\", \"b\"]", .min = 1, .max = 16, .offset = S(tags),
 	  .description = "a list of strings" },
 	{ .name = "extra", .type = PARLEY_SETTING_JSON, .flags = RELOAD, .offset = S(extra),

@@ -8,12 +8,13 @@
 
 /* Every field owned by the core (see parley_host.config_settings). */
 typedef struct settings_probe_settings {
-	const char *label;             /* string, default "none", 1..32 bytes */
+	const char *label;             /* string, default "none", 1..32 bytes, printable */
 	const char *token;             /* secret, required, 8..64 bytes */
 	int64_t timeout_ms;            /* integer, default 5000, 100..60000 */
 	int verbose;                   /* boolean, default true */
 	const char *endpoint;          /* url, default https://api.example.com/v1 */
-	const char *const *tags;       /* string list, default ["a", "b"], each 1..16 bytes */
+	const char *const *tags;       /* string list, default ["a", "b"], each 1..16 bytes,
+	                                  printable */
 	const char *extra;             /* json, no default */
 	const char *auth_user;         /* "auth.user": string in a nested object */
 	const char *auth_key;          /* "auth.key": string flagged secret, with a default */

@@ -145,6 +145,9 @@ static void test_each_error_names_file_path_and_reason(void **state)
 		{ "{\"token\": \"12345678\", \"tags\": \"a\"}", "tags: expected an array, got string" },
 		{ "{\"token\": \"12345678\", \"tags\": [\"a\", 3]}", "tags[1]: expected a string, got integer" },
 		{ "{\"token\": \"12345678\", \"tags\": [\"\"]}", "tags[0]: must be 1 to 16 characters" },
+		{ "{\"token\": \"12345678\", \"tags\": [\"a\", \"b\\nc\"]}",
+		  "tags[1]: must not contain control characters" },
+		{ "{\"token\": \"12345678\", \"label\": \"a\\u007f\"}", "label: must not contain control characters" },
 		{ "{\"token\": \"12345678\", \"auth\": 5}", "auth: expected an object, got integer" },
 		{ "{\"token\": \"12345678\", \"auth\": {\"usr\": \"x\"}}", "auth.usr: unknown key" },
 		{ "{\"token\": \"12345678\", \"auth\": {\"user\": 5}}", "auth.user: expected a string, got integer" },
@@ -185,12 +188,13 @@ static void test_secrets_are_never_echoed(void **state)
 	fclose(f);
 	static const char *const lines[] = {
 		"settings_probe.so  notifier  settings_probe  1.3.0  abi 1.3",
-		"config.label (string, default \"none\", range 1..32 bytes, reloadable): any text",
+		"config.label (string, default \"none\", range 1..32 bytes, printable, reloadable): any text",
 		"config.token (string, required, secret, range 8..64 bytes, reloadable): a secret",
 		"config.timeout_ms (integer, default 5000, range 100..60000, reloadable)",
 		"config.verbose (boolean, default true, reloadable)",
 		"config.endpoint (url, default \"https://api.example.com/v1\", reloadable)",
-		"config.tags (list of strings, default [\"a\", \"b\"], range 1..16 bytes each, reloadable)",
+		"config.tags (list of strings, default [\"a\", \"b\"], range 1..16 bytes each, printable, "
+		"reloadable)",
 		"config.extra (json, reloadable)",
 		"config.auth.key (string, secret, default hidden, reloadable)",
 		"config.port (integer, default 8080, range 1..65535): takes a restart",
