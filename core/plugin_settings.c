@@ -311,8 +311,8 @@ static bool check_row(const parley_plugin_descriptor *d, size_t i, char *why, si
 		return false;
 	}
 	if (r->offset > d->settings_size || d->settings_size - r->offset < size || r->offset % align) {
-		snprintf(why, whylen, "offset %zu does not hold a %s inside a %zu-byte struct", r->offset,
-		         type_name(r->type), d->settings_size);
+		snprintf(why, whylen, "offset %zu is outside the %zu-byte struct or misaligned for type %s",
+		         r->offset, d->settings_size, type_name(r->type));
 		return false;
 	}
 	if (r->min > r->max || (r->type != PARLEY_SETTING_INTEGER && r->min < 0)) {

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "plugin_loader.h"
+#include "plugin_settings.h"
 #include "../plugins/settings_probe.h"
 
 #ifndef TEST_BUILDDIR
@@ -265,6 +266,65 @@ static void test_broken_table_is_refused_when_opened(void **state)
 		fail_msg("error \"%s\" should contain \"%s\"", err, want);
 }
 
+/* Every way a table can be wrong is refused when the plugin is opened,
+ * naming the row and the reason. */
+typedef struct table_struct { const char *a; int64_t n; int b; } table_struct;
+
+static void test_table_errors_name_row_and_reason(void **state)
+{
+	static const struct { parley_setting row; const char *needle; } cases[] = {
+		{ { .name = "", .type = PARLEY_SETTING_STRING }, "row 1 (?): no valid name" },
+		{ { .name = "a..b", .type = PARLEY_SETTING_STRING }, "no valid name" },
+		{ { .name = "a", .type = PARLEY_SETTING_STRING }, "row 1 (a): clashes with row 0 (\"a\")" },
+		{ { .name = "a.x", .type = PARLEY_SETTING_STRING }, "clashes with row 0" },
+		{ { .name = "c", .type = 99 }, "row 1 (c): unknown type 99" },
+		{ { .name = "c", .type = PARLEY_SETTING_BOOLEAN, .flags = 0x100,
+		    .offset = offsetof(table_struct, b) }, "unknown flags 0x100" },
+		{ { .name = "c", .type = PARLEY_SETTING_INTEGER, .offset = sizeof(table_struct) },
+		  "is outside the 24-byte struct or misaligned for type integer" },
+		{ { .name = "c", .type = PARLEY_SETTING_INTEGER, .offset = 4 }, "offset 4 is outside" },
+		{ { .name = "c", .type = PARLEY_SETTING_INTEGER, .min = 5, .max = 1,
+		    .offset = offsetof(table_struct, n) }, "min 5 and max 1 are not a range" },
+		{ { .name = "c", .type = PARLEY_SETTING_STRING, .flags = PARLEY_SETTING_FLAG_REQUIRED,
+		    .default_value = "x" }, "is required and has a default" },
+		{ { .name = "c", .type = PARLEY_SETTING_INTEGER, .default_value = "ten",
+		    .offset = offsetof(table_struct, n) }, "not JSON" },
+		{ { .name = "c", .type = PARLEY_SETTING_URL, .default_value = "ftp://x" },
+		  "default c: must be an http:// or https:// URL" },
+		{ { .name = "c", .type = PARLEY_SETTING_BOOLEAN, .default_value = "1",
+		    .offset = offsetof(table_struct, b) }, "default c: expected a boolean, got integer" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		parley_setting rows[2] = {
+			{ .name = "a", .type = PARLEY_SETTING_STRING, .offset = offsetof(table_struct, a) },
+			cases[i].row,
+		};
+		parley_plugin_descriptor d = { .size = sizeof(d), .settings = rows, .n_settings = 2,
+		                               .setting_size = sizeof(parley_setting),
+		                               .settings_size = sizeof(table_struct) };
+		char err[512];
+		assert_true(psettings_present(&d));
+		assert_false(psettings_check_table(&d, err, sizeof(err)));
+		if (strstr(err, cases[i].needle) == NULL)
+			fail_msg("case %zu: \"%s\" should contain \"%s\"", i, err, cases[i].needle);
+	}
+
+	/* Rows smaller than ABI 1.3's, and a table that is fine. */
+	parley_setting ok[1] = { { .name = "a", .type = PARLEY_SETTING_STRING,
+	                           .offset = offsetof(table_struct, a) } };
+	parley_plugin_descriptor d = { .size = sizeof(d), .settings = ok, .n_settings = 1,
+	                               .setting_size = offsetof(parley_setting, offset),
+	                               .settings_size = sizeof(table_struct) };
+	char err[512];
+	assert_false(psettings_check_table(&d, err, sizeof(err)));
+	assert_non_null(strstr(err, "ABI 1.3 needs at least"));
+	d.setting_size = sizeof(parley_setting);
+	assert_true(psettings_check_table(&d, err, sizeof(err)));
+	/* A descriptor too small to carry a table has none. */
+	d.size = offsetof(parley_plugin_descriptor, settings);
+	assert_false(psettings_present(&d));
+}
+
 /* probe_sink declares ABI 1.2 (a descriptor without the settings table):
  * it loads, reads its keys itself and gets no settings struct. */
 static void test_abi_1_2_plugin_still_loads(void **state)
@@ -319,6 +379,7 @@ int main(void)
 		cmocka_unit_test(test_secrets_are_never_echoed),
 		cmocka_unit_test(test_reload_hands_new_values_and_keeps_old_on_refusal),
 		cmocka_unit_test(test_broken_table_is_refused_when_opened),
+		cmocka_unit_test(test_table_errors_name_row_and_reason),
 		cmocka_unit_test(test_abi_1_2_plugin_still_loads),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
