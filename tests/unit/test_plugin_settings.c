@@ -253,6 +253,37 @@ static void test_reload_hands_new_values_and_keeps_old_on_refusal(void **state)
 	cfg_free(c4);
 }
 
+/* A restart-only setting changed on SIGHUP keeps its running value and is
+ * named; reloadable ones change. */
+static void test_restart_only_change_is_held_and_named(void **state)
+{
+	char path[512], err[1024], held[256];
+	snprintf(path, sizeof(path), "%s/settings_probe.so", test_plugin_dir);
+	loaded_plugin *p = NULL;
+	if (!loader_open_file(path, 0, &p, err, sizeof(err)))
+		fail_msg("open: %s", err);
+	json_t *a = json_pack("{s:s, s:i, s:s}", "token", "12345678", "port", 80, "label", "x");
+	json_t *b = json_pack("{s:s, s:i, s:s}", "token", "12345678", "port", 81, "label", "y");
+	void *cur = NULL, *next = NULL;
+	assert_true(psettings_fill(p->desc, "f.json", "notifiers[3]", a, &cur, err, sizeof(err)));
+	assert_true(psettings_fill(p->desc, "f.json", "notifiers[3]", b, &next, err, sizeof(err)));
+	assert_int_equal(psettings_hold_restart_only(p->desc, "notifiers[3]", cur, next, held,
+	                                             sizeof(held)), 1);
+	assert_string_equal(held, "notifiers[3].config.port");
+	const settings_probe_settings *n = next;
+	assert_int_equal(n->port, 80);
+	assert_string_equal(n->label, "y");
+	/* Nothing restart-only changed: nothing held. */
+	assert_int_equal(psettings_hold_restart_only(p->desc, "notifiers[3]", cur, next, held,
+	                                             sizeof(held)), 0);
+	assert_string_equal(held, "");
+	psettings_free(p->desc, cur);
+	psettings_free(p->desc, next);
+	json_decref(a);
+	json_decref(b);
+	loader_close(p);
+}
+
 static void test_broken_table_is_refused_when_opened(void **state)
 {
 	char path[512], err[1024];
@@ -378,6 +409,7 @@ int main(void)
 		cmocka_unit_test(test_each_error_names_file_path_and_reason),
 		cmocka_unit_test(test_secrets_are_never_echoed),
 		cmocka_unit_test(test_reload_hands_new_values_and_keeps_old_on_refusal),
+		cmocka_unit_test(test_restart_only_change_is_held_and_named),
 		cmocka_unit_test(test_broken_table_is_refused_when_opened),
 		cmocka_unit_test(test_table_errors_name_row_and_reason),
 		cmocka_unit_test(test_abi_1_2_plugin_still_loads),
