@@ -13,7 +13,9 @@
  *   - The minor version grows when something is appended. Structs only ever
  *     gain fields at their end; each versioned struct starts with a `size`
  *     field so either side can tell which fields the other one knows.
- *     Read a field only if `size` covers it (PARLEY_HAS_FIELD).
+ *     Read a field only if `size` covers it (PARLEY_HAS_FIELD). Rows of an
+ *     array (parley_setting) carry no size of their own: the struct that
+ *     points at the array gives it (setting_size).
  *
  * Ownership conventions (written on every prototype below)
  *   - "borrowed": valid only for the duration of the call; copy what you keep.
