@@ -95,6 +95,13 @@ void host_config_release(struct parley_config *pc)
 	pc->n_owned = 0;
 }
 
+/* The struct the loader filled (plugin_settings.c); its lifetime is the
+ * loader's: until destroy, or until a successful reload hands a new one. */
+static const void *host_config_settings(const parley_config *pcfg)
+{
+	return pcfg != NULL ? pcfg->settings : NULL;
+}
+
 static void host_config_error(parley_instance *inst, const char *key, const char *reason)
 {
 	char msg[1024];
@@ -610,6 +617,7 @@ static const parley_host host_table = {
 	.delivery_set_recipient_id = host_delivery_set_recipient_id,
 	.request_emit_ticket_event = host_request_emit_ticket_event,
 	.smtp_send = host_smtp_send,
+	.config_settings = host_config_settings,
 };
 
 const parley_host *host_api_table(void) { return &host_table; }

@@ -23,11 +23,14 @@ struct parley_instance {
 	char *cfg_path;                  /* "channels[2]" */
 	char *config_error;              /* first config_error() message, or NULL */
 	char *metric_labels;             /* instance="NAME" */
+	void *settings;                  /* the filled settings struct (ABI 1.3) or NULL;
+	                                    owned here, handed to the plugin read-only */
 };
 
 /* A validated instance config as the plugin sees it. */
 struct parley_config {
 	json_t *obj;                     /* borrowed from cfg_instance */
+	const void *settings;            /* borrowed: the struct for config_settings, or NULL */
 	char **owned;                    /* serialized JSON values handed out */
 	size_t n_owned;
 };

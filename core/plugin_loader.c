@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "plugin_settings.h"
 #include "util.h"
 
 /* The descriptor as ABI 1.0 defines it: everything up to `notifier`. */
@@ -126,6 +127,14 @@ bool loader_open_file(const char *path, parley_kind expected_kind, loaded_plugin
 		snprintf(err, errlen, "%s: missing mandatory operation %s", path, missing);
 		goto fail;
 	}
+	/* ABI 1.3 settings table: a broken one (a default out of its own range,
+	 * a field outside the struct) is the plugin's bug; say so at load, not
+	 * when an instance happens to leave a key out. */
+	char why[768];
+	if (psettings_present(d) && !psettings_check_table(d, why, sizeof(why))) {
+		snprintf(err, errlen, "%s: %s", path, why);
+		goto fail;
+	}
 	loaded_plugin *p = xcalloc(1, sizeof(*p));
 	p->path = xstrdup(path);
 	p->dl = dl;
@@ -158,6 +167,7 @@ static void instance_free(parley_instance *inst)
 	free(inst->cfg_path);
 	free(inst->config_error);
 	free(inst->metric_labels);
+	psettings_free(inst->desc, inst->settings);
 	free(inst);
 }
 
@@ -208,10 +218,19 @@ static bool load_instance(plugin_set *s, const cfg *c, const cfg_instance *ci, p
 		return false;
 	}
 
-	if (!cfg_validate_plugin_config(c->file, ci->path, ci->config, p->desc->config_keys, err, errlen))
+	/* A 1.3 plugin's table fills its settings struct; an older one has its
+	 * declared keys checked and reads them itself. */
+	void *settings = NULL;
+	if (psettings_present(p->desc)) {
+		if (!psettings_fill(p->desc, c->file, ci->path, ci->config, &settings, err, errlen))
+			return false;
+	} else if (!cfg_validate_plugin_config(c->file, ci->path, ci->config, p->desc->config_keys,
+	                                       err, errlen)) {
 		return false;
+	}
 
 	parley_instance *inst = xcalloc(1, sizeof(*inst));
+	inst->settings = settings;
 	inst->name = xstrdup(ci->name);
 	inst->kind = kind;
 	inst->plugin = p;
@@ -227,7 +246,7 @@ static bool load_instance(plugin_set *s, const cfg *c, const cfg_instance *ci, p
 	snprintf(inst->metric_labels, llen, "instance=\"%s\"", esc);
 	free(esc);
 
-	struct parley_config pc = { .obj = ci->config };
+	struct parley_config pc = { .obj = ci->config, .settings = inst->settings };
 	int rc = p->desc->create(host_api_table(), inst, &pc, &inst->self);
 	host_config_release(&pc);
 	if (rc != 0 || inst->config_error != NULL) {
@@ -309,6 +328,32 @@ static const cfg_instance *find_cfg_instance(const cfg *c, parley_kind kind, con
 	return NULL;
 }
 
+/* Check the new config of one instance; for a 1.3 plugin fill its new
+ * settings struct into *next (owned by the caller, NULL otherwise). */
+static bool check_new_config(const parley_instance *inst, const cfg *c, const cfg_instance *ci,
+                             void **next, char *err, size_t errlen)
+{
+	*next = NULL;
+	if (!psettings_present(inst->desc))
+		return cfg_validate_plugin_config(c->file, ci->path, ci->config, inst->desc->config_keys,
+		                                  err, errlen);
+	if (!psettings_fill(inst->desc, c->file, ci->path, ci->config, next, err, errlen))
+		return false;
+	char held[1024];
+	if (psettings_hold_restart_only(inst->desc, ci->path, inst->settings, *next, held,
+	                                sizeof(held)) > 0)
+		log_warn(inst->component, "reload: these changes take a restart and are ignored until "
+		         "then: %s", held);
+	return true;
+}
+
+static void free_new_settings(plugin_set *s, void **next)
+{
+	for (size_t i = 0; i < s->n_instances; i++)
+		psettings_free(s->instances[i]->desc, next[i]);
+	free(next);
+}
+
 bool plugins_reload(plugin_set *s, const cfg *c, char *err, size_t errlen)
 {
 	/* First check everything, so an invalid new config changes nothing. */
@@ -317,28 +362,32 @@ bool plugins_reload(plugin_set *s, const cfg *c, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: the set of instances changed; that needs a restart", c->file);
 		return false;
 	}
+	void **next = xcalloc(s->n_instances + 1, sizeof(void *));
 	for (size_t i = 0; i < s->n_instances; i++) {
 		parley_instance *inst = s->instances[i];
 		const cfg_instance *ci = find_cfg_instance(c, inst->kind, inst->name);
 		if (ci == NULL || strcmp(ci->plugin, inst->desc->name) != 0) {
 			snprintf(err, errlen, "%s: the set of instances changed (%s); that needs a restart", c->file,
 			         inst->component);
+			free_new_settings(s, next);
 			return false;
 		}
-		if (!cfg_validate_plugin_config(c->file, ci->path, ci->config, inst->desc->config_keys, err, errlen))
+		if (!check_new_config(inst, c, ci, &next[i], err, errlen)) {
+			free_new_settings(s, next);
 			return false;
+		}
 	}
 	bool all_ok = true;
 	for (size_t i = 0; i < s->n_instances; i++) {
 		parley_instance *inst = s->instances[i];
 		if (inst->desc->reload == NULL)
-			continue;
+			continue;   /* keeps its settings; next[i] is freed below */
 		const cfg_instance *ci = find_cfg_instance(c, inst->kind, inst->name);
 		free(inst->cfg_path);
 		inst->cfg_path = xstrdup(ci->path);
 		free(inst->config_error);
 		inst->config_error = NULL;
-		struct parley_config pc = { .obj = ci->config };
+		struct parley_config pc = { .obj = ci->config, .settings = next[i] };
 		int rc = inst->desc->reload(inst->self, &pc);
 		host_config_release(&pc);
 		if (rc != 0 || inst->config_error != NULL) {
@@ -349,9 +398,14 @@ bool plugins_reload(plugin_set *s, const cfg *c, char *err, size_t errlen)
 			all_ok = false;
 			log_warn(inst->component, "reload refused: keeping the old config");
 		} else {
+			/* The plugin now reads the new struct: the old one goes. */
+			void *old = inst->settings;
+			inst->settings = next[i];
+			next[i] = old;
 			log_info(inst->component, "reloaded");
 		}
 	}
+	free_new_settings(s, next);
 	return all_ok;
 }
 
@@ -446,7 +500,9 @@ bool loader_list_dir(const char *dir, FILE *out, bool verbose)
 			        pd->version, (unsigned)pd->abi_major, (unsigned)pd->abi_minor);
 			if (verbose && pd->description)
 				fprintf(out, "    %s\n", pd->description);
-			if (verbose && pd->config_keys) {
+			if (verbose && psettings_present(pd))
+				psettings_describe(pd, out);
+			else if (verbose && pd->config_keys) {
 				for (const parley_config_key *k = pd->config_keys; k->name; k++)
 					fprintf(out, "    config.%s (%s%s%s)%s%s\n", k->name,
 					        k->type == PARLEY_CONFIG_STRING ? "string"

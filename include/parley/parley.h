@@ -13,7 +13,9 @@
  *   - The minor version grows when something is appended. Structs only ever
  *     gain fields at their end; each versioned struct starts with a `size`
  *     field so either side can tell which fields the other one knows.
- *     Read a field only if `size` covers it (PARLEY_HAS_FIELD).
+ *     Read a field only if `size` covers it (PARLEY_HAS_FIELD). Rows of an
+ *     array (parley_setting) carry no size of their own: the struct that
+ *     points at the array gives it (setting_size).
  *
  * Ownership conventions (written on every prototype below)
  *   - "borrowed": valid only for the duration of the call; copy what you keep.
@@ -49,7 +51,7 @@ extern "C" {
 #endif
 
 #define PARLEY_ABI_MAJOR 1
-#define PARLEY_ABI_MINOR 2
+#define PARLEY_ABI_MINOR 3
 
 #define PARLEY_PLUGIN_ENTRY_SYMBOL "parley_plugin_entry"
 
@@ -135,6 +137,59 @@ typedef struct parley_config_key {
 	unsigned flags;             /* PARLEY_CONFIG_* bits */
 	const char *description;    /* one line, shown by parleyd --list-plugins -v */
 } parley_config_key;
+
+/* ABI 1.3: a settings table. Instead of declaring keys (above) and reading
+ * them one by one in create()/reload(), a plugin declares each setting's
+ * type, default, range and where it goes in a struct of its own. The core
+ * refuses unknown keys, checks types and ranges, applies defaults, resolves
+ * "$env:"/"$file:" references, fills a struct of `settings_size` bytes and
+ * hands it to create() and reload() through host->config_settings(cfg).
+ * The plugin keeps only the checks that involve more than one setting.
+ *
+ * A plugin with a settings table leaves config_keys NULL. Declare it in the
+ * descriptor with PARLEY_SETTINGS(table, struct type). */
+typedef enum parley_setting_type {
+	/* Field type in the plugin's struct (owned by the core, see
+	 * host->config_settings) / what the config must hold. */
+	PARLEY_SETTING_STRING = 1,      /* const char *: a string; min/max bound its length in bytes */
+	PARLEY_SETTING_SECRET = 2,      /* const char *: a string that is never printed (implies
+	                                   PARLEY_SETTING_FLAG_SECRET); length as STRING */
+	PARLEY_SETTING_INTEGER = 3,     /* int64_t: an integer in [min, max] */
+	PARLEY_SETTING_BOOLEAN = 4,     /* int: 1 for true, 0 for false */
+	PARLEY_SETTING_URL = 5,         /* const char *: an http:// or https:// URL; length as STRING */
+	PARLEY_SETTING_STRING_LIST = 6, /* const char *const *: an array of strings, NULL-terminated;
+	                                   min/max bound each element's length */
+	PARLEY_SETTING_JSON = 7         /* const char *: any JSON value, serialized compactly */
+} parley_setting_type;
+
+#define PARLEY_SETTING_FLAG_REQUIRED 0x1u   /* the key must be written; no default */
+#define PARLEY_SETTING_FLAG_SECRET 0x2u     /* never printed (neither value nor default) */
+#define PARLEY_SETTING_FLAG_RELOADABLE 0x4u /* SIGHUP may change it; without this flag a
+                                               changed value is held until a restart and
+                                               the daemon names it in its log */
+#define PARLEY_SETTING_FLAG_PRINTABLE 0x8u  /* strings (and list elements): no control
+                                               characters, e.g. a token sent in a header */
+
+/* One row. All pointers are owned by the plugin and must stay valid while
+ * the plugin is loaded (static tables). The core reads a row only as far as
+ * the descriptor's `setting_size` says, so later minors can append fields. */
+typedef struct parley_setting {
+	const char *name;           /* the key in "config"; a dotted name ("auth.token")
+	                               is a key of a nested object {"auth": {"token": ...}} */
+	parley_setting_type type;
+	unsigned flags;             /* PARLEY_SETTING_FLAG_* bits */
+	/* The value used when the key is absent, as it would be written in the
+	 * config: plain text for STRING, SECRET and URL ("https://api.example.com");
+	 * JSON text for the others ("10000", "true", "[\"a\", \"b\"]"). NULL = no
+	 * default: the field stays NULL / 0. Checked like a written value when the
+	 * plugin is loaded. */
+	const char *default_value;
+	/* INTEGER: the allowed values; STRING, SECRET, URL, STRING_LIST (each
+	 * element): the length in bytes. min = max = 0: no bounds. */
+	int64_t min, max;
+	size_t offset;              /* offsetof(the plugin's settings struct, field) */
+	const char *description;    /* one line, shown by parleyd --list-plugins -v */
+} parley_setting;
 
 /* ------------------------------------------------------------------------ */
 /* Normalized inbound events (emitted by channels)                          */
@@ -385,7 +440,8 @@ typedef struct parley_host {
 	/* The instance's configured name. Owned by the core; valid until destroy. */
 	const char *(*instance_name)(parley_instance *inst);
 
-	/* --- configuration (validated against the plugin's config_keys) ---
+	/* --- configuration (validated against the plugin's config_keys, or its
+	 * settings table: then config_settings below is simpler) ---
 	 * Returned strings are owned by the core and valid until the config
 	 * handle is released (after create() or reload() returns): copy them. */
 	const char *(*config_string)(const parley_config *cfg, const char *key);   /* NULL if absent */
@@ -511,6 +567,18 @@ typedef struct parley_host {
 	 * with http_response_error saying why), -1 if it could not be started. */
 	PARLEY_MUSTCHECK int (*smtp_send)(parley_instance *inst, const parley_smtp_call *call,
 	                 parley_http_done_fn done, void *arg);
+
+	/* --- ABI 1.3: check PARLEY_HAS_FIELD(host, parley_host, config_settings) --- */
+
+	/* The plugin's settings struct, filled and validated by the core from
+	 * the descriptor's settings table; NULL for a plugin without one.
+	 * Owned by the core, read-only for the plugin. The struct handed to
+	 * create() stays valid until destroy() returns or a reload() that
+	 * returned 0 has handed a new one (keep the pointer; no need to copy).
+	 * A struct handed to a reload() that returns -1 is freed when that
+	 * reload() returns, and the previous one stays valid. Secrets in it are
+	 * overwritten before the core frees them. */
+	const void *(*config_settings)(const parley_config *cfg);
 } parley_host;
 
 /* ------------------------------------------------------------------------ */
@@ -556,7 +624,8 @@ typedef struct parley_plugin_descriptor {
 	const char *name;               /* what "plugin": names in the config */
 	const char *version;            /* the plugin's own version */
 	const char *description;        /* one line */
-	const parley_config_key *config_keys;  /* NULL-name terminated; may be NULL */
+	const parley_config_key *config_keys;  /* NULL-name terminated; may be NULL.
+	                                          Ignored when a 1.3 settings table is set. */
 
 	/* Lifecycle. create is mandatory, the rest optional.
 	 * create: make one instance. `host` and `inst` stay valid until destroy.
@@ -578,7 +647,20 @@ typedef struct parley_plugin_descriptor {
 	const parley_channel_ops *channel;
 	const parley_sink_ops *sink;
 	const parley_notifier_ops *notifier;
+
+	/* --- ABI 1.3: the settings table (the core checks PARLEY_HAS_FIELD) ---
+	 * All owned by the plugin (static). settings NULL: config_keys as before. */
+	const parley_setting *settings;     /* n_settings rows of setting_size bytes */
+	size_t n_settings;
+	size_t setting_size;                /* sizeof(parley_setting) the plugin was built with */
+	size_t settings_size;               /* sizeof the plugin's settings struct */
 } parley_plugin_descriptor;
+
+/* In a descriptor initializer: the settings table `rows` (an array) filling
+ * a struct of type `type`. */
+#define PARLEY_SETTINGS(rows, type) \
+	.settings = (rows), .n_settings = sizeof(rows) / sizeof((rows)[0]), \
+	.setting_size = sizeof(parley_setting), .settings_size = sizeof(type)
 
 /* The one symbol a plugin exports. */
 typedef const parley_plugin_descriptor *(*parley_plugin_entry_fn)(void);

@@ -25,14 +25,23 @@ def test_version_names_the_plugin_abi(run_parleyd):
     code, out, err = run_parleyd(["--version"])
     assert code == 0
     assert out.startswith("parleyd ")
-    assert "plugin ABI 1.2" in out
+    assert "plugin ABI 1.3" in out
 
 
 def test_list_plugins_shows_kind_name_version_and_abi(run_parleyd, plugin_dir):
     code, out, err = run_parleyd(["--list-plugins", "--plugin-dir", plugin_dir])
     assert code == 0, err
     line = [l for l in out.splitlines() if l.startswith("webhook.so")][0]
-    assert "  channel  webhook  " in line and line.endswith("abi 1.2")
+    assert "  channel  webhook  " in line and line.endswith("abi 1.3")
+
+
+def test_list_plugins_verbose_prints_the_settings_table(run_parleyd, plugin_dir):
+    code, out, err = run_parleyd(["--list-plugins", "-v", "--plugin-dir", plugin_dir])
+    assert code == 0, err
+    assert "    config.secret (string, required, secret, not empty, reloadable): " in out
+    assert ("    config.callback_timeout_ms (integer, default 10000, range 1..600000, reloadable): "
+            in out)
+    assert "    config.tls_verify (boolean, default true, reloadable): " in out
 
 
 def test_check_config_accepts_a_valid_config(run_parleyd, tmp_path, plugin_dir):

@@ -132,8 +132,8 @@ def test_daemon_shows_the_example_config_keys(built_example, run_parleyd, tmp_pa
 
     code, out, err = run_parleyd(["--list-plugins", "-v", "--plugin-dir", str(plugins)])
     assert code == 0, err
-    assert "config.url (string, required)" in out
-    assert "config.token (string, required, secret)" in out
+    assert "config.url (url, required, reloadable): base URL of the ticket API" in out
+    assert "config.token (string, required, secret, range 1..4096 bytes, printable, reloadable)" in out
 
 
 def test_the_example_takes_ticket_events_with_its_token(built_example, daemon, fresh_db, tmp_path):

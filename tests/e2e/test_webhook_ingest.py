@@ -202,3 +202,33 @@ def test_json_log_format_is_one_json_object_per_line(fresh_db, daemon, plugin_di
         assert entry["level"] in ("error", "warn", "info", "debug") and entry["msg"] and entry["ts"]
     assert any(json.loads(l).get("component") == "channel/site" for l in lines)
     assert SECRET not in d.log_text()
+
+
+def test_sighup_rotates_the_secret_and_a_bad_one_keeps_the_running_one(site):
+    """The channel reads the settings the core filled: after SIGHUP it signs
+    and checks with the new struct, and a refused reload leaves the old one
+    in force (and never prints the secret)."""
+    import signal
+
+    def reload_and_wait(marker):
+        before = site.log_text().count(marker)
+        site.signal(signal.SIGHUP)
+        deadline = time.time() + 15
+        while site.log_text().count(marker) == before and time.time() < deadline:
+            time.sleep(0.05)
+        assert site.log_text().count(marker) > before, site.log_text()[-2000:]
+
+    new_secret = "rotated-secret-42"
+    cfg = json.loads(json.dumps(site.config))
+    cfg["channels"][0]["config"]["secret"] = new_secret
+    site.rewrite_config(cfg)
+    reload_and_wait("channel/site: reloaded")
+    assert post(site, message("m-rot-1"))[0] == 401
+    assert post(site, message("m-rot-2"), secret=new_secret)[0] == 200
+
+    cfg["channels"][0]["config"].update(secret="", callback_timeout_ms=0)
+    site.rewrite_config(cfg)
+    reload_and_wait("reload failed, keeping the old configuration")
+    assert "channels[0].config.secret: must not be empty" in site.log_text()
+    assert post(site, message("m-rot-3"), secret=new_secret)[0] == 200
+    assert new_secret not in site.log_text()

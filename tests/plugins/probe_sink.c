@@ -4,7 +4,8 @@
  *   probe_sink: open_ticket key=<idempotency key>
  *   probe_sink: append_message ticket=<external ticket id>
  * Tickets are "opened" at once with the external id "T-<idempotency key>".
- * Its webhook answers 200 {"probe":"<label>"}. */
+ * Its webhook answers 200 {"probe":"<label>"}. It declares ABI 1.2. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,10 +173,13 @@ static const parley_sink_ops probe_sink_ops = {
 	.handle_request = probe_handle_request,
 };
 
+/* Built as an ABI 1.2 plugin would be: its descriptor ends before the 1.3
+ * settings table and it reads its declared keys itself, so the tests that
+ * use it prove such plugins keep loading and working. */
 static const parley_plugin_descriptor probe_sink_descriptor = {
-	.size = sizeof(parley_plugin_descriptor),
+	.size = offsetof(parley_plugin_descriptor, settings),
 	.abi_major = PARLEY_ABI_MAJOR,
-	.abi_minor = PARLEY_ABI_MINOR,
+	.abi_minor = 2,
 	.kind = PARLEY_KIND_SINK,
 	.name = "probe_sink",
 	.version = "1.0.0",

@@ -11,6 +11,8 @@
  * code is in webhook_parse.c. Like any third-party plugin it uses only
  * parley/parley.h and jansson. */
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,29 +21,28 @@
 
 #include "parley/parley.h"
 #include "../../common/plugin_util.h"
-#include "../../common/instance.h"
 #include "webhook_parse.h"
 
 #define WEBHOOK_VERSION "0.1.0"
-#define WEBHOOK_DEFAULT_TIMEOUT_MS 10000
 #define WEBHOOK_MAX_TIMEOUT_MS 600000
 #define WEBHOOK_MAX_RETRY_AFTER_S 86400   /* a larger Retry-After is capped */
 #define WEBHOOK_REASON_BODY_BYTES 200     /* body excerpt in a FAIL reason */
 #define WEBHOOK_MAX_EXTERNAL_ID 256
 
-/* One instance's settings; replaced as a whole on reload. */
+/* One instance's settings, filled and checked by the core from the table
+ * below (ABI 1.3). Every field is owned by the core; see create/reload for
+ * how long a struct lives. */
 typedef struct webhook_settings {
-	char *secret;              /* owned; wiped before it is freed */
-	size_t secret_len;
-	char *callback_url;        /* owned; NULL: outbound sends fail */
-	long callback_timeout_ms;
+	const char *secret;        /* never empty; the core wipes it when freed */
+	const char *callback_url;  /* NULL: outbound sends fail */
+	int64_t callback_timeout_ms;
 	int tls_verify;
 } webhook_settings;
 
 typedef struct webhook_channel {
-	const parley_host *host;   /* owned by the core; valid until destroy */
-	parley_instance *inst;     /* owned by the core; valid until destroy */
-	webhook_settings cfg;
+	const parley_host *host;       /* owned by the core; valid until destroy */
+	parley_instance *inst;         /* owned by the core; valid until destroy */
+	const webhook_settings *cfg;   /* owned by the core; replaced by a reload */
 } webhook_channel;
 
 /* One outbound send waiting for its HTTP answer. */
@@ -51,101 +52,82 @@ typedef struct webhook_send_ctx {
 	bool private_reply;        /* a "move to private" send: the answer may name the chat */
 } webhook_send_ctx;
 
-static const parley_config_key webhook_config_keys[] = {
-	{ "secret", PARLEY_CONFIG_STRING, PARLEY_CONFIG_REQUIRED | PARLEY_CONFIG_SECRET,
-	  "shared secret for X-Parley-Signature (HMAC-SHA256), both directions" },
-	{ "callback_url", PARLEY_CONFIG_STRING, 0,
-	  "http(s) URL replies are POSTed to; without it outbound sends fail" },
-	{ "callback_timeout_ms", PARLEY_CONFIG_INTEGER, 0,
-	  "whole-request limit for a callback POST (default 10000)" },
-	{ "tls_verify", PARLEY_CONFIG_BOOLEAN, 0,
-	  "verify the callback's TLS certificate (default true; false for tests only)" },
-	{ NULL, 0, 0, NULL }
+#define WS(field) offsetof(webhook_settings, field)
+#define WEBHOOK_RELOAD PARLEY_SETTING_FLAG_RELOADABLE
+
+static const parley_setting webhook_settings_table[] = {
+	{ .name = "secret", .type = PARLEY_SETTING_SECRET,
+	  .flags = PARLEY_SETTING_FLAG_REQUIRED | WEBHOOK_RELOAD, .min = 1, .max = INT64_MAX,
+	  .offset = WS(secret),
+	  .description = "shared secret for X-Parley-Signature (HMAC-SHA256), both directions" },
+	{ .name = "callback_url", .type = PARLEY_SETTING_URL, .flags = WEBHOOK_RELOAD,
+	  .offset = WS(callback_url),
+	  .description = "http(s) URL replies are POSTed to; without it outbound sends fail" },
+	{ .name = "callback_timeout_ms", .type = PARLEY_SETTING_INTEGER, .flags = WEBHOOK_RELOAD,
+	  .default_value = "10000", .min = 1, .max = WEBHOOK_MAX_TIMEOUT_MS,
+	  .offset = WS(callback_timeout_ms),
+	  .description = "whole-request limit for a callback POST" },
+	{ .name = "tls_verify", .type = PARLEY_SETTING_BOOLEAN, .flags = WEBHOOK_RELOAD,
+	  .default_value = "true", .offset = WS(tls_verify),
+	  .description = "verify the callback's TLS certificate (false for tests only)" },
 };
-
-/* ------------------------------------------------------------------------ */
-/* Settings                                                                 */
-/* ------------------------------------------------------------------------ */
-
-static void settings_free(void *settings)
-{
-	webhook_settings *s = settings;
-	if (s->secret != NULL)
-		pu_wipe(s->secret, s->secret_len);
-	free(s->secret);
-	free(s->callback_url);
-	memset(s, 0, sizeof(*s));
-}
-
-/* Read and check one instance's config into *out (owned by the caller, free
- * with settings_free). cfg is borrowed. Reports problems with config_error. */
-static int settings_read(const parley_host *host, parley_instance *inst,
-                         const parley_config *cfg, void *settings)
-{
-	webhook_settings *out = settings;
-	const char *secret = host->config_string(cfg, "secret");
-	const char *url = host->config_string(cfg, "callback_url");
-	int64_t timeout = WEBHOOK_DEFAULT_TIMEOUT_MS;
-	int verify = 1;
-	int ok = 1;
-
-	memset(out, 0, sizeof(*out));
-	if (secret == NULL || secret[0] == '\0') {
-		host->config_error(inst, "secret", "must not be empty");
-		ok = 0;
-	}
-	if (url != NULL && !pu_url_is_http(url)) {
-		host->config_error(inst, "callback_url", "must be an http:// or https:// URL");
-		ok = 0;
-	}
-	if (host->config_integer(cfg, "callback_timeout_ms", &timeout) &&
-	    (timeout < 1 || timeout > WEBHOOK_MAX_TIMEOUT_MS)) {
-		host->config_error(inst, "callback_timeout_ms", "must be between 1 and 600000");
-		ok = 0;
-	}
-	host->config_boolean(cfg, "tls_verify", &verify);
-	if (!ok)
-		return -1;
-
-	out->secret_len = strlen(secret);
-	out->secret = pu_strdup(secret);
-	out->callback_url = url != NULL ? pu_strdup(url) : NULL;
-	out->callback_timeout_ms = (long)timeout;
-	out->tls_verify = verify;
-	if (out->secret == NULL || (url != NULL && out->callback_url == NULL)) {
-		host->log(inst, PARLEY_LOG_ERROR, "out of memory reading the config");
-		settings_free(out);
-		return -1;
-	}
-	return 0;
-}
-
-static void settings_announce(void *self)
-{
-	const webhook_channel *ch = self;
-	/* The URL itself is not logged: it may carry credentials. */
-	ch->host->log(ch->inst, PARLEY_LOG_INFO, "outbound sends %s",
-	              ch->cfg.callback_url != NULL ? "go to the configured callback_url"
-	                                           : "are disabled (no callback_url)");
-	if (ch->cfg.callback_url != NULL && !ch->cfg.tls_verify)
-		ch->host->log(ch->inst, PARLEY_LOG_WARN,
-		              "tls_verify is false: callback certificates are not checked");
-}
 
 /* ------------------------------------------------------------------------ */
 /* Lifecycle                                                                */
 /* ------------------------------------------------------------------------ */
 
-/* A reload swaps the settings at once: in-flight sends hold no pointer into
- * them (the core copied the call). */
-static const pu_instance_class webhook_class = {
-	PU_INSTANCE_LAYOUT(webhook_channel, cfg),
-	.read = settings_read,
-	.free = settings_free,
-	.announce = settings_announce,
-};
+/* What the table cannot say: settings that matter only together. The URL
+ * itself is not logged: it may carry credentials. */
+static void settings_warn(const parley_host *host, parley_instance *inst,
+                          const webhook_settings *s)
+{
+	if (s->callback_url == NULL)
+		host->log(inst, PARLEY_LOG_INFO, "outbound sends are disabled (no callback_url)");
+	else if (!s->tls_verify)
+		host->log(inst, PARLEY_LOG_WARN,
+		          "tls_verify is false: callback certificates are not checked");
+}
 
-PU_INSTANCE_FUNCTIONS(webhook, webhook_class)
+/* host, inst: owned by the core, valid until destroy. cfg: borrowed; the
+ * settings struct it carries stays valid until destroy or the next
+ * accepted reload. *self receives the instance (owned by the plugin). */
+static int webhook_create(const parley_host *host, parley_instance *inst,
+                          const parley_config *cfg, void **self)
+{
+	if (!PARLEY_HAS_FIELD(host, parley_host, config_settings)) {
+		host->log(inst, PARLEY_LOG_ERROR, "this parleyd is too old for the webhook channel");
+		return -1;
+	}
+	webhook_channel *ch = calloc(1, sizeof(*ch));
+	if (ch == NULL) {
+		host->log(inst, PARLEY_LOG_ERROR, "out of memory");
+		return -1;
+	}
+	ch->host = host;
+	ch->inst = inst;
+	ch->cfg = host->config_settings(cfg);
+	settings_warn(host, inst, ch->cfg);
+	*self = ch;
+	return 0;
+}
+
+/* cfg: borrowed. Taking its settings lets the core free the old ones after
+ * this returns: in-flight sends hold no pointer into them (the core copied
+ * each call). */
+static int webhook_reload(void *self, const parley_config *cfg)
+{
+	webhook_channel *ch = self;
+
+	ch->cfg = ch->host->config_settings(cfg);
+	settings_warn(ch->host, ch->inst, ch->cfg);
+	return 0;
+}
+
+/* self: owned by the plugin; freed here. */
+static void webhook_destroy(void *self)
+{
+	free(self);
+}
 
 /* ------------------------------------------------------------------------ */
 /* Inbound                                                                  */
@@ -195,7 +177,7 @@ static void webhook_handle_request(void *self, parley_request *req)
 		len = 0;
 	}
 	switch (webhook_verify_signature(host->request_header(req, "X-Parley-Signature"),
-	                                 ch->cfg.secret, ch->cfg.secret_len, body, len,
+	                                 ch->cfg->secret, strlen(ch->cfg->secret), body, len,
 	                                 host->hmac_sha256, host->secure_equals)) {
 	case WEBHOOK_SIG_OK:
 		break;
@@ -316,7 +298,7 @@ static int start_callback(webhook_channel *ch, const char *body, const char *ide
 	char signature[sizeof(sig_name) + WEBHOOK_SIGNATURE_LEN];
 
 	memcpy(signature, sig_name, sizeof(sig_name) - 1);
-	webhook_sign(ch->cfg.secret, ch->cfg.secret_len, body, strlen(body),
+	webhook_sign(ch->cfg->secret, strlen(ch->cfg->secret), body, strlen(body),
 	             ch->host->hmac_sha256, signature + sizeof(sig_name) - 1);
 
 	const char *headers[] = {
@@ -329,12 +311,12 @@ static int start_callback(webhook_channel *ch, const char *body, const char *ide
 	parley_http_call call = {
 		.size = sizeof(call),
 		.method = "POST",
-		.url = ch->cfg.callback_url,
+		.url = ch->cfg->callback_url,
 		.headers = headers,
 		.body = body,
 		.body_len = strlen(body),
-		.timeout_ms = ch->cfg.callback_timeout_ms,
-		.insecure_skip_verify = !ch->cfg.tls_verify,
+		.timeout_ms = ch->cfg->callback_timeout_ms,
+		.insecure_skip_verify = !ch->cfg->tls_verify,
 	};
 	return ch->host->http_request(ch->inst, &call, webhook_send_done, ctx);
 }
@@ -350,7 +332,7 @@ static void webhook_send(void *self, const parley_outbound_message *msg, parley_
 	json_t *payload;
 	size_t idem_len;
 
-	if (ch->cfg.callback_url == NULL) {
+	if (ch->cfg->callback_url == NULL) {
 		host->delivery_complete(d, PARLEY_FAIL, 0, "no callback_url configured");
 		return;
 	}
@@ -420,11 +402,11 @@ static const parley_plugin_descriptor webhook_descriptor = {
 	.name = "webhook",
 	.version = WEBHOOK_VERSION,
 	.description = "the brand's own site or app: signed JSON in, signed callbacks out",
-	.config_keys = webhook_config_keys,
 	.create = webhook_create,
 	.reload = webhook_reload,
 	.destroy = webhook_destroy,
 	.channel = &webhook_ops,
+	PARLEY_SETTINGS(webhook_settings_table, webhook_settings),
 };
 
 PARLEY_PLUGIN_ENTRY(&webhook_descriptor)

@@ -21,7 +21,9 @@
  *
  * What it shows:
  *   - the one exported symbol (PARLEY_PLUGIN_ENTRY) and the descriptor;
- *   - declared config keys, with the token marked SECRET;
+ *   - a settings table (ABI 1.3): the core checks and fills the settings,
+ *     the token is a SECRET, the plugin keeps only the checks the table
+ *     cannot express;
  *   - create / reload / destroy and who owns what;
  *   - asynchronous HTTP through the host (never block the loop);
  *   - turning an HTTP answer into OK / RETRY / FAIL;
@@ -32,15 +34,15 @@
  * It includes only parley/parley.h, jansson and libc, and calls the core
  * only through the parley_host table it is given. Build: see Makefile and
  * README.md in this folder. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <jansson.h>
 
 #include <parley/parley.h>
 
-#define EXAMPLE_VERSION "1.0.0"
+#define EXAMPLE_VERSION "1.1.0"
 #define EXAMPLE_TIMEOUT_MS 15000
 #define EXAMPLE_MAX_RETRY_AFTER_S 3600   /* cap what a server may ask for */
 
@@ -64,15 +66,29 @@ typedef struct example_call {
 	int wants_ticket_id;       /* open_ticket: the answer must carry the id */
 } example_call;
 
-/* The keys of this instance's "config" object. The core checks presence
- * and types before create() runs, resolves "$env:NAME" / "$file:PATH"
- * values, and never logs a SECRET key's value. */
-static const parley_config_key example_config_keys[] = {
-	{ "url", PARLEY_CONFIG_STRING, PARLEY_CONFIG_REQUIRED,
-	  "base URL of the ticket API, e.g. https://tickets.example.com/api/tickets" },
-	{ "token", PARLEY_CONFIG_STRING, PARLEY_CONFIG_REQUIRED | PARLEY_CONFIG_SECRET,
-	  "API token, sent as Authorization: Bearer" },
-	{ NULL, 0, 0, NULL }
+/* The instance's "config" object, as the core hands it over: filled from
+ * the table below, every field owned by the core (valid until destroy or
+ * the next accepted reload). */
+typedef struct example_settings {
+	const char *url;           /* an http(s) URL */
+	const char *token;         /* a secret, 1 to 4096 printable bytes */
+} example_settings;
+
+/* The settings table. Before create() runs, the core refuses unknown keys,
+ * missing required ones, wrong types, lengths, control characters and
+ * non-http(s) URLs (with the file and JSON path), resolves "$env:NAME" /
+ * "$file:PATH" values, and never prints a SECRET. A check that involves two
+ * settings would be ours, reported with config_error; this sink has none. */
+static const parley_setting example_settings_table[] = {
+	{ .name = "url", .type = PARLEY_SETTING_URL,
+	  .flags = PARLEY_SETTING_FLAG_REQUIRED | PARLEY_SETTING_FLAG_RELOADABLE,
+	  .offset = offsetof(example_settings, url),
+	  .description = "base URL of the ticket API, e.g. https://tickets.example.com/api/tickets" },
+	{ .name = "token", .type = PARLEY_SETTING_SECRET,   /* PRINTABLE: it goes into a header */
+	  .flags = PARLEY_SETTING_FLAG_REQUIRED | PARLEY_SETTING_FLAG_PRINTABLE |
+	           PARLEY_SETTING_FLAG_RELOADABLE,
+	  .min = 1, .max = 4096, .offset = offsetof(example_settings, token),
+	  .description = "API token, sent as Authorization: Bearer" },
 };
 
 /* ------------------------------------------------------------------------ */
@@ -142,28 +158,16 @@ static char *path_segment(const char *s)
 /* Lifecycle                                                                */
 /* ------------------------------------------------------------------------ */
 
-/* Read the config into *sink. cfg is borrowed: the strings it returns die
- * when create()/reload() returns, so everything kept is copied. */
+/* Derive what the sink uses from its settings into *sink. cfg is
+ * borrowed; the settings it carries were checked by the core against the
+ * table, so nothing is left to check here. */
 static int read_config(example_sink *sink, const parley_config *cfg)
 {
 	const parley_host *host = sink->host;
-	const char *url = host->config_string(cfg, "url");
-	const char *token = host->config_string(cfg, "token");
+	const example_settings *s = host->config_settings(cfg);
 
-	/* Presence and type were checked by the core; meaning is ours to check.
-	 * config_error names the key; never put the secret's value in it. */
-	if (url == NULL || token == NULL)
-		return -1;   /* cannot happen: both keys are REQUIRED */
-	if (strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0) {
-		host->config_error(sink->inst, "url", "must be an http:// or https:// URL");
-		return -1;
-	}
-	if (token[0] == '\0' || !is_header_safe(token)) {
-		host->config_error(sink->inst, "token", "must be non-empty printable text");
-		return -1;
-	}
-	sink->url = join(url, "");
-	sink->auth_header = join("Authorization: Bearer ", token);
+	sink->url = join(s->url, "");
+	sink->auth_header = join("Authorization: Bearer ", s->token);
 	if (sink->url == NULL || sink->auth_header == NULL) {
 		host->log(sink->inst, PARLEY_LOG_ERROR, "out of memory");
 		return -1;
@@ -184,8 +188,11 @@ static int example_create(const parley_host *host, parley_instance *inst,
 	example_sink *sink;
 
 	/* A plugin built against a newer minor may run in an older daemon: check
-	 * that every host function we call exists. now_ms is the last one we use. */
-	if (!PARLEY_HAS_FIELD(host, parley_host, now_ms)) {
+	 * that every host function we need exists. config_settings (1.3) is the
+	 * last one. (A daemon before 1.3 does not read the settings table at
+	 * all and refuses every key; a plugin that must run there also declares
+	 * config_keys and reads them with config_string.) */
+	if (!PARLEY_HAS_FIELD(host, parley_host, config_settings)) {
 		host->log(inst, PARLEY_LOG_ERROR, "this daemon is too old for example_sink");
 		return -1;
 	}
@@ -541,11 +548,11 @@ static const parley_plugin_descriptor example_descriptor = {
 	.name = "example_sink",       /* what "plugin": names in the config */
 	.version = EXAMPLE_VERSION,
 	.description = "example ticket sink: POSTs tickets and comments as JSON",
-	.config_keys = example_config_keys,
 	.create = example_create,
 	.reload = example_reload,
 	.destroy = example_destroy,
 	.sink = &example_sink_ops,
+	PARLEY_SETTINGS(example_settings_table, example_settings),
 };
 
 /* Expands to the exported function parley_plugin_entry(). Everything else in
