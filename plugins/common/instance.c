@@ -9,6 +9,32 @@ static void *at(void *self, size_t offset)
 	return (char *)self + offset;
 }
 
+/* The settings of cfg into out: read by the plugin (class read), or the
+ * struct the core filled from the descriptor's settings table (ABI 1.3),
+ * copied: the strings it points to stay the core's, valid until destroy or
+ * the next accepted reload, exactly as long as the copy is in use. */
+static int read_settings(const pu_instance_class *c, const parley_host *host,
+                         parley_instance *inst, const parley_config *cfg, void *out)
+{
+	const void *filled;
+
+	if (c->read != NULL)
+		return c->read(host, inst, cfg, out);
+	if (!PARLEY_HAS_FIELD(host, parley_host, config_settings) ||
+	    (filled = host->config_settings(cfg)) == NULL) {
+		host->log(inst, PARLEY_LOG_ERROR, "the core did not fill this plugin's settings");
+		return -1;
+	}
+	memcpy(out, filled, c->settings_size);
+	return c->check != NULL ? c->check(host, inst, out) : 0;
+}
+
+static void free_settings(const pu_instance_class *c, void *settings)
+{
+	if (c->free != NULL)
+		c->free(settings);
+}
+
 int pu_instance_create(const pu_instance_class *c, const parley_host *host,
                        parley_instance *inst, const parley_config *cfg, void **self)
 {
@@ -27,7 +53,7 @@ int pu_instance_create(const pu_instance_class *c, const parley_host *host,
 	memcpy(at(s, c->host_offset), &host, sizeof(host));
 	memcpy(at(s, c->inst_offset), &inst, sizeof(inst));
 	settings = at(s, c->settings_offset);
-	if (c->read(host, inst, cfg, settings) != 0) {
+	if (read_settings(c, host, inst, cfg, settings) != 0) {
 		free(s);
 		return -1;
 	}
@@ -46,7 +72,7 @@ int pu_instance_create(const pu_instance_class *c, const parley_host *host,
 	*self = s;
 	return 0;
 fail:
-	c->free(settings);
+	free_settings(c, settings);
 	free(s);
 	return -1;
 }
@@ -67,12 +93,12 @@ int pu_instance_reload(const pu_instance_class *c, void *self, const parley_conf
 		return -1;
 	}
 	old = next + c->settings_size;
-	if (c->read(host, inst, cfg, next) != 0) {
+	if (read_settings(c, host, inst, cfg, next) != 0) {
 		free(next);
 		return -1;
 	}
 	if (c->check_reload != NULL && c->check_reload(self, next) != 0) {
-		c->free(next);
+		free_settings(c, next);
 		free(next);
 		return -1;
 	}
@@ -85,7 +111,7 @@ int pu_instance_reload(const pu_instance_class *c, void *self, const parley_conf
 	}
 	if (c->reloaded != NULL)
 		c->reloaded(self, old);
-	c->free(old);
+	free_settings(c, old);
 	free(next);
 	if (c->announce != NULL)
 		c->announce(self);
@@ -98,6 +124,6 @@ void pu_instance_destroy(const pu_instance_class *c, void *self)
 		c->finish(self);
 	if (c->pace != NULL)
 		pu_pacer_destroy(at(self, c->pacer_offset), c->pace_free);
-	c->free(at(self, c->settings_offset));
+	free_settings(c, at(self, c->settings_offset));
 	free(self);
 }

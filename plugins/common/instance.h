@@ -25,10 +25,18 @@ typedef struct pu_instance_class {
 	size_t host_needs;          /* host->size at least this (PU_HOST_NEEDS); 0: any */
 	const char *too_old;        /* logged when the host is smaller */
 	/* Read cfg (borrowed) into out (zeroed; owned by the caller after 0):
-	 * 0, or -1 after host->config_error named the key. */
+	 * 0, or -1 after host->config_error named the key. NULL for a plugin
+	 * with an ABI 1.3 settings table: the core fills the struct (its
+	 * PARLEY_SETTINGS type must be the settings member's) and the skeleton
+	 * copies it; the strings stay the core's. */
 	int (*read)(const parley_host *host, parley_instance *inst, const parley_config *cfg,
 	            void *out);
-	/* Free what read put into settings (not settings itself). */
+	/* With read NULL, optional: the checks a table cannot state (settings
+	 * that matter only together). settings: borrowed. 0, or -1 after
+	 * host->config_error named the key. */
+	int (*check)(const parley_host *host, parley_instance *inst, const void *settings);
+	/* Free what read put into settings (not settings itself); NULL when the
+	 * core owns them. */
 	void (*free)(void *settings);
 	/* Log what the settings mean (never a secret). May be NULL. */
 	void (*announce)(void *self);

@@ -552,6 +552,76 @@ static void test_instance_refusals_keep_the_old_settings(void **state)
 	pu_instance_destroy(&demo_class, self);
 }
 
+/* ABI 1.3: no read function; the skeleton copies the struct the core filled
+ * and runs the plugin's cross-field check on it. */
+static demo_settings filled_by_core;
+static bool check_refuses;
+static int checks;
+
+static const void *core_settings(const parley_config *cfg)
+{
+	(void)cfg;
+	return &filled_by_core;
+}
+
+static int core_check(const parley_host *host, parley_instance *inst, const void *settings)
+{
+	(void)host;
+	(void)inst;
+	checks++;
+	return check_refuses || ((const demo_settings *)settings)->level < 0 ? -1 : 0;
+}
+
+static const pu_instance_class core_filled_class = {
+	PU_INSTANCE_LAYOUT(demo, cfg),
+	.check = core_check,
+};
+
+static void test_instance_with_core_filled_settings(void **state)
+{
+	static const parley_host host13 = {
+		.size = sizeof(parley_host),
+		.log = demo_log,
+		.now_ms = demo_now,
+		.config_settings = core_settings,
+	};
+	static const parley_host host12 = {
+		.size = offsetof(parley_host, config_settings),   /* a parleyd before 1.3 */
+		.log = demo_log,
+	};
+	char first[] = "from the core", second[] = "reloaded";
+	void *self = NULL;
+	demo *d;
+
+	(void)state;
+	checks = 0;
+	check_refuses = false;
+	filled_by_core = (demo_settings){ .name = first, .level = 3 };
+	assert_int_equal(pu_instance_create(&core_filled_class, &host13, NULL, NULL, &self), 0);
+	d = self;
+	assert_ptr_equal(d->cfg.name, first);     /* the core's string, not a copy */
+	assert_int_equal(d->cfg.level, 3);
+	assert_int_equal(checks, 1);
+
+	filled_by_core = (demo_settings){ .name = second, .level = -1 };
+	assert_int_equal(pu_instance_reload(&core_filled_class, self, NULL), -1);
+	assert_ptr_equal(d->cfg.name, first);     /* refused by the check: old ones stay */
+	filled_by_core.level = 9;
+	assert_int_equal(pu_instance_reload(&core_filled_class, self, NULL), 0);
+	assert_ptr_equal(d->cfg.name, second);
+	assert_int_equal(d->cfg.level, 9);
+	pu_instance_destroy(&core_filled_class, self);   /* frees nothing of the core's */
+
+	self = NULL;
+	check_refuses = true;
+	assert_int_equal(pu_instance_create(&core_filled_class, &host13, NULL, NULL, &self), -1);
+	assert_null(self);
+	calls.logs = 0;
+	assert_int_equal(pu_instance_create(&core_filled_class, &host12, NULL, NULL, &self), -1);
+	assert_int_equal(calls.logs, 1);
+	assert_string_equal(calls.last_log, "the core did not fill this plugin's settings");
+}
+
 static void test_instance_create_failures(void **state)
 {
 	static const parley_host small_host = {
@@ -625,6 +695,7 @@ int main(void)
 		cmocka_unit_test_setup(test_instance_lifecycle, instance_setup),
 		cmocka_unit_test_setup(test_instance_refusals_keep_the_old_settings, instance_setup),
 		cmocka_unit_test_setup(test_instance_create_failures, instance_setup),
+		cmocka_unit_test_setup(test_instance_with_core_filled_settings, instance_setup),
 		cmocka_unit_test_setup(test_instance_with_a_pacer, instance_setup),
 	};
 

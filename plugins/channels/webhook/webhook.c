@@ -21,6 +21,7 @@
 
 #include "parley/parley.h"
 #include "../../common/plugin_util.h"
+#include "../../common/instance.h"
 #include "webhook_parse.h"
 
 #define WEBHOOK_VERSION "0.1.0"
@@ -42,7 +43,8 @@ typedef struct webhook_settings {
 typedef struct webhook_channel {
 	const parley_host *host;       /* owned by the core; valid until destroy */
 	parley_instance *inst;         /* owned by the core; valid until destroy */
-	const webhook_settings *cfg;   /* owned by the core; replaced by a reload */
+	webhook_settings cfg;          /* the core's struct, copied by the skeleton; its
+	                                * strings stay the core's until the next reload */
 } webhook_channel;
 
 /* One outbound send waiting for its HTTP answer. */
@@ -76,58 +78,29 @@ static const parley_setting webhook_settings_table[] = {
 /* Lifecycle                                                                */
 /* ------------------------------------------------------------------------ */
 
-/* What the table cannot say: settings that matter only together. The URL
- * itself is not logged: it may carry credentials. */
-static void settings_warn(const parley_host *host, parley_instance *inst,
-                          const webhook_settings *s)
+/* The URL itself is not logged: it may carry credentials. */
+static void settings_announce(void *self)
 {
-	if (s->callback_url == NULL)
-		host->log(inst, PARLEY_LOG_INFO, "outbound sends are disabled (no callback_url)");
-	else if (!s->tls_verify)
-		host->log(inst, PARLEY_LOG_WARN,
-		          "tls_verify is false: callback certificates are not checked");
+	const webhook_channel *ch = self;
+
+	if (ch->cfg.callback_url == NULL)
+		ch->host->log(ch->inst, PARLEY_LOG_INFO, "outbound sends are disabled (no callback_url)");
+	else if (!ch->cfg.tls_verify)
+		ch->host->log(ch->inst, PARLEY_LOG_WARN,
+		              "tls_verify is false: callback certificates are not checked");
 }
 
-/* host, inst: owned by the core, valid until destroy. cfg: borrowed; the
- * settings struct it carries stays valid until destroy or the next
- * accepted reload. *self receives the instance (owned by the plugin). */
-static int webhook_create(const parley_host *host, parley_instance *inst,
-                          const parley_config *cfg, void **self)
-{
-	if (!PARLEY_HAS_FIELD(host, parley_host, config_settings)) {
-		host->log(inst, PARLEY_LOG_ERROR, "this parleyd is too old for the webhook channel");
-		return -1;
-	}
-	webhook_channel *ch = calloc(1, sizeof(*ch));
-	if (ch == NULL) {
-		host->log(inst, PARLEY_LOG_ERROR, "out of memory");
-		return -1;
-	}
-	ch->host = host;
-	ch->inst = inst;
-	ch->cfg = host->config_settings(cfg);
-	settings_warn(host, inst, ch->cfg);
-	*self = ch;
-	return 0;
-}
+/* The core fills and checks the settings from the table above; a reload
+ * swaps them at once: in-flight sends hold no pointer into them (the core
+ * copied each call). */
+static const pu_instance_class webhook_class = {
+	PU_INSTANCE_LAYOUT(webhook_channel, cfg),
+	.host_needs = PU_HOST_NEEDS(config_settings),
+	.too_old = "this parleyd is too old for the webhook channel",
+	.announce = settings_announce,
+};
 
-/* cfg: borrowed. Taking its settings lets the core free the old ones after
- * this returns: in-flight sends hold no pointer into them (the core copied
- * each call). */
-static int webhook_reload(void *self, const parley_config *cfg)
-{
-	webhook_channel *ch = self;
-
-	ch->cfg = ch->host->config_settings(cfg);
-	settings_warn(ch->host, ch->inst, ch->cfg);
-	return 0;
-}
-
-/* self: owned by the plugin; freed here. */
-static void webhook_destroy(void *self)
-{
-	free(self);
-}
+PU_INSTANCE_FUNCTIONS(webhook, webhook_class)
 
 /* ------------------------------------------------------------------------ */
 /* Inbound                                                                  */
@@ -177,7 +150,7 @@ static void webhook_handle_request(void *self, parley_request *req)
 		len = 0;
 	}
 	switch (webhook_verify_signature(host->request_header(req, "X-Parley-Signature"),
-	                                 ch->cfg->secret, strlen(ch->cfg->secret), body, len,
+	                                 ch->cfg.secret, strlen(ch->cfg.secret), body, len,
 	                                 host->hmac_sha256, host->secure_equals)) {
 	case WEBHOOK_SIG_OK:
 		break;
@@ -298,7 +271,7 @@ static int start_callback(webhook_channel *ch, const char *body, const char *ide
 	char signature[sizeof(sig_name) + WEBHOOK_SIGNATURE_LEN];
 
 	memcpy(signature, sig_name, sizeof(sig_name) - 1);
-	webhook_sign(ch->cfg->secret, strlen(ch->cfg->secret), body, strlen(body),
+	webhook_sign(ch->cfg.secret, strlen(ch->cfg.secret), body, strlen(body),
 	             ch->host->hmac_sha256, signature + sizeof(sig_name) - 1);
 
 	const char *headers[] = {
@@ -311,12 +284,12 @@ static int start_callback(webhook_channel *ch, const char *body, const char *ide
 	parley_http_call call = {
 		.size = sizeof(call),
 		.method = "POST",
-		.url = ch->cfg->callback_url,
+		.url = ch->cfg.callback_url,
 		.headers = headers,
 		.body = body,
 		.body_len = strlen(body),
-		.timeout_ms = ch->cfg->callback_timeout_ms,
-		.insecure_skip_verify = !ch->cfg->tls_verify,
+		.timeout_ms = ch->cfg.callback_timeout_ms,
+		.insecure_skip_verify = !ch->cfg.tls_verify,
 	};
 	return ch->host->http_request(ch->inst, &call, webhook_send_done, ctx);
 }
@@ -332,7 +305,7 @@ static void webhook_send(void *self, const parley_outbound_message *msg, parley_
 	json_t *payload;
 	size_t idem_len;
 
-	if (ch->cfg->callback_url == NULL) {
+	if (ch->cfg.callback_url == NULL) {
 		host->delivery_complete(d, PARLEY_FAIL, 0, "no callback_url configured");
 		return;
 	}
