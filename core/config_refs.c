@@ -209,45 +209,48 @@ static bool is_reference(const char *s)
 	return starts_with(s, CFG_ENV_PREFIX) || starts_with(s, CFG_FILE_PREFIX);
 }
 
+/* One member or element v at `path`: a reference string is resolved into
+ * *replacement (owned by the caller), anything else is walked in place and
+ * *replacement stays NULL. False (reported) when a reference cannot be
+ * resolved. */
+static bool resolve_child(const cfg_ctx *ctx, json_t *v, const char *path, json_t **replacement)
+{
+	char reason[JF_REASON_MAX];
+
+	*replacement = NULL;
+	if (!json_is_string(v))
+		return cfg_resolve_tree(ctx, v, path);
+	if (!is_reference(json_string_value(v)))
+		return true;
+	*replacement = resolve_to_json(json_string_value(v), ctx->base_dir, reason, sizeof(reason));
+	if (*replacement == NULL)
+		return cfg_fail(ctx, path, "%s", reason);
+	return true;
+}
+
 /* Walk the whole tree and replace every reference in place. `path` is the
  * JSON path of `node` ("" for the root). */
 bool cfg_resolve_tree(const cfg_ctx *ctx, json_t *node, const char *path)
 {
 	char child[JF_PATH_MAX];
-	char reason[JF_REASON_MAX];
+	json_t *r;
 
 	if (json_is_object(node)) {
 		for (void *it = json_object_iter(node); it != NULL;
 		     it = json_object_iter_next(node, it)) {
-			json_t *v = json_object_iter_value(it);
 			jf_path_key(child, path, json_object_iter_key(it));
-			if (json_is_string(v)) {
-				if (!is_reference(json_string_value(v)))
-					continue;
-				json_t *r = resolve_to_json(json_string_value(v), ctx->base_dir,
-				                            reason, sizeof(reason));
-				if (r == NULL)
-					return cfg_fail(ctx, child, "%s", reason);
-				json_object_iter_set_new(node, it, r);
-			} else if (!cfg_resolve_tree(ctx, v, child)) {
+			if (!resolve_child(ctx, json_object_iter_value(it), child, &r))
 				return false;
-			}
+			if (r != NULL)
+				json_object_iter_set_new(node, it, r);
 		}
 	} else if (json_is_array(node)) {
 		for (size_t i = 0; i < json_array_size(node); i++) {
-			json_t *v = json_array_get(node, i);
 			jf_path_index(child, path, i);
-			if (json_is_string(v)) {
-				if (!is_reference(json_string_value(v)))
-					continue;
-				json_t *r = resolve_to_json(json_string_value(v), ctx->base_dir,
-				                            reason, sizeof(reason));
-				if (r == NULL)
-					return cfg_fail(ctx, child, "%s", reason);
-				json_array_set_new(node, i, r);
-			} else if (!cfg_resolve_tree(ctx, v, child)) {
+			if (!resolve_child(ctx, json_array_get(node, i), child, &r))
 				return false;
-			}
+			if (r != NULL)
+				json_array_set_new(node, i, r);
 		}
 	}
 	return true;
