@@ -14,6 +14,8 @@
 #ifndef PARLEY_CORE_DB_LISTEN_H
 #define PARLEY_CORE_DB_LISTEN_H
 
+#include "parley/parley.h"  /* PARLEY_MUSTCHECK */
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <event2/event.h>
@@ -40,6 +42,7 @@ db_listen *db_listen_new(struct event_base *base, const db_listen_options *opts,
                          size_t errlen);
 /* Route notifications of `channel` ([a-z0-9_], at most 63 bytes) to the
  * callbacks; ready may be NULL. false when running, or on a bad name. */
+PARLEY_MUSTCHECK
 bool db_listen_subscribe(db_listen *l, const char *channel, db_listen_notify_fn notify,
                          db_listen_ready_fn ready, void *arg);
 /* Connect and LISTEN (on the loop; failures are retried, never returned). */

@@ -22,7 +22,8 @@ int http_client_active(void);
 
 /* Start a request; everything in `call` is copied. Returns 0 if started (the
  * callback runs exactly once, later, on the loop), -1 otherwise. */
-PARLEY_MUSTCHECK int http_client_request(const parley_http_call *call, parley_http_done_fn done, void *arg);
+PARLEY_MUSTCHECK
+int http_client_request(const parley_http_call *call, parley_http_done_fn done, void *arg);
 
 /* Accessors used by the host table. */
 const char *http_client_response_header(const struct parley_http_response *r,

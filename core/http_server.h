@@ -19,6 +19,8 @@
 #ifndef PARLEY_CORE_HTTP_SERVER_H
 #define PARLEY_CORE_HTTP_SERVER_H
 
+#include "parley/parley.h"  /* PARLEY_MUSTCHECK */
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <event2/event.h>
@@ -114,12 +116,13 @@ void http_req_respond_error(http_request *r, int status, const char *code,
 
 /* False when the client is gone already: call http_req_stream_end() and
  * stop. `extra_headers` as for http_req_respond. */
+PARLEY_MUSTCHECK
 bool http_req_stream_begin(http_request *r, int status, const char *content_type,
                            const char *const *extra_headers, http_stream_stop_fn on_stop,
                            void *stop_arg);
 /* Queues len bytes (copied; 0 is a no-op). False once the stream has
  * stopped (on_stop is then on its way): stop writing. */
-bool http_req_stream_write(http_request *r, const void *data, size_t len);
+PARLEY_MUSTCHECK bool http_req_stream_write(http_request *r, const void *data, size_t len);
 /* Ends the body and frees the request; the connection closes once the
  * rest is flushed. */
 void http_req_stream_end(http_request *r);

@@ -18,8 +18,10 @@ typedef struct ingest_set ingest_set;
 /* instance: the channel instance name; channel: its plugin's name (both copied). */
 ingest_set *ingest_set_new(const char *instance, const char *channel);
 /* Validate and copy one event. false (with a reason) if it is invalid. */
+PARLEY_MUSTCHECK
 bool ingest_set_add(ingest_set *s, const parley_event *ev, char *err, size_t errlen);
 /* Validate and copy one ticket event (a sink's webhook). false with a reason. */
+PARLEY_MUSTCHECK
 bool ingest_set_add_ticket_event(ingest_set *s, const parley_ticket_event *ev, char *err,
                                  size_t errlen);
 size_t ingest_set_count(const ingest_set *s);

@@ -41,18 +41,23 @@ typedef bool (*job_payload_build_fn)(json_t *payload, const char *idempotency_ke
                                      job_call *call, char *why, size_t whylen);
 
 /* channel/send -> call->u.send */
+PARLEY_MUSTCHECK
 bool job_payload_send(json_t *payload, const char *idempotency_key, job_call *call, char *why,
                       size_t whylen);
 /* sink/open_ticket -> call->u.ticket (with call->conversation, call->message) */
+PARLEY_MUSTCHECK
 bool job_payload_open_ticket(json_t *payload, const char *idempotency_key, job_call *call,
                              char *why, size_t whylen);
 /* sink/append_message -> call->u.append */
+PARLEY_MUSTCHECK
 bool job_payload_append(json_t *payload, const char *idempotency_key, job_call *call, char *why,
                         size_t whylen);
 /* notifier/deliver -> call->u.notice */
+PARLEY_MUSTCHECK
 bool job_payload_notice(json_t *payload, const char *idempotency_key, job_call *call, char *why,
                         size_t whylen);
 /* Only checks that the payload is an object (operations that read it themselves). */
+PARLEY_MUSTCHECK
 bool job_payload_object(json_t *payload, const char *idempotency_key, job_call *call, char *why,
                         size_t whylen);
 

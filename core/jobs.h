@@ -13,6 +13,8 @@
 #ifndef PARLEY_CORE_JOBS_H
 #define PARLEY_CORE_JOBS_H
 
+#include "parley/parley.h"  /* PARLEY_MUSTCHECK */
+
 /* The runner's bounds, which the jobs.* settings table uses too (one place). */
 #define JOBS_MAX_CONCURRENCY 1000
 #define JOBS_MIN_LEASE_MS 500
@@ -44,8 +46,8 @@ typedef struct jobs_options {
 
 /* Start the runner on `base`. plugins: borrowed, must outlive the runner.
  * false (with a reason) only on bad options. */
-bool jobs_start(struct event_base *base, const jobs_options *opts,
-                struct plugin_set *plugins, char *err, size_t errlen);
+PARLEY_MUSTCHECK bool jobs_start(struct event_base *base, const jobs_options *opts,
+                                 struct plugin_set *plugins, char *err, size_t errlen);
 /* Stop claiming; deliveries in flight still complete and are recorded. */
 void jobs_stop(void);
 /* Deliveries in flight plus their pending database writes (shutdown drain). */

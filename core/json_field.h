@@ -13,6 +13,8 @@
 #ifndef PARLEY_CORE_JSON_FIELD_H
 #define PARLEY_CORE_JSON_FIELD_H
 
+#include "parley/parley.h"  /* PARLEY_MUSTCHECK */
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <jansson.h>
@@ -47,30 +49,37 @@ void jf_path_index(char out[JF_PATH_MAX], const char *parent, size_t i);
 
 /* Every key of obj is one of allowed[] (NULL-terminated), else
  * "PATH.KEY: unknown key". */
-bool jf_check_keys(const jf_ctx *ctx, const json_t *obj, const char *path,
-                   const char *const *allowed);
+PARLEY_MUSTCHECK bool jf_check_keys(const jf_ctx *ctx, const json_t *obj, const char *path,
+                                    const char *const *allowed);
 
 /* obj.key must be present: "PATH.KEY: required key missing" otherwise. */
+PARLEY_MUSTCHECK
 bool jf_require(const jf_ctx *ctx, const json_t *obj, const char *path, const char *key);
 
 /* The typed readers. *out is left alone when the key is absent. Strings are
  * borrowed from obj. */
+PARLEY_MUSTCHECK
 bool jf_get_string(const jf_ctx *ctx, const json_t *obj, const char *path, const char *key,
                    const char **out);
+PARLEY_MUSTCHECK
 bool jf_get_bool(const jf_ctx *ctx, const json_t *obj, const char *path, const char *key,
                  bool *out);
 /* An integer in [min, max]. A max of INT_MAX or more reads as "no upper
  * bound" in the message ("must be at least MIN"). */
+PARLEY_MUSTCHECK
 bool jf_get_int(const jf_ctx *ctx, const json_t *obj, const char *path, const char *key,
                 json_int_t min, json_int_t max, json_int_t *out);
 /* An object or array (borrowed); anything else is a type error. */
+PARLEY_MUSTCHECK
 bool jf_get_object(const jf_ctx *ctx, const json_t *obj, const char *path, const char *key,
                    json_t **out);
+PARLEY_MUSTCHECK
 bool jf_get_array(const jf_ctx *ctx, const json_t *obj, const char *path, const char *key,
                   json_t **out);
 /* An array of strings, each min_len..max_len bytes (0, SIZE_MAX for any);
  * errors name the element, "PATH.KEY[3]: expected a string, got integer". */
-bool jf_get_string_array(const jf_ctx *ctx, const json_t *obj, const char *path,
-                         const char *key, size_t min_len, size_t max_len, json_t **out);
+PARLEY_MUSTCHECK
+bool jf_get_string_array(const jf_ctx *ctx, const json_t *obj, const char *path, const char *key,
+                         size_t min_len, size_t max_len, json_t **out);
 
 #endif

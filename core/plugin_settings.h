@@ -24,6 +24,7 @@ bool psettings_present(const parley_plugin_descriptor *d);
 /* The table is usable: rows large enough for ABI 1.3, names unique and well
  * formed, known types and flags, fields inside the struct, bounds in order,
  * defaults valid. On failure a reason (naming the row) in err. */
+PARLEY_MUSTCHECK
 bool psettings_check_table(const parley_plugin_descriptor *d, char *err, size_t errlen);
 
 /* Validate `config` (an object, or NULL for none; borrowed) of the instance
@@ -31,6 +32,7 @@ bool psettings_check_table(const parley_plugin_descriptor *d, char *err, size_t 
  * struct: defaults for absent keys, every key known, types and ranges
  * checked, required keys present. On success *out is owned by the caller
  * (psettings_free); on failure "FILE: PATH.config.KEY: reason" in err. */
+PARLEY_MUSTCHECK
 bool psettings_fill(const parley_plugin_descriptor *d, const char *file, const char *path,
                     json_t *config, void **out, char *err, size_t errlen);
 
