@@ -467,10 +467,12 @@ def test_replies_link_to_their_parent_also_within_a_batch(db):
 
 
 def test_new_conversations_are_announced_once_per_batch(db):
-    # The outbox migration replaces this hook; here it records its calls.
+    # The after-ingest step that announces new conversations, replaced by
+    # one that records what it is handed when the batch started any.
     db.rows("CREATE TABLE started_calls (ids bigint[], opts jsonb)")
-    db.rows("CREATE OR REPLACE FUNCTION parley_conversations_started(conversation_ids bigint[], opts jsonb) "
-            "RETURNS void LANGUAGE sql AS $$ INSERT INTO started_calls VALUES ($1, $2) $$")
+    db.rows("CREATE OR REPLACE FUNCTION parley_notice_conversations_created(b parley_ingested) "
+            "RETURNS void LANGUAGE sql AS $$ INSERT INTO started_calls SELECT ($1).conversations, ($1).opts "
+            "WHERE cardinality(($1).conversations) > 0 $$")
     opts = {"notify_new_conversation": ["slack"]}
     db.ingest([created("m1", uid="u1", thread="chat-1"), created("m2", uid="u1", thread="chat-1"),
                created("p1", uid="u2", visibility="public", thread="post-1"),
@@ -664,7 +666,8 @@ def test_a_receipt_waits_for_the_platform_id_of_an_outbound_message(db):
     mid = db.one("INSERT INTO message (conversation_id, channel_instance, direction, text) "
                  "VALUES (%s, %s, 'outbound', 'Our answer') RETURNING id", (conv, INSTANCE))
     assert pending(db) == 2
-    db.rows("UPDATE message SET external_id = 'out-9', delivery_status = 'sent' WHERE id = %s", (mid,))
+    # The send succeeded: the message gets its platform id (as the job runner records it).
+    db.rows("SELECT parley_job_mark_sent(%s, 'out-9')", (mid,))
     assert db.one("SELECT delivery_status FROM message WHERE id = %s", (mid,)) == "read"
     assert pending(db) == 0
 
