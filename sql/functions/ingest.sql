@@ -11,8 +11,9 @@
 --      parley_ingest_known_threads   their conversations, looked up for the whole batch
 --      parley_ingest_new_authors     new authors without contacts, created together
 --   4. parley_ingest_items           per item: identity, references, conversation, case
---   5. parley_ingest_store_messages  references, messages (and what waited for them),
---                                    conversations' activity times
+--      (parley_ingest_echo, parley_ingest_references: the rarer paths of an item)
+--   5. parley_ingest_store_messages  the messages (and what waited for them)
+--      parley_ingest_activity        the conversations' activity times
 --   6. parley_after_ingest           the after-ingest pipeline (pipeline.sql)
 -- What cannot be understood stays stored and unprocessed; a real error
 -- aborts the whole batch.
@@ -22,7 +23,9 @@
 -- in an open conversation) runs one statement of its own, the conversation
 -- lookup; everything else is per batch. So the steps are functions per
 -- batch, and step 4's loop calls out only on the rarer paths (a new author
--- with contacts, a reference, an echo, a reopen).
+-- with contacts, a reference, an echo, a reopen). A new conversation is
+-- made in the loop itself: most items of a busy batch start one, and a
+-- function call there cost about 5% of a batch of mostly new customers.
 
 -- opts as the core passes it; missing or null keys take the defaults, an
 -- empty pattern switches that kind of reference off.
@@ -469,7 +472,7 @@ DECLARE
     v_ref_case bigint;
     v_ref_kind text;
     v_ref_value text;
-    v_flushed  boolean;
+    v_new      record;      -- what a step or a rarer path's function returned
     v_message  bigint;
     v_fix_replies boolean := false;
     -- Customers whose conversations this batch created or changed: for
@@ -497,12 +500,21 @@ DECLARE
     c_out    timestamptz[] := '{}';
 BEGIN
     -- 3. Authors and threads, for the whole batch.
-    SELECT a.dup, a.existing, a.known INTO v_dup, v_existing, v_known
-      FROM parley_ingest_authors(v_items) AS a;
-    SELECT k.conv, k.status, k.resolved, k.case_id INTO p_conv, p_status, p_resolved, p_case
-      FROM parley_ingest_known_threads(v_items, v_known) AS k;
-    SELECT n.simple, n.keys, n.firsts, n.customers, n.identities INTO b_simple, b_key, b_first, b_cust, b_ident
-      FROM parley_ingest_new_authors(v_items, v_dup, v_known) AS n;
+    v_new := parley_ingest_authors(v_items);
+    v_dup := v_new.dup;
+    v_existing := v_new.existing;
+    v_known := v_new.known;
+    v_new := parley_ingest_known_threads(v_items, v_known);
+    p_conv := v_new.conv;
+    p_status := v_new.status;
+    p_resolved := v_new.resolved;
+    p_case := v_new.case_id;
+    v_new := parley_ingest_new_authors(v_items, v_dup, v_known);
+    b_simple := v_new.simple;
+    b_key := v_new.keys;
+    b_first := v_new.firsts;
+    b_cust := v_new.customers;
+    b_ident := v_new.identities;
 
     FOREACH it IN ARRAY v_items LOOP
         v_pos := v_pos + 1;
@@ -574,10 +586,13 @@ BEGIN
         v_ref_case := NULL;
         IF (o.quick_filter IS NULL OR v_text ~* o.quick_filter)
            AND (v_text ~* o.case_pattern OR v_text ~* o.order_pattern OR v_text ~* o.email_pattern) THEN
-            SELECT r.kinds, r.vals, r.case_id, r.kind, r.value, r.flushed
-              INTO v_kinds, v_vals, v_ref_case, v_ref_kind, v_ref_value, v_flushed
-              FROM parley_ingest_references(v_text, o, r_case, r_kind, r_value, r_msg, r_key) AS r;
-            IF v_flushed THEN
+            v_new := parley_ingest_references(v_text, o, r_case, r_kind, r_value, r_msg, r_key);
+            v_kinds := v_new.kinds;
+            v_vals := v_new.vals;
+            v_ref_case := v_new.case_id;
+            v_ref_kind := v_new.kind;
+            v_ref_value := v_new.value;
+            IF v_new.flushed THEN
                 r_case := '{}';
                 r_kind := '{}';
                 r_value := '{}';
