@@ -486,6 +486,7 @@ DECLARE
     m_author bigint[] := '{}';
     m_dir    text[] := '{}';
     m_ext    text[] := '{}';
+    m_in     bigint[] := '{}';      -- the customers' messages among them
     -- References found in messages, stored before anything could read
     -- them (a later item of the batch that mentions one of them, and the
     -- end of the loop).
@@ -718,6 +719,7 @@ BEGIN
         m_conv := m_conv || v_conv;
         m_author := m_author || v_identity;
         m_dir := m_dir || 'inbound'::text;
+        m_in := m_in || v_message;
         m_ext := m_ext || it.external_id;
     END LOOP;
 
@@ -725,10 +727,13 @@ BEGIN
     IF cardinality(r_case) > 0 THEN
         PERFORM parley_store_references(r_case, r_kind, r_value, r_msg);
     END IF;
-    PERFORM parley_ingest_store_messages(v_items, m_pos, m_id, m_conv, m_author, m_dir, v_fix_replies);
-    PERFORM parley_ingest_activity(c_conv, c_in, c_out);
-    RETURN ROW(ARRAY(SELECT d.id FROM unnest(m_id, m_dir) AS d(id, dir) WHERE d.dir = 'inbound'),
-               v_started, opts)::parley_ingested;
+    IF cardinality(m_pos) > 0 THEN
+        PERFORM parley_ingest_store_messages(v_items, m_pos, m_id, m_conv, m_author, m_dir, v_fix_replies);
+    END IF;
+    IF cardinality(c_conv) > 0 THEN
+        PERFORM parley_ingest_activity(c_conv, c_in, c_out);
+    END IF;
+    RETURN ROW(m_in, v_started, opts)::parley_ingested;
 END
 $$;
 
