@@ -740,7 +740,7 @@ $$;
 -- ------------------------------------------------------------- 5. store
 
 -- The batch's messages, in batch order (their ids were drawn in that
--- order): m_pos is the item's position in p_items, the other arrays pair
+-- order): m_pos is the item's position in v_items, the other arrays pair
 -- up with it. Then what waited for them (edits, deletions, receipts), and
 -- the links of replies to a message of the same batch.
 CREATE FUNCTION parley_ingest_store_messages(v_items parley_ingest_item[], m_pos integer[], m_id bigint[],
@@ -756,20 +756,20 @@ BEGIN
         RETURN;
     END IF;
     WITH ins AS (
-    INSERT INTO message (id, conversation_id, channel_instance, direction, external_id,
-                         author_identity_id, text, visibility, in_reply_to_external_id, in_reply_to_id,
-                         platform_time, delivery_status, inbound_event_id)
-    SELECT d.id, d.conv, x.instance, d.dir, x.external_id, d.author, x.ev ->> 'text',
-           x.ev ->> 'visibility', nullif(x.ev ->> 'in_reply_to', ''),
-           CASE WHEN nullif(x.ev ->> 'in_reply_to', '') IS NOT NULL THEN
-               (SELECT r.id FROM message r
-                 WHERE r.channel_instance = x.instance AND r.external_id = x.ev ->> 'in_reply_to')
-           END,
-           x.platform_time, CASE WHEN d.dir = 'outbound' THEN 'sent' END, x.inbound_id
-      FROM unnest(m_pos, m_id, m_conv, m_author, m_dir) AS d(pos, id, conv, author, dir)
-      JOIN unnest(v_items) WITH ORDINALITY AS x ON x.ordinality = d.pos
-     ORDER BY d.pos
-    RETURNING channel_instance, external_id)
+        INSERT INTO message (id, conversation_id, channel_instance, direction, external_id,
+                             author_identity_id, text, visibility, in_reply_to_external_id, in_reply_to_id,
+                             platform_time, delivery_status, inbound_event_id)
+        SELECT d.id, d.conv, x.instance, d.dir, x.external_id, d.author, x.ev ->> 'text',
+               x.ev ->> 'visibility', nullif(x.ev ->> 'in_reply_to', ''),
+               CASE WHEN nullif(x.ev ->> 'in_reply_to', '') IS NOT NULL THEN
+                   (SELECT r.id FROM message r
+                     WHERE r.channel_instance = x.instance AND r.external_id = x.ev ->> 'in_reply_to')
+               END,
+               x.platform_time, CASE WHEN d.dir = 'outbound' THEN 'sent' END, x.inbound_id
+          FROM unnest(m_pos, m_id, m_conv, m_author, m_dir) AS d(pos, id, conv, author, dir)
+          JOIN unnest(v_items) WITH ORDINALITY AS x ON x.ordinality = d.pos
+         ORDER BY d.pos
+        RETURNING channel_instance, external_id)
     SELECT array_agg(ins.channel_instance), array_agg(ins.external_id) INTO v_instances, v_external_ids
       FROM ins;
     PERFORM parley_apply_pending_stored(v_instances, v_external_ids);

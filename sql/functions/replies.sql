@@ -167,7 +167,9 @@ $$;
 -- echo of the message was stored first (an echo can overtake the send's
 -- answer), that row is this message: it is folded into it (status,
 -- evidence, revisions, references), so the message exists once. An echo
--- committed concurrently never makes the outcome unwritable.
+-- committed concurrently never makes the outcome unwritable. Once the
+-- message has its platform id, the edits and receipts that waited for it
+-- are applied (parley_apply_pending).
 CREATE FUNCTION parley_job_mark_sent(p_message bigint, p_external_id text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
