@@ -1,4 +1,5 @@
-/* migrate.c - apply the embedded numbered migrations before the loop starts.
+/* migrate.c - apply the embedded numbered migrations and the function set
+ * before the loop starts.
  *
  * Blocking on purpose: it runs once at startup (or from `parleyd --migrate`)
  * before anything is served. Several daemons starting together serialize on
@@ -8,7 +9,14 @@
  * schema_migrations, so a migration is either applied and recorded or not at
  * all. Migration files must therefore not contain transaction control
  * (BEGIN/COMMIT) or statements that refuse to run in a transaction
- * (CREATE INDEX CONCURRENTLY). */
+ * (CREATE INDEX CONCURRENTLY).
+ *
+ * The functions (sql/functions/) are not migrations: they are one set,
+ * applied after the migrations under the same lock whenever its checksum
+ * differs from the one in schema_functions. Applying drops every parley_*
+ * function and creates the set, in one transaction, so a function removed
+ * or renamed in the set does not linger, and a function defined twice in
+ * the set fails the apply ("already exists"). */
 #include "migrate.h"
 
 #include <inttypes.h>
@@ -31,6 +39,20 @@
 	"name text NOT NULL, " \
 	"applied_at timestamptz NOT NULL DEFAULT now())"
 
+/* One row: the checksum of the function set last applied. */
+#define MIGRATE_FUNCTIONS_TABLE_SQL \
+	"CREATE TABLE IF NOT EXISTS schema_functions (" \
+	"id boolean PRIMARY KEY DEFAULT true CHECK (id), " \
+	"checksum text NOT NULL, " \
+	"applied_at timestamptz NOT NULL DEFAULT now())"
+
+/* Every function of ours, whatever its arguments: the set replaces them all. */
+#define MIGRATE_DROP_FUNCTIONS_SQL \
+	"DO $$DECLARE f regprocedure; BEGIN " \
+	"FOR f IN SELECT p.oid::regprocedure FROM pg_proc p " \
+	"WHERE p.pronamespace = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = current_schema()) " \
+	"AND p.proname LIKE 'parley\\_%' AND p.prokind IN ('f', 'p') " \
+	"LOOP EXECUTE 'DROP ROUTINE ' || f; END LOOP; END$$"
 
 
 /* The advisory lock key: FNV-1a (64 bit) of "parley.migrate", so any tool
@@ -52,6 +74,29 @@ int migrate_latest_version(void)
 		if (migrate_embedded[i].version > latest)
 			latest = migrate_embedded[i].version;
 	return latest;
+}
+
+const char *migrate_functions_checksum(void)
+{
+	static char sum[32];
+	if (sum[0] != '\0')
+		return sum;
+	/* FNV-1a 64 over "name\0sql\0" of each file, in order: a change of
+	 * text, name or order is a new set. Detects change, not tampering. */
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (size_t i = 0; i < migrate_functions_count; i++) {
+		const char *parts[] = { migrate_functions[i].name, migrate_functions[i].sql };
+		for (size_t k = 0; k < 2; k++) {
+			for (const char *p = parts[k];; p++) {
+				h ^= (unsigned char)*p;
+				h *= 0x100000001b3ull;
+				if (*p == '\0')
+					break;
+			}
+		}
+	}
+	snprintf(sum, sizeof(sum), "fnv1a64:%016" PRIx64, h);
+	return sum;
 }
 
 static void migrate_notice(void *arg, const PGresult *res)
@@ -155,6 +200,99 @@ static bool apply_one(PGconn *pg, const migration *m, char *err, size_t errlen)
 	return true;
 }
 
+/* Every recorded migration this binary knows must be the one it has under
+ * that version. A development database from before the schema was folded
+ * (001_foundation ... 007_ingest_batch) fails here: it cannot be upgraded. */
+static bool recorded_migrations_known(PGconn *pg, char *err, size_t errlen)
+{
+	PGresult *r = NULL;
+	if (!run(pg, "SELECT version, name FROM schema_migrations ORDER BY version", 0, NULL,
+	         PGRES_TUPLES_OK, &r, "reading schema_migrations", err, errlen))
+		return false;
+	int latest = migrate_latest_version();
+	bool ok = true;
+	for (int row = 0; ok && row < PQntuples(r); row++) {
+		int version = atoi(PQgetvalue(r, row, 0));
+		const char *name = PQgetvalue(r, row, 1);
+		if (version > latest)
+			break; /* newer than this binary: said below */
+		const migration *have = NULL;
+		for (size_t i = 0; i < migrate_embedded_count; i++)
+			if (migrate_embedded[i].version == version)
+				have = &migrate_embedded[i];
+		if (have != NULL && strcmp(have->name, name) == 0)
+			continue;
+		util_set_err(err, errlen,
+		        "the database was made by migration %s, which this parleyd does not have "
+		        "(its migration %d is %s): a development database from before the schema was "
+		        "folded cannot be upgraded; create a new, empty database (or drop and recreate "
+		        "this one) and run parleyd --migrate",
+		        name, version, have ? have->name : "missing");
+		ok = false;
+	}
+	PQclear(r);
+	return ok;
+}
+
+/* Apply the function set when its checksum differs from the recorded one.
+ * *done: whether it was applied. */
+static bool apply_functions(PGconn *pg, bool *done, char *err, size_t errlen)
+{
+	*done = false;
+	if (!run(pg, MIGRATE_FUNCTIONS_TABLE_SQL, 0, NULL, PGRES_COMMAND_OK, NULL,
+	         "creating schema_functions", err, errlen))
+		return false;
+	const char *sum = migrate_functions_checksum();
+	PGresult *r = NULL;
+	if (!run(pg, "SELECT checksum FROM schema_functions", 0, NULL, PGRES_TUPLES_OK, &r,
+	         "reading schema_functions", err, errlen))
+		return false;
+	bool same = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), sum) == 0;
+	PQclear(r);
+	if (same)
+		return true;
+
+	const char *what = "applying the SQL functions failed";
+	if (!run(pg, "BEGIN", 0, NULL, PGRES_COMMAND_OK, NULL, what, err, errlen))
+		return false;
+	bool ok = run(pg, MIGRATE_DROP_FUNCTIONS_SQL, 0, NULL, PGRES_COMMAND_OK, NULL,
+	              "dropping the previous SQL functions", err, errlen);
+	for (size_t i = 0; ok && i < migrate_functions_count; i++) {
+		char label[160];
+		snprintf(label, sizeof(label), "SQL functions %s.sql failed", migrate_functions[i].name);
+		/* Simple query protocol: several statements, a trusted embedded file. */
+		r = PQexec(pg, migrate_functions[i].sql);
+		ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+		if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY) {
+			char msg[MIGRATE_MSG_MAX];
+			util_one_line(r ? PQresultErrorMessage(r) : PQerrorMessage(pg), msg, sizeof(msg));
+			util_set_err(err, errlen, "%s: %s", label, msg);
+			ok = false;
+		}
+		PQclear(r);
+	}
+	const char *params[] = { sum };
+	ok = ok && run(pg,
+	               "INSERT INTO schema_functions (checksum) VALUES ($1) "
+	               "ON CONFLICT (id) DO UPDATE SET checksum = EXCLUDED.checksum, applied_at = now()",
+	               1, params, PGRES_COMMAND_OK, NULL, what, err, errlen);
+	if (!ok) {
+		PQclear(PQexec(pg, "ROLLBACK"));
+		return false;
+	}
+	if (!run(pg, "COMMIT", 0, NULL, PGRES_COMMAND_OK, &r, what, err, errlen))
+		return false;
+	bool committed = strcmp(PQcmdStatus(r), "COMMIT") == 0;
+	PQclear(r);
+	if (!committed) {
+		util_set_err(err, errlen, "%s: the transaction was rolled back", what);
+		return false;
+	}
+	log_info(MIGRATE_LOG, "applied the SQL functions (%zu files, %s)", migrate_functions_count, sum);
+	*done = true;
+	return true;
+}
+
 /* Everything that happens while the advisory lock is held. */
 static bool apply_locked(PGconn *pg, int *count, char *err, size_t errlen)
 {
@@ -169,6 +307,8 @@ static bool apply_locked(PGconn *pg, int *count, char *err, size_t errlen)
 	int current = PQntuples(r) == 1 ? atoi(PQgetvalue(r, 0, 0)) : 0;
 	PQclear(r);
 
+	if (!recorded_migrations_known(pg, err, errlen))
+		return false;
 	int latest = migrate_latest_version();
 	if (current > latest) {
 		util_set_err(err, errlen,
@@ -188,7 +328,8 @@ static bool apply_locked(PGconn *pg, int *count, char *err, size_t errlen)
 			return false;
 		(*count)++;
 	}
-	return true;
+	bool functions = false;
+	return apply_functions(pg, &functions, err, errlen);
 }
 
 bool migrate_apply(const char *dsn, int *applied, char *err, size_t errlen)

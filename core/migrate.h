@@ -1,9 +1,14 @@
-/* migrate.h - numbered SQL migrations from sql/, embedded in the binary.
+/* migrate.h - the SQL of sql/, embedded in the binary: numbered migrations
+ * (the schema) and the function set (sql/functions/).
  *
  * Applied under a PostgreSQL advisory lock so that several daemons starting
  * at once apply each migration exactly once. A database whose schema is
- * newer than this binary is refused. These functions block: they run before
- * the event loop starts (or from `parleyd --migrate`). */
+ * newer than this binary is refused, and so is one made by migrations this
+ * binary does not have (a development database from before the schema was
+ * folded). The function set is applied after the migrations, as a whole,
+ * whenever its checksum differs from the one recorded in the database.
+ * These functions block: they run before the event loop starts (or from
+ * `parleyd --migrate`). */
 #ifndef PARLEY_CORE_MIGRATE_H
 #define PARLEY_CORE_MIGRATE_H
 
@@ -16,16 +21,33 @@ typedef struct migration {
 	const char *sql;
 } migration;
 
+/* One file of the function set: sql/functions/NAME.sql. */
+typedef struct sql_file {
+	const char *name;   /* "ingest" */
+	const char *sql;
+} sql_file;
+
 /* Embedded migrations, ordered by version (generated from the sql/ folder). */
 extern const migration migrate_embedded[];
 extern const size_t migrate_embedded_count;
 
+/* Embedded function files, in the order they are applied. */
+extern const sql_file migrate_functions[];
+extern const size_t migrate_functions_count;
+
 /* The schema version this binary expects (the highest embedded). */
 int migrate_latest_version(void);
 
-/* Connect to dsn, take the advisory lock, apply what is missing, each in its
- * own transaction. *applied gets how many were applied (may be NULL).
- * Fails with a reason if the database is newer than this binary. */
+/* The function set's checksum as recorded in schema_functions: "fnv1a64:"
+ * and 16 hex digits over the files' names and text. Static storage. */
+const char *migrate_functions_checksum(void);
+
+/* Connect to dsn, take the advisory lock, apply the missing migrations,
+ * each in its own transaction, then the function set if its checksum
+ * changed (one transaction: every parley_* function is dropped and the set
+ * created). *applied gets how many migrations were applied (may be NULL).
+ * Fails with a reason if the database is newer than this binary or was made
+ * by other migrations. */
 bool migrate_apply(const char *dsn, int *applied, char *err, size_t errlen);
 
 /* The SQL that reads the current version: one row, one int column. */

@@ -153,6 +153,22 @@ def test_newer_schema_is_refused(run_parleyd, tmp_path, plugin_dir, fresh_db):
     assert "newer" in err
 
 
+def test_a_database_of_the_earlier_migrations_is_refused(run_parleyd, tmp_path, plugin_dir, fresh_db):
+    # A development database from before the schema was folded: it cannot be
+    # upgraded, and both --migrate and the daemon say what to do instead.
+    query(fresh_db, "CREATE TABLE schema_migrations (version int PRIMARY KEY, name text NOT NULL, "
+                    "applied_at timestamptz NOT NULL DEFAULT now())")
+    query(fresh_db, "INSERT INTO schema_migrations (version, name) VALUES (1, '001_foundation'), "
+                    "(2, '002_customer_model'), (7, '007_ingest_batch')")
+    path = write_config(tmp_path, base_config(fresh_db, plugin_dir))
+    for args in (["--migrate", "-c", path], ["-c", path]):
+        code, out, err = run_parleyd(args)
+        assert code == 1
+        assert "001_foundation" in err and "cannot be upgraded" in err
+        assert "create a new, empty database" in err and "parleyd --migrate" in err
+    assert query(fresh_db, "SELECT count(*) FROM pg_class WHERE relname = 'inbound_event'") == [(0,)]
+
+
 def test_concurrent_starts_apply_each_migration_once(fresh_db, daemon, plugin_dir):
     cfg = base_config(fresh_db, plugin_dir)
     a = daemon.start(dict(cfg), wait=False)

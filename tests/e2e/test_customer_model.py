@@ -467,10 +467,12 @@ def test_replies_link_to_their_parent_also_within_a_batch(db):
 
 
 def test_new_conversations_are_announced_once_per_batch(db):
-    # The outbox migration replaces this hook; here it records its calls.
+    # The after-ingest step that announces new conversations, replaced by
+    # one that records what it is handed when the batch started any.
     db.rows("CREATE TABLE started_calls (ids bigint[], opts jsonb)")
-    db.rows("CREATE OR REPLACE FUNCTION parley_conversations_started(conversation_ids bigint[], opts jsonb) "
-            "RETURNS void LANGUAGE sql AS $$ INSERT INTO started_calls VALUES ($1, $2) $$")
+    db.rows("CREATE OR REPLACE FUNCTION parley_notice_conversations_created(b parley_ingested) "
+            "RETURNS void LANGUAGE sql AS $$ INSERT INTO started_calls SELECT ($1).conversations, ($1).opts "
+            "WHERE cardinality(($1).conversations) > 0 $$")
     opts = {"notify_new_conversation": ["slack"]}
     db.ingest([created("m1", uid="u1", thread="chat-1"), created("m2", uid="u1", thread="chat-1"),
                created("p1", uid="u2", visibility="public", thread="post-1"),
@@ -479,6 +481,46 @@ def test_new_conversations_are_announced_once_per_batch(db):
     convs = [r[0] for r in db.rows("SELECT id FROM conversation ORDER BY id")]
     assert len(convs) == 2
     assert db.rows("SELECT ids, opts FROM started_calls") == [(convs, opts)]
+
+
+def test_the_after_ingest_steps_get_the_customers_messages_in_order(db):
+    # A step of the pipeline, replaced by one that records what it is handed.
+    db.rows("CREATE TABLE step_calls (messages bigint[], conversations bigint[])")
+    db.rows("CREATE OR REPLACE FUNCTION parley_route_to_sinks(b parley_ingested) RETURNS void "
+            "LANGUAGE sql AS $$ INSERT INTO step_calls VALUES (($1).messages, ($1).conversations) $$")
+    db.ingest([created("m1", uid="u1", thread="chat-1"), echo("b1", thread="chat-1"),
+               created("m2", uid="u2", thread="chat-2"), created("m1", uid="u1", thread="chat-1"),
+               created("m3", uid="u1", thread="chat-1")])
+    db.ingest([created("m1", uid="u1", thread="chat-1")])  # the same message again: nothing new
+    ids = [message(db, m)["id"] for m in ("m1", "m2", "m3")]
+    convs = [r[0] for r in db.rows("SELECT id FROM conversation ORDER BY id")]
+    assert db.rows("SELECT messages, conversations FROM step_calls") == [(ids, convs), ([], [])]
+
+
+def test_new_jobs_wake_the_runners_and_nothing_else_does(db):
+    listener = db.connect()
+    listener.autocommit = True
+    listener.cursor().execute("LISTEN parley_jobs")
+
+    def woken():
+        time.sleep(0.2)
+        listener.poll()
+        got = [n.channel for n in listener.notifies]
+        listener.notifies.clear()
+        return got
+
+    db.ingest([created("m1", uid="u1")])
+    assert woken() == []  # no routing: no job, no wake-up
+    db.rows("INSERT INTO parley_settings (key, value) VALUES ('routing', %s::jsonb)",
+            (json.dumps({"notices": [{"notifier": "ops"}]}),))
+    db.ingest([created("m2", uid="u2"), created("m3", uid="u2")])
+    assert woken() == ["parley_jobs"]  # notices written: one wake-up for the transaction
+    assert db.count("job") == 2
+    db.rows("SELECT parley_job_enqueue('notifier', 'ops', 'deliver', '{}', 'k-1')")
+    assert woken() == ["parley_jobs"]
+    db.rows("SELECT parley_job_enqueue('notifier', 'ops', 'deliver', '{}', 'k-1')")  # exists already
+    assert woken() == []
+    listener.close()
 
 
 # ---------------------------------------------------------------- 4. echoes
@@ -664,7 +706,8 @@ def test_a_receipt_waits_for_the_platform_id_of_an_outbound_message(db):
     mid = db.one("INSERT INTO message (conversation_id, channel_instance, direction, text) "
                  "VALUES (%s, %s, 'outbound', 'Our answer') RETURNING id", (conv, INSTANCE))
     assert pending(db) == 2
-    db.rows("UPDATE message SET external_id = 'out-9', delivery_status = 'sent' WHERE id = %s", (mid,))
+    # The send succeeded: the message gets its platform id (as the job runner records it).
+    db.rows("SELECT parley_job_mark_sent(%s, 'out-9')", (mid,))
     assert db.one("SELECT delivery_status FROM message WHERE id = %s", (mid,)) == "read"
     assert pending(db) == 0
 

@@ -1,4 +1,5 @@
-/* test_migrate.c - embedded migrations applied under an advisory lock.
+/* test_migrate.c - embedded migrations and the function set applied under an
+ * advisory lock.
  *
  * Needs PARLEY_TEST_DSN (tests that need a server skip without it). Every
  * test gets a fresh database of its own, dropped afterwards. */
@@ -118,6 +119,49 @@ static void latest_version_is_the_highest_embedded_migration(void **state)
 	assert_int_equal(migrate_latest_version(), prev);
 }
 
+/* Migrations are schema only; each function is defined once, in one file
+ * of the set, and nothing is a trigger. */
+static void migrations_hold_schema_and_each_function_is_defined_once(void **state)
+{
+	for (size_t i = 0; i < migrate_embedded_count; i++) {
+		const char *sql = migrate_embedded[i].sql;
+		if (strstr(sql, "CREATE FUNCTION") || strstr(sql, "CREATE OR REPLACE") ||
+		    strstr(sql, "CREATE TRIGGER") || strstr(sql, "CREATE PROCEDURE"))
+			fail_msg("migration %s defines code; it belongs in sql/functions/", migrate_embedded[i].name);
+	}
+	assert_true(migrate_functions_count >= 1);
+	char seen[256][64];
+	size_t n = 0;
+	for (size_t i = 0; i < migrate_functions_count; i++) {
+		const char *sql = migrate_functions[i].sql;
+		assert_null(strstr(sql, "CREATE TRIGGER"));
+		assert_null(strstr(sql, "RETURNS trigger"));
+		for (const char *p = sql; (p = strstr(p, "CREATE ")) != NULL; p++) {
+			const char *name = p + 7;
+			if (strncmp(name, "OR REPLACE ", 11) == 0)
+				name += 11;
+			if (strncmp(name, "FUNCTION ", 9) != 0)
+				continue;
+			name += 9;
+			size_t len = strcspn(name, "( \n");
+			assert_true(len > 0 && len < sizeof(seen[0]));
+			assert_true(n < sizeof(seen) / sizeof(seen[0]));
+			for (size_t k = 0; k < n; k++)
+				if (strlen(seen[k]) == len && memcmp(seen[k], name, len) == 0)
+					fail_msg("function %.*s is defined twice (again in %s.sql)", (int)len, name,
+					         migrate_functions[i].name);
+			memcpy(seen[n], name, len);
+			seen[n++][len] = '\0';
+		}
+	}
+	assert_true(n > 10);
+	/* The checksum is stable and has its documented shape. */
+	const char *sum = migrate_functions_checksum();
+	assert_int_equal(strlen(sum), 8 + 16);
+	assert_memory_equal(sum, "fnv1a64:", 8);
+	assert_ptr_equal(migrate_functions_checksum(), sum);
+}
+
 static void fresh_database_gets_every_migration(void **state)
 {
 	NEED_DB();
@@ -139,6 +183,87 @@ static void fresh_database_gets_every_migration(void **state)
 	/* The foundation's tables exist. */
 	assert_int_equal(query_long("SELECT count(*) FROM inbound_event"), 0);
 	assert_int_equal(query_long("SELECT count(*) FROM plugin_state"), 0);
+	/* So do the functions, with their checksum, and no trigger at all. */
+	assert_int_equal(query_long("SELECT count(*) FROM pg_proc WHERE proname = 'parley_ingest_batch'"), 1);
+	assert_int_equal(query_long("SELECT count(*) FROM pg_proc WHERE proname = 'parley_after_ingest'"), 1);
+	assert_int_equal(query_long("SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal"), 0);
+	char q[160];
+	snprintf(q, sizeof(q), "SELECT count(*) FROM schema_functions WHERE checksum = '%s'",
+	         migrate_functions_checksum());
+	assert_int_equal(query_long(q), 1);
+}
+
+static long functions_applied_at(void)
+{
+	return query_long("SELECT (extract(epoch FROM applied_at) * 1000000)::bigint FROM schema_functions");
+}
+
+/* An unchanged set is not applied again: a function dropped by hand stays
+ * dropped, the recorded time stays. */
+static void unchanged_function_set_is_not_applied_again(void **state)
+{
+	NEED_DB();
+	char err[512];
+	assert_true(migrate_apply(dsn, NULL, err, sizeof(err)));
+	long stamp = functions_applied_at();
+	exec_at(dsn, "DROP FUNCTION parley_job_next_due_ms()");
+	int applied = -1;
+	assert_true(migrate_apply(dsn, &applied, err, sizeof(err)));
+	assert_int_equal(applied, 0);
+	assert_int_equal(functions_applied_at(), stamp);
+	assert_int_equal(query_long("SELECT count(*) FROM pg_proc WHERE proname = 'parley_job_next_due_ms'"), 0);
+}
+
+/* A changed set (another checksum recorded) is applied as a whole: what it
+ * defines is back, a parley_ function it no longer has is gone, the new
+ * checksum is recorded. Migrations are not touched. */
+static void changed_function_set_is_applied_again(void **state)
+{
+	NEED_DB();
+	char err[512];
+	assert_true(migrate_apply(dsn, NULL, err, sizeof(err)));
+	long stamp = functions_applied_at();
+	exec_at(dsn, "UPDATE schema_functions SET checksum = 'fnv1a64:0000000000000000'");
+	exec_at(dsn, "DROP FUNCTION parley_job_next_due_ms()");
+	exec_at(dsn, "CREATE FUNCTION parley_retired(x int) RETURNS int LANGUAGE sql AS 'SELECT x'");
+	exec_at(dsn, "CREATE FUNCTION not_ours() RETURNS int LANGUAGE sql AS 'SELECT 1'");
+	int applied = -1;
+	assert_true(migrate_apply(dsn, &applied, err, sizeof(err)));
+	assert_int_equal(applied, 0);
+	assert_true(functions_applied_at() > stamp);
+	char q[160];
+	snprintf(q, sizeof(q), "SELECT count(*) FROM schema_functions WHERE checksum = '%s'",
+	         migrate_functions_checksum());
+	assert_int_equal(query_long(q), 1);
+	assert_int_equal(query_long("SELECT count(*) FROM pg_proc WHERE proname = 'parley_job_next_due_ms'"), 1);
+	assert_int_equal(query_long("SELECT count(*) FROM pg_proc WHERE proname = 'parley_retired'"), 0);
+	assert_int_equal(query_long("SELECT count(*) FROM pg_proc WHERE proname = 'not_ours'"), 1);
+	assert_int_equal(query_long("SELECT count(*) FROM schema_migrations"), (long)migrate_embedded_count);
+}
+
+/* A development database from before the schema was folded (migrations
+ * 001_foundation ... 007_ingest_batch) is refused, naming what to do, and
+ * left as it was. */
+static void database_of_the_earlier_migrations_is_refused(void **state)
+{
+	NEED_DB();
+	exec_at(dsn, "CREATE TABLE schema_migrations (version int PRIMARY KEY, name text NOT NULL, "
+	             "applied_at timestamptz NOT NULL DEFAULT now())");
+	exec_at(dsn, "INSERT INTO schema_migrations (version, name) VALUES (1, '001_foundation'), "
+	             "(2, '002_customer_model'), (3, '003_jobs'), (4, '004_replies'), (5, '005_tickets'), "
+	             "(6, '006_job_outcomes'), (7, '007_ingest_batch')");
+	int applied = -1;
+	char err[512];
+	assert_false(migrate_apply(dsn, &applied, err, sizeof(err)));
+	assert_int_equal(applied, 0);
+	assert_non_null(strstr(err, "the database was made by migration 001_foundation, which this parleyd "
+	                            "does not have"));
+	assert_non_null(strstr(err, "cannot be upgraded"));
+	assert_non_null(strstr(err, "create a new, empty database"));
+	assert_non_null(strstr(err, "run parleyd --migrate"));
+	assert_int_equal(query_long("SELECT count(*) FROM schema_migrations"), 7);
+	assert_int_equal(query_long("SELECT count(*) FROM pg_class WHERE relname = 'inbound_event'"), 0);
+	assert_int_equal(query_long("SELECT count(*) FROM pg_class WHERE relname = 'schema_functions'"), 0);
 }
 
 static void second_run_applies_nothing(void **state)
@@ -322,8 +447,12 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(latest_version_is_the_highest_embedded_migration),
+		cmocka_unit_test(migrations_hold_schema_and_each_function_is_defined_once),
 		cmocka_unit_test_setup_teardown(fresh_database_gets_every_migration, setup, teardown),
 		cmocka_unit_test_setup_teardown(second_run_applies_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(unchanged_function_set_is_not_applied_again, setup, teardown),
+		cmocka_unit_test_setup_teardown(changed_function_set_is_applied_again, setup, teardown),
+		cmocka_unit_test_setup_teardown(database_of_the_earlier_migrations_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(concurrent_processes_apply_each_migration_once, setup,
 		                                teardown),
 		cmocka_unit_test_setup_teardown(migration_waits_while_another_holds_the_lock, setup,

@@ -1,66 +1,9 @@
--- 004_replies: answering customers. The core operations "reply to a
+-- replies: answering customers. The core operations "reply to a
 -- conversation" and "move a public conversation to private", and what a
 -- send's end records: the message's platform id and status (an echo stored
 -- before the send's answer is folded into it), a private reply's chat and
 -- the customer's id in it, and a reply that did not go out, visible on the
--- conversation and notified (the notice routing is in 005).
-
--- origin_conversation_id: the public conversation a private one was opened
--- from ("move to private"; same case). delivery_error: why the latest reply
--- did not go out (cleared by the next one that does), for the agents.
-ALTER TABLE conversation
-    ADD COLUMN origin_conversation_id bigint,
-    ADD COLUMN delivery_error         text,
-    ADD COLUMN delivery_error_at      timestamptz;
-CREATE INDEX conversation_origin ON conversation (origin_conversation_id)
-    WHERE origin_conversation_id IS NOT NULL;
-
--- A conversation as notices and sinks see it (docs/JOBS.md, "the
--- conversation object"), with the customer's email and phone when known
--- (verified ones first).
-CREATE FUNCTION parley_conversation_json(p_conversation bigint) RETURNS jsonb
-LANGUAGE sql STABLE AS $$
-    SELECT jsonb_strip_nulls(jsonb_build_object(
-               'conversation_id', c.id::text,
-               'case_number', sc.case_number,
-               'channel_instance', c.channel_instance,
-               'channel_kind', c.channel_kind,
-               'visibility', c.visibility,
-               'category', c.category,
-               'status', c.status,
-               'customer', jsonb_strip_nulls(jsonb_build_object(
-                   'customer_id', cu.id::text,
-                   'display_name', coalesce(cu.display_name, i.display_name),
-                   'email', (SELECT cc.value FROM customer_contact cc
-                              WHERE cc.customer_id = cu.id AND cc.kind = 'email'
-                              ORDER BY cc.verified DESC, cc.id LIMIT 1),
-                   'phone', (SELECT cc.value FROM customer_contact cc
-                              WHERE cc.customer_id = cu.id AND cc.kind = 'phone'
-                              ORDER BY cc.verified DESC, cc.id LIMIT 1),
-                   'external_id', i.external_id,
-                   'handle', i.handle))))
-      FROM conversation c
-      JOIN customer cu ON cu.id = c.customer_id
-      LEFT JOIN identity i ON i.id = c.identity_id
-      LEFT JOIN support_case sc ON sc.id = c.case_id
-     WHERE c.id = p_conversation
-$$;
-
--- A message for sinks (docs/JOBS.md, "the message object").
-CREATE FUNCTION parley_message_json(p_message bigint) RETURNS jsonb
-LANGUAGE sql STABLE AS $$
-    SELECT jsonb_strip_nulls(jsonb_build_object(
-               'message_id', m.id::text,
-               'external_id', m.external_id,
-               'author_name', coalesce(i.display_name, i.handle, i.external_id),
-               'text', coalesce(m.edited_text, m.text),
-               'visibility', m.visibility,
-               'inbound', m.direction = 'inbound',
-               'created_ms', floor(extract(epoch FROM coalesce(m.platform_time, m.received_at)) * 1000)::bigint))
-      FROM message m
-      LEFT JOIN identity i ON i.id = m.author_identity_id
-     WHERE m.id = p_message
-$$;
+-- conversation and notified.
 
 -- Enqueue the channel 'send' of outbound message p_message (its row holds
 -- the text, visibility and conversation). p_kind: 'message' or
@@ -92,17 +35,6 @@ BEGIN
         'send:' || m.id,
         'send:' || coalesce(c.origin_conversation_id, c.id));
 END
-$$;
-
--- The customer's newest message of a conversation (the one a reply answers).
-CREATE FUNCTION parley_last_inbound(p_conversation bigint, OUT id bigint, OUT external_id text,
-                                    OUT at timestamptz)
-LANGUAGE sql STABLE AS $$
-    SELECT m.id, m.external_id, coalesce(m.platform_time, m.received_at)
-      FROM message m
-     WHERE m.conversation_id = p_conversation AND m.direction = 'inbound'
-     ORDER BY coalesce(m.platform_time, m.received_at) DESC, m.id DESC
-     LIMIT 1
 $$;
 
 -- Reply to a conversation: the reply is stored as an outbound message and
@@ -235,8 +167,10 @@ $$;
 -- echo of the message was stored first (an echo can overtake the send's
 -- answer), that row is this message: it is folded into it (status,
 -- evidence, revisions, references), so the message exists once. An echo
--- committed concurrently never makes the outcome unwritable.
-CREATE OR REPLACE FUNCTION parley_job_mark_sent(p_message bigint, p_external_id text) RETURNS void
+-- committed concurrently never makes the outcome unwritable. Once the
+-- message has its platform id, the edits and receipts that waited for it
+-- are applied (parley_apply_pending).
+CREATE FUNCTION parley_job_mark_sent(p_message bigint, p_external_id text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     m message%ROWTYPE;
@@ -270,6 +204,7 @@ BEGIN
                    deleted_at = coalesce(m.deleted_at, e.deleted_at),
                    deleted_by = coalesce(m.deleted_by, e.deleted_by)
              WHERE id = m.id;
+            PERFORM parley_apply_pending(m.channel_instance, p_external_id);
             RETURN;
         ELSIF FOUND THEN
             -- The id belongs to something else: only the status is known.
@@ -282,6 +217,10 @@ BEGIN
            SET external_id = coalesce(external_id, p_external_id),
                delivery_status = coalesce(delivery_status, 'sent')
          WHERE id = m.id;
+        -- It has its platform id now: what waited for it applies.
+        IF m.external_id IS NULL AND p_external_id IS NOT NULL THEN
+            PERFORM parley_apply_pending(m.channel_instance, p_external_id);
+        END IF;
     EXCEPTION WHEN unique_violation THEN
         -- An echo with this id was being stored by a concurrent batch and
         -- committed meanwhile: the outcome must still be recordable (a
@@ -363,7 +302,7 @@ $$;
 -- A channel 'send' job is dead: the reply did not go out, and a customer is
 -- waiting. The message is failed with the reason, the conversation shows
 -- the reason, the audit log has it, and a 'delivery.failed' notice goes to
--- the routed notifiers (005) and those of p_opts.notify_delivery_failed.
+-- the routed notifiers (notices) and those of p_opts.notify_delivery_failed.
 CREATE FUNCTION parley_send_failed(j job, p_reason text, p_opts jsonb) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
