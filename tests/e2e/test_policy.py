@@ -1,0 +1,179 @@
+"""Node settings and the cluster policy: two daemons on one database with
+different files, `parleyd --apply-policy` changing the rules on both without
+a SIGHUP, a stale --expect-version refused, the same policy twice unchanged,
+a bad policy file refused before anything is stored."""
+import json
+import re
+import time
+
+from parley_testlib import http, query, sign
+
+SECRET = "policy-secret"
+
+
+def wait_for(predicate, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def node_config(dsn, plugin_dir, **extra):
+    cfg = {"database": {"dsn": dsn}, "plugin_dir": plugin_dir, "log": {"level": "info"},
+           "channels": [{"name": "site", "plugin": "webhook", "config": {"secret": SECRET}}]}
+    cfg.update(extra)
+    return cfg
+
+
+def post(d, payload):
+    body = json.dumps(payload).encode()
+    return http("POST", d.url + "/webhooks/site", body,
+                {"Content-Type": "application/json", "X-Parley-Signature": sign(SECRET, body)})[0]
+
+
+def write_policy(tmp_path, name, policy):
+    path = tmp_path / name
+    path.write_text(policy if isinstance(policy, str) else json.dumps(policy))
+    return str(path)
+
+
+def readyz_policy(d):
+    status, _, body = http("GET", d.url + "/readyz")
+    assert status == 200, body
+    return json.loads(body)["policy"]
+
+
+def metric(d, name):
+    text = http("GET", d.url + "/metrics")[2].decode()
+    m = re.search(r"^%s (\S+)$" % name, text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def versions(dsn):
+    return [r[0] for r in query(dsn, "SELECT version FROM cluster_policy ORDER BY version")]
+
+
+def case_numbers(dsn):
+    return [r[0] for r in query(dsn, "SELECT case_number FROM support_case ORDER BY id")]
+
+
+def test_two_nodes_share_one_policy_and_apply_a_new_one_without_sighup(
+        fresh_db, daemon, plugin_dir, run_parleyd, tmp_path):
+    # The first node stores version 1 from its file; the second node's file
+    # disagrees: it says so, stays ready, and uses the cluster's rules.
+    a = daemon.start(node_config(fresh_db, plugin_dir, ingest={"case_prefix": "AA-"}))
+    b = daemon.start(node_config(fresh_db, plugin_dir, ingest={"case_prefix": "BB-"}))
+    assert versions(fresh_db) == [1]
+    assert "cluster policy version 1 stored from" in a.log_text()
+    assert "differs from cluster policy version 1 in ingest.case_prefix" in b.log_text()
+    assert "differs from" not in a.log_text()
+    assert readyz_policy(a) == {"version": 1, "file_differs": False}
+    assert readyz_policy(b) == {"version": 1, "file_differs": True,
+                                "differing_keys": "ingest.case_prefix"}
+    assert metric(a, "parley_policy_version") == 1 and metric(a, "parley_policy_file_differs") == 0
+    assert metric(b, "parley_policy_version") == 1 and metric(b, "parley_policy_file_differs") == 1
+
+    assert post(b, {"id": "m1", "author": {"id": "ann"}, "text": "hello"}) == 200
+    assert case_numbers(fresh_db) == ["AA-10000"]
+
+    # A policy with a new case prefix and a notice rule: both nodes take it
+    # without a signal, and the routing the database reads follows.
+    policy = write_policy(tmp_path, "policy.json", {
+        "ingest": {"case_prefix": "CC-"},
+        "notices": [{"notifier": "ops", "kinds": ["conversation.created"]}]})
+    code, out, err = run_parleyd(["--apply-policy", policy, "--expect-version", "1"],
+                                 config=a.config)
+    assert (code, out) == (0, "policy version 2 applied (was 1)\n"), err
+    for d in (a, b):
+        assert wait_for(lambda: "cluster policy version 2 applied (was 1)" in d.log_text())
+    assert query(fresh_db, "SELECT value FROM parley_settings WHERE key = 'routing'")[0][0] == \
+        {"sinks": [], "notices": [{"notifier": "ops", "kinds": ["conversation.created"]}]}
+    assert post(a, {"id": "m2", "author": {"id": "bob"}, "text": "hi"}) == 200
+    assert post(b, {"id": "m3", "author": {"id": "cy"}, "text": "hey"}) == 200
+    assert case_numbers(fresh_db) == ["AA-10000", "CC-10001", "CC-10002"]
+
+    # Now both files differ (each once per version), and neither node loads "ops".
+    for d, text in ((a, "AA-"), (b, "BB-")):
+        assert wait_for(lambda: readyz_policy(d).get("file_differs") is True)
+        detail = readyz_policy(d)
+        assert detail["version"] == 2
+        assert detail["differing_keys"] == "ingest.case_prefix, notices"
+        assert detail["unknown_instances"] == 'notices[0].notifier "ops"'
+        assert metric(d, "parley_policy_version") == 2
+        assert "cluster policy version 2 names instances this node does not load: " \
+               'notices[0].notifier "ops"' in d.log_text()
+    time.sleep(2.5)  # another poll: still logged once
+    assert b.log_text().count("differs from cluster policy version 2") == 1
+
+    # The same file again: nothing stored. A stale version: refused, exit 1.
+    code, out, err = run_parleyd(["--apply-policy", policy], config=a.config)
+    assert (code, out) == (0, "policy unchanged (version 2)\n"), err
+    other = write_policy(tmp_path, "other.json", {"ingest": {"case_prefix": "DD-"}})
+    code, out, err = run_parleyd(["--apply-policy", other, "--expect-version", "1"],
+                                 config=a.config)
+    assert code == 1 and out == ""
+    assert ("parleyd: apply policy: the cluster policy is at version 2, not the expected "
+            "version 1; nothing applied") in err
+    assert versions(fresh_db) == [1, 2]
+    assert "differs from cluster policy version 2 in ingest.case_prefix" in b.log_text()
+
+    code, out, err = run_parleyd(["--show-policy"], config=a.config)
+    assert code == 0, err
+    head, body = out.split("\n", 1)
+    assert head.startswith("policy version 2 (applied ")
+    assert json.loads(body)["ingest"]["case_prefix"] == "CC-"
+
+
+def test_a_bad_policy_file_is_refused_naming_file_key_and_reason(
+        fresh_db, daemon, plugin_dir, run_parleyd, tmp_path):
+    node = node_config(fresh_db, plugin_dir)
+    daemon.start(node)
+    assert versions(fresh_db) == [1]
+    cases = [
+        ({"ingest": {"case_prefix": "no spaces"}}, "ingest.case_prefix",
+         "must be 1..16 of A-Z a-z 0-9 - _"),
+        ({"ingest": {"reopen_window_s": -1}}, "ingest.reopen_window_s", "must be"),
+        ({"ingest": {"batch_max_events": 10}}, "ingest.batch_max_events",
+         "a node setting: it belongs in each node's file, not in the cluster policy"),
+        ({"listen": "127.0.0.1:1"}, "listen", "a node setting"),
+        ({"sinks": [{"name": "desk", "plugin": "zendesk"}]}, "sinks[0].plugin", "unknown key"),
+        ({"notices": [{"notifier": "ops", "kinds": ["nope"]}]}, "notices[0].kinds[0]",
+         "unknown notice kind"),
+        ({"ingest": {"case_prefx": "X-"}}, "ingest.case_prefx", "unknown key"),
+        ('{"ingest": ', None, "invalid JSON"),
+    ]
+    for policy, key, reason in cases:
+        path = write_policy(tmp_path, "bad.json", policy)
+        code, out, err = run_parleyd(["--apply-policy", path], config=node)
+        assert code == 2 and out == "", (policy, err)
+        prefix = "parleyd: %s: %s: " % (path, key) if key else "parleyd: %s: " % path
+        assert err.startswith(prefix) and reason in err, (policy, err)
+    assert versions(fresh_db) == [1]
+
+    code, _, err = run_parleyd(["--apply-policy", path, "--expect-version", "x"], config=node)
+    assert code == 2 and "--expect-version takes a version number" in err
+    code, _, err = run_parleyd(["--migrate", "--expect-version", "1"], config=node)
+    assert code == 2 and "--expect-version goes with --apply-policy" in err
+
+
+def test_a_file_that_agreed_stores_its_change_on_sighup(fresh_db, daemon, plugin_dir):
+    import signal
+    cfg = node_config(fresh_db, plugin_dir, ingest={"case_prefix": "AA-"})
+    a = daemon.start(cfg)
+    b = daemon.start(node_config(fresh_db, plugin_dir, ingest={"case_prefix": "BB-"}))
+    cfg["ingest"]["case_prefix"] = "EE-"
+    a.rewrite_config(cfg)
+    a.signal(signal.SIGHUP)
+    assert wait_for(lambda: "stored as cluster policy version 2" in a.log_text())
+    assert wait_for(lambda: "cluster policy version 2 applied (was 1)" in b.log_text())
+    assert post(b, {"id": "m1", "author": {"id": "ann"}, "text": "hello"}) == 200
+    assert case_numbers(fresh_db) == ["EE-10000"]
+    # b's file did not agree with the version in force: its change is not stored.
+    b.rewrite_config(node_config(fresh_db, plugin_dir, ingest={"case_prefix": "FF-"}))
+    b.signal(signal.SIGHUP)
+    assert wait_for(lambda: b.log_text().count("reloaded: log level") == 1)
+    time.sleep(0.5)
+    assert versions(fresh_db) == [1, 2]
+    assert "differs from cluster policy version 2 in ingest.case_prefix" in b.log_text()
