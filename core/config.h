@@ -89,6 +89,9 @@ typedef struct cfg {
 	cfg_instance *sinks;     size_t n_sinks;
 	cfg_instance *notifiers; size_t n_notifiers;
 	json_t *notices;            /* "notices" rules, validated: [{notifier, kinds?, filters...}] */
+	/* The file writes a cluster key (a sink's route included): only then can
+	 * it disagree with the cluster policy. */
+	bool writes_cluster_keys;
 } cfg;
 
 /* The default ingest.order_number_pattern: "order", up to 12 other

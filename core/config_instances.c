@@ -330,7 +330,15 @@ bool cfg_read_channels(const cfg_ctx *ctx, json_t *root, cfg *c)
 
 bool cfg_read_sinks(const cfg_ctx *ctx, json_t *root, cfg *c)
 {
-	return parse_instances(ctx, root, "sinks", &c->sinks, &c->n_sinks);
+	if (!parse_instances(ctx, root, "sinks", &c->sinks, &c->n_sinks))
+		return false;
+	/* A route is a cluster key; the instance itself is not. */
+	size_t i;
+	json_t *in;
+	json_array_foreach(json_object_get(root, "sinks"), i, in)
+		if (json_object_get(in, "route") != NULL)
+			c->writes_cluster_keys = true;
+	return true;
 }
 
 bool cfg_read_notifiers(const cfg_ctx *ctx, json_t *root, cfg *c)

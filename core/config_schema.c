@@ -171,6 +171,8 @@ static bool read_section(const cfg_ctx *ctx, const cfg_section *s, json_t *obj, 
 		if (ctx->policy && !has_cluster_part(r))
 			return cfg_fail(ctx, path, "a node setting: it belongs in each node's file, "
 			                "not in the cluster policy");
+		if (r->flags & CFG_CLUSTER)
+			c->writes_cluster_keys = true;
 	}
 	for (const cfg_setting *r = s->rows; r->key != NULL; r++) {
 		if (ctx->policy && !has_cluster_part(r))

@@ -417,8 +417,8 @@ static const cfg_setting root_rows[] = {
 	{ .key = "notifiers", .type = CFG_T_LIST, .parse_list = cfg_read_notifiers,
 	  .same = cfg_same_notifiers, .doc_reload = INSTANCE_RELOAD,
 	  .doc = "Notifier plugin instances (Slack, e-mail, webhooks)." },
-	{ .key = "notices", .type = CFG_T_LIST, .parse_list = cfg_read_notices, .flags = CFG_RELOAD | CFG_CLUSTER,
-	  .dump = cfg_dump_notices, .copy = cfg_copy_notices,
+	{ .key = "notices", .type = CFG_T_LIST, .parse_list = cfg_read_notices,
+	  .flags = CFG_RELOAD | CFG_CLUSTER, .dump = cfg_dump_notices, .copy = cfg_copy_notices,
 	  .doc = "Which notices go to which notifier; see [`notices`](#notices)." },
 	{ .key = NULL },
 };

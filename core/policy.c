@@ -56,7 +56,9 @@ static void assess(const cfg *node)
 	P.differing[0] = P.unknown[0] = '\0';
 	if (P.body == NULL)
 		return;
-	cfg_cluster_differences(P.file_body, P.body, P.differing, sizeof(P.differing));
+	/* A file without cluster keys leaves them to the policy: it cannot differ. */
+	if (node->writes_cluster_keys)
+		cfg_cluster_differences(P.file_body, P.body, P.differing, sizeof(P.differing));
 	cfg_policy_unknown_names(node, P.policy, P.unknown, sizeof(P.unknown));
 	if (P.warned == P.version)
 		return;

@@ -24,9 +24,11 @@ CREATE TABLE cluster_policy (
 CREATE FUNCTION parley_policy_routing(p_body jsonb) RETURNS jsonb
 LANGUAGE sql IMMUTABLE AS $$
     SELECT jsonb_build_object(
-        'sinks', coalesce((SELECT jsonb_agg(coalesce(s -> 'route', '{}') || jsonb_build_object('name', s ->> 'name')
+        'sinks', coalesce((SELECT jsonb_agg(coalesce(s -> 'route', '{}')
+                                            || jsonb_build_object('name', s ->> 'name')
                                             ORDER BY s ->> 'name')
-                             FROM jsonb_array_elements(coalesce(p_body -> 'sinks', '[]')) AS s), '[]'),
+                             FROM jsonb_array_elements(coalesce(p_body -> 'sinks', '[]')) AS s),
+                          '[]'),
         'notices', coalesce(p_body -> 'notices', '[]'))
 $$;
 
@@ -57,8 +59,8 @@ BEGIN
         RETURN;
     END IF;
     IF p_expect IS NOT NULL AND p_expect <> previous THEN
-        RAISE EXCEPTION 'the cluster policy is at version %, not the expected version %', previous, p_expect
-              USING ERRCODE = 'PY001';
+        RAISE EXCEPTION 'the cluster policy is at version %, not the expected version %',
+              previous, p_expect USING ERRCODE = 'PY001';
     END IF;
     IF v_cur.checksum = v_sum THEN
         version := previous;

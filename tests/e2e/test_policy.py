@@ -107,6 +107,14 @@ def test_two_nodes_share_one_policy_and_apply_a_new_one_without_sighup(
     time.sleep(2.5)  # another poll: still logged once
     assert b.log_text().count("differs from cluster policy version 2") == 1
 
+    # A node whose file has no cluster keys leaves them to the policy.
+    c = daemon.start(node_config(fresh_db, plugin_dir))
+    assert readyz_policy(c) == {"version": 2, "file_differs": False,
+                                "unknown_instances": 'notices[0].notifier "ops"'}
+    assert "differs from" not in c.log_text()
+    assert post(c, {"id": "m4", "author": {"id": "dee"}, "text": "yo"}) == 200
+    assert case_numbers(fresh_db)[-1] == "CC-10003"
+
     # The same file again: nothing stored. A stale version: refused, exit 1.
     code, out, err = run_parleyd(["--apply-policy", policy], config=a.config)
     assert (code, out) == (0, "policy unchanged (version 2)\n"), err

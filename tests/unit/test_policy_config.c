@@ -301,6 +301,31 @@ static void test_a_node_takes_the_policy_values_and_reports_what_differs(void **
 	cfg_free(p);
 }
 
+/* Only a file that writes a cluster key (a sink's route included) can
+ * disagree with the policy. */
+static void test_a_file_writes_cluster_keys_only_when_it_names_one(void **state)
+{
+	fixture *f = *state;
+	static const struct {
+		const char *file;
+		bool writes;
+	} cases[] = {
+		{ "{'database': {'dsn': 'x'}, 'ingest': {'batch_max_events': 9}, 'jobs': {'concurrency': 2}}",
+		  false },
+		{ "{'database': {'dsn': 'x'}, 'sinks': [{'name': 'd', 'plugin': 'zendesk'}]}", false },
+		{ "{'database': {'dsn': 'x'}, 'sinks': [{'name': 'd', 'plugin': 'zendesk', 'route': {}}]}",
+		  true },
+		{ "{'database': {'dsn': 'x'}, 'ingest': {'case_prefix': 'PC-'}}", true },
+		{ "{'database': {'dsn': 'x'}, 'notices': []}", true },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cfg *c = node(f, cases[i].file);
+		if (c->writes_cluster_keys != cases[i].writes)
+			fail_msg("%s: writes_cluster_keys is %d", cases[i].file, c->writes_cluster_keys);
+		cfg_free(c);
+	}
+}
+
 /* A stored body is read like a file, with "what" in place of the file name. */
 static void test_a_stored_body_is_checked_like_a_file(void **state)
 {
@@ -331,6 +356,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_a_node_file_and_a_policy_with_the_same_rules_are_equal,
 		                                setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_node_takes_the_policy_values_and_reports_what_differs,
+		                                setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_file_writes_cluster_keys_only_when_it_names_one,
 		                                setup, teardown),
 		cmocka_unit_test(test_a_stored_body_is_checked_like_a_file),
 	};
