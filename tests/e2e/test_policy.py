@@ -185,3 +185,74 @@ def test_a_file_that_agreed_stores_its_change_on_sighup(fresh_db, daemon, plugin
     time.sleep(0.5)
     assert versions(fresh_db) == [1, 2]
     assert "differs from cluster policy version 2 in ingest.case_prefix" in b.log_text()
+
+
+class Refuser:
+    """The brand's side of the webhook channel, refusing every reply (HTTP 400)."""
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        import threading
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                data = b'{"error": "refused"}'
+                self.send_response(400)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d/cb" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_new_policy_changes_who_hears_of_failed_deliveries_without_sighup(
+        fresh_db, daemon, plugin_dir, test_plugin_dir, run_parleyd, tmp_path):
+    import os
+    both = tmp_path / "plugins"
+    both.mkdir()
+    os.symlink(os.path.join(plugin_dir, "webhook.so"), both / "webhook.so")
+    os.symlink(os.path.join(test_plugin_dir, "notice_probe.so"), both / "notice_probe.so")
+    log = tmp_path / "notices.jsonl"
+    refuser = Refuser()
+    try:
+        cfg = {"database": {"dsn": fresh_db}, "plugin_dir": str(both),
+               "jobs": {"sweep_interval_ms": 100, "max_attempts": 1},
+               "channels": [{"name": "site", "plugin": "webhook",
+                             "config": {"secret": SECRET, "callback_url": refuser.url}}],
+               "notifiers": [{"name": "ops", "plugin": "notice_probe",
+                              "config": {"log_file": str(log)}}]}
+        d = daemon.start(cfg)
+
+        def dead_sends():
+            return query(fresh_db, "SELECT count(*) FROM job WHERE target_kind = 'channel' "
+                                   "AND state = 'dead'")[0][0]
+
+        def failure_notices():
+            return query(fresh_db, "SELECT count(*) FROM job WHERE target_kind = 'notifier'")[0][0]
+
+        assert post(d, {"id": "c1", "author": {"id": "ann"}, "text": "hi", "thread": "t1"}) == 200
+        [(conv,)] = query(fresh_db, "SELECT id FROM conversation")
+        assert run_parleyd(["--reply", str(conv), "--text", "one"], config=cfg)[0] == 0
+        assert wait_for(lambda: dead_sends() == 1)
+        time.sleep(0.3)
+        assert failure_notices() == 0   # version 1: nobody is told
+
+        policy = write_policy(tmp_path, "policy.json", {"jobs": {"notify_delivery_failed": ["ops"]}})
+        code, out, err = run_parleyd(["--apply-policy", policy], config=cfg)
+        assert (code, out) == (0, "policy version 2 applied (was 1)\n"), err
+        assert wait_for(lambda: "cluster policy version 2 applied (was 1)" in d.log_text())
+        assert run_parleyd(["--reply", str(conv), "--text", "two"], config=cfg)[0] == 0
+        assert wait_for(lambda: dead_sends() == 2)
+        assert wait_for(lambda: failure_notices() == 1)
+        assert "differs from" not in d.log_text()   # the file has no cluster keys
+    finally:
+        refuser.close()

@@ -326,6 +326,35 @@ static void test_a_file_writes_cluster_keys_only_when_it_names_one(void **state)
 	}
 }
 
+/* etc/policy.example.json loads and says what etc/parley.example.json says. */
+static void test_the_example_policy_agrees_with_the_example_node_file(void **state)
+{
+	(void)state;
+	char err[1024], dir[PATH_MAX], path[PATH_MAX + 32];
+	const char *src = getenv("PARLEY_SRCDIR");
+	if (src == NULL || src[0] == '\0')
+		src = getenv("srcdir");
+	snprintf(dir, sizeof(dir), "%s", src != NULL && src[0] != '\0' ? src : ".");
+	cfg *p = NULL, *n = NULL;
+	snprintf(path, sizeof(path), "%s/etc/policy.example.json", dir);
+	if (!cfg_policy_load(path, &p, err, sizeof(err)))
+		fail_msg("%s", err);
+	snprintf(path, sizeof(path), "%s/etc/parley.example.json", dir);
+	setenv("PARLEY_SITE_SECRET", "example-site-secret", 1);
+	bool ok = cfg_load(path, &n, err, sizeof(err));
+	unsetenv("PARLEY_SITE_SECRET");
+	if (!ok)
+		fail_msg("%s", err);
+	json_t *a = cfg_cluster_json(p), *b = cfg_cluster_json(n);
+	char out[256];
+	if (cfg_cluster_differences(a, b, out, sizeof(out)) != 0)
+		fail_msg("the examples differ in %s", out);
+	json_decref(a);
+	json_decref(b);
+	cfg_free(p);
+	cfg_free(n);
+}
+
 /* A stored body is read like a file, with "what" in place of the file name. */
 static void test_a_stored_body_is_checked_like_a_file(void **state)
 {
@@ -359,6 +388,7 @@ int main(void)
 		                                setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_file_writes_cluster_keys_only_when_it_names_one,
 		                                setup, teardown),
+		cmocka_unit_test(test_the_example_policy_agrees_with_the_example_node_file),
 		cmocka_unit_test(test_a_stored_body_is_checked_like_a_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
