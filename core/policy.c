@@ -40,6 +40,7 @@ static struct {
 	cfg *policy;                /* its values, parsed */
 	json_t *file_body;          /* the node file's own cluster part */
 	long long warned;           /* the version the disagreement was logged for */
+	long long refused;          /* a version this binary could not read (logged once) */
 	char differing[PATHS_MAX];  /* file keys that differ ("" = none) */
 	char unknown[PATHS_MAX];    /* names this node does not load ("" = none) */
 	bool checking, publishing;
@@ -79,7 +80,10 @@ static bool adopt(long long version, json_t *body, cfg *node)
 	snprintf(what, sizeof(what), "cluster policy version %lld", version);
 	cfg *policy = NULL;
 	if (!cfg_policy_parse(body, what, &policy, err, sizeof(err))) {
-		log_error(LOG_AREA, "%s is not applied: %s", what, err);
+		if (P.refused != version)
+			log_error(LOG_AREA, "%s is not applied, version %lld stays in force: %s", what,
+			          P.version, err);
+		P.refused = version;
 		json_decref(body);
 		return false;
 	}

@@ -50,7 +50,7 @@ DECLARE
     v_cur cluster_policy%ROWTYPE;
 BEGIN
     -- One applier at a time, also while the table is still empty.
-    PERFORM pg_advisory_xact_lock(hashtextextended('parley.cluster_policy', 0));
+    PERFORM pg_advisory_xact_lock(parley_lock_space(), parley_lock_key('policy', NULL, NULL));
     SELECT * INTO v_cur FROM cluster_policy ORDER BY cluster_policy.version DESC LIMIT 1;
     previous := coalesce(v_cur.version, 0);
     IF p_if_none AND v_cur.version IS NOT NULL THEN

@@ -256,3 +256,19 @@ def test_a_new_policy_changes_who_hears_of_failed_deliveries_without_sighup(
         assert "differs from" not in d.log_text()   # the file has no cluster keys
     finally:
         refuser.close()
+
+
+def test_a_stored_version_this_node_cannot_read_leaves_the_last_one_in_force(
+        fresh_db, daemon, plugin_dir):
+    d = daemon.start(node_config(fresh_db, plugin_dir))
+    # Another release (or a hand edit) stored a body this parleyd refuses.
+    query(fresh_db, "INSERT INTO cluster_policy (version, body, checksum, applied_by) "
+                    "VALUES (2, '{\"ingest\": {\"case_prefix\": \"\"}}', 'x', 'test')")
+    want = ("cluster policy version 2 is not applied, version 1 stays in force: cluster policy "
+            "version 2: ingest.case_prefix: must be 1..16 of A-Z a-z 0-9 - _")
+    assert wait_for(lambda: want in d.log_text())
+    time.sleep(2.5)  # polled again: logged once
+    assert d.log_text().count(want) == 1
+    assert readyz_policy(d)["version"] == 1
+    assert post(d, {"id": "m1", "author": {"id": "ann"}, "text": "hello"}) == 200
+    assert case_numbers(fresh_db) == ["PC-10000"]
