@@ -134,20 +134,6 @@ void cfg_free(cfg *c)
 	free(c);
 }
 
-char *cfg_routing_json(const cfg *c)
-{
-	json_t *sinks = json_array();
-	for (size_t i = 0; i < c->n_sinks; i++)
-		json_array_append(sinks, c->sinks[i].route);
-	json_t *o = json_pack("{s:o, s:O}", "sinks", sinks, "notices",
-	                      c->notices != NULL ? c->notices : json_array());
-	char *text = o != NULL ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-	json_decref(o);
-	if (text == NULL)
-		abort();
-	return text;
-}
-
 /* ------------------------------------------------------------------------ */
 /* The cluster policy                                                       */
 /* ------------------------------------------------------------------------ */

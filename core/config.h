@@ -115,10 +115,6 @@ size_t cfg_restart_changes(const cfg *cur, const cfg *next, char *out, size_t ou
  * docs/CONFIG.md holds. */
 void cfg_print_reference(FILE *out, bool markdown);
 
-/* {"sinks": [routes], "notices": [rules]} as parleyd publishes it to the
- * database (parley_settings 'routing'). Owned by the caller. */
-char *cfg_routing_json(const cfg *c);
-
 /* ---- node settings and cluster policy
  *
  * Rows of the settings table marked cluster scope (and sinks' routes) are

@@ -11,7 +11,6 @@
 #include <event2/event.h>
 #include <jansson.h>
 
-#include "admin.h"
 #include "cli.h"
 #include "db.h"
 #include "host_api.h"
