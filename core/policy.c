@@ -101,7 +101,7 @@ static bool adopt(long long version, json_t *body, cfg *node)
 
 void policy_start(const char *dsn, cfg *node)
 {
-	char err[1024], by[300];
+	char err[1024] = "no version stored", by[300];
 	json_decref(P.file_body);
 	P.file_body = cfg_cluster_json(node);
 	snprintf(by, sizeof(by), "first start with %s", node->file);
@@ -151,8 +151,9 @@ static void check_now(void)
 {
 	if (P.checking)
 		return;
+	/* A version refused once is not fetched again; a newer one is. */
 	char after[24];
-	snprintf(after, sizeof(after), "%lld", P.version);
+	snprintf(after, sizeof(after), "%lld", P.refused > P.version ? P.refused : P.version);
 	const char *params[] = { after };
 	db_batch *b = db_batch_new();
 	db_batch_add(b, POLICY_NEWER_SQL, 1, params);
