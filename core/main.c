@@ -115,6 +115,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	router_set_draining(true);
 	http_server_stop_accepting(d.server);
 	jobs_stop();
+	policy_stop();
 	plugins_stop(d.plugins);
 	drain_check(-1, 0, NULL);
 }

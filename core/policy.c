@@ -258,6 +258,12 @@ char *policy_status_json(void)
 	return text;
 }
 
+void policy_stop(void)
+{
+	if (P.timer != NULL)
+		event_del(P.timer);
+}
+
 void policy_free(void)
 {
 	if (P.timer != NULL)

@@ -35,6 +35,8 @@ void policy_node_reloaded(cfg *next);
 /* For /readyz: {"version", "file_differs", "differing_keys"?,
  * "unknown_instances"?} as JSON text, owned by the caller. */
 char *policy_status_json(void);
+/* Stop looking for new versions (shutdown: no new database work). */
+void policy_stop(void);
 /* Free the timer and state (after the loop). */
 void policy_free(void);
 
