@@ -282,3 +282,15 @@ size_t cfg_policy_unknown_names(const cfg *node, const cfg *policy, char *out, s
 	}
 	return count;
 }
+
+size_t cfg_policy_unrouted_sinks(const cfg *node, const cfg *policy, char *out, size_t outlen)
+{
+	size_t count = 0, used = 0;
+	if (outlen == 0)
+		return 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < node->n_sinks; i++)
+		if (!has_instance(policy->sinks, policy->n_sinks, node->sinks[i].name))
+			add_path(out, outlen, &used, &count, node->sinks[i].name);
+	return count;
+}

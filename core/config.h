@@ -138,6 +138,9 @@ size_t cfg_cluster_differences(const json_t *a, const json_t *b, char *out, size
 /* The instance names `policy` uses that `node` does not load
  * ("notices[0].notifier \"ops\""), into out; returns how many. */
 size_t cfg_policy_unknown_names(const cfg *node, const cfg *policy, char *out, size_t outlen);
+/* The sink instances `node` loads that `policy` gives no route (they take
+ * no conversations), comma-separated into out; returns how many. */
+size_t cfg_policy_unrouted_sinks(const cfg *node, const cfg *policy, char *out, size_t outlen);
 
 /* Validate a plugin instance's "config" object against the plugin's declared
  * keys: unknown keys, wrong types, missing required keys. `path` is the

@@ -43,6 +43,7 @@ static struct {
 	long long refused;          /* a version this binary could not read (logged once) */
 	char differing[PATHS_MAX];  /* file keys that differ ("" = none) */
 	char unknown[PATHS_MAX];    /* names this node does not load ("" = none) */
+	char unrouted[PATHS_MAX];   /* sinks this node loads that the policy routes nowhere */
 	bool checking, publishing;
 } P;
 
@@ -54,13 +55,14 @@ static const char *file_of(void)
 /* Compare the file and the policy with this node's instances; log once per version. */
 static void assess(const cfg *node)
 {
-	P.differing[0] = P.unknown[0] = '\0';
+	P.differing[0] = P.unknown[0] = P.unrouted[0] = '\0';
 	if (P.body == NULL)
 		return;
 	/* A file without cluster keys leaves them to the policy: it cannot differ. */
 	if (node->writes_cluster_keys)
 		cfg_cluster_differences(P.file_body, P.body, P.differing, sizeof(P.differing));
 	cfg_policy_unknown_names(node, P.policy, P.unknown, sizeof(P.unknown));
+	cfg_policy_unrouted_sinks(node, P.policy, P.unrouted, sizeof(P.unrouted));
 	if (P.warned == P.version)
 		return;
 	P.warned = P.version;
@@ -70,6 +72,9 @@ static void assess(const cfg *node)
 	if (P.unknown[0] != '\0')
 		log_warn(LOG_AREA, "cluster policy version %lld names instances this node does not load: %s",
 		         P.version, P.unknown);
+	if (P.unrouted[0] != '\0')
+		log_warn(LOG_AREA, "cluster policy version %lld has no route for sinks %s: they take no "
+		         "conversations", P.version, P.unrouted);
 }
 
 /* Make `body` (version `version`) the policy in force and copy its values
@@ -251,6 +256,8 @@ char *policy_status_json(void)
 		json_object_set_new(o, "differing_keys", json_string(P.differing));
 	if (P.unknown[0] != '\0')
 		json_object_set_new(o, "unknown_instances", json_string(P.unknown));
+	if (P.unrouted[0] != '\0')
+		json_object_set_new(o, "unrouted_sinks", json_string(P.unrouted));
 	char *text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	if (text == NULL)

@@ -33,7 +33,7 @@ void policy_watch(struct event_base *base, cfg **node_ref, policy_applied_fn app
  * version if they changed and the file agreed with the version in force. */
 void policy_node_reloaded(cfg *next);
 /* For /readyz: {"version", "file_differs", "differing_keys"?,
- * "unknown_instances"?} as JSON text, owned by the caller. */
+ * "unknown_instances"?, "unrouted_sinks"?} as JSON text, owned by the caller. */
 char *policy_status_json(void);
 /* Stop looking for new versions (shutdown: no new database work). */
 void policy_stop(void);

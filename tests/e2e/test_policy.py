@@ -272,3 +272,23 @@ def test_a_stored_version_this_node_cannot_read_leaves_the_last_one_in_force(
     assert readyz_policy(d)["version"] == 1
     assert post(d, {"id": "m1", "author": {"id": "ann"}, "text": "hello"}) == 200
     assert case_numbers(fresh_db) == ["PC-10000"]
+
+
+def test_a_sink_the_policy_does_not_route_is_reported(fresh_db, daemon, test_plugin_dir,
+                                                      run_parleyd, tmp_path):
+    base = {"database": {"dsn": fresh_db}, "plugin_dir": test_plugin_dir}
+    a = daemon.start(dict(base))
+    b = daemon.start(dict(base, sinks=[{"name": "probe", "plugin": "probe_sink",
+                                        "config": {"label": "x"}}]))
+    assert readyz_policy(a) == {"version": 1, "file_differs": False}
+    assert readyz_policy(b) == {"version": 1, "file_differs": False, "unrouted_sinks": "probe"}
+    assert ("cluster policy version 1 has no route for sinks probe: they take no conversations"
+            in b.log_text())
+    policy = write_policy(tmp_path, "policy.json", {"sinks": [{"name": "probe",
+                                                              "route": {"visibility": "private"}}]})
+    assert run_parleyd(["--apply-policy", policy], config=a.config)[0] == 0
+    assert wait_for(lambda: readyz_policy(b) == {"version": 2, "file_differs": False})
+    assert readyz_policy(a) == {"version": 2, "file_differs": False,
+                                "unknown_instances": 'sinks[0].name "probe"'}
+    assert query(fresh_db, "SELECT value -> 'sinks' FROM parley_settings WHERE key = 'routing'") == \
+        [([{"name": "probe", "visibility": "private"}],)]

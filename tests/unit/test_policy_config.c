@@ -272,6 +272,8 @@ static void test_a_node_takes_the_policy_values_and_reports_what_differs(void **
 	assert_int_equal(cfg_policy_unknown_names(n, p, out, sizeof(out)), 4);
 	assert_string_equal(out, "ingest.notify_new_conversation \"pager\", notices[0].notifier \"mail\", "
 	                         "sinks[0].route.channels \"shop\", sinks[1].name \"gone\"");
+	assert_int_equal(cfg_policy_unrouted_sinks(n, p, out, sizeof(out)), 1);
+	assert_string_equal(out, "other");
 
 	cfg_take_cluster(n, p);
 	assert_string_equal(n->ingest.case_prefix, "P-");
