@@ -292,3 +292,15 @@ def test_a_sink_the_policy_does_not_route_is_reported(fresh_db, daemon, test_plu
                                 "unknown_instances": 'sinks[0].name "probe"'}
     assert query(fresh_db, "SELECT value -> 'sinks' FROM parley_settings WHERE key = 'routing'") == \
         [([{"name": "probe", "visibility": "private"}],)]
+
+
+def test_a_node_without_a_job_runner_takes_a_new_policy(fresh_db, daemon, plugin_dir, run_parleyd,
+                                                        tmp_path):
+    d = daemon.start(node_config(fresh_db, plugin_dir, jobs={"enabled": False}))
+    policy = write_policy(tmp_path, "policy.json", {"jobs": {"notify_delivery_failed": []},
+                                                    "ingest": {"case_prefix": "NJ-"}})
+    assert run_parleyd(["--apply-policy", policy], config=d.config)[0] == 0
+    assert wait_for(lambda: "cluster policy version 2 applied (was 1)" in d.log_text())
+    assert post(d, {"id": "m1", "author": {"id": "ann"}, "text": "hello"}) == 200
+    assert case_numbers(fresh_db) == ["NJ-10000"]
+    # Teardown stops it with SIGTERM and checks the exit and the sanitizers' report.
