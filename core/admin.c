@@ -16,11 +16,6 @@
 #include "db.h"
 #include "util.h"
 
-/* parley_settings 'routing' (sql/005_tickets.sql). */
-#define ADMIN_ROUTING_SQL \
-	"INSERT INTO parley_settings (key, value) VALUES ('routing', $1::jsonb) " \
-	"ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now() RETURNING 1"
-
 /* A positive decimal id. */
 static bool is_id(const char *s)
 {
@@ -117,10 +112,4 @@ bool admin_move_to_private(const char *dsn, const char *conversation, const char
 		return false;
 	*private_id = strtoll(value, NULL, 10);
 	return true;
-}
-
-bool admin_publish_routing(const char *dsn, const char *routing_json, char *err, size_t errlen)
-{
-	const char *params[] = { routing_json };
-	return call_one(dsn, ADMIN_ROUTING_SQL, 1, params, NULL, 0, err, errlen);
 }

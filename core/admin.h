@@ -30,8 +30,4 @@ bool admin_move_to_private(const char *dsn, const char *conversation, const char
                            const char *public_text, const char *texts_json, const char *actor,
                            long long *private_id, char *err, size_t errlen);
 
-/* Publish the routing of sinks and notices (cfg_routing_json) for the
- * database's functions to read: parley_settings 'routing'. */
-bool admin_publish_routing(const char *dsn, const char *routing_json, char *err, size_t errlen);
-
 #endif

@@ -19,6 +19,7 @@
 #include "metrics.h"
 #include "migrate.h"
 #include "plugin_loader.h"
+#include "policy_store.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "dev"
@@ -36,14 +37,16 @@ enum arg_bit {
 	ARG_VISIBILITY = 1 << 4,
 	ARG_PLUGIN_DIR = 1 << 5,
 	ARG_FORMAT = 1 << 6,
-	ARG_VERBOSE = 1 << 7,     /* -v: no value */
+	ARG_EXPECT_VERSION = 1 << 7,
+	ARG_VERBOSE = 1 << 8,     /* -v: no value */
 };
-#define N_VALUE_ARGS 7
+#define N_VALUE_ARGS 8
 
 typedef struct cli_args {
 	const char *config_file;
 	const char *value;        /* the selecting option's own argument, if it has one */
 	const char *into, *actor, *text, *public_text, *visibility, *plugin_dir, *format;
+	const char *expect_version;
 	unsigned given;           /* enum arg_bit of the options given */
 } cli_args;
 
@@ -67,6 +70,8 @@ static void usage(FILE *out)
 	        "       parleyd -c FILE --reply CONVERSATION --text TEXT [--visibility V] [--actor NAME]\n"
 	        "       parleyd -c FILE --move-to-private CONVERSATION --text TEXT [--public-text TEXT]\n"
 	        "               [--actor NAME]\n"
+	        "       parleyd -c FILE --apply-policy POLICYFILE [--expect-version N] [--actor NAME]\n"
+	        "       parleyd -c FILE --show-policy\n"
 	        "       parleyd --list-plugins [--plugin-dir DIR | -c FILE] [-v]\n"
 	        "       parleyd --version\n"
 	        "       parleyd --help-config [--format=text|markdown]\n"
@@ -88,6 +93,11 @@ static void usage(FILE *out)
 	        "                       new private conversation of the same case; once it is sent, a\n"
 	        "                       public note (--public-text, default the channel's\n"
 	        "                       move_to_private_text) says so\n"
+	        "      --apply-policy POLICYFILE\n"
+	        "                       validate the cluster policy file and store it as the next\n"
+	        "                       version, which every node applies; with --expect-version N,\n"
+	        "                       refused unless N is the version in force\n"
+	        "      --show-policy    print the cluster policy version in force and its body\n"
 	        "      --actor NAME     who is recorded in the audit log (default: cli:$USER)\n"
 	        "      --list-plugins   list the plugins in the plugin directory\n"
 	        "      --help-config    print every core setting: type, default, range, SIGHUP, meaning\n"
@@ -235,6 +245,76 @@ static int cmd_move_to_private(const cli_args *a, cfg *c, cli_daemon_fn daemon)
 	return 0;
 }
 
+/* "N" of --expect-version: a whole number >= 0 (0: no version stored yet). */
+static bool parse_version(const char *s, long long *out)
+{
+	if (s == NULL || *s == '\0' || strlen(s) > 18)
+		return false;
+	for (const char *p = s; *p; p++)
+		if (*p < '0' || *p > '9')
+			return false;
+	*out = strtoll(s, NULL, 10);
+	return true;
+}
+
+static int cmd_apply_policy(const cli_args *a, cfg *c, cli_daemon_fn daemon)
+{
+	(void)daemon;
+	char err[2048];
+	long long expect = -1;
+	if (a->expect_version != NULL && !parse_version(a->expect_version, &expect)) {
+		fprintf(stderr, "parleyd: --expect-version takes a version number (0 or more)\n");
+		return CLI_EXIT_CONFIG;
+	}
+	cfg *policy = NULL;
+	if (!cfg_policy_load(a->value, &policy, err, sizeof(err))) {
+		fprintf(stderr, "parleyd: %s\n", err);
+		return CLI_EXIT_CONFIG;
+	}
+	json_t *body = cfg_cluster_json(policy);
+	cfg_free(policy);
+	policy_applied r = { 0 };
+	policy_status st = policy_store_apply(c->database.dsn, body, expect, false, a->actor, &r, err,
+	                                      sizeof(err));
+	json_decref(body);
+	if (st == POLICY_STALE) {
+		fprintf(stderr, "parleyd: apply policy: %s; nothing applied (--show-policy prints "
+		        "the version in force)\n", err);
+		return 1;
+	}
+	if (st != POLICY_DONE) {
+		fprintf(stderr, "parleyd: apply policy: %s\n", err);
+		return 1;
+	}
+	if (r.changed)
+		printf("policy version %lld applied (was %lld)\n", r.version, r.previous);
+	else
+		printf("policy unchanged (version %lld)\n", r.version);
+	return 0;
+}
+
+static int cmd_show_policy(const cli_args *a, cfg *c, cli_daemon_fn daemon)
+{
+	(void)a, (void)daemon;
+	char err[2048], applied[256];
+	long long version = 0;
+	json_t *body = NULL;
+	if (!policy_store_current(c->database.dsn, &version, &body, applied, sizeof(applied), err,
+	                          sizeof(err))) {
+		fprintf(stderr, "parleyd: show policy: %s\n", err);
+		return 1;
+	}
+	if (body == NULL) {
+		printf("no cluster policy stored yet (a node's first start stores version 1)\n");
+		return 0;
+	}
+	char *text = json_dumps(body, JSON_INDENT(2) | JSON_SORT_KEYS);
+	printf("policy version %lld (applied %s)\n%s\n", version, applied, text ? text : "");
+	free(text);
+	json_decref(body);
+	return 0;
+}
+
 static int cmd_daemon(const cli_args *a, cfg *c, cli_daemon_fn daemon)
 {
 	(void)a;
@@ -254,6 +334,8 @@ static const command commands[] = {
 	{ "--reply", true, true, ARG_TEXT | ARG_VISIBILITY | ARG_ACTOR, ARG_TEXT, cmd_reply },
 	{ "--move-to-private", true, true, ARG_TEXT | ARG_PUBLIC_TEXT | ARG_ACTOR, ARG_TEXT,
 	  cmd_move_to_private },
+	{ "--apply-policy", true, true, ARG_EXPECT_VERSION | ARG_ACTOR, 0, cmd_apply_policy },
+	{ "--show-policy", false, true, 0, 0, cmd_show_policy },
 	{ NULL, false, true, 0, 0, cmd_daemon },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -266,13 +348,14 @@ static const struct {
 	const char *goes_with;
 } arg_names[] = {
 	{ ARG_INTO, "--into", "--merge-customer" },
-	{ ARG_ACTOR, "--actor", "--merge-customer, --unmerge, --reply or --move-to-private" },
+	{ ARG_ACTOR, "--actor", "--merge-customer, --unmerge, --reply, --move-to-private or --apply-policy" },
 	{ ARG_TEXT, "--text", "--reply or --move-to-private" },
 	{ ARG_PUBLIC_TEXT, "--public-text", "--move-to-private" },
 	{ ARG_VISIBILITY, "--visibility", "--reply" },
 	{ ARG_PLUGIN_DIR, "--plugin-dir", "--list-plugins" },
 	{ ARG_VERBOSE, "--verbose", "--list-plugins" },
 	{ ARG_FORMAT, "--format text|markdown", "--help-config" },
+	{ ARG_EXPECT_VERSION, "--expect-version", "--apply-policy" },
 };
 
 enum { OPT_ARG = 2000 };
@@ -296,7 +379,7 @@ static bool args_fit(const command *cmd, const cli_args *a)
 
 int cli_main(int argc, char **argv, cli_daemon_fn daemon)
 {
-	struct option opts[N_COMMANDS + 9];
+	struct option opts[N_COMMANDS + 10];
 	size_t n = 0;
 	for (size_t i = 0; i + 1 < N_COMMANDS; i++)
 		opts[n++] = (struct option){ commands[i].option + 2,
@@ -310,13 +393,15 @@ int cli_main(int argc, char **argv, cli_daemon_fn daemon)
 	opts[n++] = (struct option){ "visibility", required_argument, NULL, OPT_ARG + 4 };
 	opts[n++] = (struct option){ "plugin-dir", required_argument, NULL, OPT_ARG + 5 };
 	opts[n++] = (struct option){ "format", required_argument, NULL, OPT_ARG + 6 };
+	opts[n++] = (struct option){ "expect-version", required_argument, NULL, OPT_ARG + 7 };
 	opts[n] = (struct option){ NULL, 0, NULL, 0 };
 
 	cli_args a = { 0 };
 	const command *cmd = NULL;
 	/* In the order of enum arg_bit and of the OPT_ARG options above. */
 	const char **values[N_VALUE_ARGS] = { &a.into, &a.actor, &a.text, &a.public_text,
-		                              &a.visibility, &a.plugin_dir, &a.format };
+		                              &a.visibility, &a.plugin_dir, &a.format,
+		                              &a.expect_version };
 	int c;
 	while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
 		if (c == 'c') {

@@ -134,16 +134,163 @@ void cfg_free(cfg *c)
 	free(c);
 }
 
-char *cfg_routing_json(const cfg *c)
+/* ------------------------------------------------------------------------ */
+/* The cluster policy                                                       */
+/* ------------------------------------------------------------------------ */
+
+static bool policy_from(const cfg_ctx *ctx, json_t *root, cfg **out)
 {
-	json_t *sinks = json_array();
-	for (size_t i = 0; i < c->n_sinks; i++)
-		json_array_append(sinks, c->sinks[i].route);
-	json_t *o = json_pack("{s:o, s:O}", "sinks", sinks, "notices",
-	                      c->notices != NULL ? c->notices : json_array());
-	char *text = o != NULL ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-	json_decref(o);
-	if (text == NULL)
-		abort();
-	return text;
+	*out = NULL;
+	if (!json_is_object(root))
+		return cfg_fail(ctx, "(top level)", "expected an object, got %s", jf_type_name(root));
+	cfg *c = xcalloc(1, sizeof(*c));
+	c->file = xstrdup(ctx->jf.prefix);
+	if (!cfg_schema_defaults(ctx, c) || !cfg_schema_read(ctx, root, c)) {
+		cfg_free(c);
+		return false;
+	}
+	if (c->notices == NULL)
+		c->notices = json_array();
+	*out = c;
+	return true;
+}
+
+bool cfg_policy_load(const char *file, cfg **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	cfg_ctx ctx = { .jf = { .prefix = file, .err = err, .errlen = errlen }, .policy = true };
+	json_t *root = load_json(&ctx);
+	if (root == NULL)
+		return false;
+	bool ok = policy_from(&ctx, root, out);
+	json_decref(root);
+	return ok;
+}
+
+bool cfg_policy_parse(json_t *body, const char *what, cfg **out, char *err, size_t errlen)
+{
+	cfg_ctx ctx = { .jf = { .prefix = what, .err = err, .errlen = errlen }, .policy = true };
+	return policy_from(&ctx, body, out);
+}
+
+json_t *cfg_cluster_json(const cfg *c)
+{
+	return cfg_schema_cluster_json(c);
+}
+
+void cfg_take_cluster(cfg *dst, const cfg *src)
+{
+	cfg_schema_take_cluster(dst, src);
+}
+
+static void add_path(char *out, size_t outlen, size_t *used, size_t *count, const char *path)
+{
+	int n = snprintf(out + *used, outlen - *used, "%s%s", *count > 0 ? ", " : "", path);
+	if (n > 0)
+		*used = *used + (size_t)n < outlen ? *used + (size_t)n : outlen - 1;
+	(*count)++;
+}
+
+size_t cfg_cluster_differences(const json_t *a, const json_t *b, char *out, size_t outlen)
+{
+	size_t count = 0, used = 0;
+	if (outlen == 0)
+		return 0;
+	out[0] = '\0';
+	const char *key;
+	json_t *va;
+	/* Both are canonical (cfg_cluster_json): the same keys, sections one deep. */
+	json_object_foreach((json_t *)a, key, va) {
+		json_t *vb = json_object_get(b, key);
+		if (json_is_object(va) && json_is_object(vb)) {
+			const char *sub;
+			json_t *sa;
+			json_object_foreach(va, sub, sa) {
+				if (!json_equal(sa, json_object_get(vb, sub))) {
+					char path[JF_PATH_MAX];
+					jf_path_key(path, key, sub);
+					add_path(out, outlen, &used, &count, path);
+				}
+			}
+		} else if (!json_equal(va, vb)) {
+			add_path(out, outlen, &used, &count, key);
+		}
+	}
+	return count;
+}
+
+static bool has_instance(const cfg_instance *list, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(list[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+static void check_names(const char *path, char *const *names, size_t n, const cfg_instance *list,
+                        size_t nlist, char *out, size_t outlen, size_t *used, size_t *count)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (has_instance(list, nlist, names[i]))
+			continue;
+		char p[JF_PATH_MAX + 80];
+		snprintf(p, sizeof(p), "%s \"%s\"", path, names[i]);
+		add_path(out, outlen, used, count, p);
+	}
+}
+
+static void check_filter_channels(const char *path, json_t *filter, const cfg *node, char *out,
+                                  size_t outlen, size_t *used, size_t *count)
+{
+	json_t *chs = json_object_get(filter, "channels");
+	for (size_t k = 0; k < json_array_size(chs); k++) {
+		const char *ch = json_string_value(json_array_get(chs, k));
+		check_names(path, (char *const *)&ch, 1, node->channels, node->n_channels, out, outlen,
+		            used, count);
+	}
+}
+
+size_t cfg_policy_unknown_names(const cfg *node, const cfg *policy, char *out, size_t outlen)
+{
+	size_t count = 0, used = 0;
+	if (outlen == 0)
+		return 0;
+	out[0] = '\0';
+	check_names("ingest.notify_new_conversation", policy->ingest.notify_new_conversation,
+	            policy->ingest.n_notify_new_conversation, node->notifiers, node->n_notifiers, out,
+	            outlen, &used, &count);
+	check_names("jobs.notify_delivery_failed", policy->jobs.notify_delivery_failed,
+	            policy->jobs.n_notify_delivery_failed, node->notifiers, node->n_notifiers, out,
+	            outlen, &used, &count);
+	for (size_t i = 0; i < json_array_size(policy->notices); i++) {
+		json_t *rule = json_array_get(policy->notices, i);
+		char path[JF_PATH_MAX];
+		const char *n = json_string_value(json_object_get(rule, "notifier"));
+		snprintf(path, sizeof(path), "notices[%zu].notifier", i);
+		check_names(path, (char *const *)&n, 1, node->notifiers, node->n_notifiers, out, outlen,
+		            &used, &count);
+		snprintf(path, sizeof(path), "notices[%zu].channels", i);
+		check_filter_channels(path, rule, node, out, outlen, &used, &count);
+	}
+	for (size_t i = 0; i < policy->n_sinks; i++) {
+		char path[JF_PATH_MAX];
+		snprintf(path, sizeof(path), "%s.name", policy->sinks[i].path);
+		check_names(path, &policy->sinks[i].name, 1, node->sinks, node->n_sinks, out, outlen,
+		            &used, &count);
+		snprintf(path, sizeof(path), "%s.route.channels", policy->sinks[i].path);
+		check_filter_channels(path, policy->sinks[i].route, node, out, outlen, &used, &count);
+	}
+	return count;
+}
+
+size_t cfg_policy_unrouted_sinks(const cfg *node, const cfg *policy, char *out, size_t outlen)
+{
+	size_t count = 0, used = 0;
+	if (outlen == 0)
+		return 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < node->n_sinks; i++)
+		if (!has_instance(policy->sinks, policy->n_sinks, node->sinks[i].name))
+			add_path(out, outlen, &used, &count, node->sinks[i].name);
+	return count;
 }

@@ -92,6 +92,9 @@ typedef struct cfg {
 	cfg_instance *sinks;     size_t n_sinks;
 	cfg_instance *notifiers; size_t n_notifiers;
 	json_t *notices;            /* "notices" rules, validated: [{notifier, kinds?, filters...}] */
+	/* The file writes a cluster key (a sink's route included): only then can
+	 * it disagree with the cluster policy. */
+	bool writes_cluster_keys;
 } cfg;
 
 /* The default ingest.order_number_pattern: "order", up to 12 other
@@ -115,9 +118,32 @@ size_t cfg_restart_changes(const cfg *cur, const cfg *next, char *out, size_t ou
  * docs/CONFIG.md holds. */
 void cfg_print_reference(FILE *out, bool markdown);
 
-/* {"sinks": [routes], "notices": [rules]} as parleyd publishes it to the
- * database (parley_settings 'routing'). Owned by the caller. */
-char *cfg_routing_json(const cfg *c);
+/* ---- node settings and cluster policy
+ *
+ * Rows of the settings table marked cluster scope (and sinks' routes) are
+ * the cluster policy: stored in PostgreSQL with a version, shared by every
+ * node (core/policy.h). A policy file holds only those keys. */
+
+/* Load and validate a policy file: syntax, types, ranges; a node setting in
+ * it is an error. Instance names are not checked (each node does). Errors
+ * read "FILE: PATH: reason". */
+bool cfg_policy_load(const char *file, cfg **out, char *err, size_t errlen);
+/* The same for a stored body; `what` starts the errors ("cluster policy version 3"). */
+bool cfg_policy_parse(json_t *body, const char *what, cfg **out, char *err, size_t errlen);
+/* The cluster part of c, canonical: every cluster key with defaults filled
+ * in, sinks' routes sorted by name. A new reference. */
+json_t *cfg_cluster_json(const cfg *c);
+/* Copy every cluster value of `policy` into the node configuration `node`. */
+void cfg_take_cluster(cfg *node, const cfg *policy);
+/* The paths ("ingest.case_prefix, notices") where two canonical cluster
+ * JSONs differ, into out; returns how many. */
+size_t cfg_cluster_differences(const json_t *a, const json_t *b, char *out, size_t outlen);
+/* The instance names `policy` uses that `node` does not load
+ * ("notices[0].notifier \"ops\""), into out; returns how many. */
+size_t cfg_policy_unknown_names(const cfg *node, const cfg *policy, char *out, size_t outlen);
+/* The sink instances `node` loads that `policy` gives no route (they take
+ * no conversations), comma-separated into out; returns how many. */
+size_t cfg_policy_unrouted_sinks(const cfg *node, const cfg *policy, char *out, size_t outlen);
 
 /* Validate a plugin instance's "config" object against the plugin's declared
  * keys: unknown keys, wrong types, missing required keys. `path` is the

@@ -330,7 +330,15 @@ bool cfg_read_channels(const cfg_ctx *ctx, json_t *root, cfg *c)
 
 bool cfg_read_sinks(const cfg_ctx *ctx, json_t *root, cfg *c)
 {
-	return parse_instances(ctx, root, "sinks", &c->sinks, &c->n_sinks);
+	if (!parse_instances(ctx, root, "sinks", &c->sinks, &c->n_sinks))
+		return false;
+	/* A route is a cluster key; the instance itself is not. */
+	size_t i;
+	json_t *in;
+	json_array_foreach(json_object_get(root, "sinks"), i, in)
+		if (json_object_get(in, "route") != NULL)
+			c->writes_cluster_keys = true;
+	return true;
 }
 
 bool cfg_read_notifiers(const cfg_ctx *ctx, json_t *root, cfg *c)
@@ -442,4 +450,109 @@ bool cfg_validate_plugin_config(const char *file, const char *path, json_t *conf
 	}
 	json_decref(empty);
 	return ok;
+}
+
+
+/* ------------------------------------------------------------------------ */
+/* The cluster part: notice rules and sinks' routes                         */
+/* ------------------------------------------------------------------------ */
+
+/* A cluster policy's "sinks": [{"name": "zendesk", "route": {...}}] — the
+ * routes of sink instances the nodes load (a sink without an entry takes no
+ * conversations). Names are checked by each node against what it loads. */
+bool cfg_read_sink_routes(const cfg_ctx *ctx, json_t *root, cfg *c)
+{
+	static const char *const keys[] = { "name", "route", NULL };
+	json_t *arr = NULL;
+	if (!jf_get_array(&ctx->jf, root, "", "sinks", &arr))
+		return false;
+	size_t n = json_array_size(arr);
+	if (n == 0)
+		return true;
+	c->sinks = xcalloc(n, sizeof(cfg_instance));
+	for (size_t i = 0; i < n; i++) {
+		char path[JF_PATH_MAX], child[JF_PATH_MAX];
+		json_t *obj = json_array_get(arr, i);
+		jf_path_index(path, "sinks", i);
+		if (!json_is_object(obj))
+			return jf_fail_type(&ctx->jf, path, JSON_OBJECT, obj);
+		if (!jf_check_keys(&ctx->jf, obj, path, keys))
+			return false;
+		const char *name = NULL;
+		if (!jf_get_string(&ctx->jf, obj, path, "name", &name) ||
+		    !jf_require(&ctx->jf, obj, path, "name"))
+			return false;
+		jf_path_key(child, path, "name");
+		if (!cfg_name_is_url_safe(name))
+			return cfg_fail(ctx, child, "must be 1 to 64 characters from A-Z a-z 0-9 _ -");
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(c->sinks[j].name, name) == 0)
+				return cfg_fail(ctx, child, "duplicate sink name \"%s\" (also %s)", name,
+				                c->sinks[j].path);
+		json_t *route = NULL;
+		jf_path_key(child, path, "route");
+		if (!check_filter(ctx, json_object_get(obj, "route"), child, &route))
+			return false;
+		cfg_instance *in = &c->sinks[i];
+		in->name = xstrdup(name);
+		in->path = xstrdup(path);
+		in->route = route != NULL ? route : json_object();
+		json_object_set_new(in->route, "name", json_string(name));
+		c->n_sinks = i + 1;
+	}
+	return true;
+}
+
+json_t *cfg_dump_notices(const cfg *c)
+{
+	return c->notices != NULL ? json_deep_copy(c->notices) : json_array();
+}
+
+static int by_name(const void *a, const void *b)
+{
+	const cfg_instance *x = *(const cfg_instance *const *)a, *y = *(const cfg_instance *const *)b;
+	return strcmp(x->name, y->name);
+}
+
+/* [{"name", "route": filter}] sorted by name, so the order sinks are
+ * written in does not make two policies differ. */
+json_t *cfg_dump_sink_routes(const cfg *c)
+{
+	json_t *arr = json_array();
+	if (c->n_sinks == 0)
+		return arr;
+	const cfg_instance **sorted = xcalloc(c->n_sinks, sizeof(*sorted));
+	for (size_t i = 0; i < c->n_sinks; i++)
+		sorted[i] = &c->sinks[i];
+	qsort(sorted, c->n_sinks, sizeof(*sorted), by_name);
+	for (size_t i = 0; i < c->n_sinks; i++) {
+		json_t *route = json_deep_copy(sorted[i]->route);
+		json_object_del(route, "name");
+		json_array_append_new(arr, json_pack("{s:s, s:o}", "name", sorted[i]->name, "route", route));
+	}
+	free(sorted);
+	return arr;
+}
+
+void cfg_copy_notices(cfg *dst, const cfg *src)
+{
+	json_decref(dst->notices);
+	dst->notices = cfg_dump_notices(src);
+}
+
+/* Each of dst's sinks takes the route src has for its name; one src does not
+ * name takes no conversations (an empty channel list matches none). */
+void cfg_copy_sink_routes(cfg *dst, const cfg *src)
+{
+	for (size_t i = 0; i < dst->n_sinks; i++) {
+		cfg_instance *in = &dst->sinks[i];
+		json_t *route = NULL;
+		for (size_t j = 0; j < src->n_sinks && route == NULL; j++)
+			if (strcmp(src->sinks[j].name, in->name) == 0)
+				route = json_deep_copy(src->sinks[j].route);
+		if (route == NULL)
+			route = json_pack("{s:s, s:[]}", "name", in->name, "channels");
+		json_decref(in->route);
+		in->route = route;
+	}
 }

@@ -24,6 +24,7 @@
 typedef struct cfg_ctx {
 	jf_ctx jf;
 	const char *base_dir;  /* borrowed: absolute directory of the file; NULL = cwd */
+	bool policy;           /* reading a cluster policy: node settings are refused */
 } cfg_ctx;
 
 #define cfg_fail(ctx, path, ...) jf_fail(&(ctx)->jf, (path), __VA_ARGS__)
@@ -51,6 +52,7 @@ typedef enum cfg_type {
 
 #define CFG_RELOAD   0x1u  /* SIGHUP applies a change */
 #define CFG_REQUIRED 0x2u  /* no default: the key must be written */
+#define CFG_CLUSTER  0x4u  /* cluster scope: the value comes from the cluster policy */
 
 typedef struct cfg_section cfg_section;
 
@@ -61,6 +63,10 @@ typedef bool (*cfg_parse_fn)(const cfg_ctx *ctx, const char *path, const char *v
 typedef bool (*cfg_list_fn)(const cfg_ctx *ctx, json_t *parent, cfg *c);
 /* For the restart check of a value not stored at `offset`. */
 typedef bool (*cfg_same_fn)(const cfg *a, const cfg *b);
+/* A LIST row's cluster part as JSON (new reference), and copying it from a
+ * policy `src` into a node's `dst`. */
+typedef json_t *(*cfg_dump_fn)(const cfg *c);
+typedef void (*cfg_copy_fn)(cfg *dst, const cfg *src);
 
 typedef struct cfg_setting {
 	const char *key;            /* NULL ends a section's rows */
@@ -75,8 +81,13 @@ typedef struct cfg_setting {
 	cfg_list_fn parse_list;     /* LIST */
 	const cfg_section *section; /* SECTION */
 	cfg_same_fn same;           /* restart check where offset does not hold the value */
+	/* LIST rows with a cluster part: how a policy file writes it (NULL: as
+	 * in the node file), its canonical JSON, and copying it from a policy. */
+	cfg_list_fn parse_policy;
+	cfg_dump_fn dump;
+	cfg_copy_fn copy;
 	/* The reference: each overrides what would be derived from the fields. */
-	const char *doc_type, *doc_default, *doc_range, *doc_reload;
+	const char *doc_type, *doc_default, *doc_range, *doc_reload, *doc_scope;
 	const char *doc;            /* what the setting means (Markdown, no "|") */
 } cfg_setting;
 
@@ -95,6 +106,11 @@ bool cfg_schema_defaults(const cfg_ctx *ctx, cfg *c);
 bool cfg_schema_read(const cfg_ctx *ctx, json_t *root, cfg *c);
 /* Free what the table's STRING and NAMES fields own. */
 void cfg_schema_free(cfg *c);
+/* The cluster part of c as canonical JSON (every cluster key, defaults
+ * included); a new reference. */
+json_t *cfg_schema_cluster_json(const cfg *c);
+/* Copy every cluster value of src into dst. */
+void cfg_schema_take_cluster(cfg *dst, const cfg *src);
 
 /* ---- config_instances.c: the LIST readers and checks across lists */
 
@@ -102,6 +118,12 @@ bool cfg_read_channels(const cfg_ctx *ctx, json_t *root, cfg *c);
 bool cfg_read_sinks(const cfg_ctx *ctx, json_t *root, cfg *c);
 bool cfg_read_notifiers(const cfg_ctx *ctx, json_t *root, cfg *c);
 bool cfg_read_notices(const cfg_ctx *ctx, json_t *root, cfg *c);
+/* A policy's "sinks": [{"name", "route"}], the routes only. */
+bool cfg_read_sink_routes(const cfg_ctx *ctx, json_t *root, cfg *c);
+json_t *cfg_dump_notices(const cfg *c);
+json_t *cfg_dump_sink_routes(const cfg *c);
+void cfg_copy_notices(cfg *dst, const cfg *src);
+void cfg_copy_sink_routes(cfg *dst, const cfg *src);
 /* Routes, rules and notify_* lists name configured instances. */
 bool cfg_check_instance_names(const cfg_ctx *ctx, const cfg *c);
 /* The same instances (kind, name, plugin) in a and b. */

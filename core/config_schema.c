@@ -142,19 +142,46 @@ static const cfg_setting *find_row(const cfg_section *s, const char *key)
 	return NULL;
 }
 
+/* Has the row a cluster part: the whole value, a part of a list (a sink's
+ * route), or a section holding one? */
+static bool has_cluster_part(const cfg_setting *r)
+{
+	if (r->flags & CFG_CLUSTER)
+		return true;
+	if (r->type == CFG_T_SECTION) {
+		for (const cfg_setting *x = r->section->rows; x->key != NULL; x++)
+			if (has_cluster_part(x))
+				return true;
+		return false;
+	}
+	return r->dump != NULL;
+}
+
 static bool read_section(const cfg_ctx *ctx, const cfg_section *s, json_t *obj, cfg *c)
 {
 	/* Every key is checked: a typo must not fall back to a default. */
 	const char *key;
 	json_t *v;
 	json_object_foreach(obj, key, v) {
-		if (find_row(s, key) == NULL) {
-			char path[JF_PATH_MAX];
-			jf_path_key(path, s->path, key);
+		const cfg_setting *r = find_row(s, key);
+		char path[JF_PATH_MAX];
+		jf_path_key(path, s->path, key);
+		if (r == NULL)
 			return cfg_fail(ctx, path, "unknown key");
-		}
+		if (ctx->policy && !has_cluster_part(r))
+			return cfg_fail(ctx, path, "a node setting: it belongs in each node's file, "
+			                "not in the cluster policy");
+		if (r->flags & CFG_CLUSTER)
+			c->writes_cluster_keys = true;
 	}
 	for (const cfg_setting *r = s->rows; r->key != NULL; r++) {
+		if (ctx->policy && !has_cluster_part(r))
+			continue;
+		if (ctx->policy && r->parse_policy != NULL) {
+			if (!r->parse_policy(ctx, obj, c))
+				return false;
+			continue;
+		}
 		/* Type errors come before "missing", so a required key of the wrong
 		 * type says what is wrong with it. */
 		if (!read_row(ctx, s, r, obj, c))
@@ -198,6 +225,105 @@ static void section_free(const cfg_section *s, cfg *c)
 void cfg_schema_free(cfg *c)
 {
 	section_free(&cfg_root_section, c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The cluster part                                                         */
+/* ------------------------------------------------------------------------ */
+
+static json_t *names_json(const cfg_setting *r, const cfg *c)
+{
+	json_t *arr = json_array();
+	size_t n = *(const size_t *)(const void *)((const char *)c + r->offset_n);
+	char *const *names = *(char **const *)(const void *)((const char *)c + r->offset);
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(arr, json_string(names[i]));
+	return arr;
+}
+
+static json_t *row_json(const cfg_setting *r, const cfg *c)
+{
+	switch (r->type) {
+	case CFG_T_INT: return json_integer(*CFIELD(c, r, int));
+	case CFG_T_SIZE: return json_integer((json_int_t)*CFIELD(c, r, size_t));
+	case CFG_T_BOOL: return json_boolean(*CFIELD(c, r, bool));
+	case CFG_T_STRING: {
+		const char *v = *CFIELD(c, r, char *);
+		return v != NULL ? json_string(v) : json_null();
+	}
+	case CFG_T_NAMES: return names_json(r, c);
+	case CFG_T_SECTION:
+	case CFG_T_LIST: break;
+	}
+	return r->dump != NULL ? r->dump(c) : json_null();
+}
+
+static json_t *section_cluster_json(const cfg_section *s, const cfg *c)
+{
+	json_t *o = json_object();
+	for (const cfg_setting *r = s->rows; r->key != NULL; r++) {
+		if (!has_cluster_part(r))
+			continue;
+		if (r->type == CFG_T_SECTION)
+			json_object_set_new(o, r->key, section_cluster_json(r->section, c));
+		else
+			json_object_set_new(o, r->key, row_json(r, c));
+	}
+	return o;
+}
+
+json_t *cfg_schema_cluster_json(const cfg *c)
+{
+	return section_cluster_json(&cfg_root_section, c);
+}
+
+static void section_take(const cfg_section *s, cfg *dst, const cfg *src)
+{
+	for (const cfg_setting *r = s->rows; r->key != NULL; r++) {
+		if (r->type == CFG_T_SECTION) {
+			section_take(r->section, dst, src);
+			continue;
+		}
+		if (r->copy != NULL) {
+			r->copy(dst, src);
+			continue;
+		}
+		if (!(r->flags & CFG_CLUSTER))
+			continue;
+		switch (r->type) {
+		case CFG_T_INT: *FIELD(dst, r, int) = *CFIELD(src, r, int); break;
+		case CFG_T_SIZE: *FIELD(dst, r, size_t) = *CFIELD(src, r, size_t); break;
+		case CFG_T_BOOL: *FIELD(dst, r, bool) = *CFIELD(src, r, bool); break;
+		case CFG_T_STRING: {
+			const char *v = *CFIELD(src, r, char *);
+			free(*FIELD(dst, r, char *));
+			*FIELD(dst, r, char *) = v != NULL ? xstrdup(v) : NULL;
+			break;
+		}
+		case CFG_T_NAMES: {
+			char **names = *FIELD(dst, r, char **);
+			size_t *n = (size_t *)(void *)((char *)dst + r->offset_n);
+			for (size_t i = 0; i < *n; i++)
+				free(names[i]);
+			free(names);
+			size_t m = *(const size_t *)(const void *)((const char *)src + r->offset_n);
+			char *const *from = *(char **const *)(const void *)((const char *)src + r->offset);
+			names = xcalloc(m + 1, sizeof(char *));
+			for (size_t i = 0; i < m; i++)
+				names[i] = xstrdup(from[i]);
+			*FIELD(dst, r, char **) = names;
+			*n = m;
+			break;
+		}
+		case CFG_T_SECTION:
+		case CFG_T_LIST: break;
+		}
+	}
+}
+
+void cfg_schema_take_cluster(cfg *dst, const cfg *src)
+{
+	section_take(&cfg_root_section, dst, src);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -254,7 +380,8 @@ static size_t section_changes(const cfg_section *s, const cfg *a, const cfg *b,
 			count += section_changes(r->section, a, b, out, outlen, used);
 			continue;
 		}
-		if ((r->flags & CFG_RELOAD) || same_value(r, a, b))
+		/* Cluster keys come from the cluster policy, not from the reload. */
+		if ((r->flags & (CFG_RELOAD | CFG_CLUSTER)) || same_value(r, a, b))
 			continue;
 		jf_path_key(path, s->path, r->key);
 		if (r->type == CFG_T_LIST)
@@ -337,7 +464,18 @@ static const char *doc_reload(const cfg_setting *r)
 		return r->doc_reload;
 	if (r->type == CFG_T_SECTION)
 		return "per key";
+	if (r->flags & CFG_CLUSTER)
+		return "policy";
 	return (r->flags & CFG_RELOAD) ? "yes" : "restart";
+}
+
+static const char *doc_scope(const cfg_setting *r)
+{
+	if (r->doc_scope != NULL)
+		return r->doc_scope;
+	if (r->type == CFG_T_SECTION)
+		return "per key";
+	return (r->flags & CFG_CLUSTER) ? "cluster" : "node";
 }
 
 static void print_markdown(FILE *out, const cfg_section *s)
@@ -346,12 +484,12 @@ static void print_markdown(FILE *out, const cfg_section *s)
 	fprintf(out, "## %s\n\n", s->title);
 	if (s->intro != NULL)
 		fprintf(out, "%s\n\n", s->intro);
-	fprintf(out, "| Key | Type | Default | Range | SIGHUP | Meaning |\n");
-	fprintf(out, "|-----|------|---------|-------|--------|---------|\n");
+	fprintf(out, "| Key | Type | Default | Range | Scope | SIGHUP | Meaning |\n");
+	fprintf(out, "|-----|------|---------|-------|-------|--------|---------|\n");
 	for (const cfg_setting *r = s->rows; r->key != NULL; r++)
-		fprintf(out, "| `%s` | %s | %s | %s | %s | %s |\n", r->key, doc_type(r),
+		fprintf(out, "| `%s` | %s | %s | %s | %s | %s | %s |\n", r->key, doc_type(r),
 		        doc_default(r, def, sizeof(def)), doc_range(r, range, sizeof(range)),
-		        doc_reload(r), r->doc);
+		        doc_scope(r), doc_reload(r), r->doc);
 	for (const cfg_setting *r = s->rows; r->key != NULL; r++)
 		if (r->type == CFG_T_SECTION) {
 			fprintf(out, "\n");
@@ -370,7 +508,7 @@ static void print_text(FILE *out, const cfg_section *s)
 		fprintf(out, "%s (%s)\n  default: %s\n", path, doc_type(r), doc_default(r, def, sizeof(def)));
 		if (rg[0] != '\0')
 			fprintf(out, "  range: %s\n", rg);
-		fprintf(out, "  on SIGHUP: %s\n  %s\n\n", doc_reload(r), r->doc);
+		fprintf(out, "  on SIGHUP: %s\n  scope: %s\n  %s\n\n", doc_reload(r), doc_scope(r), r->doc);
 	}
 	for (const cfg_setting *r = s->rows; r->key != NULL; r++)
 		if (r->type == CFG_T_SECTION)

@@ -274,34 +274,34 @@ static const cfg_setting ingest_rows[] = {
 	         "connection. (In a `bench/ingest/run.sh --sweep` on 2 cores, 3 gave the best "
 	         "throughput and the lowest acknowledgement latency at a steady 800 events/s.)" },
 	{ .key = "reopen_window_s", .type = CFG_T_INT, .offset = OFF(ingest.reopen_window_s),
-	  .def = 7 * 24 * 3600, .min = 0, .max = NO_MAX, .flags = CFG_RELOAD,
+	  .def = 7 * 24 * 3600, .min = 0, .max = NO_MAX, .flags = CFG_RELOAD | CFG_CLUSTER,
 	  .doc_default = "`604800` (7 days)",
 	  .doc = "A customer's new private message (or public reply in the same thread) reopens "
 	         "their conversation if it was resolved less than this long ago; otherwise it starts "
 	         "a new conversation." },
 	{ .key = "auto_merge_verified_email", .type = CFG_T_BOOL,
-	  .offset = OFF(ingest.auto_merge_verified_email), .def = true, .flags = CFG_RELOAD,
+	  .offset = OFF(ingest.auto_merge_verified_email), .def = true, .flags = CFG_RELOAD | CFG_CLUSTER,
 	  .doc = "A new identity whose platform vouches for its e-mail address (the e-mail channel) "
 	         "joins the existing customer who has the same *verified* address. Unverified "
 	         "addresses never merge." },
 	{ .key = "auto_merge_verified_phone", .type = CFG_T_BOOL,
-	  .offset = OFF(ingest.auto_merge_verified_phone), .def = true, .flags = CFG_RELOAD,
+	  .offset = OFF(ingest.auto_merge_verified_phone), .def = true, .flags = CFG_RELOAD | CFG_CLUSTER,
 	  .doc = "The same for a verified phone number (WhatsApp)." },
 	{ .key = "case_prefix", .type = CFG_T_STRING, .offset = OFF(ingest.case_prefix),
 	  .def_str = "PC-", .parse = parse_case_prefix,
-	  .flags = CFG_RELOAD, .doc_range = "1..16 of `A-Z a-z 0-9 - _`",
+	  .flags = CFG_RELOAD | CFG_CLUSTER, .doc_range = "1..16 of `A-Z a-z 0-9 - _`",
 	  .doc = "Case numbers are this prefix and a number, e.g. `PC-10234`. A message that "
 	         "mentions one links its conversation to that case." },
 	{ .key = "order_number_pattern", .type = CFG_T_STRING,
 	  .offset = OFF(ingest.order_number_pattern), .def_str = CFG_DEFAULT_ORDER_PATTERN,
-	  .parse = parse_order_pattern, .flags = CFG_RELOAD,
+	  .parse = parse_order_pattern, .flags = CFG_RELOAD | CFG_CLUSTER,
 	  .doc = "A regular expression (POSIX extended syntax, matched case-insensitively by "
 	         "PostgreSQL) finding order numbers in messages; if it has a capture group, the "
 	         "group is the number. A message mentioning an order number seen in an earlier case "
 	         "links to that case. Checked at start-up." },
 	{ .key = "notify_new_conversation", .type = CFG_T_NAMES,
 	  .offset = OFF(ingest.notify_new_conversation),
-	  .offset_n = OFF(ingest.n_notify_new_conversation), .flags = CFG_RELOAD,
+	  .offset_n = OFF(ingest.n_notify_new_conversation), .flags = CFG_RELOAD | CFG_CLUSTER,
 	  .doc_range = "notifier instance names",
 	  .doc = "For each new conversation a customer starts, a `deliver` job (`kind` "
 	         "`conversation.created`) for each of these notifiers, written in the same "
@@ -344,6 +344,7 @@ static const cfg_setting jobs_rows[] = {
 	         "the instance." },
 	{ .key = "notify_delivery_failed", .type = CFG_T_NAMES,
 	  .offset = OFF(jobs.notify_delivery_failed), .offset_n = OFF(jobs.n_notify_delivery_failed),
+	  .flags = CFG_CLUSTER,
 	  .doc_range = "notifier instance names",
 	  .doc = "Each gets a `delivery.failed` notice when a reply to a customer does not go out "
 	         "(its send job is dead: refused by the channel, e.g. outside a messaging window, or "
@@ -417,12 +418,15 @@ static const cfg_setting root_rows[] = {
 	  .doc = "Channel plugin instances (platforms talking to Parley); see "
 	         "[Plugin instances](#plugin-instances-channels-sinks-notifiers)." },
 	{ .key = "sinks", .type = CFG_T_LIST, .parse_list = cfg_read_sinks,
-	  .same = cfg_same_sinks, .doc_reload = INSTANCE_RELOAD,
+	  .same = cfg_same_sinks, .parse_policy = cfg_read_sink_routes, .dump = cfg_dump_sink_routes,
+	  .copy = cfg_copy_sink_routes, .doc_reload = INSTANCE_RELOAD,
+	  .doc_scope = "node; each `route`: cluster",
 	  .doc = "Sink plugin instances (ticket systems)." },
 	{ .key = "notifiers", .type = CFG_T_LIST, .parse_list = cfg_read_notifiers,
 	  .same = cfg_same_notifiers, .doc_reload = INSTANCE_RELOAD,
 	  .doc = "Notifier plugin instances (Slack, e-mail, webhooks)." },
-	{ .key = "notices", .type = CFG_T_LIST, .parse_list = cfg_read_notices, .flags = CFG_RELOAD,
+	{ .key = "notices", .type = CFG_T_LIST, .parse_list = cfg_read_notices,
+	  .flags = CFG_RELOAD | CFG_CLUSTER, .dump = cfg_dump_notices, .copy = cfg_copy_notices,
 	  .doc = "Which notices go to which notifier; see [`notices`](#notices)." },
 	{ .key = NULL },
 };

@@ -262,6 +262,15 @@ static struct event *new_timer(event_callback_fn fn, short flags)
 	return ev;
 }
 
+void jobs_set_finish_opts(const char *finish_opts_json)
+{
+	if (!R.started)
+		return;   /* no runner in this process (jobs.enabled false) */
+	free(R.finish_opts);
+	R.finish_opts = xstrdup(finish_opts_json ? finish_opts_json : "{}");
+	R.o.finish_opts_json = R.finish_opts;
+}
+
 bool jobs_start(struct event_base *base, const jobs_options *opts, struct plugin_set *plugins,
                 char *err, size_t errlen)
 {

@@ -48,6 +48,9 @@ typedef struct jobs_options {
  * false (with a reason) only on bad options. */
 PARLEY_MUSTCHECK bool jobs_start(struct event_base *base, const jobs_options *opts,
                                  struct plugin_set *plugins, char *err, size_t errlen);
+/* Replace jobs_options.finish_opts_json (a new cluster policy); copied.
+ * Nothing without a started runner. */
+void jobs_set_finish_opts(const char *finish_opts_json);
 /* Stop claiming; deliveries in flight still complete and are recorded. */
 void jobs_stop(void);
 /* Deliveries in flight plus their pending database writes (shutdown drain). */

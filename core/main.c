@@ -11,7 +11,6 @@
 #include <event2/event.h>
 #include <jansson.h>
 
-#include "admin.h"
 #include "cli.h"
 #include "db.h"
 #include "host_api.h"
@@ -23,6 +22,7 @@
 #include "metrics.h"
 #include "migrate.h"
 #include "plugin_loader.h"
+#include "policy.h"
 #include "router.h"
 #include "util.h"
 
@@ -115,33 +115,20 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	router_set_draining(true);
 	http_server_stop_accepting(d.server);
 	jobs_stop();
+	policy_stop();
 	plugins_stop(d.plugins);
 	drain_check(-1, 0, NULL);
 }
 
 /* -------------------------------------------------------------- reload */
 
-static void routing_published(db_batch *b, bool ok, const char *error, void *arg)
+/* A new cluster policy version is in d.config: what SQL gets from it. */
+static void policy_applied(void)
 {
-	(void)b;
-	(void)arg;
-	if (ok)
-		log_info("main", "reload: routing of sinks and notices published");
-	else
-		log_error("main", "reload: the routing of sinks and notices was not published (%s); "
-		          "the previous one stays in force", error ? error : "?");
-}
-
-static void publish_routing_async(const cfg *c)
-{
-	char *routing = cfg_routing_json(c);
-	const char *params[] = { routing };
-	db_batch *b = db_batch_new();
-	db_batch_add(b, "INSERT INTO parley_settings (key, value) VALUES ('routing', $1::jsonb) "
-	                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
-	             1, params);
-	free(routing);
-	db_batch_submit(b, routing_published, NULL);
+	ingest_batch_configure(d.base, d.config);
+	char *finish_opts = finish_opts_json(d.config);
+	jobs_set_finish_opts(finish_opts);
+	free(finish_opts);
 }
 
 static void on_hup(evutil_socket_t sig, short what, void *arg)
@@ -166,8 +153,9 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 	log_set_json(next->log.json);
 	http_server_limits l = limits_from(next);
 	http_server_set_limits(d.server, &l);
+	/* Cluster keys come from the cluster policy, not the file (policy.h). */
+	policy_node_reloaded(next);
 	ingest_batch_configure(d.base, next);
-	publish_routing_async(next);
 	cfg_free(d.config);
 	d.config = next;
 	log_info("main", "reloaded: log level %s", log_level_name(next->log.level));
@@ -190,14 +178,11 @@ static int run(void)
 			log_info("main", "applied %d migration(s); schema version %d", applied, migrate_latest_version());
 	}
 
-	/* Before any event can be ingested: what goes to which sink and notifier.
-	 * A schema too old for it (not migrated yet) is not fatal: the server
-	 * still answers /healthz and /readyz says why it is not ready; SIGHUP
-	 * publishes again. */
-	char *routing = cfg_routing_json(d.config);
-	if (!admin_publish_routing(d.config->database.dsn, routing, err, sizeof(err)))
-		log_error("main", "the routing of sinks and notices is not published: %s", err);
-	free(routing);
+	/* Before any event can be ingested: the cluster policy in force (ingest
+	 * rules, what goes to which sink and notifier). A schema too old for it
+	 * (not migrated yet) is not fatal: the server still answers /healthz and
+	 * /readyz says why it is not ready. */
+	policy_start(d.config->database.dsn, d.config);
 
 	d.base = event_base_new();
 	if (d.base == NULL) {
@@ -220,6 +205,7 @@ static int run(void)
 		goto out;
 	}
 	ingest_batch_configure(d.base, d.config);
+	policy_watch(d.base, &d.config, policy_applied);
 	if (!plugins_load(d.config, &d.plugins, err, sizeof(err))) {
 		fprintf(stderr, "parleyd: %s\n", err);
 		rc = EXIT_CONFIG;
@@ -291,6 +277,7 @@ out:
 	host_api_cancel_timers();
 	jobs_free();
 	ingest_batch_free();
+	policy_free();
 	if (d.server != NULL)
 		http_server_free(d.server);
 	if (d.plugins != NULL)

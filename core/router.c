@@ -14,6 +14,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "migrate.h"
+#include "policy.h"
 #include "util.h"
 
 static plugin_set *routes_plugins;
@@ -42,9 +43,13 @@ static void ready_done(db_batch *b, bool ok, const char *error, void *arg)
 	PGresult *res = db_batch_result(b, 0);
 	int version = (res && PQntuples(res) == 1) ? atoi(PQgetvalue(res, 0, 0)) : -1;
 	int want = migrate_latest_version();
-	char body[200];
+	char body[1400];
 	if (version == want) {
-		snprintf(body, sizeof(body), "{\"status\":\"ready\",\"schema_version\":%d}", version);
+		/* The cluster policy's detail is information, not a condition of being ready. */
+		char *policy = policy_status_json();
+		snprintf(body, sizeof(body), "{\"status\":\"ready\",\"schema_version\":%d,\"policy\":%s}",
+		         version, policy);
+		free(policy);
 		respond_json(req, 200, body);
 	} else {
 		snprintf(body, sizeof(body), "schema version is %d, this parleyd needs %d", version, want);

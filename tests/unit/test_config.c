@@ -1117,9 +1117,11 @@ static void test_reference_lists_every_setting(void **state)
 {
 	walk_rows(*state, &cfg_root_section, check_in_reference);
 	char *md = reference(true);
-	assert_non_null(strstr(md, "| `max_connections` | integer | `1024` | 1..100000 | yes | "));
-	assert_non_null(strstr(md, "| `pool_size` | integer | `4` | 1..64 | restart | "));
-	assert_non_null(strstr(md, "| `dsn` | string | — (**required**) |  | restart | "));
+	assert_non_null(strstr(md, "| `max_connections` | integer | `1024` | 1..100000 | node | yes | "));
+	assert_non_null(strstr(md, "| `pool_size` | integer | `4` | 1..64 | node | restart | "));
+	assert_non_null(strstr(md, "| `dsn` | string | — (**required**) |  | node | restart | "));
+	assert_non_null(strstr(md, "| `case_prefix` | string | `\"PC-\"` | 1..16 of `A-Z a-z 0-9 - _` | "
+	                           "cluster | policy | "));
 	free(md);
 }
 
@@ -1155,16 +1157,17 @@ static void test_reload_names_every_change_it_cannot_apply(void **state)
 		" 'notifiers': [{'name': 'ops', 'plugin': 'slack'}]}", out, sizeof(out)), 0);
 
 	/* Everything else is, by its path, in the table's order. A public_url
-	 * derived from listen changes with it. */
+	 * derived from listen changes with it. Cluster keys are not named: the
+	 * cluster policy sets them, not the reload. */
 	assert_int_equal(restart_changes(f, base,
 		"{'listen': '127.0.0.1:9090', 'database': {'dsn': 'y', 'pool_size': 5,"
 		" 'migrate_on_start': false}, 'plugin_dir': '/elsewhere',"
 		" 'jobs': {'concurrency': 2, 'notify_delivery_failed': ['ops2']},"
 		" 'channels': [{'name': 'site', 'plugin': 'webhook', 'config': {'secret': 'a'}}],"
-		" 'notifiers': [{'name': 'ops2', 'plugin': 'slack'}]}", out, sizeof(out)), 9);
+		" 'notifiers': [{'name': 'ops2', 'plugin': 'slack'}]}", out, sizeof(out)), 8);
 	assert_string_equal(out, "listen, public_url, database.dsn, database.pool_size, "
 	                         "database.migrate_on_start, plugin_dir, jobs.concurrency, "
-	                         "jobs.notify_delivery_failed, notifiers (the set of instances)");
+	                         "notifiers (the set of instances)");
 
 	/* A written public_url stays when listen moves. */
 	assert_int_equal(restart_changes(f,
