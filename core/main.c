@@ -205,7 +205,8 @@ static int run(void)
 		goto out;
 	}
 	ingest_batch_configure(d.base, d.config);
-	policy_watch(d.base, &d.config, policy_applied);
+	if (!policy_watch(d.base, &d.config, policy_applied))
+		goto out;
 	if (!plugins_load(d.config, &d.plugins, err, sizeof(err))) {
 		fprintf(stderr, "parleyd: %s\n", err);
 		rc = EXIT_CONFIG;

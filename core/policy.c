@@ -2,10 +2,12 @@
  *
  * At start (policy_start, blocking, before the loop) the node stores its
  * file's cluster keys as version 1 if no version exists, then takes the
- * version in force. On the loop it asks every POLICY_POLL_MS, through the
- * pool and never blocking, for a newer version (one cheap indexed query; a
- * LISTEN on channel parley_policy, which parley_policy_apply notifies, can
- * replace the timer without changing anything else here). A new version is
+ * version in force. On the loop it LISTENs on channel parley_policy (the
+ * shared db_listen client), which parley_policy_apply notifies in the
+ * transaction that stores a version; on every notification, and whenever
+ * the LISTEN is (re)established (notifications sent while it was away
+ * reached no one), it asks the pool, never blocking, for a newer version
+ * (one cheap indexed query). A new version is
  * validated like a policy file, its values are copied into the running
  * configuration, and main reconfigures ingest and the job runner.
  *
@@ -22,6 +24,7 @@
 #include <jansson.h>
 
 #include "db.h"
+#include "db_listen.h"
 #include "log.h"
 #include "metrics.h"
 #include "policy_store.h"
@@ -32,7 +35,7 @@
 
 static struct {
 	struct event_base *base;
-	struct event *timer;
+	db_listen *listen;          /* parley_policy notifications */
 	cfg **node;                 /* borrowed: main's running configuration */
 	policy_applied_fn applied;
 	long long version;          /* in force here; 0: none known */
@@ -167,10 +170,16 @@ static void check_now(void)
 	db_batch_submit(b, newer_done, NULL);
 }
 
-static void on_timer(evutil_socket_t fd, short what, void *arg)
+static void on_notify(void *arg, const char *channel, const char *payload)
 {
-	(void)fd, (void)what, (void)arg;
+	(void)arg, (void)channel, (void)payload;
 	check_now();
+}
+
+static void on_listening(void *arg, bool again)
+{
+	(void)arg, (void)again;
+	check_now();   /* a version stored before the LISTEN took effect */
 }
 
 static void collect(void *arg)
@@ -182,17 +191,29 @@ static void collect(void *arg)
 	                  "differ from the policy in force", NULL, P.differing[0] != '\0' ? 1 : 0);
 }
 
-void policy_watch(struct event_base *base, cfg **node_ref, policy_applied_fn applied)
+bool policy_watch(struct event_base *base, cfg **node_ref, policy_applied_fn applied)
 {
 	P.base = base;
 	P.node = node_ref;
 	P.applied = applied;
-	P.timer = event_new(base, -1, EV_PERSIST, on_timer, NULL);
-	if (P.timer == NULL)
-		abort();
-	struct timeval tv = { POLICY_POLL_MS / 1000, (POLICY_POLL_MS % 1000) * 1000 };
-	event_add(P.timer, &tv);
 	metrics_add_collector(collect, NULL);
+	const cfg *c = *node_ref;
+	db_listen_options lo = {
+		.dsn = c->database.dsn, .connect_timeout_ms = c->database.connect_timeout_ms,
+		.application_name = "parleyd-policy", .log_component = LOG_AREA,
+		.what = "the policy LISTEN connection",
+	};
+	char why[256];
+	P.listen = db_listen_new(base, &lo, why, sizeof(why));
+	if (P.listen == NULL || !db_listen_subscribe(P.listen, "parley_policy", on_notify,
+	                                             on_listening, NULL)) {
+		/* The DSN parsed at start already; only a broken build gets here. */
+		log_error(LOG_AREA, "cannot listen for new cluster policy versions: %s",
+		          P.listen == NULL ? why : "bad channel");
+		return false;
+	}
+	db_listen_start(P.listen);
+	return true;
 }
 
 /* ------------------------------------------------------------- reloads */
@@ -267,14 +288,13 @@ char *policy_status_json(void)
 
 void policy_stop(void)
 {
-	if (P.timer != NULL)
-		event_del(P.timer);
+	if (P.listen != NULL)
+		db_listen_stop(P.listen);
 }
 
 void policy_free(void)
 {
-	if (P.timer != NULL)
-		event_free(P.timer);
+	db_listen_free(P.listen);
 	cfg_free(P.policy);
 	json_decref(P.body);
 	json_decref(P.file_body);

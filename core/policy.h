@@ -13,9 +13,7 @@
 #include <event2/event.h>
 
 #include "config.h"
-
-/* How often a node looks for a new version (until it LISTENs for them). */
-#define POLICY_POLL_MS 2000
+#include "parley/parley.h"  /* PARLEY_MUSTCHECK */
 
 /* Called after new cluster values were taken into the running configuration. */
 typedef void (*policy_applied_fn)(void);
@@ -25,9 +23,12 @@ typedef void (*policy_applied_fn)(void);
  * place). A database without the policy table yet is logged, and the node
  * runs on its file's values until a version appears. */
 void policy_start(const char *dsn, cfg *node);
-/* On the loop: look for new versions. node_ref: borrowed, main's pointer
- * to the running configuration (a SIGHUP replaces it). */
-void policy_watch(struct event_base *base, cfg **node_ref, policy_applied_fn applied);
+/* On the loop: LISTEN for new versions (a connection of its own, through
+ * db_listen). node_ref: borrowed, main's pointer to the running
+ * configuration (a SIGHUP replaces it). false (logged) if the listener
+ * cannot be set up. */
+PARLEY_MUSTCHECK bool policy_watch(struct event_base *base, cfg **node_ref,
+                                   policy_applied_fn applied);
 /* SIGHUP: `next` is about to replace the running configuration. Takes the
  * policy's values into next; stores the file's cluster keys as the next
  * version if they changed and the file agreed with the version in force. */
@@ -35,9 +36,9 @@ void policy_node_reloaded(cfg *next);
 /* For /readyz: {"version", "file_differs", "differing_keys"?,
  * "unknown_instances"?, "unrouted_sinks"?} as JSON text, owned by the caller. */
 char *policy_status_json(void);
-/* Stop looking for new versions (shutdown: no new database work). */
+/* Stop listening for new versions (shutdown: no new database work). */
 void policy_stop(void);
-/* Free the timer and state (after the loop). */
+/* Free the listener and state (after the loop). */
 void policy_free(void);
 
 #endif

@@ -40,9 +40,11 @@ def write_policy(tmp_path, name, policy):
 
 
 def readyz_policy(d):
-    status, _, body = http("GET", d.url + "/readyz")
-    assert status == 200, body
-    return json.loads(body)["policy"]
+    # /healthz answers before the pool's first connection is up: wait for ready.
+    answer = []
+    assert wait_for(lambda: answer.append(http("GET", d.url + "/readyz")) or answer[-1][0] == 200), \
+        answer[-1][2]
+    return json.loads(answer[-1][2])["policy"]
 
 
 def metric(d, name):
@@ -104,7 +106,9 @@ def test_two_nodes_share_one_policy_and_apply_a_new_one_without_sighup(
         assert metric(d, "parley_policy_version") == 2
         assert "cluster policy version 2 names instances this node does not load: " \
                'notices[0].notifier "ops"' in d.log_text()
-    time.sleep(2.5)  # another poll: still logged once
+    # Another look (a notification makes every node check): still logged once.
+    query(fresh_db, "SELECT pg_notify('parley_policy', '2')")
+    time.sleep(0.5)
     assert b.log_text().count("differs from cluster policy version 2") == 1
 
     # A node whose file has no cluster keys leaves them to the policy.
@@ -263,11 +267,13 @@ def test_a_stored_version_this_node_cannot_read_leaves_the_last_one_in_force(
     d = daemon.start(node_config(fresh_db, plugin_dir))
     # Another release (or a hand edit) stored a body this parleyd refuses.
     query(fresh_db, "INSERT INTO cluster_policy (version, body, checksum, applied_by) "
-                    "VALUES (2, '{\"ingest\": {\"case_prefix\": \"\"}}', 'x', 'test')")
+                    "VALUES (2, '{\"ingest\": {\"case_prefix\": \"\"}}', 'x', 'test'); "
+                    "SELECT pg_notify('parley_policy', '2')")
     want = ("cluster policy version 2 is not applied, version 1 stays in force: cluster policy "
             "version 2: ingest.case_prefix: must be 1..16 of A-Z a-z 0-9 - _")
     assert wait_for(lambda: want in d.log_text())
-    time.sleep(2.5)  # polled again: logged once
+    query(fresh_db, "SELECT pg_notify('parley_policy', '2')")   # look again: logged once
+    time.sleep(0.5)
     assert d.log_text().count(want) == 1
     assert readyz_policy(d)["version"] == 1
     assert post(d, {"id": "m1", "author": {"id": "ann"}, "text": "hello"}) == 200
