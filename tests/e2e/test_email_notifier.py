@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import threading
 import time
+from signal import SIGHUP
 
 import pytest
 
@@ -310,11 +311,16 @@ def test_config_is_checked_and_password_never_echoed(tmp_path, parleyd, plugin_d
     rc, out, err = run_parleyd(parleyd, ["--check-config"], config=cfg, workdir=tmp_path)
     assert rc == 2
     p = "notifiers[0].config."
+    # The core checks the range before the plugin sees the settings.
+    assert p + "timeout_ms: must be between 1 and 600000" in err
+    assert PASSWORD not in out + err
+    del cfg["notifiers"][0]["config"]["timeout_ms"]
+    rc, out, err = run_parleyd(parleyd, ["--check-config"], config=cfg, workdir=tmp_path)
+    assert rc == 2
     assert (p + "smtp_url: must be smtp://host[:port] or smtps://host[:port], "
             "without user info") in err
     assert p + "from: must be a plain address like parley@example.com" in err
     assert p + "to: every recipient must be a plain address like ops@example.com" in err
-    assert p + "timeout_ms: must be between 1 and 600000" in err
     assert PASSWORD not in out + err
 
     cfg = config(fresh_db, "smtp://mail.example.com:587", username=USER, password=PASSWORD,
@@ -333,3 +339,36 @@ def test_config_is_checked_and_password_never_echoed(tmp_path, parleyd, plugin_d
     assert p + "to: must be an address or an array of 1 to 100 addresses" in err
     assert p + "password: username and password go together, both non-empty" in err
     assert PASSWORD not in out + err
+
+
+def test_reload_changes_the_recipients_and_a_bad_one_keeps_them(fresh_db, daemon, smtp_server):
+    """SIGHUP re-reads `to`: the next mail goes to the new recipients; a
+    reload with a recipient that is not a plain address is refused and the
+    running ones stay."""
+    handler = Handler()
+    port = smtp_server(handler)
+    cfg = config(fresh_db, "smtp://127.0.0.1:%d" % port, starttls=False)
+    d = daemon.start(cfg)
+    wait_state(fresh_db, enqueue(fresh_db, notice(), key="reload-1"), "done")
+
+    def reload_and_wait(marker):
+        before = d.log_text().count(marker)
+        d.signal(SIGHUP)
+        deadline = time.monotonic() + 15
+        while d.log_text().count(marker) == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert d.log_text().count(marker) > before, d.log_text()[-2000:]
+
+    new_to = ["ops@example.com", "oncall@example.org"]
+    cfg["notifiers"][0]["config"]["to"] = new_to
+    d.rewrite_config(cfg)
+    reload_and_wait("mailing 2 recipients")
+    wait_state(fresh_db, enqueue(fresh_db, notice(), key="reload-2"), "done")
+
+    cfg["notifiers"][0]["config"]["to"] = ["Ops <ops@example.com>"]
+    d.rewrite_config(cfg)
+    reload_and_wait("reload failed, keeping the old configuration")
+    assert ("notifiers[0].config.to: every recipient must be a plain address like "
+            "ops@example.com") in d.log_text()
+    wait_state(fresh_db, enqueue(fresh_db, notice(), key="reload-3"), "done")
+    assert [m["to"] for m in handler.received()] == [["ops@example.com"], new_to, new_to]

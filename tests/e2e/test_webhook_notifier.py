@@ -198,12 +198,16 @@ def test_config_is_checked_and_secret_never_echoed(tmp_path, parleyd, plugin_dir
     cfg = config(fresh_db, "ftp://example.com/" + PATH_TOKEN, secret="short-secret",
                  timeout_ms=0)
     cfg["plugin_dir"] = plugin_dir
-    rc, out, err = run_parleyd(parleyd, ["--check-config"], config=cfg, workdir=tmp_path)
-    assert rc == 2
-    assert "notifiers[0].config.url: must be an http:// or https:// URL" in err
-    assert "notifiers[0].config.secret: must be at least 16 bytes long" in err
-    assert "notifiers[0].config.timeout_ms: must be between 1 and 600000" in err
-    assert "short-secret" not in out + err and PATH_TOKEN not in out + err
+    # The core checks the settings and stops at the first wrong one.
+    expected = [("url", "must be an http:// or https:// URL", "https://example.com/hook"),
+                ("secret", "must be at least 16 bytes long", SECRET),
+                ("timeout_ms", "must be between 1 and 600000", 1000)]
+    for key, message, fixed in expected:
+        rc, out, err = run_parleyd(parleyd, ["--check-config"], config=cfg, workdir=tmp_path)
+        assert rc == 2
+        assert "notifiers[0].config.%s: %s" % (key, message) in err
+        assert "short-secret" not in out + err and PATH_TOKEN not in out + err
+        cfg["notifiers"][0]["config"][key] = fixed
     del cfg["notifiers"][0]["config"]["secret"]
     rc, out, err = run_parleyd(parleyd, ["--check-config"], config=cfg, workdir=tmp_path)
     assert rc == 2 and "secret" in err

@@ -15,6 +15,8 @@
  * STARTTLS unless starttls is false, and a password is never configured for
  * a connection that could be plain text. The password is never logged and
  * never part of a reason. */
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +30,6 @@
 #include "email_message.h"
 
 #define EMAIL_VERSION "0.1.0"
-#define EMAIL_DEFAULT_TIMEOUT_MS 30000
 #define EMAIL_MAX_TIMEOUT_MS 600000
 #define EMAIL_MAX_RECIPIENTS 100
 #define EMAIL_REASON_BYTES 300      /* the server's text in a reason */
@@ -37,23 +38,33 @@
 #define EMAIL_MESSAGE_ID_LABEL "parley email Message-ID"
 #define EMAIL_MESSAGE_ID_BYTES 16   /* 128 bits of the digest, 32 hex digits */
 
-/* One instance's settings; replaced as a whole on reload. */
+/* One instance's settings, filled by the core from the table below (ABI
+ * 1.3); check() adds what the table cannot say. Every field is owned by the
+ * core; a reload replaces the struct as a whole. */
 typedef struct email_settings {
-	char *smtp_url;             /* owned */
-	char *username;             /* owned; NULL: no AUTH */
-	char *password;             /* owned; a secret, wiped before it is freed */
-	char *from;                 /* owned */
+	const char *smtp_url;       /* smtp:// or smtps://, no user info (check) */
+	const char *username;       /* NULL: no AUTH */
+	const char *password;       /* a secret; the core wipes it when freed */
+	const char *from;
+	const char *to;             /* JSON text: an address or an array of them */
+	int64_t timeout_ms;
+	int tls_verify;
+	int starttls;               /* smtp:// only: STARTTLS required */
+} email_settings;
+
+/* The recipients of one settings struct, parsed from its `to`. */
+typedef struct email_recipients {
 	char **to;                  /* owned, NULL-terminated, each owned */
 	size_t n_to;
-	long timeout_ms;
-	int tls_verify;
-	int require_tls;            /* smtp:// with STARTTLS required */
-} email_settings;
+} email_recipients;
 
 typedef struct email_notifier {
 	const parley_host *host;    /* owned by the core; valid until destroy */
 	parley_instance *inst;      /* owned by the core; valid until destroy */
-	email_settings cfg;
+	email_settings cfg;         /* the core's struct, copied by the skeleton; its
+	                             * strings stay the core's until the next reload */
+	email_recipients rcpt;      /* cfg's `to`, parsed */
+	email_recipients next_rcpt; /* a reload's, until it is swapped in */
 	int stopped;                /* stop() ran: send nothing new */
 } email_notifier;
 
@@ -63,39 +74,48 @@ typedef struct email_send {
 	parley_delivery *d;         /* owned by the core until delivery_complete */
 } email_send;
 
-static const parley_config_key email_config_keys[] = {
-	{ "smtp_url", PARLEY_CONFIG_STRING, PARLEY_CONFIG_REQUIRED,
-	  "smtp://host[:port] (STARTTLS) or smtps://host[:port] (TLS from the start)" },
-	{ "username", PARLEY_CONFIG_STRING, 0, "SMTP AUTH user (with password)" },
-	{ "password", PARLEY_CONFIG_STRING, PARLEY_CONFIG_SECRET, "SMTP AUTH password" },
-	{ "from", PARLEY_CONFIG_STRING, PARLEY_CONFIG_REQUIRED,
-	  "sender address, e.g. parley@example.com (envelope and From header)" },
-	{ "to", PARLEY_CONFIG_JSON, PARLEY_CONFIG_REQUIRED,
-	  "recipient address, or an array of up to 100 addresses" },
-	{ "timeout_ms", PARLEY_CONFIG_INTEGER, 0, "whole-transfer limit for one mail (default 30000)" },
-	{ "tls_verify", PARLEY_CONFIG_BOOLEAN, 0,
-	  "verify the server's TLS certificate (default true; false for tests only)" },
-	{ "starttls", PARLEY_CONFIG_BOOLEAN, 0,
-	  "smtp:// only: require STARTTLS (default true)" },
-	{ NULL, 0, 0, NULL }
+#define ES(field) offsetof(email_settings, field)
+#define EMAIL_RELOAD PARLEY_SETTING_FLAG_RELOADABLE
+
+/* Every setting is reloadable: a reload swaps the struct (and the parsed
+ * recipients) at once. */
+static const parley_setting email_settings_table[] = {
+	{ .name = "smtp_url", .type = PARLEY_SETTING_STRING,
+	  .flags = PARLEY_SETTING_FLAG_REQUIRED | EMAIL_RELOAD, .offset = ES(smtp_url),
+	  .description = "smtp://host[:port] (STARTTLS) or smtps://host[:port] (TLS from the start)" },
+	{ .name = "username", .type = PARLEY_SETTING_STRING, .flags = EMAIL_RELOAD,
+	  .min = 1, .max = INT64_MAX, .offset = ES(username),
+	  .description = "SMTP AUTH user (with password)" },
+	{ .name = "password", .type = PARLEY_SETTING_SECRET, .flags = EMAIL_RELOAD,
+	  .min = 1, .max = INT64_MAX, .offset = ES(password),
+	  .description = "SMTP AUTH password (with username)" },
+	{ .name = "from", .type = PARLEY_SETTING_STRING,
+	  .flags = PARLEY_SETTING_FLAG_REQUIRED | EMAIL_RELOAD, .offset = ES(from),
+	  .description = "sender address, e.g. parley@example.com (envelope and From header)" },
+	{ .name = "to", .type = PARLEY_SETTING_JSON,
+	  .flags = PARLEY_SETTING_FLAG_REQUIRED | EMAIL_RELOAD, .offset = ES(to),
+	  .description = "recipient address, or an array of up to 100 addresses" },
+	{ .name = "timeout_ms", .type = PARLEY_SETTING_INTEGER, .flags = EMAIL_RELOAD,
+	  .default_value = "30000", .min = 1, .max = EMAIL_MAX_TIMEOUT_MS,
+	  .offset = ES(timeout_ms), .description = "whole-transfer limit for one mail" },
+	{ .name = "tls_verify", .type = PARLEY_SETTING_BOOLEAN, .flags = EMAIL_RELOAD,
+	  .default_value = "true", .offset = ES(tls_verify),
+	  .description = "verify the server's TLS certificate (false for tests only)" },
+	{ .name = "starttls", .type = PARLEY_SETTING_BOOLEAN, .flags = EMAIL_RELOAD,
+	  .default_value = "true", .offset = ES(starttls),
+	  .description = "smtp:// only: require STARTTLS" },
 };
 
 /* ------------------------------------------------------------------------ */
 /* Settings                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static void settings_free(void *settings)
+static void recipients_free(email_recipients *r)
 {
-	email_settings *s = settings;
-	pu_wipe_string(s->password);
-	free(s->password);
-	free(s->smtp_url);
-	free(s->username);
-	free(s->from);
-	for (size_t i = 0; s->to != NULL && i < s->n_to; i++)
-		free(s->to[i]);
-	free(s->to);
-	memset(s, 0, sizeof(*s));
+	for (size_t i = 0; r->to != NULL && i < r->n_to; i++)
+		free(r->to[i]);
+	free(r->to);
+	memset(r, 0, sizeof(*r));
 }
 
 /* 1 for smtps://, 0 for smtp://, -1 for anything else. A usable URL has a
@@ -128,17 +148,22 @@ static int url_scheme(const char *url)
 	return tls;
 }
 
-/* Read "to" (a JSON string or array of strings, text borrowed) into s. */
-static int read_recipients(const parley_host *host, parley_instance *inst, const char *text,
-                           email_settings *s)
+/* Parse "to" (JSON text of a string or an array of strings; borrowed).
+ * With out NULL only checks it. 1, or 0 after config_error named "to"
+ * (host and inst may be NULL when the text was checked before: only memory
+ * can fail then). On 1, *out is owned by the caller (recipients_free). */
+static int recipients_parse(const parley_host *host, parley_instance *inst, const char *text,
+                            email_recipients *out)
 {
 	json_t *root = text != NULL ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
 	json_t *list;
+	email_recipients r = { 0 };
 	size_t n;
 	int ok = 0;
 
 	if (root == NULL) {
-		host->config_error(inst, "to", "must be an address or an array of addresses");
+		if (host != NULL)
+			host->config_error(inst, "to", "must be an address or an array of addresses");
 		return 0;
 	}
 	if (json_is_string(root)) {
@@ -150,95 +175,79 @@ static int read_recipients(const parley_host *host, parley_instance *inst, const
 	}
 	n = json_is_array(list) ? json_array_size(list) : 0;
 	if (!json_is_array(list) || n == 0 || n > EMAIL_MAX_RECIPIENTS) {
-		host->config_error(inst, "to", "must be an address or an array of 1 to 100 addresses");
+		if (host != NULL)
+			host->config_error(inst, "to",
+			                   "must be an address or an array of 1 to 100 addresses");
 		goto done;
 	}
-	s->to = calloc(n + 1, sizeof(*s->to));
-	if (s->to == NULL)
-		goto done;
 	for (size_t i = 0; i < n; i++) {
-		const char *addr = json_string_value(json_array_get(list, i));
-		if (!email_address_valid(addr)) {
-			host->config_error(inst, "to",
-			                   "every recipient must be a plain address like ops@example.com");
+		if (!email_address_valid(json_string_value(json_array_get(list, i)))) {
+			if (host != NULL)
+				host->config_error(inst, "to", "every recipient must be a plain address "
+				                               "like ops@example.com");
 			goto done;
 		}
-		s->to[i] = pu_strdup(addr);
-		if (s->to[i] == NULL)
-			goto done;
-		s->n_to = i + 1;
 	}
 	ok = 1;
+	if (out == NULL)
+		goto done;
+	r.to = calloc(n + 1, sizeof(*r.to));
+	for (size_t i = 0; r.to != NULL && i < n; i++) {
+		r.to[i] = pu_strdup(json_string_value(json_array_get(list, i)));
+		if (r.to[i] == NULL)
+			break;
+		r.n_to = i + 1;
+	}
+	if (r.n_to < n) {
+		recipients_free(&r);
+		ok = 0;
+	} else {
+		*out = r;
+	}
 done:
 	json_decref(list);
 	json_decref(root);
 	return ok;
 }
 
-/* Read and check one instance's config into *out (owned by the caller,
- * free with settings_free); cfg is borrowed. Never echoes the password. */
-static int settings_read(const parley_host *host, parley_instance *inst,
-                         const parley_config *cfg, void *settings)
+/* What the table cannot say: the URL's scheme, the addresses, and the
+ * settings that only make sense together. settings: borrowed. Reports
+ * every problem, never echoing the password. */
+static int settings_check(const parley_host *host, parley_instance *inst, const void *settings)
 {
-	email_settings *out = settings;
-	const char *url = host->config_string(cfg, "smtp_url");
-	const char *username = host->config_string(cfg, "username");
-	const char *password = host->config_string(cfg, "password");
-	const char *from = host->config_string(cfg, "from");
-	int64_t timeout = EMAIL_DEFAULT_TIMEOUT_MS;
-	int tls_verify = 1, starttls = 1;
-	int scheme = url != NULL ? url_scheme(url) : -1;
+	const email_settings *s = settings;
+	int scheme = url_scheme(s->smtp_url);
 	int ok = 1;
 
-	memset(out, 0, sizeof(*out));
 	if (scheme < 0) {
 		host->config_error(inst, "smtp_url",
 		                   "must be smtp://host[:port] or smtps://host[:port], without user info");
 		ok = 0;
 	}
-	if (!email_address_valid(from)) {
+	if (!email_address_valid(s->from)) {
 		host->config_error(inst, "from", "must be a plain address like parley@example.com");
 		ok = 0;
 	}
-	if ((username == NULL) != (password == NULL) ||
-	    (username != NULL && (username[0] == '\0' || password[0] == '\0'))) {
-		host->config_error(inst, username == NULL ? "password" : "username",
+	if ((s->username == NULL) != (s->password == NULL)) {
+		host->config_error(inst, s->username == NULL ? "password" : "username",
 		                   "username and password go together, both non-empty");
 		ok = 0;
 	}
-	if (host->config_integer(cfg, "timeout_ms", &timeout) &&
-	    (timeout < 1 || timeout > EMAIL_MAX_TIMEOUT_MS)) {
-		host->config_error(inst, "timeout_ms", "must be between 1 and 600000");
-		ok = 0;
-	}
-	host->config_boolean(cfg, "tls_verify", &tls_verify);
-	host->config_boolean(cfg, "starttls", &starttls);
-	if (scheme == 0 && !starttls && password != NULL) {
+	if (scheme == 0 && !s->starttls && s->password != NULL) {
 		host->config_error(inst, "starttls",
 		                   "a password is never sent over plain text: use smtps:// or "
 		                   "starttls true");
 		ok = 0;
 	}
-	if (!read_recipients(host, inst, host->config_json(cfg, "to"), out))
+	if (!recipients_parse(host, inst, s->to, NULL))
 		ok = 0;
-	if (!ok) {
-		settings_free(out);
-		return -1;
-	}
-	out->smtp_url = pu_strdup(url);
-	out->username = pu_strdup(username);
-	out->password = pu_strdup(password);
-	out->from = pu_strdup(from);
-	out->timeout_ms = (long)timeout;
-	out->tls_verify = tls_verify;
-	out->require_tls = scheme == 0 && starttls;
-	if (out->smtp_url == NULL || out->from == NULL || (username != NULL && out->username == NULL) ||
-	    (password != NULL && out->password == NULL)) {
-		host->log(inst, PARLEY_LOG_ERROR, "out of memory reading the config");
-		settings_free(out);
-		return -1;
-	}
-	return 0;
+	return ok ? 0 : -1;
+}
+
+/* smtp:// with STARTTLS required. */
+static int require_tls(const email_settings *s)
+{
+	return url_scheme(s->smtp_url) == 0 && s->starttls;
 }
 
 static void settings_announce(void *self)
@@ -247,14 +256,14 @@ static void settings_announce(void *self)
 	const email_settings *s = &en->cfg;
 
 	/* The URL holds no credentials (url_scheme refuses user info). */
-	en->host->log(en->inst, PARLEY_LOG_INFO, "mailing %zu recipient%s through %s%s%s", s->n_to,
-	              s->n_to == 1 ? "" : "s", s->smtp_url,
-	              s->require_tls ? " (STARTTLS required)" : "",
+	en->host->log(en->inst, PARLEY_LOG_INFO, "mailing %zu recipient%s through %s%s%s",
+	              en->rcpt.n_to, en->rcpt.n_to == 1 ? "" : "s", s->smtp_url,
+	              require_tls(s) ? " (STARTTLS required)" : "",
 	              s->username != NULL ? " with AUTH" : "");
 	if (!s->tls_verify)
 		en->host->log(en->inst, PARLEY_LOG_WARN,
 		              "tls_verify is false: the SMTP server's certificate is not checked");
-	if (strncasecmp(s->smtp_url, "smtp://", 7) == 0 && !s->require_tls)
+	if (url_scheme(s->smtp_url) == 0 && !s->starttls)
 		en->host->log(en->inst, PARLEY_LOG_WARN,
 		              "starttls is false: mail may travel in plain text");
 }
@@ -347,7 +356,7 @@ static int build(const email_notifier *en, const parley_notice *n, char **msg, s
 	char id_left[48];
 	email_message_input in = {
 		.from = en->cfg.from,
-		.to = (const char *const *)en->cfg.to,
+		.to = (const char *const *)en->rcpt.to,
 		.message_id_left = id_left,
 		.date_ms = en->host->now_ms(),
 		.kind = n->kind,
@@ -400,10 +409,10 @@ static void email_deliver(void *self, const parley_notice *n, parley_delivery *d
 		.username = en->cfg.username,
 		.password = en->cfg.password,
 		.mail_from = en->cfg.from,
-		.rcpt_to = (const char *const *)en->cfg.to,
+		.rcpt_to = (const char *const *)en->rcpt.to,
 		.message = msg,
 		.message_len = len,
-		.require_tls = en->cfg.require_tls,
+		.require_tls = require_tls(&en->cfg),
 		.timeout_ms = en->cfg.timeout_ms,
 		.insecure_skip_verify = !en->cfg.tls_verify,
 	};
@@ -419,7 +428,8 @@ static void email_deliver(void *self, const parley_notice *n, parley_delivery *d
 /* Lifecycle                                                                */
 /* ------------------------------------------------------------------------ */
 
-/* A host that has the field but no SMTP client cannot send mail either. */
+/* A host that has the field but no SMTP client cannot send mail either.
+ * The first settings' recipients: check() has accepted them already. */
 static int email_init(void *self)
 {
 	email_notifier *en = self;
@@ -428,18 +438,58 @@ static int email_init(void *self)
 		en->host->log(en->inst, PARLEY_LOG_ERROR, "this parleyd cannot send mail (ABI 1.2 smtp_send)");
 		return -1;
 	}
+	if (!recipients_parse(NULL, NULL, en->cfg.to, &en->rcpt)) {
+		en->host->log(en->inst, PARLEY_LOG_ERROR, "out of memory reading the recipients");
+		return -1;
+	}
 	return 0;
 }
 
-/* A reload swaps the settings at once: a mail in flight holds no pointer
+/* A reload's recipients (checked already), parsed before the swap so that
+ * the swap cannot fail. next: borrowed. */
+static int email_check_reload(void *self, const void *next)
+{
+	email_notifier *en = self;
+	const email_settings *s = next;
+
+	if (!recipients_parse(NULL, NULL, s->to, &en->next_rcpt)) {
+		en->host->log(en->inst, PARLEY_LOG_ERROR, "out of memory reading the recipients");
+		return -1;
+	}
+	return 0;
+}
+
+/* The new settings are in: the recipients parsed for them replace the old. */
+static void email_reloaded(void *self, const void *old)
+{
+	email_notifier *en = self;
+
+	(void)old;
+	recipients_free(&en->rcpt);
+	en->rcpt = en->next_rcpt;
+	memset(&en->next_rcpt, 0, sizeof(en->next_rcpt));
+}
+
+static void email_finish(void *self)
+{
+	email_notifier *en = self;
+
+	recipients_free(&en->rcpt);
+	recipients_free(&en->next_rcpt);
+}
+
+/* The core fills and checks the settings from the table above; check adds
+ * the rest. A reload swaps them at once: a mail in flight holds no pointer
  * into them (the core copied the call). */
 static const pu_instance_class email_class = {
 	PU_INSTANCE_LAYOUT(email_notifier, cfg),
-	.host_needs = PU_HOST_NEEDS(smtp_send),
-	.too_old = "this parleyd cannot send mail (ABI 1.2 smtp_send)",
+	.host_needs = PU_HOST_NEEDS(config_settings),
+	.too_old = "this parleyd is too old for the email notifier",
+	.check = settings_check,
 	.init = email_init,
-	.read = settings_read,
-	.free = settings_free,
+	.check_reload = email_check_reload,
+	.reloaded = email_reloaded,
+	.finish = email_finish,
 	.announce = settings_announce,
 };
 
@@ -466,12 +516,12 @@ static const parley_plugin_descriptor email_descriptor = {
 	.name = "email",
 	.version = EMAIL_VERSION,
 	.description = "notices as plain-text mail over SMTP (STARTTLS or TLS, AUTH)",
-	.config_keys = email_config_keys,
 	.create = email_create,
 	.reload = email_reload,
 	.stop = email_stop,
 	.destroy = email_destroy,
 	.notifier = &email_ops,
+	PARLEY_SETTINGS(email_settings_table, email_settings),
 };
 
 PARLEY_PLUGIN_ENTRY(&email_descriptor)

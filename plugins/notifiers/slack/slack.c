@@ -13,6 +13,8 @@
  *
  * Like any third-party plugin it uses only parley/parley.h and jansson. */
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,9 +28,6 @@
 #include "../../common/utf8.h"
 
 #define SLACK_VERSION "0.1.0"
-#define SLACK_DEFAULT_INTERVAL_MS 1000
-#define SLACK_DEFAULT_COALESCE 3
-#define SLACK_DEFAULT_TIMEOUT_MS 10000
 #define SLACK_MAX_INTERVAL_MS 600000
 #define SLACK_MAX_COALESCE 10000
 #define SLACK_MAX_TIMEOUT_MS 600000
@@ -41,14 +40,16 @@
 #define SLACK_SUMMARY_TITLES 5          /* titles listed in a summary */
 #define SLACK_SUMMARY_TITLE_BYTES 150
 
-/* One instance's settings; replaced as a whole on reload. */
+/* One instance's settings, filled and checked by the core from the table
+ * below (ABI 1.3). Every field is owned by the core; a reload replaces the
+ * struct as a whole. */
 typedef struct slack_settings {
-	char *webhook_url;          /* owned; a secret, wiped before it is freed */
-	char *username;             /* owned; NULL: the webhook's default */
-	char *icon_emoji;           /* owned; NULL: the webhook's default */
+	const char *webhook_url;    /* a secret; the core wipes it when freed */
+	const char *username;       /* NULL: the webhook's default */
+	const char *icon_emoji;     /* NULL: the webhook's default */
 	int64_t min_interval_ms;
 	int64_t coalesce_after;
-	long timeout_ms;
+	int64_t timeout_ms;
 } slack_settings;
 
 /* A notice waiting for its post: copies of what the message needs. */
@@ -65,7 +66,8 @@ typedef struct slack_item {
 typedef struct slack_notifier {
 	const parley_host *host;    /* owned by the core; valid until destroy */
 	parley_instance *inst;      /* owned by the core; valid until destroy */
-	slack_settings cfg;
+	slack_settings cfg;         /* the core's struct, copied by the skeleton; its
+	                             * strings stay the core's until the next reload */
 	pu_pacer pacer;             /* notices not posted yet; one post at a time */
 	int stopped;                /* stop() ran: post nothing new */
 } slack_notifier;
@@ -77,17 +79,32 @@ typedef struct slack_post {
 	int summary;
 } slack_post;
 
-static const parley_config_key slack_config_keys[] = {
-	{ "webhook_url", PARLEY_CONFIG_STRING, PARLEY_CONFIG_REQUIRED | PARLEY_CONFIG_SECRET,
-	  "the Slack incoming webhook URL (it is the credential)" },
-	{ "min_interval_ms", PARLEY_CONFIG_INTEGER, 0,
-	  "at most one post per this many ms (default 1000)" },
-	{ "coalesce_after", PARLEY_CONFIG_INTEGER, 0,
-	  "more notices than this waiting: post one summary (default 3)" },
-	{ "timeout_ms", PARLEY_CONFIG_INTEGER, 0, "whole-request limit for a post (default 10000)" },
-	{ "username", PARLEY_CONFIG_STRING, 0, "name to post as, if the webhook allows it" },
-	{ "icon_emoji", PARLEY_CONFIG_STRING, 0, "icon to post with, e.g. :bell:" },
-	{ NULL, 0, 0, NULL }
+#define SS(field) offsetof(slack_settings, field)
+#define SLACK_RELOAD PARLEY_SETTING_FLAG_RELOADABLE
+
+/* Every setting is reloadable: a reload swaps the struct and gives the
+ * pacer the new interval; the next post uses the rest. */
+static const parley_setting slack_settings_table[] = {
+	{ .name = "webhook_url", .type = PARLEY_SETTING_URL,
+	  .flags = PARLEY_SETTING_FLAG_REQUIRED | PARLEY_SETTING_FLAG_SECRET | SLACK_RELOAD,
+	  .offset = SS(webhook_url),
+	  .description = "the Slack incoming webhook URL (it is the credential)" },
+	{ .name = "min_interval_ms", .type = PARLEY_SETTING_INTEGER, .flags = SLACK_RELOAD,
+	  .default_value = "1000", .min = 0, .max = SLACK_MAX_INTERVAL_MS,
+	  .offset = SS(min_interval_ms), .description = "at most one post per this many ms" },
+	{ .name = "coalesce_after", .type = PARLEY_SETTING_INTEGER, .flags = SLACK_RELOAD,
+	  .default_value = "3", .min = 1, .max = SLACK_MAX_COALESCE,
+	  .offset = SS(coalesce_after),
+	  .description = "more notices than this waiting: post one summary" },
+	{ .name = "timeout_ms", .type = PARLEY_SETTING_INTEGER, .flags = SLACK_RELOAD,
+	  .default_value = "10000", .min = 1, .max = SLACK_MAX_TIMEOUT_MS,
+	  .offset = SS(timeout_ms), .description = "whole-request limit for a post" },
+	{ .name = "username", .type = PARLEY_SETTING_STRING, .flags = SLACK_RELOAD,
+	  .min = 1, .max = INT64_MAX, .offset = SS(username),
+	  .description = "name to post as, if the webhook allows it" },
+	{ .name = "icon_emoji", .type = PARLEY_SETTING_STRING, .flags = SLACK_RELOAD,
+	  .min = 1, .max = INT64_MAX, .offset = SS(icon_emoji),
+	  .description = "icon to post with, e.g. :bell:" },
 };
 
 /* ------------------------------------------------------------------------ */
@@ -174,68 +191,6 @@ static void queue_complete(slack_notifier *sn, pu_queue *q, parley_outcome outco
 /* ------------------------------------------------------------------------ */
 /* Settings                                                                 */
 /* ------------------------------------------------------------------------ */
-
-static void settings_free(void *settings)
-{
-	slack_settings *s = settings;
-	pu_wipe_string(s->webhook_url);
-	free(s->webhook_url);
-	free(s->username);
-	free(s->icon_emoji);
-	memset(s, 0, sizeof(*s));
-}
-
-/* Read and check one instance's config into *out (owned by the caller, free
- * with settings_free). cfg is borrowed. Reports problems with config_error,
- * never echoing the URL. */
-static int settings_read(const parley_host *host, parley_instance *inst,
-                         const parley_config *cfg, void *settings)
-{
-	slack_settings *out = settings;
-	const char *url = host->config_string(cfg, "webhook_url");
-	const char *username = host->config_string(cfg, "username");
-	const char *icon = host->config_string(cfg, "icon_emoji");
-	int64_t interval = SLACK_DEFAULT_INTERVAL_MS;
-	int64_t coalesce = SLACK_DEFAULT_COALESCE;
-	int64_t timeout = SLACK_DEFAULT_TIMEOUT_MS;
-	int ok = 1;
-
-	memset(out, 0, sizeof(*out));
-	if (url == NULL || !pu_url_is_http(url)) {
-		host->config_error(inst, "webhook_url", "must be an http:// or https:// URL");
-		ok = 0;
-	}
-	ok &= pu_config_int(host, inst, cfg, "min_interval_ms", 0, SLACK_MAX_INTERVAL_MS,
-	               "must be between 0 and 600000", &interval);
-	ok &= pu_config_int(host, inst, cfg, "coalesce_after", 1, SLACK_MAX_COALESCE,
-	               "must be between 1 and 10000", &coalesce);
-	ok &= pu_config_int(host, inst, cfg, "timeout_ms", 1, SLACK_MAX_TIMEOUT_MS,
-	               "must be between 1 and 600000", &timeout);
-	if (username != NULL && (username[0] == '\0' || !pu_utf8_valid(username))) {
-		host->config_error(inst, "username", "must be non-empty UTF-8 text");
-		ok = 0;
-	}
-	if (icon != NULL && (icon[0] == '\0' || !pu_utf8_valid(icon))) {
-		host->config_error(inst, "icon_emoji", "must be non-empty UTF-8 text");
-		ok = 0;
-	}
-	if (!ok)
-		return -1;
-
-	out->webhook_url = pu_strdup(url);
-	out->username = pu_strdup(username);
-	out->icon_emoji = pu_strdup(icon);
-	out->min_interval_ms = interval;
-	out->coalesce_after = coalesce;
-	out->timeout_ms = (long)timeout;
-	if (out->webhook_url == NULL || (username != NULL && out->username == NULL) ||
-	    (icon != NULL && out->icon_emoji == NULL)) {
-		host->log(inst, PARLEY_LOG_ERROR, "out of memory reading the config");
-		settings_free(out);
-		return -1;
-	}
-	return 0;
-}
 
 static void settings_announce(void *self)
 {
@@ -603,9 +558,10 @@ static void slack_deliver(void *self, const parley_notice *n, parley_delivery *d
 
 static const pu_instance_class slack_class = {
 	PU_INSTANCE_LAYOUT(slack_notifier, cfg),
-	.host_needs = PU_HOST_NEEDS(now_ms),
+	.host_needs = PU_HOST_NEEDS(config_settings),
 	.too_old = "this parleyd is too old for the slack plugin",
-	/* A reload takes effect at the next post: a post in flight holds no
+	/* The core fills and checks the settings from the table above. A
+	 * reload takes effect at the next post: a post in flight holds no
 	 * pointer into the settings (the core copied the call). */
 	.pace = pacer_rate,
 	PU_INSTANCE_PACER(slack_notifier, pacer),
@@ -613,8 +569,6 @@ static const pu_instance_class slack_class = {
 	.pace_back = hand_back,
 	.pace_free = item_link_free,
 	.pace_pause_reason = "Slack rate limit: waiting for Retry-After",
-	.read = settings_read,
-	.free = settings_free,
 	.announce = settings_announce,
 };
 
@@ -647,12 +601,12 @@ static const parley_plugin_descriptor slack_descriptor = {
 	.name = "slack",
 	.version = SLACK_VERSION,
 	.description = "notices to a Slack incoming webhook, paced, bursts summarized",
-	.config_keys = slack_config_keys,
 	.create = slack_create,
 	.reload = slack_reload,
 	.stop = slack_stop,
 	.destroy = slack_destroy,
 	.notifier = &slack_ops,
+	PARLEY_SETTINGS(slack_settings_table, slack_settings),
 };
 
 PARLEY_PLUGIN_ENTRY(&slack_descriptor)

@@ -16,6 +16,8 @@
  *
  * The secret is never logged and never part of a reason; nor is the URL,
  * which may carry a token of the receiver's. */
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,23 +28,26 @@
 #include "../../common/instance.h"
 
 #define WEBHOOK_VERSION "0.1.0"
-#define WEBHOOK_DEFAULT_TIMEOUT_MS 10000
 #define WEBHOOK_MAX_TIMEOUT_MS 600000
 #define WEBHOOK_MAX_RETRY_AFTER_S 86400   /* a larger Retry-After is capped */
 #define WEBHOOK_REASON_BODY_BYTES 200     /* body excerpt in a reason */
 #define WEBHOOK_MIN_SECRET_BYTES 16
 
+/* One instance's settings, filled and checked by the core from the table
+ * below (ABI 1.3). Every field is owned by the core; a reload replaces the
+ * struct as a whole. */
 typedef struct webhook_settings {
-	char *url;                  /* owned; not logged (may hold a token) */
-	char *secret;               /* owned; a secret, wiped before it is freed */
-	long timeout_ms;
+	const char *url;            /* not logged (may hold a token) */
+	const char *secret;         /* at least 16 bytes; the core wipes it when freed */
+	int64_t timeout_ms;
 	int tls_verify;
 } webhook_settings;
 
 typedef struct webhook_notifier {
 	const parley_host *host;    /* owned by the core; valid until destroy */
 	parley_instance *inst;      /* owned by the core; valid until destroy */
-	webhook_settings cfg;
+	webhook_settings cfg;       /* the core's struct, copied by the skeleton; its
+	                             * strings stay the core's until the next reload */
 	int stopped;                /* stop() ran: post nothing new */
 } webhook_notifier;
 
@@ -52,77 +57,36 @@ typedef struct webhook_post {
 	parley_delivery *d;         /* owned by the core until delivery_complete */
 } webhook_post;
 
-static const parley_config_key webhook_config_keys[] = {
-	{ "url", PARLEY_CONFIG_STRING, PARLEY_CONFIG_REQUIRED,
-	  "where notices are POSTed (http:// or https://)" },
-	{ "secret", PARLEY_CONFIG_STRING, PARLEY_CONFIG_REQUIRED | PARLEY_CONFIG_SECRET,
-	  "shared secret for X-Parley-Signature (at least 16 bytes)" },
-	{ "timeout_ms", PARLEY_CONFIG_INTEGER, 0, "whole-request limit for a POST (default 10000)" },
-	{ "tls_verify", PARLEY_CONFIG_BOOLEAN, 0,
-	  "verify the receiver's TLS certificate (default true; false for tests only)" },
-	{ NULL, 0, 0, NULL }
+#define WS(field) offsetof(webhook_settings, field)
+#define WEBHOOK_RELOAD PARLEY_SETTING_FLAG_RELOADABLE
+
+/* Every setting is reloadable: a reload swaps the struct at once. */
+static const parley_setting webhook_settings_table[] = {
+	{ .name = "url", .type = PARLEY_SETTING_URL,
+	  .flags = PARLEY_SETTING_FLAG_REQUIRED | WEBHOOK_RELOAD, .offset = WS(url),
+	  .description = "where notices are POSTed (http:// or https://)" },
+	{ .name = "secret", .type = PARLEY_SETTING_SECRET,
+	  .flags = PARLEY_SETTING_FLAG_REQUIRED | WEBHOOK_RELOAD,
+	  .min = WEBHOOK_MIN_SECRET_BYTES, .max = INT64_MAX, .offset = WS(secret),
+	  .description = "shared secret for X-Parley-Signature" },
+	{ .name = "timeout_ms", .type = PARLEY_SETTING_INTEGER, .flags = WEBHOOK_RELOAD,
+	  .default_value = "10000", .min = 1, .max = WEBHOOK_MAX_TIMEOUT_MS,
+	  .offset = WS(timeout_ms), .description = "whole-request limit for a POST" },
+	{ .name = "tls_verify", .type = PARLEY_SETTING_BOOLEAN, .flags = WEBHOOK_RELOAD,
+	  .default_value = "true", .offset = WS(tls_verify),
+	  .description = "verify the receiver's TLS certificate (false for tests only)" },
 };
 
 /* ------------------------------------------------------------------------ */
 /* Settings                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static void settings_free(void *settings)
-{
-	webhook_settings *s = settings;
-	pu_wipe_string(s->secret);
-	free(s->secret);
-	free(s->url);
-	memset(s, 0, sizeof(*s));
-}
-
-/* Read and check one instance's config into *out (owned by the caller,
- * free with settings_free). cfg: borrowed. Never echoes the secret or URL. */
-static int settings_read(const parley_host *host, parley_instance *inst,
-                         const parley_config *cfg, void *settings)
-{
-	webhook_settings *out = settings;
-	const char *url = host->config_string(cfg, "url");
-	const char *secret = host->config_string(cfg, "secret");
-	int64_t timeout = WEBHOOK_DEFAULT_TIMEOUT_MS;
-	int tls_verify = 1;
-	int ok = 1;
-
-	memset(out, 0, sizeof(*out));
-	if (url == NULL || !pu_url_is_http(url)) {
-		host->config_error(inst, "url", "must be an http:// or https:// URL");
-		ok = 0;
-	}
-	if (secret == NULL || strlen(secret) < WEBHOOK_MIN_SECRET_BYTES) {
-		host->config_error(inst, "secret", "must be at least 16 bytes long");
-		ok = 0;
-	}
-	if (host->config_integer(cfg, "timeout_ms", &timeout) &&
-	    (timeout < 1 || timeout > WEBHOOK_MAX_TIMEOUT_MS)) {
-		host->config_error(inst, "timeout_ms", "must be between 1 and 600000");
-		ok = 0;
-	}
-	host->config_boolean(cfg, "tls_verify", &tls_verify);
-	if (!ok)
-		return -1;
-	out->url = pu_strdup(url);
-	out->secret = pu_strdup(secret);
-	out->timeout_ms = (long)timeout;
-	out->tls_verify = tls_verify;
-	if (out->url == NULL || out->secret == NULL) {
-		host->log(inst, PARLEY_LOG_ERROR, "out of memory reading the config");
-		settings_free(out);
-		return -1;
-	}
-	return 0;
-}
-
 static void settings_announce(void *self)
 {
 	const webhook_notifier *wn = self;
 	wn->host->log(wn->inst, PARLEY_LOG_INFO,
-	              "posting signed notices to the configured url (timeout %ld ms)",
-	              wn->cfg.timeout_ms);
+	              "posting signed notices to the configured url (timeout %lld ms)",
+	              (long long)wn->cfg.timeout_ms);
 	if (!wn->cfg.tls_verify)
 		wn->host->log(wn->inst, PARLEY_LOG_WARN,
 		              "tls_verify is false: the receiver's certificate is not checked");
@@ -399,14 +363,13 @@ static void webhook_deliver(void *self, const parley_notice *n, parley_delivery 
 /* Lifecycle                                                                */
 /* ------------------------------------------------------------------------ */
 
-/* A reload swaps the settings at once: a POST in flight holds no pointer
- * into them. */
+/* The core fills and checks the settings from the table above; a reload
+ * swaps them at once: a POST in flight holds no pointer into them (the core
+ * copied the call). */
 static const pu_instance_class webhook_class = {
 	PU_INSTANCE_LAYOUT(webhook_notifier, cfg),
-	.host_needs = PU_HOST_NEEDS(now_ms),
+	.host_needs = PU_HOST_NEEDS(config_settings),
 	.too_old = "this parleyd is too old for the webhook notifier",
-	.read = settings_read,
-	.free = settings_free,
 	.announce = settings_announce,
 };
 
@@ -433,12 +396,12 @@ static const parley_plugin_descriptor webhook_descriptor = {
 	.name = "webhook",
 	.version = WEBHOOK_VERSION,
 	.description = "notices POSTed as signed JSON to a URL of your own",
-	.config_keys = webhook_config_keys,
 	.create = webhook_create,
 	.reload = webhook_reload,
 	.stop = webhook_stop,
 	.destroy = webhook_destroy,
 	.notifier = &webhook_ops,
+	PARLEY_SETTINGS(webhook_settings_table, webhook_settings),
 };
 
 PARLEY_PLUGIN_ENTRY(&webhook_descriptor)
