@@ -210,16 +210,18 @@ def assert_no_secrets(d):
 # ------------------------------------------------------------------ config
 
 def test_config_is_checked_and_secrets_never_echoed(tmp_path, parleyd, plugin_dir, fresh_db):
-    cfg = config(fresh_db, "ftp://acme.freshdesk.com", requests_per_minute=0,
-                 webhook_username="a:b", priority=9)
-    cfg["plugin_dir"] = plugin_dir
-    rc, out, err = run_parleyd(parleyd, ["--check-config"], config=cfg, workdir=tmp_path)
-    assert rc == 2
-    assert "sinks[0].config.base_url: must be an http:// or https:// URL" in err
-    assert "sinks[0].config.requests_per_minute: must be between 1 and 60000" in err
-    assert "sinks[0].config.webhook_username: must be non-empty, without ':'" in err
-    assert "sinks[0].config.priority: must be between 1 and 4" in err
-    assert API_KEY not in out + err and HOOK_SECRET not in out + err
+    # The core stops at the first wrong setting: one mistake per run.
+    for url, extra, needle in (
+            ("ftp://acme.freshdesk.com", {}, "base_url: must be an http:// or https:// URL"),
+            (None, {"requests_per_minute": 0}, "requests_per_minute: must be between 1 and 60000"),
+            (None, {"webhook_username": "a:b"}, "webhook_username: must be non-empty, without ':'"),
+            (None, {"priority": 9}, "priority: must be between 1 and 4")):
+        cfg = config(fresh_db, url or "https://acme.freshdesk.com", **extra)
+        cfg["plugin_dir"] = plugin_dir
+        rc, out, err = run_parleyd(parleyd, ["--check-config"], config=cfg, workdir=tmp_path)
+        assert rc == 2
+        assert "sinks[0].config." + needle in err
+        assert API_KEY not in out + err and HOOK_SECRET not in out + err
 
 
 # ------------------------------------------------------------------ tickets out

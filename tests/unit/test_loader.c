@@ -205,6 +205,130 @@ static void test_kind_folder_is_searched_first(void **state)
 	assert_non_null(strstr(buf, "probe_sink.so  sink  probe_sink  "));
 }
 
+/* The ticket sinks take their settings from the core (ABI 1.3 tables) and
+ * check only what a table cannot say. Each config is refused with the key
+ * and the reason, and never with a secret; a valid one loads, reloads
+ * with a change, and a refused reload names the key too. */
+static void sink_config_refused(const char *plugin, const char *config, const char *needle)
+{
+	char sections[1024], err[2048];
+	snprintf(sections, sizeof(sections),
+	         "\"sinks\": [{\"name\": \"t\", \"plugin\": \"%s\", \"config\": %s}]", plugin, config);
+	cfg *c = load_config(real_plugin_dir, sections, err, sizeof(err));
+	assert_non_null(c);
+	plugin_set *s = NULL;
+	assert_false(plugins_load(c, &s, err, sizeof(err)));
+	if (strstr(err, needle) == NULL)
+		fail_msg("%s %s: error \"%s\" should contain \"%s\"", plugin, config, err, needle);
+	if (strstr(err, "s3cr3t") != NULL)
+		fail_msg("%s: error \"%s\" shows a secret", plugin, err);
+	cfg_free(c);
+}
+
+static void test_ticket_sinks_refuse_bad_settings(void **state)
+{
+	(void)state;
+#define ZD "\"base_url\": \"https://acme.zendesk.com\""
+	sink_config_refused("zendesk", "{" ZD ", \"email\": \"bot@acme.com\", \"api_token\": \"s3cr3t\", "
+	                    "\"oauth_token\": \"s3cr3t\"}",
+	                    "sinks[0].config.oauth_token: set either oauth_token or api_token, not both");
+	sink_config_refused("zendesk", "{" ZD ", \"api_token\": \"s3cr3t\"}",
+	                    "sinks[0].config.email: required: email and api_token, or oauth_token");
+	sink_config_refused("zendesk", "{" ZD ", \"email\": \"bot@acme.com\"}",
+	                    "sinks[0].config.api_token: required: email and api_token, or oauth_token");
+	sink_config_refused("zendesk", "{" ZD ", \"email\": \"bot\", \"api_token\": \"s3cr3t\"}",
+	                    "sinks[0].config.email: must be the API user's e-mail address");
+	sink_config_refused("zendesk", "{\"base_url\": \"https://acme.zendesk.com/?x=1\", "
+	                    "\"oauth_token\": \"s3cr3t\"}",
+	                    "sinks[0].config.base_url: must be an http:// or https:// URL without user "
+	                    "or query");
+	sink_config_refused("zendesk", "{" ZD ", \"oauth_token\": \"s3cr3t\\nX\"}",
+	                    "sinks[0].config.oauth_token: must not contain control characters");
+	sink_config_refused("zendesk", "{" ZD ", \"oauth_token\": \"s3cr3t\", "
+	                    "\"requests_per_minute\": 0}",
+	                    "sinks[0].config.requests_per_minute: must be between 1 and 100000");
+#undef ZD
+#define FD "\"base_url\": \"https://acme.freshdesk.com\", \"api_key\": \"s3cr3t\""
+	sink_config_refused("freshdesk", "{\"base_url\": \"https://acme.freshdesk.com/#x\", "
+	                    "\"api_key\": \"s3cr3t\"}",
+	                    "sinks[0].config.base_url: must be an http:// or https:// URL");
+	sink_config_refused("freshdesk", "{" FD ", \"webhook_username\": \"parley\"}",
+	                    "sinks[0].config.webhook_username: needs webhook_secret as its password");
+	sink_config_refused("freshdesk", "{" FD ", \"webhook_secret\": \"s3cr3t\", "
+	                    "\"webhook_username\": \"a:b\"}",
+	                    "sinks[0].config.webhook_username: must be non-empty, without ':'");
+	sink_config_refused("freshdesk", "{" FD ", \"group_id\": 0}",
+	                    "sinks[0].config.group_id: must be at least 1");
+	sink_config_refused("freshdesk", "{" FD ", \"priority\": 5}",
+	                    "sinks[0].config.priority: must be between 1 and 4");
+	sink_config_refused("freshdesk", "{\"base_url\": \"https://acme.freshdesk.com\", "
+	                    "\"api_key\": \"\"}",
+	                    "sinks[0].config.api_key: must be between 1 and 4096 bytes long");
+#undef FD
+}
+
+/* Every setting of both sinks takes effect on SIGHUP, as before the
+ * tables: a reload with other values is accepted, one the plugin's own
+ * check refuses names the key and keeps the old settings. */
+static void test_ticket_sinks_reload_their_settings(void **state)
+{
+	(void)state;
+	static const char *const good[] = {
+		"\"sinks\": [{\"name\": \"z\", \"plugin\": \"zendesk\", \"config\": "
+		"{\"base_url\": \"https://acme.zendesk.com\", \"oauth_token\": \"tok\"}}, "
+		"{\"name\": \"f\", \"plugin\": \"freshdesk\", \"config\": "
+		"{\"base_url\": \"https://acme.freshdesk.com/\", \"api_key\": \"key\"}}]",
+		"\"sinks\": [{\"name\": \"z\", \"plugin\": \"zendesk\", \"config\": "
+		"{\"base_url\": \"https://other.zendesk.com\", \"email\": \"bot@other.com\", "
+		"\"api_token\": \"tok\", \"requests_per_minute\": 400, \"timeout_ms\": 500, "
+		"\"webhook_secret\": \"w\", \"insecure_skip_verify\": true}}, "
+		"{\"name\": \"f\", \"plugin\": \"freshdesk\", \"config\": "
+		"{\"base_url\": \"https://other.freshdesk.com\", \"api_key\": \"key2\", "
+		"\"webhook_secret\": \"w\", \"webhook_username\": \"u\", \"requests_per_minute\": 5, "
+		"\"timeout_ms\": 500, \"priority\": 4, \"source\": 7, \"group_id\": 12, "
+		"\"tls_verify\": false}}]",
+	};
+	char err[2048];
+	cfg *c = load_config(real_plugin_dir, good[0], err, sizeof(err));
+	assert_non_null(c);
+	plugin_set *s = NULL;
+	if (!plugins_load(c, &s, err, sizeof(err)))
+		fail_msg("load: %s", err);
+	cfg_free(c);
+	/* No "take a restart" on SIGHUP: every row is reloadable. */
+	for (size_t i = 0; i < s->n_instances; i++) {
+		const parley_plugin_descriptor *d = s->instances[i]->desc;
+		assert_true(d->n_settings > 0);
+		for (size_t r = 0; r < d->n_settings; r++) {
+			const parley_setting *row =
+				(const void *)((const char *)d->settings + r * d->setting_size);
+			if (!(row->flags & PARLEY_SETTING_FLAG_RELOADABLE))
+				fail_msg("%s: %s is not reloadable", d->name, row->name);
+		}
+	}
+
+	c = load_config(real_plugin_dir, good[1], err, sizeof(err));
+	assert_non_null(c);
+	if (!plugins_reload(s, c, err, sizeof(err)))
+		fail_msg("reload: %s", err);
+	cfg_free(c);
+
+	c = load_config(real_plugin_dir,
+	                "\"sinks\": [{\"name\": \"z\", \"plugin\": \"zendesk\", \"config\": "
+	                "{\"base_url\": \"https://acme.zendesk.com\", \"oauth_token\": \"tok\", "
+	                "\"api_token\": \"tok\"}}, "
+	                "{\"name\": \"f\", \"plugin\": \"freshdesk\", \"config\": "
+	                "{\"base_url\": \"https://acme.freshdesk.com\", \"api_key\": \"key\"}}]",
+	                err, sizeof(err));
+	assert_non_null(c);
+	assert_false(plugins_reload(s, c, err, sizeof(err)));
+	if (strstr(err, "sinks[0].config.oauth_token: set either oauth_token or api_token") == NULL)
+		fail_msg("unexpected error: %s", err);
+	cfg_free(c);
+	plugins_free(s);
+	metrics_reset();
+}
+
 /* One plugin file, several instances, each with its own config; a ticket
  * opened through the sink's operation table completes with its external id. */
 struct delivery_result {
@@ -592,6 +716,8 @@ int main(void)
 		cmocka_unit_test(test_webhook_send_4xx_is_fail_with_reason),
 		cmocka_unit_test(test_state_is_durable_per_instance),
 		cmocka_unit_test(test_timers_fire_once_and_cancel),
+		cmocka_unit_test(test_ticket_sinks_refuse_bad_settings),
+		cmocka_unit_test(test_ticket_sinks_reload_their_settings),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

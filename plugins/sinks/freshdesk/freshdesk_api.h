@@ -4,8 +4,13 @@
  * parser of the automation webhook Parley receives.
  *
  * Nothing here calls the host table or the event loop, so the unit tests and
- * the fuzz target drive it directly; freshdesk.c passes the host's
- * secure_equals and clock values in. */
+ * the fuzz target drive it directly; the rest of the plugin
+ * (freshdesk_sink.h) passes the host's secure_equals and clock values in.
+ *
+ *   freshdesk_text.c     HTML both ways, fingerprints, tags, ids
+ *   freshdesk_request.c  Authorization, ticket and note bodies, the lookup
+ *   freshdesk_answer.c   what an answer means for the delivery
+ *   freshdesk_webhook.c  the webhook's credentials and its ticket event */
 #ifndef PARLEY_FRESHDESK_API_H
 #define PARLEY_FRESHDESK_API_H
 
@@ -13,13 +18,30 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "parley/parley.h"
+#include "../../common/plugin_util.h"
 
 /* Linked into the plugin but not part of its interface. */
 #if defined(__GNUC__)
 #define FD_INTERNAL __attribute__((visibility("hidden")))
 #else
 #define FD_INTERNAL
+/* ------------------------------------------------------------------------ */
+/* Shared by the files above                                                */
+/* ------------------------------------------------------------------------ */
+
+/* Append one byte to b. */
+FD_INTERNAL void fd_buf_char(pu_buf *b, char c);
+/* The buffer's text, owned by the caller from now on (an empty string for an
+ * empty buffer); NULL when an append failed. */
+FD_INTERNAL char *fd_buf_take(pu_buf *b);
+/* snprintf into out that never fails loudly: a cut text is still a text. */
+FD_INTERNAL void fd_fmt(char *out, size_t outlen, const char *f, ...) PARLEY_PRINTF(3, 4);
+/* The id of a JSON value (an integer, or a string of digits) in out. */
+FD_INTERNAL bool fd_json_id(const json_t *v, char out[FD_ID_BYTES]);
+
 #endif
 
 #define FD_TAG_BYTES 33             /* a Freshdesk tag (at most 32 chars) and NUL */
@@ -212,5 +234,19 @@ FD_INTERNAL fd_parse_result fd_parse_webhook(const void *body, size_t len, int64
  * Parley's own note, which the caller checks before fd_parse_webhook. */
 FD_INTERNAL bool fd_webhook_public_ticket(const void *body, size_t len,
                                           char ticket_id[FD_ID_BYTES]);
+
+/* ------------------------------------------------------------------------ */
+/* Shared by the files above                                                */
+/* ------------------------------------------------------------------------ */
+
+/* Append one byte to b. */
+FD_INTERNAL void fd_buf_char(pu_buf *b, char c);
+/* The buffer's text, owned by the caller from now on (an empty string for an
+ * empty buffer); NULL when an append failed. */
+FD_INTERNAL char *fd_buf_take(pu_buf *b);
+/* snprintf into out that never fails loudly: a cut text is still a text. */
+FD_INTERNAL void fd_fmt(char *out, size_t outlen, const char *f, ...) PARLEY_PRINTF(3, 4);
+/* The id of a JSON value (an integer, or a string of digits) in out. */
+FD_INTERNAL bool fd_json_id(const json_t *v, char out[FD_ID_BYTES]);
 
 #endif

@@ -3,8 +3,13 @@
  * webhook's signature and events.
  *
  * No host calls: the unit tests check every request byte for byte and every
- * answer's outcome; the fuzz target feeds the parsers garbage. zendesk.c
- * does the HTTP calls, the pacing and the bookkeeping. */
+ * answer's outcome; the fuzz target feeds the parsers garbage. The rest of
+ * the plugin (zendesk_sink.h) does the HTTP calls, the pacing and the
+ * bookkeeping.
+ *
+ *   zendesk_request.c  requests: Authorization, URLs, bodies
+ *   zendesk_answer.c   answers: outcomes, tickets, comments, users
+ *   zendesk_webhook.c  webhooks: signature and ticket events */
 #ifndef PARLEY_ZENDESK_API_H
 #define PARLEY_ZENDESK_API_H
 
@@ -12,12 +17,29 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "parley/parley.h"
 
 #if defined(__GNUC__)
 #define ZD_INTERNAL __attribute__((visibility("hidden")))
 #else
 #define ZD_INTERNAL
+/* ------------------------------------------------------------------------ */
+/* Shared by the files above                                                */
+/* ------------------------------------------------------------------------ */
+
+/* base64 of len bytes, owned by the caller; NULL when out of memory. */
+ZD_INTERNAL char *zd_base64(const void *data, size_t len);
+
+/* A JSON id (a positive integer, or a string of digits as in event
+ * webhooks) as text into out. False for anything else. v: borrowed. */
+ZD_INTERNAL bool zd_json_id(const json_t *v, char out[ZD_ID_BYTES]);
+
+/* "2024-05-01T12:34:56Z" or with fractional seconds / an offset: Unix ms;
+ * 0 when it is not such a time. s: borrowed, may be NULL. */
+ZD_INTERNAL int64_t zd_parse_time(const char *s);
+
 #endif
 
 #define ZD_REASON_BYTES 512
@@ -188,5 +210,20 @@ typedef int (*zd_emit_fn)(void *ctx, const parley_ticket_event *ev);
 ZD_INTERNAL zd_webhook_status zd_parse_webhook(const unsigned char *body, size_t len,
                                                const char *api_user_id, zd_emit_fn emit,
                                                void *ctx, char *what, size_t whatlen);
+
+/* ------------------------------------------------------------------------ */
+/* Shared by the files above                                                */
+/* ------------------------------------------------------------------------ */
+
+/* base64 of len bytes, owned by the caller; NULL when out of memory. */
+ZD_INTERNAL char *zd_base64(const void *data, size_t len);
+
+/* A JSON id (a positive integer, or a string of digits as in event
+ * webhooks) as text into out. False for anything else. v: borrowed. */
+ZD_INTERNAL bool zd_json_id(const json_t *v, char out[ZD_ID_BYTES]);
+
+/* "2024-05-01T12:34:56Z" or with fractional seconds / an offset: Unix ms;
+ * 0 when it is not such a time. s: borrowed, may be NULL. */
+ZD_INTERNAL int64_t zd_parse_time(const char *s);
 
 #endif
