@@ -137,9 +137,9 @@ def test_messenger_x_zendesk_loop(fresh_db, daemon):
 
 
 def test_messenger_x_freshdesk_loop(fresh_db, daemon):
-    graph, xapi = meta.FakeGraph(), xmod.FakeX()
+    graph, xapi, fd = meta.FakeGraph(), xmod.FakeX(), fdmod.FakeFreshdesk()
     # The first create lands in Freshdesk, but its answer comes too late.
-    fd = fdmod.FakeFreshdesk([("POST", r"^/api/v2/tickets$", None, 3.0, {})])
+    fd.queue(fd.landed(3.0), method="POST", path=r"^/api/v2/tickets$")
     try:
         opts = fdmod.config(fresh_db, fd.url)["sinks"][0]["config"]
         sink = {"name": "fd", "plugin": "freshdesk", "config": opts}
