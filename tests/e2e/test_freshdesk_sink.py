@@ -10,11 +10,10 @@ import base64
 import hashlib
 import json
 import re
-import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from fake_http import FakeHTTPServer, hang
 from parley_testlib import http, query, run_parleyd, sign
 
 API_KEY = "fdApiKey0123456789abcdef"
@@ -22,65 +21,24 @@ HOOK_SECRET = "fd-hook-secret-42"
 CHANNEL_SECRET = "fd-channel-secret"
 
 
-class FakeFreshdesk:
+class FakeFreshdesk(FakeHTTPServer):
     """Keeps tickets and notes like Freshdesk does and records every request.
-    A script of (method, path regex, status, body, headers) answers matching
-    requests first; status None means: do the work, call headers["then"]
-    (when given: what Freshdesk does meanwhile, e.g. its automation webhook),
-    then answer only after `body` seconds (past the daemon's timeout)."""
+    Answers queued with queue(answer, method=..., path=...) take the next
+    matching request first; landed(seconds, then) is such an answer that does
+    the work, calls then(request) (when given: what Freshdesk does meanwhile,
+    e.g. its automation webhook) and never answers (the connection closes
+    after `seconds`, past the daemon's timeout)."""
 
-    def __init__(self, script=()):
-        self.script = list(script)
-        self.requests = []
+    def __init__(self):
         self.tickets = []
         self.notes = []
-        self.lock = threading.Lock()
-        outer = self
+        super().__init__(answer=lambda req: self.serve(req.method, req.path, req.body))
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                self.handle_any("GET", b"")
-
-            def do_POST(self):
-                self.handle_any("POST", self.rfile.read(int(self.headers.get("Content-Length", "0"))))
-
-            def handle_any(self, method, body):
-                with outer.lock:
-                    outer.requests.append({"at": time.monotonic(), "method": method,
-                                           "path": self.path, "headers": dict(self.headers),
-                                           "body": body})
-                    scripted = None
-                    for i, (m, rx, status, answer, headers) in enumerate(outer.script):
-                        if m == method and re.search(rx, self.path):
-                            scripted = outer.script.pop(i)
-                            break
-                    if scripted is not None and scripted[2] is not None:
-                        status, answer, headers = scripted[2], scripted[3], scripted[4]
-                    else:
-                        status, answer = outer.serve(method, self.path, body)
-                        headers = {}
-                if scripted is not None and scripted[2] is None:
-                    started = time.monotonic()
-                    if scripted[4].get("then"):
-                        scripted[4]["then"]()
-                    time.sleep(max(0.0, scripted[3] - (time.monotonic() - started)))
-                    return
-                data = answer.encode() if isinstance(answer, str) else json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json" if not isinstance(answer, str)
-                                 else "text/plain")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = "http://127.0.0.1:%d" % self.server.server_port
+    def landed(self, seconds, then=None):
+        def carried_out(req):
+            self.serve(req.method, req.path, req.body)
+            return hang(seconds, before=then)
+        return carried_out
 
     def serve(self, method, path, body):
         """Freshdesk's behaviour, called with the lock held."""
@@ -123,12 +81,7 @@ class FakeFreshdesk:
         return 404, {"code": "not_found"}
 
     def log(self):
-        with self.lock:
-            return list(self.requests)
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        return self.requests
 
 
 def config(dsn, fd_url, **fd):
@@ -227,8 +180,7 @@ def test_config_is_checked_and_secrets_never_echoed(tmp_path, parleyd, plugin_di
 # ------------------------------------------------------------------ tickets out
 
 def test_open_ticket_looks_up_then_creates_as_documented(fresh_db, daemon):
-    fd = FakeFreshdesk()
-    try:
+    with FakeFreshdesk() as fd:
         d = daemon.start(config(fresh_db, fd.url))
         jid = open_ticket(fresh_db, text="Where is my order?\nIt's late & <b>lost</b>",
                           email="ann+x@example.com")
@@ -253,14 +205,12 @@ def test_open_ticket_looks_up_then_creates_as_documented(fresh_db, daemon):
         metrics = http("GET", d.url + "/metrics")[2].decode()
         assert 'parley_plugin_freshdesk_tickets_opened_total{instance="fd"} 1' in metrics
         assert_no_secrets(d)
-    finally:
-        fd.close()
 
 
 def test_retry_after_timeout_finds_the_ticket_instead_of_a_second_one(fresh_db, daemon):
-    # The first create lands at Freshdesk but its answer comes too late.
-    fd = FakeFreshdesk([("POST", r"^/api/v2/tickets$", None, 1.5, {})])
-    try:
+    with FakeFreshdesk() as fd:
+        # The first create lands at Freshdesk but its answer comes too late.
+        fd.queue(fd.landed(1.5), method="POST", path=r"^/api/v2/tickets$")
         daemon.start(config(fresh_db, fd.url, timeout_ms=400))
         jid = open_ticket(fresh_db, email="ann@example.com")
         assert wait_for(lambda: finished(fresh_db, jid))
@@ -269,13 +219,11 @@ def test_retry_after_timeout_finds_the_ticket_instead_of_a_second_one(fresh_db, 
         assert len(fd.tickets) == 1
         assert [(r["method"], r["path"].split("?")[0]) for r in fd.log()] == [
             ("GET", "/api/v2/tickets"), ("POST", "/api/v2/tickets"), ("GET", "/api/v2/tickets")]
-    finally:
-        fd.close()
 
 
 def test_phone_and_external_id_requesters(fresh_db, daemon):
-    fd = FakeFreshdesk([("POST", r"^/api/v2/tickets$", None, 1.5, {})])
-    try:
+    with FakeFreshdesk() as fd:
+        fd.queue(fd.landed(1.5), method="POST", path=r"^/api/v2/tickets$")
         daemon.start(config(fresh_db, fd.url, timeout_ms=400))
         # Known by phone only: the lookup goes through the filter API by tag.
         jid = open_ticket(fresh_db, phone="+4915112345678", display_name=None, key="k-phone")
@@ -293,13 +241,10 @@ def test_phone_and_external_id_requesters(fresh_db, daemon):
         assert job(fresh_db, jid)[:3] == ("done", 1, "1001")
         assert fd.tickets[1]["unique_external_id"] == "parley-77"
         assert fd.log()[-2]["path"].startswith("/api/v2/tickets?unique_external_id=parley-77&")
-    finally:
-        fd.close()
 
 
 def test_follow_up_of_a_closed_ticket(fresh_db, daemon):
-    fd = FakeFreshdesk()
-    try:
+    with FakeFreshdesk() as fd:
         daemon.start(config(fresh_db, fd.url))
         jid = open_ticket(fresh_db, text="It broke again", follow_up_of="4711",
                           email="ann@example.com", key="ticket-conv-812-2")
@@ -310,13 +255,10 @@ def test_follow_up_of_a_closed_ticket(fresh_db, daemon):
         assert t["description"].startswith("<p>Follow-up to ticket #4711, which is closed.</p>"
                                            "<p>It broke again</p>")
         assert t["tags"] == ["parley", "PC-10012", key_tag("ticket-conv-812-2"), "follow-up-of-4711"]
-    finally:
-        fd.close()
 
 
 def test_follow_ups_are_incoming_public_notes(fresh_db, daemon):
-    fd = FakeFreshdesk()
-    try:
+    with FakeFreshdesk() as fd:
         daemon.start(config(fresh_db, fd.url))
         text = "Still nothing <here> & \"there\"\nplease"
         jid = append(fresh_db, "4711", text)
@@ -334,15 +276,12 @@ def test_follow_ups_are_incoming_public_notes(fresh_db, daemon):
         assert job(fresh_db, jid)[0] == "dead"
         assert job(fresh_db, jid)[3] == "external_ticket_id is not a Freshdesk ticket id"
         assert len(fd.log()) == 1
-    finally:
-        fd.close()
 
 
 def test_5xx_and_429_are_retried(fresh_db, daemon):
-    fd = FakeFreshdesk([("POST", "/notes$", 503, "upstream down", {}),
-                        ("POST", "/notes$", 429, "Too many requests", {"Retry-After": "2"}),
-                        ("POST", "/notes$", 429, "Too many requests", {})])
-    try:
+    with FakeFreshdesk() as fd:
+        fd.queue((503, "upstream down"), (429, "Too many requests", {"Retry-After": "2"}),
+                 (429, "Too many requests"), method="POST", path="/notes$")
         daemon.start(config(fresh_db, fd.url))
         jid = append(fresh_db, "4711", "hello")
         # After the 503 (core backoff), the first 429 asks for 2 s.
@@ -359,17 +298,15 @@ def test_5xx_and_429_are_retried(fresh_db, daemon):
         assert gets == ["/api/v2/tickets/4711/conversations?per_page=100&page=1"] * 3
         assert posts[2]["at"] - posts[1]["at"] >= 1.8   # Retry-After honoured
         assert len(fd.notes) == 1
-    finally:
-        fd.close()
 
 
 def test_validation_and_auth_fail(fresh_db, daemon):
     invalid = {"description": "Validation failed",
                "errors": [{"field": "email", "message": "It should be a valid email address",
                            "code": "invalid_value"}]}
-    fd = FakeFreshdesk([("POST", r"^/api/v2/tickets$", 400, invalid, {}),
-                        ("POST", "/notes$", 401, {"code": "invalid_credentials"}, {})])
-    try:
+    with FakeFreshdesk() as fd:
+        fd.queue((400, invalid), method="POST", path=r"^/api/v2/tickets$")
+        fd.queue((401, {"code": "invalid_credentials"}), method="POST", path="/notes$")
         d = daemon.start(config(fresh_db, fd.url))
         jid = open_ticket(fresh_db, email="not-an-address")
         assert wait_for(lambda: finished(fresh_db, jid))
@@ -381,13 +318,10 @@ def test_validation_and_auth_fail(fresh_db, daemon):
         assert job(fresh_db, jid)[:2] == ("dead", 1)
         assert job(fresh_db, jid)[3] == "unauthorized: check the API token (Freshdesk answered 401)"
         assert_no_secrets(d)
-    finally:
-        fd.close()
 
 
 def test_budget_paces_and_hands_back_long_waits(fresh_db, daemon):
-    fd = FakeFreshdesk()
-    try:
+    with FakeFreshdesk() as fd:
         d = daemon.start(config(fresh_db, fd.url, requests_per_minute=150))   # one per 400 ms
         jobs = [append(fresh_db, "4711", "m%d" % i) for i in range(3)]
         assert wait_for(lambda: all(finished(fresh_db, j) for j in jobs))
@@ -413,8 +347,6 @@ def test_budget_paces_and_hands_back_long_waits(fresh_db, daemon):
         [(record,)] = query(fresh_db, "SELECT value FROM plugin_state WHERE instance = 'fd' "
                                       "AND key = 'notes:4711'")
         assert len(record.split(" ")) == 4
-    finally:
-        fd.close()
 
 
 # ------------------------------------------------------------------ webhooks in
@@ -427,8 +359,7 @@ def hook(d, payload, headers=None):
 
 
 def test_webhook_credentials_are_required(fresh_db, daemon):
-    fd = FakeFreshdesk()
-    try:
+    with FakeFreshdesk() as fd:
         d = daemon.start(config(fresh_db, fd.url, webhook_username="freshdesk"))
         payload = {"ticket_id": "4711", "triggered_event": "{status:{from:2,to:4}}",
                    "status": "Resolved"}
@@ -457,42 +388,21 @@ def test_webhook_credentials_are_required(fresh_db, daemon):
         assert query(fresh_db, "SELECT count(*) FROM ticket_event") == [(2,)]
         assert http("GET", d.url + "/sinks/fd/events")[0] == 405
         assert_no_secrets(d)
-    finally:
-        fd.close()
 
 
-class Callback:
+class Callback(FakeHTTPServer):
     """The brand's side of a webhook channel: records replies."""
 
     def __init__(self):
-        self.received = []
-        outer = self
+        super().__init__(answer=lambda req: {"id": "out-%d" % req.n}, base_path="/cb")
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                outer.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                data = json.dumps({"id": "out-%d" % len(outer.received)}).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d/cb" % self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+    @property
+    def received(self):
+        return [req.json() for req in self.requests]
 
 
 def test_the_whole_loop(fresh_db, daemon):
-    fd = FakeFreshdesk()
-    cb = Callback()
-    try:
+    with FakeFreshdesk() as fd, Callback() as cb:
         cfg = config(fresh_db, fd.url)
         cfg["channels"] = [{"name": "site", "plugin": "webhook",
                             "config": {"secret": CHANNEL_SECRET, "callback_url": cb.url}}]
@@ -553,9 +463,6 @@ def test_the_whole_loop(fresh_db, daemon):
         time.sleep(0.3)
         assert len(cb.received) == 1
         assert len(sink_jobs()) == 2   # the agent's reply is not appended back
-    finally:
-        fd.close()
-        cb.close()
 
 
 def test_own_note_reported_before_its_lost_answer_is_not_sent_back(fresh_db, daemon):
@@ -566,7 +473,7 @@ def test_own_note_reported_before_its_lost_answer_is_not_sent_back(fresh_db, dae
     instead of adding it again."""
     hooked = []
 
-    def fire_webhook():
+    def fire_webhook(req):
         # What Freshdesk's automation sends while the POST is still open.
         [note] = fd.notes
         hooked.append(hook(d, {"ticket_id": str(note["ticket_id"]),
@@ -575,9 +482,8 @@ def test_own_note_reported_before_its_lost_answer_is_not_sent_back(fresh_db, dae
                                "agent_name": "Parley integration"},
                            {"X-Parley-Webhook-Secret": HOOK_SECRET})[0])
 
-    fd = FakeFreshdesk([("POST", "/notes$", None, 3.0, {"then": fire_webhook})])
-    cb = Callback()
-    try:
+    with FakeFreshdesk() as fd, Callback() as cb:
+        fd.queue(fd.landed(3.0, then=fire_webhook), method="POST", path="/notes$")
         cfg = config(fresh_db, fd.url)
         cfg["channels"] = [{"name": "site", "plugin": "webhook",
                             "config": {"secret": CHANNEL_SECRET, "callback_url": cb.url}}]
@@ -630,22 +536,17 @@ def test_own_note_reported_before_its_lost_answer_is_not_sent_back(fresh_db, dae
                     {"X-Parley-Webhook-Secret": HOOK_SECRET})[0] == 200
         assert wait_for(lambda: len(cb.received) == 1)
         assert cb.received[0]["text"] == "Please restart it."
-    finally:
-        fd.close()
-        cb.close()
 
 
 def test_the_same_words_again_are_a_new_note_also_on_a_retry(fresh_db, daemon):
     """The customer says "Thanks!" twice. The second note's first POST fails
     (503, nothing kept); its retry looks, finds only the first "Thanks!",
     which another job added, and adds its own."""
-    fd = FakeFreshdesk()
-    try:
+    with FakeFreshdesk() as fd:
         daemon.start(config(fresh_db, fd.url))
         first = append(fresh_db, "4711", "Thanks!")
         assert wait_for(lambda: finished(fresh_db, first))
-        with fd.lock:
-            fd.script.append(("POST", "/notes$", 503, "upstream down", {}))
+        fd.queue((503, "upstream down"), method="POST", path="/notes$")
         second = enqueue(fresh_db, "append_message",
                          {"external_ticket_id": "4711", "conversation": conversation(),
                           "message": {"message_id": "5533", "text": "Thanks!", "inbound": True}})
@@ -660,17 +561,15 @@ def test_the_same_words_again_are_a_new_note_also_on_a_retry(fresh_db, daemon):
         [(record,)] = query(fresh_db, "SELECT value FROM plugin_state WHERE instance = 'fd' "
                                       "AND key = 'notes:4711'")
         assert len(record.split(" ")) == 2
-    finally:
-        fd.close()
 
 
 def test_a_retry_reads_the_next_page_of_a_long_ticket(fresh_db, daemon):
     """A ticket with a hundred older notes: the note the timed-out attempt
     added is on the second page of the conversations, and is found there."""
-    fd = FakeFreshdesk([("POST", "/notes$", None, 3.0, {})])
-    fd.notes = [{"id": 4000 + i, "ticket_id": 4711, "body": "older %d" % i, "incoming": True,
-                 "private": False, "created_at": "2026-01-01T00:00:00Z"} for i in range(100)]
-    try:
+    with FakeFreshdesk() as fd:
+        fd.queue(fd.landed(3.0), method="POST", path="/notes$")
+        fd.notes = [{"id": 4000 + i, "ticket_id": 4711, "body": "older %d" % i, "incoming": True,
+                     "private": False, "created_at": "2026-01-01T00:00:00Z"} for i in range(100)]
         daemon.start(config(fresh_db, fd.url))
         jid = append(fresh_db, "4711", "one more")
         assert wait_for(lambda: finished(fresh_db, jid), 20)
@@ -679,17 +578,14 @@ def test_a_retry_reads_the_next_page_of_a_long_ticket(fresh_db, daemon):
         assert [r["path"] for r in fd.log() if r["method"] == "GET"] == [
             "/api/v2/tickets/4711/conversations?per_page=100&page=1",
             "/api/v2/tickets/4711/conversations?per_page=100&page=2"]
-    finally:
-        fd.close()
 
 
 def test_without_the_record_nothing_is_posted_and_comments_wait(fresh_db, daemon):
     """The note's record cannot be read or written: the note is not posted
     (its job retries), and a public comment's webhook is answered 503 with
     nothing stored, rather than taken for an agent's reply."""
-    fd = FakeFreshdesk()
     secret = {"X-Parley-Webhook-Secret": HOOK_SECRET}
-    try:
+    with FakeFreshdesk() as fd:
         d = daemon.start(config(fresh_db, fd.url))
         query(fresh_db, "ALTER TABLE plugin_state RENAME TO plugin_state_away")
         jid = append(fresh_db, "4711", "hello", max_attempts=1000)
@@ -716,5 +612,3 @@ def test_without_the_record_nothing_is_posted_and_comments_wait(fresh_db, daemon
         assert wait_for(lambda: finished(fresh_db, jid))
         assert job(fresh_db, jid)[0] == "done" and len(fd.notes) == 1
         assert [r["method"] for r in fd.log()] == ["POST"]
-    finally:
-        fd.close()

@@ -104,6 +104,8 @@ def test_raw_socket_sends_partial_requests(local_server):
 
 # A stand-in for parleyd that speaks just enough of its command line and
 # /healthz for the wrapper to be tested before (and apart from) the daemon.
+# It is a script of its own, not a fake_http server: the wrapper runs it as a
+# separate process, as it runs parleyd.
 FAKE_DAEMON = textwrap.dedent("""\
     import http.server, json, signal, sys
     cfg = json.load(open(sys.argv[sys.argv.index("-c") + 1]))

@@ -7,9 +7,7 @@ import json
 import os
 import re
 import signal
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -580,39 +578,16 @@ def test_ordering_key_runs_jobs_one_at_a_time_in_id_order(fresh_db, daemon, prob
 
 # ------------------------------------------------------------ channel send
 
-class Callback(BaseHTTPRequestHandler):
-    """The brand's endpoint for the webhook channel's outbound messages."""
-    received = []
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        Callback.received.append((dict(self.headers), json.loads(body)))
-        answer = json.dumps({"id": "plat-77"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
-def callback_server():
-    Callback.received = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Callback)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield "http://127.0.0.1:%d/replies" % server.server_address[1]
-    server.shutdown()
-    server.server_close()
+def callback_server(fake_http):
+    """The brand's endpoint for the webhook channel's outbound messages."""
+    return fake_http(answer={"id": "plat-77"}, base_path="/replies")
 
 
 def test_channel_send_records_the_platform_id_on_job_and_message(fresh_db, daemon, probe_plugins, probe_log,
                                                                 callback_server):
     site = {"name": "site", "plugin": "webhook",
-            "config": {"secret": SECRET, "callback_url": callback_server}}
+            "config": {"secret": SECRET, "callback_url": callback_server.url}}
     daemon.start(runner_config(fresh_db, probe_plugins, probe_log, channels=[site]))
     message_id = query(fresh_db, "INSERT INTO message (channel_instance, direction, text, visibility) "
                                  "VALUES ('site', 'outbound', 'Sorry, on its way', 'private') "
@@ -625,7 +600,7 @@ def test_channel_send_records_the_platform_id_on_job_and_message(fresh_db, daemo
     assert (j["state"], j["external_id"]) == ("done", "plat-77")
     assert query(fresh_db, "SELECT external_id, delivery_status FROM message WHERE id = %s",
                  (message_id,)) == [("plat-77", "sent")]
-    [(headers, body)] = Callback.received
+    [(headers, body)] = [(req.headers, req.json()) for req in callback_server.requests]
     assert headers["Idempotency-Key"] == "reply-1"
     assert body == {"idempotency_key": "reply-1", "conversation_id": "42", "visibility": "private",
                     "recipient_id": "cust-1", "thread": "chat-9", "in_reply_to": "m-1",

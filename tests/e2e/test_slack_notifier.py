@@ -3,10 +3,9 @@ channel, ingest.notify_new_conversation makes a deliver job for each, and the
 job runner hands them to a slack instance whose webhook_url points at a local
 server that answers the way Slack's incoming webhooks do."""
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from fake_http import FakeHTTPServer
 from parley_testlib import http, query, run_parleyd, sign
 
 SECRET = "slack-test-secret"
@@ -15,48 +14,16 @@ TOKEN = "T0SLACKTEST/B0SLACKTEST/xoxWebhookToken4242"
 INTERVAL_MS = 200
 
 
-class SlackServer:
-    """Records every request and answers from a script of (status, body,
+class SlackServer(FakeHTTPServer):
+    """Records every request and answers from a script of (status, text,
     headers); once the script is used up it answers 200 "ok"."""
 
     def __init__(self, script=()):
-        self.script = list(script)
-        self.requests = []
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with outer.lock:
-                    outer.requests.append({"at": time.monotonic(), "path": self.path,
-                                           "headers": dict(self.headers), "body": body})
-                    status, text, headers = (outer.script.pop(0) if outer.script
-                                             else (200, "ok", {}))
-                data = text.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.webhook_url = "http://127.0.0.1:%d/services/%s" % (self.server.server_port, TOKEN)
+        super().__init__(answer=(200, "ok"), script=script, base_path="/services/" + TOKEN)
+        self.webhook_url = self.url
 
     def posts(self):
-        with self.lock:
-            return list(self.requests)
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        return self.requests
 
 
 def config(dsn, slack_url, **slack):
@@ -92,8 +59,7 @@ def jobs(dsn):
 
 
 def test_notice_is_posted_as_documented(fresh_db, daemon):
-    slack = SlackServer()
-    try:
+    with SlackServer() as slack:
         d = daemon.start(config(fresh_db, slack.webhook_url, username="Parley"))
         post(d, {"id": "m1", "author": {"id": "ann", "name": "Ann"},
                  "text": "Parcel <!channel> lost & found?"})
@@ -112,13 +78,10 @@ def test_notice_is_posted_as_documented(fresh_db, daemon):
         d.stop()
         assert TOKEN not in d.log_text()
         assert "xoxWebhookToken" not in d.log_text()
-    finally:
-        slack.close()
 
 
 def test_rate_limit_honours_retry_after(fresh_db, daemon):
-    slack = SlackServer([(429, "rate_limited", {"Retry-After": "1"})])
-    try:
+    with SlackServer([(429, "rate_limited", {"Retry-After": "1"})]) as slack:
         d = daemon.start(config(fresh_db, slack.webhook_url))
         post(d, {"id": "m1", "author": {"id": "ann", "name": "Ann"}, "text": "hello"})
         assert wait_for(lambda: jobs(fresh_db) and jobs(fresh_db)[0][0] == "done")
@@ -130,13 +93,10 @@ def test_rate_limit_honours_retry_after(fresh_db, daemon):
         [(state, attempts, _)] = jobs(fresh_db)
         assert (state, attempts) == ("done", 1)
         assert query(fresh_db, "SELECT deferrals FROM job") == [(1,)]
-    finally:
-        slack.close()
 
 
 def test_revoked_webhook_fails_the_job(fresh_db, daemon):
-    slack = SlackServer([(404, "no_service", {})])
-    try:
+    with SlackServer([(404, "no_service", {})]) as slack:
         d = daemon.start(config(fresh_db, slack.webhook_url))
         post(d, {"id": "m1", "author": {"id": "ann"}, "text": "hello"})
         assert wait_for(lambda: jobs(fresh_db) and jobs(fresh_db)[0][0] == "dead")
@@ -148,13 +108,10 @@ def test_revoked_webhook_fails_the_job(fresh_db, daemon):
         log = d.log_text()
         assert "Slack answered 404: no_service" in log
         assert TOKEN not in log and "xoxWebhookToken" not in log
-    finally:
-        slack.close()
 
 
 def test_burst_is_paced_and_summarized(fresh_db, daemon):
-    slack = SlackServer()
-    try:
+    with SlackServer() as slack:
         d = daemon.start(config(fresh_db, slack.webhook_url))
         n = 40
         for i in range(n):
@@ -187,15 +144,12 @@ def test_burst_is_paced_and_summarized(fresh_db, daemon):
         assert covered == n
         gaps = [b["at"] - a["at"] for a, b in zip(posts, posts[1:])]
         assert all(g >= INTERVAL_MS / 1000.0 * 0.75 for g in gaps), gaps
-    finally:
-        slack.close()
 
 
 def test_a_burst_of_500_conversations_is_a_handful_of_paced_summaries(fresh_db, daemon):
     """500 new conversations at once, routed by a notices rule: Slack gets a
     few summaries, a second apart (Slack's pace), covering every one once."""
-    slack = SlackServer()
-    try:
+    with SlackServer() as slack:
         cfg = config(fresh_db, slack.webhook_url, min_interval_ms=1000)
         cfg["ingest"] = {}
         cfg["notices"] = [{"notifier": "ops", "kinds": ["conversation.created"]}]
@@ -216,8 +170,6 @@ def test_a_burst_of_500_conversations_is_a_handful_of_paced_summaries(fresh_db, 
         assert covered == n
         gaps = [b["at"] - a["at"] for a, b in zip(posts, posts[1:])]
         assert all(g >= 0.75 for g in gaps), gaps
-    finally:
-        slack.close()
 
 
 def test_webhook_url_is_checked_and_never_echoed(tmp_path, parleyd, plugin_dir, fresh_db):
@@ -232,8 +184,7 @@ def test_webhook_url_is_checked_and_never_echoed(tmp_path, parleyd, plugin_dir, 
 def test_stop_hands_waiting_notices_back(fresh_db, daemon):
     """At shutdown nothing new is posted: notices still waiting for their
     turn go back to the job table and are delivered by the next daemon."""
-    slack = SlackServer()
-    try:
+    with SlackServer() as slack:
         cfg = config(fresh_db, slack.webhook_url, min_interval_ms=60000)
         d = daemon.start(cfg)
         for i in range(3):
@@ -251,5 +202,3 @@ def test_stop_hands_waiting_notices_back(fresh_db, daemon):
         daemon.start(cfg)
         assert wait_for(lambda: all(j[0] == "done" for j in jobs(fresh_db)))
         assert len(slack.posts()) == 3
-    finally:
-        slack.close()

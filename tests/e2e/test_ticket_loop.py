@@ -9,7 +9,6 @@ agent's public comment -> the reply goes out through the Messenger Send API
 resolved. And a ticket system that answers 429 for a minute, then recovers:
 every comment arrives, in order, none twice."""
 import json
-import threading
 import time
 
 import test_freshdesk_sink as fdmod
@@ -78,10 +77,9 @@ def agent_reply_goes_out_on_messenger(d, dsn, graph, sent_before):
 
 
 def test_messenger_x_zendesk_loop(fresh_db, daemon):
-    graph, xapi = meta.FakeGraph(), xmod.FakeX()
-    # The first create lands in Zendesk, but its answer comes too late.
-    zd = zdmod.FakeZendesk([("POST", r"^/api/v2/tickets\.json$", None, 2.5, {"apply": True})])
-    try:
+    with meta.FakeGraph() as graph, xmod.FakeX() as xapi, zdmod.FakeZendesk() as zd:
+        # The first create lands in Zendesk, but its answer comes too late.
+        zd.queue(zd.landed(2.5), method="POST", path=r"^/api/v2/tickets\.json$")
         sink = {"name": "zd", "plugin": "zendesk",
                 "config": zdmod.config(fresh_db, zd.url)["sinks"][0]["config"]}
         d = daemon.start(loop_config(fresh_db, graph, xapi, sink))
@@ -130,17 +128,12 @@ def test_messenger_x_zendesk_loop(fresh_db, daemon):
         time.sleep(0.3)
         assert len(graph.posts()) == 1 and xapi.seen("tweet") == []
         assert len(sink_jobs(fresh_db)) == 2       # nothing appended back
-    finally:
-        graph.close()
-        xapi.close()
-        zd.close()
 
 
 def test_messenger_x_freshdesk_loop(fresh_db, daemon):
-    graph, xapi = meta.FakeGraph(), xmod.FakeX()
-    # The first create lands in Freshdesk, but its answer comes too late.
-    fd = fdmod.FakeFreshdesk([("POST", r"^/api/v2/tickets$", None, 3.0, {})])
-    try:
+    with meta.FakeGraph() as graph, xmod.FakeX() as xapi, fdmod.FakeFreshdesk() as fd:
+        # The first create lands in Freshdesk, but its answer comes too late.
+        fd.queue(fd.landed(3.0), method="POST", path=r"^/api/v2/tickets$")
         opts = fdmod.config(fresh_db, fd.url)["sinks"][0]["config"]
         sink = {"name": "fd", "plugin": "freshdesk", "config": opts}
         d = daemon.start(loop_config(fresh_db, graph, xapi, sink))
@@ -164,10 +157,6 @@ def test_messenger_x_freshdesk_loop(fresh_db, daemon):
         assert query(fresh_db, "SELECT DISTINCT status FROM conversation") == [("resolved",)]
         time.sleep(0.3)
         assert len(graph.posts()) == 1 and len(sink_jobs(fresh_db)) == 2
-    finally:
-        graph.close()
-        xapi.close()
-        fd.close()
 
 
 class StormyZendesk(zdmod.FakeZendesk):
@@ -176,16 +165,19 @@ class StormyZendesk(zdmod.FakeZendesk):
 
     storm_until = 0.0
 
-    def take(self, method, path):
+    def __init__(self):
+        super().__init__()
+        self.override = self.storm
+
+    def storm(self, req):
         if time.monotonic() < self.storm_until:
             return 429, "Number of allowed API requests per minute exceeded", {"Retry-After": "7"}
-        return super().take(method, path)
+        return None
 
 
 def test_a_sink_answering_429_for_a_minute_gets_every_comment_once_in_order(fresh_db, daemon):
-    zd = StormyZendesk()
     callback_secret = "storm-channel-secret"
-    try:
+    with StormyZendesk() as zd:
         sink = {"name": "zd", "plugin": "zendesk",
                 "config": zdmod.config(fresh_db, zd.url)["sinks"][0]["config"]}
         cfg = {"database": {"dsn": fresh_db}, "log": {"level": "info"},
@@ -221,5 +213,3 @@ def test_a_sink_answering_429_for_a_minute_gets_every_comment_once_in_order(fres
         assert query(fresh_db, "SELECT state, count(*), max(attempts) <= 2 FROM job "
                                "GROUP BY state") == [("done", 9, True)]
         assert len([r for r in zd.seen() if r["at"] < zd.storm_until]) > 0
-    finally:
-        zd.close()

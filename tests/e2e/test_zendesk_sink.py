@@ -7,11 +7,10 @@ import hashlib
 import hmac
 import json
 import re
-import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from fake_http import FakeHTTPServer, hang
 from parley_testlib import http, query, run_parleyd
 
 EMAIL = "agent@example.com"
@@ -20,78 +19,26 @@ WEBHOOK_SECRET = "zdWebhookSigningSecret42"
 API_USER_ID = 424242
 
 
-class FakeZendesk:
-    """A small Zendesk: tickets and users live in dicts. A script of
-    (method, path regex, status, answer, headers) overrides the next matching
-    request; status None hangs for `answer` seconds (past the client's
-    timeout) and still carries the request out when `headers` says
-    {"apply": True} (a create that landed although the client gave up)."""
+class FakeZendesk(FakeHTTPServer):
+    """A small Zendesk: tickets and users live in dicts. Answers queued with
+    queue(answer, method=..., path=...) take the next matching request
+    first; landed(seconds) is such an answer that carries the request out and
+    then hangs past the client's timeout (a create that landed although the
+    client gave up)."""
 
-    def __init__(self, script=()):
-        self.script = list(script)
-        self.requests = []
+    def __init__(self):
         self.tickets = {}
         self.next_id = 35436
         self.users = {}
         self.next_user = 20978392
         self.next_comment = 9000
-        self.lock = threading.Lock()
-        outer = self
+        super().__init__(answer=lambda req: self.apply(req.method, req.path, req.body))
 
-        class Handler(BaseHTTPRequestHandler):
-            def handle_any(self, method):
-                n = int(self.headers.get("Content-Length", "0") or 0)
-                body = self.rfile.read(n) if n else b""
-                with outer.lock:
-                    outer.requests.append({"at": time.monotonic(), "method": method,
-                                           "path": self.path, "headers": dict(self.headers),
-                                           "body": body})
-                    scripted = outer.take(method, self.path)
-                if scripted is not None:
-                    status, answer, headers = scripted
-                    if status is None:
-                        if headers.get("apply"):
-                            with outer.lock:
-                                outer.apply(method, self.path, body)
-                        time.sleep(answer)
-                        return
-                else:
-                    with outer.lock:
-                        status, answer = outer.apply(method, self.path, body)
-                    headers = {}
-                is_text = isinstance(answer, str)
-                data = (answer if is_text else json.dumps(answer)).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain" if is_text else "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self):
-                self.handle_any("GET")
-
-            def do_POST(self):
-                self.handle_any("POST")
-
-            def do_PUT(self):
-                self.handle_any("PUT")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = "http://127.0.0.1:%d" % self.server.server_port
-
-    def take(self, method, path):
-        for i, (m, pattern, status, answer, headers) in enumerate(self.script):
-            if m == method and re.search(pattern, path):
-                del self.script[i]
-                return status, answer, headers
-        return None
+    def landed(self, seconds):
+        def carried_out(req):
+            self.apply(req.method, req.path, req.body)
+            return hang(seconds)
+        return carried_out
 
     def apply(self, method, path, body):
         """What Zendesk does on success."""
@@ -158,15 +105,7 @@ class FakeZendesk:
                            "external_id": u.get("external_id"), "role": u.get("role", "end-user")}
         return 201, {"user": self.users[uid]}
 
-    def seen(self, method=None, path=None):
-        with self.lock:
-            return [r for r in self.requests
-                    if (method is None or r["method"] == method)
-                    and (path is None or re.search(path, r["path"]))]
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+    seen = FakeHTTPServer.matching     # seen(method, path regex): the requests so far
 
 
 def config(dsn, url, **extra):
@@ -248,8 +187,7 @@ def test_config_is_checked_and_secrets_never_echoed(tmp_path, parleyd, plugin_di
 
 
 def test_open_ticket_looks_up_then_creates_as_documented(fresh_db, daemon):
-    zd = FakeZendesk()
-    try:
+    with FakeZendesk() as zd:
         d = daemon.start(config(fresh_db, zd.url))
         jid = open_ticket(fresh_db, "ticket-conv-812")
         state, attempts, ext, err, _ = wait_state(fresh_db, jid, "done")
@@ -279,14 +217,12 @@ def test_open_ticket_looks_up_then_creates_as_documented(fresh_db, daemon):
         assert zd.users[20978392]["external_id"] == "parley-77"
         assert zd.tickets[35436]["requester_id"] == 20978392
         assert_no_secrets(d)
-    finally:
-        zd.close()
 
 
 def test_retry_after_timeout_finds_the_ticket_instead_of_a_second_one(fresh_db, daemon):
-    # The create lands in Zendesk but the answer never comes back in time.
-    zd = FakeZendesk([("POST", r"^/api/v2/tickets\.json$", None, 2.5, {"apply": True})])
-    try:
+    with FakeZendesk() as zd:
+        # The create lands in Zendesk but the answer never comes back in time.
+        zd.queue(zd.landed(2.5), method="POST", path=r"^/api/v2/tickets\.json$")
         daemon.start(config(fresh_db, zd.url))
         jid = open_ticket(fresh_db, "ticket-conv-812")
         state, attempts, ext, err, _ = wait_state(fresh_db, jid, "done")
@@ -295,15 +231,12 @@ def test_retry_after_timeout_finds_the_ticket_instead_of_a_second_one(fresh_db, 
         assert len(zd.seen("POST", r"^/api/v2/tickets\.json$")) == 1     # no second ticket
         assert len(zd.tickets) == 1
         assert len(zd.seen("GET", r"external_id=PC-10012")) == 2
-    finally:
-        zd.close()
 
 
 def test_follow_up_of_a_closed_ticket(fresh_db, daemon):
-    zd = FakeZendesk()
-    zd.tickets[100] = {"id": 100, "external_id": "PC-10012", "status": "closed",
-                       "requester_id": 5}
-    try:
+    with FakeZendesk() as zd:
+        zd.tickets[100] = {"id": 100, "external_id": "PC-10012", "status": "closed",
+                           "requester_id": 5}
         daemon.start(config(fresh_db, zd.url))
         jid = open_ticket(fresh_db, "ticket-conv-812-2", follow_up_of="100")
         state, attempts, ext, err, _ = wait_state(fresh_db, jid, "done")
@@ -312,17 +245,14 @@ def test_follow_up_of_a_closed_ticket(fresh_db, daemon):
         sent = json.loads(create["body"])["ticket"]
         assert sent["via_followup_source_id"] == 100
         assert sent["external_id"] == "PC-10012"
-    finally:
-        zd.close()
 
 
 def test_customer_without_email_is_one_zendesk_user(fresh_db, daemon):
     """Known by platform id only: every ticket of the customer has the same
     requester, found by Parley's external id. The user is remembered; a
     changed name is sent again."""
-    zd = FakeZendesk()
     anon = {"customer_id": "91", "display_name": "ann.lee", "external_id": "9001"}
-    try:
+    with FakeZendesk() as zd:
         daemon.start(config(fresh_db, zd.url))
         j1 = open_ticket(fresh_db, "k1", case="PC-1", customer=anon)
         assert wait_state(fresh_db, j1, "done")[2] == "35436"
@@ -345,13 +275,10 @@ def test_customer_without_email_is_one_zendesk_user(fresh_db, daemon):
         assert len(zd.seen("POST", r"^/api/v2/users/")) == 2
         sent = zd.tickets[35439]["sent"]
         assert "requester" not in sent and "requester_id" not in sent
-    finally:
-        zd.close()
 
 
 def test_a_remembered_requester_gone_from_zendesk_is_asked_for_again(fresh_db, daemon):
-    zd = FakeZendesk()
-    try:
+    with FakeZendesk() as zd:
         daemon.start(config(fresh_db, zd.url))
         assert wait_state(fresh_db, open_ticket(fresh_db, "k1", case="PC-1"), "done")[2] == "35436"
         del zd.users[20978392]                   # deleted (or merged) in Zendesk since
@@ -360,19 +287,16 @@ def test_a_remembered_requester_gone_from_zendesk_is_asked_for_again(fresh_db, d
         assert (attempts, ext) == (2, "35437")
         assert len(zd.seen("POST", r"^/api/v2/users/")) == 2
         assert zd.tickets[35437]["requester_id"] == 20978393
-    finally:
-        zd.close()
 
 
 def test_requester_call_failures(fresh_db, daemon):
     invalid = {"error": "RecordInvalid", "description": "Record validation errors",
                "details": {"email": [{"description": "Email: is not properly formatted"}]}}
-    zd = FakeZendesk([("POST", r"^/api/v2/users/", 503, "<html>down</html>", {})])
+    with FakeZendesk() as zd:
+        def next_user_answer(status, answer):
+            zd.queue((status, answer), method="POST", path=r"^/api/v2/users/")
 
-    def next_user_answer(status, answer):
-        with zd.lock:
-            zd.script.append(("POST", r"^/api/v2/users/", status, answer, {}))
-    try:
+        next_user_answer(503, "<html>down</html>")
         daemon.start(config(fresh_db, zd.url))
         # 503: retried, then done.
         j1 = open_ticket(fresh_db, "k1", case="PC-1")
@@ -392,15 +316,12 @@ def test_requester_call_failures(fresh_db, daemon):
         assert err == ("Zendesk answered 403 creating or updating the requester: "
                        "unauthorized: check the API token (and email)")
         assert len(zd.seen("POST", r"^/api/v2/tickets\.json$")) == 1
-    finally:
-        zd.close()
 
 
 def test_append_comments_as_the_requester(fresh_db, daemon):
-    zd = FakeZendesk()
-    zd.tickets[500] = {"id": 500, "external_id": "PC-10012", "status": "open",
-                       "requester_id": 20978392}
-    try:
+    with FakeZendesk() as zd:
+        zd.tickets[500] = {"id": 500, "external_id": "PC-10012", "status": "open",
+                           "requester_id": 20978392}
         daemon.start(config(fresh_db, zd.url))
         first = append(fresh_db, "append-1", "500")
         state, attempts, ext, err, _ = wait_state(fresh_db, first, "done")
@@ -415,15 +336,13 @@ def test_append_comments_as_the_requester(fresh_db, daemon):
         assert wait_state(fresh_db, second, "done")[2] == "9002"
         assert len(zd.seen("GET", r"^/api/v2/tickets/500\.json$")) == 1
         assert len(zd.seen("PUT")) == 2
-    finally:
-        zd.close()
 
 
 def test_comment_that_landed_despite_a_timeout_is_not_added_twice(fresh_db, daemon):
-    zd = FakeZendesk([("PUT", r"/api/v2/tickets/500\.json", None, 2.5, {"apply": True})])
-    zd.tickets[500] = {"id": 500, "external_id": "PC-10012", "status": "open",
-                       "requester_id": 20978392}
-    try:
+    with FakeZendesk() as zd:
+        zd.queue(zd.landed(2.5), method="PUT", path=r"/api/v2/tickets/500\.json")
+        zd.tickets[500] = {"id": 500, "external_id": "PC-10012", "status": "open",
+                           "requester_id": 20978392}
         daemon.start(config(fresh_db, zd.url))
         a = append(fresh_db, "append-1", "500")
         state, attempts, ext, err, _ = wait_state(fresh_db, a, "done")
@@ -438,18 +357,17 @@ def test_comment_that_landed_despite_a_timeout_is_not_added_twice(fresh_db, daem
         assert wait_state(fresh_db, b, "done")[2] == "9002"
         assert len(zd.seen("GET", r"/comments\.json")) == 1
         assert len(zd.tickets[500]["comments"]) == 2
-    finally:
-        zd.close()
 
 
 def test_closed_ticket_refuses_the_comment_clearly(fresh_db, daemon):
     closed = {"error": "RecordInvalid", "description": "Record validation errors",
               "details": {"status": [{"description": "Status: closed prevents ticket update"}]}}
-    zd = FakeZendesk([("PUT", r"/api/v2/tickets/500\.json", 422, closed, {})])
-    zd.tickets[500] = {"id": 500, "external_id": "PC-10012", "status": "solved",
-                       "requester_id": 20978392}
-    zd.tickets[501] = {"id": 501, "external_id": "PC-9", "status": "closed", "requester_id": 1}
-    try:
+    with FakeZendesk() as zd:
+        zd.queue((422, closed), method="PUT", path=r"/api/v2/tickets/500\.json")
+        zd.tickets[500] = {"id": 500, "external_id": "PC-10012", "status": "solved",
+                           "requester_id": 20978392}
+        zd.tickets[501] = {"id": 501, "external_id": "PC-9", "status": "closed",
+                           "requester_id": 1}
         daemon.start(config(fresh_db, zd.url))
         a = append(fresh_db, "append-1", "500")
         state, attempts, ext, err, _ = wait_state(fresh_db, a, "dead")
@@ -461,17 +379,13 @@ def test_closed_ticket_refuses_the_comment_clearly(fresh_db, daemon):
         state, attempts, ext, err, _ = wait_state(fresh_db, b, "dead")
         assert err == "ticket 501 is closed: Zendesk takes no more comments on it"
         assert len(zd.seen("PUT", r"/501\.json")) == 0
-    finally:
-        zd.close()
 
 
 def test_5xx_and_429_are_retried(fresh_db, daemon):
-    zd = FakeZendesk([
-        ("GET", r"external_id=PC-1$", 503, "<html>down</html>", {}),
-        ("GET", r"external_id=PC-2$", 429, "Number of allowed API requests per minute exceeded",
-         {"Retry-After": "1"}),
-    ])
-    try:
+    with FakeZendesk() as zd:
+        zd.queue((503, "<html>down</html>"), method="GET", path=r"external_id=PC-1$")
+        zd.queue((429, "Number of allowed API requests per minute exceeded",
+                  {"Retry-After": "1"}), method="GET", path=r"external_id=PC-2$")
         daemon.start(config(fresh_db, zd.url))
         j1 = open_ticket(fresh_db, "k1", case="PC-1")
         state, attempts, ext, err, _ = wait_state(fresh_db, j1, "done")
@@ -483,19 +397,16 @@ def test_5xx_and_429_are_retried(fresh_db, daemon):
         looks = zd.seen("GET", r"external_id=PC-2$")
         assert looks[1]["at"] - looks[0]["at"] >= 0.9     # Retry-After honoured
         assert len(zd.seen("POST", r"^/api/v2/tickets\.json$")) == 2
-    finally:
-        zd.close()
 
 
 def test_validation_and_auth_fail(fresh_db, daemon):
     invalid = {"error": "RecordInvalid", "description": "Record validation errors",
                "details": {"requester": [{"description": "Requester: Email is invalid"}]}}
-    zd = FakeZendesk([
-        ("POST", r"tickets\.json$", 422, invalid, {}),
-        ("GET", r"external_id=PC-401$", 401, {"error": "Couldn't authenticate you"}, {}),
-        ("GET", r"external_id=PC-429$", 429, "Too many", {}),
-    ])
-    try:
+    with FakeZendesk() as zd:
+        zd.queue((422, invalid), method="POST", path=r"tickets\.json$")
+        zd.queue((401, {"error": "Couldn't authenticate you"}), method="GET",
+                 path=r"external_id=PC-401$")
+        zd.queue((429, "Too many"), method="GET", path=r"external_id=PC-429$")
         daemon.start(config(fresh_db, zd.url))
         j1 = open_ticket(fresh_db, "k1", case="PC-1")
         state, attempts, ext, err, _ = wait_state(fresh_db, j1, "dead")
@@ -509,8 +420,6 @@ def test_validation_and_auth_fail(fresh_db, daemon):
         j3 = open_ticket(fresh_db, "k3", case="PC-429")
         state, attempts, ext, err, _ = wait_state(fresh_db, j3, "done", timeout=25)
         assert attempts == 2
-    finally:
-        zd.close()
 
 
 def test_budget_paces_and_hands_back_long_waits(fresh_db, daemon):
@@ -518,8 +427,7 @@ def test_budget_paces_and_hands_back_long_waits(fresh_db, daemon):
     once, the API user lookup and the second wait their turn (up to 20 s),
     the third would wait longer and goes back to the core with run_at at its
     slot instead of holding its lease."""
-    zd = FakeZendesk()
-    try:
+    with FakeZendesk() as zd:
         daemon.start(config(fresh_db, zd.url, requests_per_minute=6))
         rows = query(fresh_db,
                      "SELECT parley_job_enqueue('sink', 'zd', 'open_ticket', %s::jsonb, 'k' || i) "
@@ -535,8 +443,6 @@ def test_budget_paces_and_hands_back_long_waits(fresh_db, daemon):
         assert deferred[0][0] == "queued" and deferred[0][4] > 15   # run_at at its slot
         time.sleep(1.0)
         assert len(zd.requests) == 1      # nothing else started within the 10 s spacing
-    finally:
-        zd.close()
 
 
 # ------------------------------------------------------------------ webhooks
