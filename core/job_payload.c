@@ -2,21 +2,25 @@
  *
  * Ids may be JSON strings or integers (an integer is handed over as its
  * decimal text, kept in the call). Absent and null are the same. The first
- * bad field ends the build with a reason naming it by its path. */
+ * bad field ends the build with a reason naming it by its path, written by
+ * the JSON field reader the configuration uses too. */
 #include "job_payload.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "json_field.h"
 #include "util.h"
 
-/* Where a field sits in the payload, for reasons: "" or "message.". */
+/* One build: the call being filled and where errors go. Reasons come from
+ * the JSON field reader (json_field.h), as for the configuration:
+ * "invalid payload: PATH: reason". */
 typedef struct field_ctx {
 	job_call *call;
-	const char *where;
-	char *why;
-	size_t whylen;
+	jf_ctx jf;                 /* prefix "invalid payload" */
+	const char *path;          /* the object being read: "", "conversation", ... */
 } field_ctx;
 
 /* Keep `text` (owned, handed over) until job_call_clear; returns it. */
@@ -39,46 +43,65 @@ void job_call_clear(job_call *call)
 static bool begin(json_t *payload, job_call *call, field_ctx *f, char *why, size_t whylen)
 {
 	memset(call, 0, sizeof(*call));
-	*f = (field_ctx){ .call = call, .where = "", .why = why, .whylen = whylen };
+	*f = (field_ctx){ .call = call, .jf = { "invalid payload", why, whylen }, .path = "" };
 	call->payload = payload;
-	if (!json_is_object(payload)) {
-		snprintf(why, whylen, "invalid payload: not a JSON object");
-		return false;
-	}
+	if (!json_is_object(payload))
+		return jf_fail_type(&f->jf, "(top level)", JSON_OBJECT, payload);
 	return true;
+}
+
+/* f at the object `key` of the one it reads now; path: room for the path. */
+static field_ctx inside(const field_ctx *f, const char *key, char path[JF_PATH_MAX])
+{
+	field_ctx in = *f;
+	jf_path_key(path, f->path, key);
+	in.path = path;
+	return in;
 }
 
 static bool missing(field_ctx *f, const char *key)
 {
-	snprintf(f->why, f->whylen, "invalid payload: %s%s is missing", f->where, key);
-	return false;
+	char child[JF_PATH_MAX];
+	jf_path_key(child, f->path, key);
+	return jf_fail(&f->jf, child, "required key missing");
 }
 
-static bool wrong_type(field_ctx *f, const char *key, const char *what)
+static bool wrong_type(field_ctx *f, const char *key, json_type want, const json_t *got)
 {
-	snprintf(f->why, f->whylen, "invalid payload: %s%s must be %s", f->where, key, what);
-	return false;
+	char child[JF_PATH_MAX];
+	jf_path_key(child, f->path, key);
+	return jf_fail_type(&f->jf, child, want, got);
 }
 
-/* obj[key] as text: borrowed from the payload, or a number written out.
- * NULL when absent or null (an error when required). */
-static bool field_text(field_ctx *f, json_t *obj, const char *key, bool required, const char **out)
+static bool not_one_of(field_ctx *f, const char *key, const char *allowed)
+{
+	char child[JF_PATH_MAX];
+	jf_path_key(child, f->path, key);
+	return jf_fail(&f->jf, child, "must be %s", allowed);
+}
+
+/* obj[key], NULL when absent or null: a payload writes null for "none". */
+static json_t *present(json_t *obj, const char *key)
 {
 	json_t *v = json_object_get(obj, key);
+	return v == NULL || json_is_null(v) ? NULL : v;
+}
+
+/* obj[key] as text: borrowed from the payload, or a number written out (ids
+ * may be integers). NULL when absent or null (an error when required). */
+static bool field_text(field_ctx *f, json_t *obj, const char *key, bool required, const char **out)
+{
+	json_t *v = present(obj, key);
 	*out = NULL;
-	if (v == NULL || json_is_null(v))
+	if (v == NULL)
 		return required ? missing(f, key) : true;
-	if (json_is_string(v)) {
-		*out = json_string_value(v);
-		return true;
-	}
 	if (json_is_integer(v)) {
 		char num[32];
 		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
 		*out = call_keep(f->call, xstrdup(num));
 		return true;
 	}
-	return wrong_type(f, key, "a string");
+	return jf_get_string(&f->jf, obj, f->path, key, out);
 }
 
 /* obj[key] as "public" or "private"; absent leaves *out alone unless required. */
@@ -95,49 +118,45 @@ static bool field_visibility(field_ctx *f, json_t *obj, const char *key, bool re
 	else if (strcmp(v, "private") == 0)
 		*out = PARLEY_VISIBILITY_PRIVATE;
 	else
-		return wrong_type(f, key, "\"public\" or \"private\"");
+		return not_one_of(f, key, "\"public\" or \"private\"");
 	return true;
 }
 
 /* obj[key] as an object; NULL when absent or null (an error when required). */
 static bool field_object(field_ctx *f, json_t *obj, const char *key, bool required, json_t **out)
 {
-	json_t *v = json_object_get(obj, key);
 	*out = NULL;
-	if (v == NULL || json_is_null(v))
+	if (present(obj, key) == NULL)
 		return required ? missing(f, key) : true;
-	if (!json_is_object(v))
-		return wrong_type(f, key, "an object");
-	*out = v;
-	return true;
+	return jf_get_object(&f->jf, obj, f->path, key, out);
 }
 
 /* obj[key] as an integer; 0 when absent or null. */
 static bool field_int64(field_ctx *f, json_t *obj, const char *key, int64_t *out)
 {
-	json_t *v = json_object_get(obj, key);
+	json_int_t n = 0;
 	*out = 0;
-	if (v == NULL || json_is_null(v))
+	if (present(obj, key) == NULL)
 		return true;
-	if (!json_is_integer(v))
-		return wrong_type(f, key, "an integer");
-	*out = (int64_t)json_integer_value(v);
+	if (!jf_get_int(&f->jf, obj, f->path, key, LLONG_MIN, LLONG_MAX, &n))
+		return false;
+	*out = (int64_t)n;
 	return true;
 }
 
 /* obj[key] as a boolean (an integer 0/1 is accepted); false when absent. */
 static bool field_flag(field_ctx *f, json_t *obj, const char *key, int *out)
 {
-	json_t *v = json_object_get(obj, key);
+	json_t *v = present(obj, key);
 	*out = 0;
-	if (v == NULL || json_is_null(v))
+	if (v == NULL)
 		return true;
 	if (json_is_boolean(v))
 		*out = json_is_true(v);
 	else if (json_is_integer(v))
 		*out = json_integer_value(v) != 0;
 	else
-		return wrong_type(f, key, "a boolean");
+		return wrong_type(f, key, JSON_TRUE, v);
 	return true;
 }
 
@@ -154,20 +173,21 @@ static bool build_customer(field_ctx *f, json_t *obj, parley_customer_info *c)
 
 /* parent.conversation into call->conversation (and its customer); *present
  * says whether there was one. */
-static bool build_conversation(field_ctx *f, json_t *parent, bool required, bool *present)
+static bool build_conversation(field_ctx *f, json_t *parent, bool required, bool *found)
 {
 	json_t *obj, *cust;
-	field_ctx in = *f;
+	char at[JF_PATH_MAX], at_customer[JF_PATH_MAX];
+	field_ctx in;
 	job_call *call = f->call;
 	parley_conversation_info *c = &call->conversation;
 
-	*present = false;
+	*found = false;
 	if (!field_object(f, parent, "conversation", required, &obj))
 		return false;
 	if (obj == NULL)
 		return true;
-	*present = true;
-	in.where = "conversation.";
+	*found = true;
+	in = inside(f, "conversation", at);
 	c->size = sizeof(*c);
 	if (!field_text(&in, obj, "conversation_id", true, &c->conversation_id) ||
 	    !field_text(&in, obj, "case_number", false, &c->case_number) ||
@@ -179,8 +199,8 @@ static bool build_conversation(field_ctx *f, json_t *parent, bool required, bool
 	    !field_object(&in, obj, "customer", false, &cust))
 		return false;
 	if (cust != NULL) {
-		in.where = "conversation.customer.";
-		if (!build_customer(&in, cust, &call->customer))
+		field_ctx in_customer = inside(&in, "customer", at_customer);
+		if (!build_customer(&in_customer, cust, &call->customer))
 			return false;
 		c->customer = &call->customer;
 	}
@@ -192,12 +212,12 @@ static bool build_conversation(field_ctx *f, json_t *parent, bool required, bool
 static bool build_message(field_ctx *f, json_t *parent)
 {
 	json_t *obj;
-	field_ctx in = *f;
+	char at[JF_PATH_MAX];
+	field_ctx in = inside(f, "message", at);
 	parley_message_info *m = &f->call->message;
 
 	if (!field_object(f, parent, "message", true, &obj))
 		return false;
-	in.where = "message.";
 	m->size = sizeof(*m);
 	m->visibility = f->call->conversation.visibility;
 	return field_text(&in, obj, "message_id", true, &m->message_id) &&
@@ -222,7 +242,7 @@ static bool field_send_kind(field_ctx *f, json_t *obj, parley_send_kind *out)
 		*out = PARLEY_SEND_PRIVATE_REPLY;
 		return true;
 	}
-	return wrong_type(f, "kind", "\"message\" or \"private_reply\"");
+	return not_one_of(f, "kind", "\"message\" or \"private_reply\"");
 }
 
 bool job_payload_send(json_t *p, const char *idempotency_key, job_call *call, char *why,
@@ -298,8 +318,7 @@ bool job_payload_notice(json_t *p, const char *idempotency_key, job_call *call, 
 	 * whole job payload. */
 	char *text = json_dumps(inner != NULL ? inner : p, JSON_COMPACT);
 	if (text == NULL) {
-		snprintf(why, whylen, "invalid payload: cannot be serialized");
-		return false;
+		return jf_fail(&f.jf, "(top level)", "cannot be serialized");
 	}
 	n->payload_json = call_keep(call, text);
 	return true;

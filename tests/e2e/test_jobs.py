@@ -286,20 +286,20 @@ def test_bad_payloads_and_unknown_operations_are_dead_with_the_reason(fresh_db, 
     daemon.start(runner_config(fresh_db, probe_plugins, probe_log, channels=[site]))
     cases = {
         enqueue(fresh_db, payload={"conversation": {"conversation_id": "c", "visibility": "private"}}):
-            "invalid payload: message is missing",
+            "invalid payload: message: required key missing",
         enqueue(fresh_db, payload={"conversation": {"conversation_id": "c", "visibility": "loud"},
                                    "message": {"message_id": "m"}}):
-            'invalid payload: conversation.visibility must be "public" or "private"',
+            'invalid payload: conversation.visibility: must be "public" or "private"',
         enqueue(fresh_db, payload={"conversation": {"conversation_id": "c", "visibility": "public",
                                                     "customer": {"email": "a@b"}},
                                    "message": {"message_id": "m"}}):
-            "invalid payload: conversation.customer.customer_id is missing",
+            "invalid payload: conversation.customer.customer_id: required key missing",
         enqueue(fresh_db, payload={"message": {"message_id": "m"}, "conversation": {
             "conversation_id": "c", "visibility": "public"}}, operation="append_message"):
-            "invalid payload: external_ticket_id is missing",
+            "invalid payload: external_ticket_id: required key missing",
         enqueue(fresh_db, payload={"conversation_id": 7, "visibility": "private"}, kind="channel",
                 instance="site", operation="send"):
-            "invalid payload: text is missing",
+            "invalid payload: text: required key missing",
         enqueue(fresh_db, payload={}, kind="core", instance="jobs", operation="bogus"):
             "operation bogus is not supported for target core/jobs",
     }

@@ -274,8 +274,8 @@ def test_a_send_payload_with_a_bad_kind_or_time_is_dead_with_the_reason(fresh_db
                                   "last_inbound_ms": "yesterday"}),))[0][0]
     assert wait_for(lambda: job_states(fresh_db) == [("dead", 2)])
     reasons = dict(query(fresh_db, "SELECT id, last_error FROM job"))
-    assert reasons[bad_kind] == 'invalid payload: kind must be "message" or "private_reply"'
-    assert reasons[bad_time] == "invalid payload: last_inbound_ms must be an integer"
+    assert reasons[bad_kind] == 'invalid payload: kind: must be "message" or "private_reply"'
+    assert reasons[bad_time] == "invalid payload: last_inbound_ms: expected an integer, got string"
     assert sent(callback) == []
 
 

@@ -151,57 +151,57 @@ static const struct bad_case {
 	const char *json;
 	const char *why;
 } bad[] = {
-	{ job_payload_send, "[1]", "invalid payload: not a JSON object" },
+	{ job_payload_send, "[1]", "invalid payload: (top level): expected an object, got array" },
 	{ job_payload_send, "{\"visibility\": \"public\", \"text\": \"x\"}",
-	  "invalid payload: conversation_id is missing" },
+	  "invalid payload: conversation_id: required key missing" },
 	{ job_payload_send, "{\"conversation_id\": null, \"visibility\": \"public\", \"text\": \"x\"}",
-	  "invalid payload: conversation_id is missing" },
+	  "invalid payload: conversation_id: required key missing" },
 	{ job_payload_send, "{\"conversation_id\": 1.5, \"visibility\": \"public\", \"text\": \"x\"}",
-	  "invalid payload: conversation_id must be a string" },
+	  "invalid payload: conversation_id: expected a string, got real" },
 	{ job_payload_send, "{\"conversation_id\": 7, \"visibility\": \"private\"}",
-	  "invalid payload: text is missing" },
+	  "invalid payload: text: required key missing" },
 	{ job_payload_send, "{\"conversation_id\": 7, \"visibility\": \"loud\", \"text\": \"x\"}",
-	  "invalid payload: visibility must be \"public\" or \"private\"" },
+	  "invalid payload: visibility: must be \"public\" or \"private\"" },
 	{ job_payload_send, "{\"conversation_id\": 7, \"visibility\": \"public\", \"text\": \"x\", \"kind\": \"dm\"}",
-	  "invalid payload: kind must be \"message\" or \"private_reply\"" },
+	  "invalid payload: kind: must be \"message\" or \"private_reply\"" },
 	{ job_payload_send, "{\"conversation_id\": 7, \"visibility\": \"public\", \"text\": \"x\","
-	  " \"last_inbound_ms\": \"soon\"}", "invalid payload: last_inbound_ms must be an integer" },
+	  " \"last_inbound_ms\": \"soon\"}", "invalid payload: last_inbound_ms: expected an integer, got string" },
 	{ job_payload_open_ticket, "{\"conversation\": {\"conversation_id\": \"c\", \"visibility\": \"private\"}}",
-	  "invalid payload: message is missing" },
+	  "invalid payload: message: required key missing" },
 	{ job_payload_open_ticket, "{\"message\": {\"message_id\": \"m\"}}",
-	  "invalid payload: conversation is missing" },
+	  "invalid payload: conversation: required key missing" },
 	{ job_payload_open_ticket, "{\"conversation\": \"c\", \"message\": {\"message_id\": \"m\"}}",
-	  "invalid payload: conversation must be an object" },
+	  "invalid payload: conversation: expected an object, got string" },
 	{ job_payload_open_ticket, "{\"conversation\": {\"conversation_id\": \"c\", \"visibility\": \"loud\"},"
 	  " \"message\": {\"message_id\": \"m\"}}",
-	  "invalid payload: conversation.visibility must be \"public\" or \"private\"" },
+	  "invalid payload: conversation.visibility: must be \"public\" or \"private\"" },
 	{ job_payload_open_ticket, "{\"conversation\": {\"conversation_id\": \"c\", \"visibility\": \"public\","
 	  " \"customer\": {\"email\": \"a@b\"}}, \"message\": {\"message_id\": \"m\"}}",
-	  "invalid payload: conversation.customer.customer_id is missing" },
+	  "invalid payload: conversation.customer.customer_id: required key missing" },
 	{ job_payload_open_ticket, "{\"conversation\": {\"conversation_id\": \"c\", \"visibility\": \"public\","
 	  " \"customer\": [1]}, \"message\": {\"message_id\": \"m\"}}",
-	  "invalid payload: conversation.customer must be an object" },
+	  "invalid payload: conversation.customer: expected an object, got array" },
 	{ job_payload_open_ticket, "{\"conversation\": {\"conversation_id\": \"c\", \"visibility\": \"public\"},"
-	  " \"message\": {\"text\": \"x\"}}", "invalid payload: message.message_id is missing" },
+	  " \"message\": {\"text\": \"x\"}}", "invalid payload: message.message_id: required key missing" },
 	{ job_payload_open_ticket, "{\"conversation\": {\"conversation_id\": \"c\", \"visibility\": \"public\"},"
 	  " \"message\": {\"message_id\": \"m\", \"inbound\": \"yes\"}}",
-	  "invalid payload: message.inbound must be a boolean" },
+	  "invalid payload: message.inbound: expected a boolean, got string" },
 	{ job_payload_open_ticket, "{\"conversation\": {\"conversation_id\": \"c\", \"visibility\": \"public\"},"
 	  " \"message\": {\"message_id\": \"m\", \"created_ms\": \"now\"}}",
-	  "invalid payload: message.created_ms must be an integer" },
+	  "invalid payload: message.created_ms: expected an integer, got string" },
 	{ job_payload_open_ticket, "{\"conversation\": {\"conversation_id\": \"c\", \"visibility\": \"public\"},"
 	  " \"message\": {\"message_id\": \"m\", \"visibility\": \"shouting\"}}",
-	  "invalid payload: message.visibility must be \"public\" or \"private\"" },
+	  "invalid payload: message.visibility: must be \"public\" or \"private\"" },
 	{ job_payload_append, "{\"message\": {\"message_id\": \"m\"}, \"conversation\": {"
 	  " \"conversation_id\": \"c\", \"visibility\": \"public\"}}",
-	  "invalid payload: external_ticket_id is missing" },
-	{ job_payload_notice, "{\"kind\": \"x\", \"text\": \"t\"}", "invalid payload: title is missing" },
+	  "invalid payload: external_ticket_id: required key missing" },
+	{ job_payload_notice, "{\"kind\": \"x\", \"text\": \"t\"}", "invalid payload: title: required key missing" },
 	{ job_payload_notice, "{\"kind\": \"x\", \"title\": \"t\", \"text\": \"t\", \"payload\": 3}",
-	  "invalid payload: payload must be an object" },
+	  "invalid payload: payload: expected an object, got integer" },
 	{ job_payload_notice, "{\"kind\": \"x\", \"title\": \"t\", \"text\": \"t\","
 	  " \"conversation\": {\"visibility\": \"public\"}}",
-	  "invalid payload: conversation.conversation_id is missing" },
-	{ job_payload_object, "\"text\"", "invalid payload: not a JSON object" },
+	  "invalid payload: conversation.conversation_id: required key missing" },
+	{ job_payload_object, "\"text\"", "invalid payload: (top level): expected an object, got string" },
 };
 
 static void test_bad_payloads_name_the_field(void **state)
