@@ -104,6 +104,7 @@ typedef struct cfg {
 /* Load and validate `file`. On success returns true and *out (owned by the
  * caller, free with cfg_free). On failure writes "FILE: PATH: reason" into
  * err and returns false. */
+PARLEY_MUSTCHECK
 bool cfg_load(const char *file, cfg **out, char *err, size_t errlen);
 void cfg_free(cfg *c);
 
@@ -127,8 +128,10 @@ void cfg_print_reference(FILE *out, bool markdown);
 /* Load and validate a policy file: syntax, types, ranges; a node setting in
  * it is an error. Instance names are not checked (each node does). Errors
  * read "FILE: PATH: reason". */
+PARLEY_MUSTCHECK
 bool cfg_policy_load(const char *file, cfg **out, char *err, size_t errlen);
 /* The same for a stored body; `what` starts the errors ("cluster policy version 3"). */
+PARLEY_MUSTCHECK
 bool cfg_policy_parse(json_t *body, const char *what, cfg **out, char *err, size_t errlen);
 /* The cluster part of c, canonical: every cluster key with defaults filled
  * in, sinks' routes sorted by name. A new reference. */
@@ -149,6 +152,7 @@ size_t cfg_policy_unrouted_sinks(const cfg *node, const cfg *policy, char *out, 
  * keys: unknown keys, wrong types, missing required keys. `path` is the
  * instance's JSON path ("channels[2]"); errors read
  * "FILE: channels[2].config.KEY: reason". */
+PARLEY_MUSTCHECK
 bool cfg_validate_plugin_config(const char *file, const char *path, json_t *config,
                                 const parley_config_key *keys, char *err, size_t errlen);
 

@@ -10,6 +10,8 @@
 #ifndef PARLEY_CORE_CONFIG_INTERNAL_H
 #define PARLEY_CORE_CONFIG_INTERNAL_H
 
+#include "parley/parley.h"  /* PARLEY_MUSTCHECK */
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <jansson.h>
@@ -36,6 +38,7 @@ char *cfg_dir_of(const char *file);
 /* `path` if absolute, else base_dir/path. Owned by the caller. */
 char *cfg_resolve_relative(const char *base_dir, const char *path);
 /* Replace every "$env:"/"$file:" string under node in place. */
+PARLEY_MUSTCHECK
 bool cfg_resolve_tree(const cfg_ctx *ctx, json_t *node, const char *path);
 
 /* ---- the table (config_settings.c) and its reader (config_schema.c) */
@@ -101,8 +104,10 @@ struct cfg_section {
 extern const cfg_section cfg_root_section;
 
 /* Set every default of the table; fails only on a broken built-in default. */
+PARLEY_MUSTCHECK
 bool cfg_schema_defaults(const cfg_ctx *ctx, cfg *c);
 /* Read the top level `root` (an object) by the table, in table order. */
+PARLEY_MUSTCHECK
 bool cfg_schema_read(const cfg_ctx *ctx, json_t *root, cfg *c);
 /* Free what the table's STRING and NAMES fields own. */
 void cfg_schema_free(cfg *c);
@@ -114,17 +119,23 @@ void cfg_schema_take_cluster(cfg *dst, const cfg *src);
 
 /* ---- config_instances.c: the LIST readers and checks across lists */
 
+PARLEY_MUSTCHECK
 bool cfg_read_channels(const cfg_ctx *ctx, json_t *root, cfg *c);
+PARLEY_MUSTCHECK
 bool cfg_read_sinks(const cfg_ctx *ctx, json_t *root, cfg *c);
+PARLEY_MUSTCHECK
 bool cfg_read_notifiers(const cfg_ctx *ctx, json_t *root, cfg *c);
+PARLEY_MUSTCHECK
 bool cfg_read_notices(const cfg_ctx *ctx, json_t *root, cfg *c);
 /* A policy's "sinks": [{"name", "route"}], the routes only. */
+PARLEY_MUSTCHECK
 bool cfg_read_sink_routes(const cfg_ctx *ctx, json_t *root, cfg *c);
 json_t *cfg_dump_notices(const cfg *c);
 json_t *cfg_dump_sink_routes(const cfg *c);
 void cfg_copy_notices(cfg *dst, const cfg *src);
 void cfg_copy_sink_routes(cfg *dst, const cfg *src);
 /* Routes, rules and notify_* lists name configured instances. */
+PARLEY_MUSTCHECK
 bool cfg_check_instance_names(const cfg_ctx *ctx, const cfg *c);
 /* The same instances (kind, name, plugin) in a and b. */
 bool cfg_same_channels(const cfg *a, const cfg *b);

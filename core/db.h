@@ -10,6 +10,8 @@
 #ifndef PARLEY_CORE_DB_H
 #define PARLEY_CORE_DB_H
 
+#include "parley/parley.h"  /* PARLEY_MUSTCHECK */
+
 /* The most connections one node keeps (database.pool_size's upper bound). */
 #define DB_MAX_POOL 64
 
@@ -35,6 +37,7 @@ typedef struct db_pool_options {
 
 /* Start connecting the pool (non-blocking). Returns false only on bad
  * arguments; an unreachable server is not an error here. */
+PARLEY_MUSTCHECK
 bool db_pool_start(struct event_base *base, const db_pool_options *opts);
 /* Close all connections; queued batches fail with "shutting down". */
 void db_pool_stop(void);

@@ -4,6 +4,8 @@
 #ifndef PARLEY_CORE_LOG_H
 #define PARLEY_CORE_LOG_H
 
+#include "parley/parley.h"  /* PARLEY_MUSTCHECK */
+
 #include <stdarg.h>
 #include <stdbool.h>
 
@@ -18,6 +20,7 @@ void log_set_level(log_level level);
 log_level log_get_level(void);
 void log_set_json(bool json);
 /* Parses "error", "warn", "info", "debug". Returns false on anything else. */
+PARLEY_MUSTCHECK
 bool log_parse_level(const char *name, log_level *out);
 const char *log_level_name(log_level level);
 

@@ -12,6 +12,8 @@
 #ifndef PARLEY_CORE_MIGRATE_H
 #define PARLEY_CORE_MIGRATE_H
 
+#include "parley/parley.h"  /* PARLEY_MUSTCHECK */
+
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -48,6 +50,7 @@ const char *migrate_functions_checksum(void);
  * created). *applied gets how many migrations were applied (may be NULL).
  * Fails with a reason if the database is newer than this binary or was made
  * by other migrations. */
+PARLEY_MUSTCHECK
 bool migrate_apply(const char *dsn, int *applied, char *err, size_t errlen);
 
 /* The SQL that reads the current version: one row, one int column. */

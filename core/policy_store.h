@@ -7,6 +7,8 @@
 #ifndef PARLEY_CORE_POLICY_STORE_H
 #define PARLEY_CORE_POLICY_STORE_H
 
+#include "parley/parley.h"  /* PARLEY_MUSTCHECK */
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <jansson.h>
@@ -42,6 +44,7 @@ policy_status policy_store_apply(const char *dsn, const json_t *body, long long 
 
 /* The version in force: *version 0 and *body NULL when none is stored.
  * applied: "AT by WHO" (may be NULL). *body is owned by the caller. */
+PARLEY_MUSTCHECK
 bool policy_store_current(const char *dsn, long long *version, json_t **body, char *applied,
                           size_t alen, char *err, size_t errlen);
 
