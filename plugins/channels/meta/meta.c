@@ -9,8 +9,11 @@
  *           replies and WhatsApp messages, with the Page / account / phone
  *           number token as "Authorization: Bearer".
  *
- * This file is the glue to the host table; the pure code is meta_parse.c
- * (inbound) and meta_graph.c (outbound). See docs/channels/meta.md. */
+ * This file is the glue to the host table and the settings; the pure code
+ * is meta_parse.c with meta_messenger.c and meta_whatsapp.c (inbound) and
+ * meta_graph.c (outbound). See docs/channels/meta.md. */
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,30 +29,43 @@
 #define META_VERSION "0.1.0"
 #define META_DEFAULT_GRAPH_URL "https://graph.facebook.com"
 #define META_DEFAULT_GRAPH_VERSION "v21.0"
-#define META_DEFAULT_TIMEOUT_MS 10000
 #define META_MAX_TIMEOUT_MS 600000
 #define META_MAX_URL_BYTES 2048
 #define META_MAX_TEMPLATE_BYTES 512
 
+/* One instance's settings, filled and checked by the core from the table
+ * below (ABI 1.3); every field is owned by the core (which wipes the
+ * secrets) and replaced as a whole on reload. */
 typedef struct meta_settings {
-	char *app_secret;          /* owned; wiped before it is freed */
-	char *verify_token;        /* owned; wiped before it is freed */
-	char *graph_url;           /* owned; no trailing '/' */
-	char *graph_version;       /* owned */
-	meta_asset_list pages;     /* owned */
-	meta_asset_list instagram; /* owned */
-	meta_asset_list whatsapp;  /* owned */
+	const char *app_secret;
+	const char *verify_token;
+	const char *graph_url;          /* trailing '/' dropped when URLs are built */
+	const char *graph_version;      /* vNN.N (meta_check) */
+	const char *pages;              /* JSON text or NULL: parsed into meta_assets */
+	const char *instagram_accounts; /* the same */
+	const char *whatsapp_numbers;   /* the same */
+	const char *whatsapp_template;  /* the same */
 	int human_agent_tag;
-	int appsecret_proof;       /* send appsecret_proof with every Graph call */
-	char *template_name;       /* owned; NULL: none */
-	char *template_language;   /* owned */
-	long timeout_ms;
+	int appsecret_proof;            /* send appsecret_proof with every Graph call */
+	int64_t timeout_ms;
 } meta_settings;
+
+/* What the plugin parses from the JSON settings (a table has no type for a
+ * list of objects). Owned by the instance; replaced with the settings. */
+typedef struct meta_assets {
+	meta_asset_list pages;
+	meta_asset_list instagram;
+	meta_asset_list whatsapp;
+	char *template_name;            /* owned; NULL: none */
+	char *template_language;        /* owned; NULL with template_name */
+} meta_assets;
 
 typedef struct meta_channel {
 	const parley_host *host;   /* owned by the core; valid until destroy */
 	parley_instance *inst;     /* owned by the core; valid until destroy */
-	meta_settings cfg;
+	meta_settings cfg;         /* the core's struct, copied by the skeleton */
+	meta_assets assets;        /* owned: parsed from cfg */
+	meta_assets pending;       /* owned: parsed from a reload's settings until swapped in */
 } meta_channel;
 
 /* One send waiting for its Graph API answer. */
@@ -61,60 +77,53 @@ typedef struct meta_send_ctx {
 	char fallback_recipient[META_MAX_ID_BYTES + 1];   /* msg->recipient_id */
 } meta_send_ctx;
 
-static const parley_config_key meta_config_keys[] = {
-	{ "app_secret", PARLEY_CONFIG_STRING, PARLEY_CONFIG_REQUIRED | PARLEY_CONFIG_SECRET,
-	  "the Meta app's secret: verifies X-Hub-Signature-256" },
-	{ "verify_token", PARLEY_CONFIG_STRING, PARLEY_CONFIG_REQUIRED | PARLEY_CONFIG_SECRET,
-	  "the Verify Token entered in the App Dashboard's webhook setup" },
-	{ "graph_url", PARLEY_CONFIG_STRING, 0,
-	  "Graph API base URL (default https://graph.facebook.com)" },
-	{ "graph_version", PARLEY_CONFIG_STRING, 0, "Graph API version (default v21.0)" },
-	{ "pages", PARLEY_CONFIG_JSON, PARLEY_CONFIG_SECRET,
-	  "Facebook Pages: [{\"id\":..., \"access_token\":...}]" },
-	{ "instagram_accounts", PARLEY_CONFIG_JSON, PARLEY_CONFIG_SECRET,
-	  "Instagram professional accounts: [{\"id\":..., \"access_token\":...}]" },
-	{ "whatsapp_numbers", PARLEY_CONFIG_JSON, PARLEY_CONFIG_SECRET,
-	  "WhatsApp phone numbers: [{\"phone_number_id\":..., \"access_token\":...}]" },
-	{ "appsecret_proof", PARLEY_CONFIG_BOOLEAN, 0,
-	  "send appsecret_proof (HMAC-SHA256 of the token under app_secret) with every Graph call, "
-	  "for apps with \"Require App Secret\" on (default false)" },
-	{ "human_agent_tag", PARLEY_CONFIG_BOOLEAN, 0,
-	  "Messenger: send with the HUMAN_AGENT tag between 24 hours and 7 days (default false)" },
-	{ "whatsapp_template", PARLEY_CONFIG_JSON, 0,
-	  "WhatsApp template sent outside the 24-hour window: {\"name\":..., \"language\":...}" },
-	{ "timeout_ms", PARLEY_CONFIG_INTEGER, 0, "limit for one Graph API call (default 10000)" },
-	{ NULL, 0, 0, NULL }
+#define MS(field) offsetof(meta_settings, field)
+#define META_RELOAD PARLEY_SETTING_FLAG_RELOADABLE
+#define META_SECRET_JSON (PARLEY_SETTING_FLAG_SECRET | META_RELOAD)
+
+static const parley_setting meta_settings_table[] = {
+	{ .name = "app_secret", .type = PARLEY_SETTING_SECRET,
+	  .flags = PARLEY_SETTING_FLAG_REQUIRED | META_RELOAD, .min = 1, .max = INT64_MAX,
+	  .offset = MS(app_secret),
+	  .description = "the Meta app's secret: verifies X-Hub-Signature-256" },
+	{ .name = "verify_token", .type = PARLEY_SETTING_SECRET,
+	  .flags = PARLEY_SETTING_FLAG_REQUIRED | META_RELOAD, .min = 1, .max = INT64_MAX,
+	  .offset = MS(verify_token),
+	  .description = "the Verify Token entered in the App Dashboard's webhook setup" },
+	{ .name = "graph_url", .type = PARLEY_SETTING_URL, .flags = META_RELOAD,
+	  .default_value = META_DEFAULT_GRAPH_URL, .min = 1, .max = META_MAX_URL_BYTES,
+	  .offset = MS(graph_url), .description = "Graph API base URL" },
+	{ .name = "graph_version", .type = PARLEY_SETTING_STRING, .flags = META_RELOAD,
+	  .default_value = META_DEFAULT_GRAPH_VERSION, .offset = MS(graph_version),
+	  .description = "Graph API version, like v21.0" },
+	{ .name = "pages", .type = PARLEY_SETTING_JSON, .flags = META_SECRET_JSON,
+	  .offset = MS(pages),
+	  .description = "Facebook Pages: [{\"id\":..., \"access_token\":...}]" },
+	{ .name = "instagram_accounts", .type = PARLEY_SETTING_JSON, .flags = META_SECRET_JSON,
+	  .offset = MS(instagram_accounts),
+	  .description = "Instagram professional accounts: [{\"id\":..., \"access_token\":...}]" },
+	{ .name = "whatsapp_numbers", .type = PARLEY_SETTING_JSON, .flags = META_SECRET_JSON,
+	  .offset = MS(whatsapp_numbers),
+	  .description = "WhatsApp phone numbers: [{\"phone_number_id\":..., \"access_token\":...}]" },
+	{ .name = "appsecret_proof", .type = PARLEY_SETTING_BOOLEAN, .flags = META_RELOAD,
+	  .default_value = "false", .offset = MS(appsecret_proof),
+	  .description = "send appsecret_proof (HMAC-SHA256 of the token under app_secret) with "
+	                 "every Graph call, for apps with \"Require App Secret\" on" },
+	{ .name = "human_agent_tag", .type = PARLEY_SETTING_BOOLEAN, .flags = META_RELOAD,
+	  .default_value = "false", .offset = MS(human_agent_tag),
+	  .description = "Messenger: send with the HUMAN_AGENT tag between 24 hours and 7 days" },
+	{ .name = "whatsapp_template", .type = PARLEY_SETTING_JSON, .flags = META_RELOAD,
+	  .offset = MS(whatsapp_template),
+	  .description = "WhatsApp template sent outside the 24-hour window: "
+	                 "{\"name\":..., \"language\":...}" },
+	{ .name = "timeout_ms", .type = PARLEY_SETTING_INTEGER, .flags = META_RELOAD,
+	  .default_value = "10000", .min = 1, .max = META_MAX_TIMEOUT_MS, .offset = MS(timeout_ms),
+	  .description = "limit for one Graph API call" },
 };
 
 /* ------------------------------------------------------------------------ */
 /* Settings                                                                 */
-static void settings_free(void *settings)
-{
-	meta_settings *s = settings;
-	pu_wipe_string(s->app_secret);
-	pu_wipe_string(s->verify_token);
-	free(s->app_secret);
-	free(s->verify_token);
-	free(s->graph_url);
-	free(s->graph_version);
-	meta_assets_free(&s->pages);
-	meta_assets_free(&s->instagram);
-	meta_assets_free(&s->whatsapp);
-	free(s->template_name);
-	free(s->template_language);
-	memset(s, 0, sizeof(*s));
-}
-
-/* A copy without trailing '/' (owned by the caller), or NULL. */
-static char *copy_url(const char *url)
-{
-	char *copy = strdup(url);
-	size_t len = copy != NULL ? strlen(copy) : 0;
-
-	while (len > 0 && copy[len - 1] == '/')
-		copy[--len] = '\0';
-	return copy;
-}
+/* ------------------------------------------------------------------------ */
 
 static int version_is_valid(const char *v)
 {
@@ -123,13 +132,23 @@ static int version_is_valid(const char *v)
 	return len >= 2 && len <= 16 && v[0] == 'v' && strspn(v + 1, "0123456789.") == len - 1;
 }
 
-/* One asset list key into *out. */
-static int read_assets(const parley_host *host, parley_instance *inst, const parley_config *cfg,
-                       const char *key, const char *id_key, meta_asset_list *out)
+static void assets_free(meta_assets *a)
+{
+	meta_assets_free(&a->pages);
+	meta_assets_free(&a->instagram);
+	meta_assets_free(&a->whatsapp);
+	free(a->template_name);
+	free(a->template_language);
+	memset(a, 0, sizeof(*a));
+}
+
+/* One asset list setting (JSON text or NULL, borrowed) into *out. */
+static int parse_asset_list(const parley_host *host, parley_instance *inst, const char *key,
+                            const char *json, const char *id_key, meta_asset_list *out)
 {
 	char err[256];
 
-	if (!meta_assets_parse(host->config_json(cfg, key), id_key, out, err, sizeof(err))) {
+	if (!meta_assets_parse(json, id_key, out, err, sizeof(err))) {
 		host->config_error(inst, key, err);
 		return -1;
 	}
@@ -137,11 +156,10 @@ static int read_assets(const parley_host *host, parley_instance *inst, const par
 }
 
 /* whatsapp_template: {"name": "...", "language": "en_US"} (language defaults
- * to en_US). */
-static int read_template(const parley_host *host, parley_instance *inst,
-                         const parley_config *cfg, meta_settings *out)
+ * to en_US). text: borrowed, NULL for none. */
+static int parse_template(const parley_host *host, parley_instance *inst, const char *text,
+                          meta_assets *out)
 {
-	const char *text = host->config_json(cfg, "whatsapp_template");
 	json_t *root;
 	const char *name, *lang;
 	int rc = 0;
@@ -161,70 +179,51 @@ static int read_template(const parley_host *host, parley_instance *inst,
 	} else {
 		out->template_name = strdup(name);
 		out->template_language = strdup(lang != NULL ? lang : "en_US");
+		if (out->template_name == NULL || out->template_language == NULL) {
+			host->log(inst, PARLEY_LOG_ERROR, "out of memory reading whatsapp_template");
+			rc = -1;
+		}
 	}
 	json_decref(root);
 	return rc;
 }
 
-/* Read and check one instance's config into *out (owned by the caller, free
- * with settings_free). cfg: borrowed. Problems go to config_error. */
-static int settings_read(const parley_host *host, parley_instance *inst,
-                         const parley_config *cfg, void *settings)
+/* The JSON settings of s (borrowed) into *out (zeroed here; owned by the
+ * caller, assets_free). -1 after config_error, with *out freed. */
+static int assets_parse(const parley_host *host, parley_instance *inst, const meta_settings *s,
+                        meta_assets *out)
 {
-	meta_settings *out = settings;
-	const char *secret = host->config_string(cfg, "app_secret");
-	const char *token = host->config_string(cfg, "verify_token");
-	const char *url = host->config_string(cfg, "graph_url");
-	const char *version = host->config_string(cfg, "graph_version");
-	int64_t timeout = META_DEFAULT_TIMEOUT_MS;
-	int ok = 1;
-
 	memset(out, 0, sizeof(*out));
-	if (secret == NULL || secret[0] == '\0') {
-		host->config_error(inst, "app_secret", "must not be empty");
-		ok = 0;
-	}
-	if (token == NULL || token[0] == '\0') {
-		host->config_error(inst, "verify_token", "must not be empty");
-		ok = 0;
-	}
-	if (url != NULL && (strlen(url) > META_MAX_URL_BYTES || !pu_url_is_http(url))) {
-		host->config_error(inst, "graph_url", "must be an http:// or https:// URL");
-		ok = 0;
-	}
-	if (version != NULL && !version_is_valid(version)) {
-		host->config_error(inst, "graph_version", "must look like v21.0");
-		ok = 0;
-	}
-	if (host->config_integer(cfg, "timeout_ms", &timeout) &&
-	    (timeout < 1 || timeout > META_MAX_TIMEOUT_MS)) {
-		host->config_error(inst, "timeout_ms", "must be between 1 and 600000");
-		ok = 0;
-	}
-	host->config_boolean(cfg, "human_agent_tag", &out->human_agent_tag);
-	host->config_boolean(cfg, "appsecret_proof", &out->appsecret_proof);
-	if (read_assets(host, inst, cfg, "pages", "id", &out->pages) != 0 ||
-	    read_assets(host, inst, cfg, "instagram_accounts", "id", &out->instagram) != 0 ||
-	    read_assets(host, inst, cfg, "whatsapp_numbers", "phone_number_id", &out->whatsapp) != 0 ||
-	    read_template(host, inst, cfg, out) != 0)
-		ok = 0;
-	if (!ok) {
-		settings_free(out);
-		return -1;
-	}
-	out->app_secret = strdup(secret);
-	out->verify_token = strdup(token);
-	out->graph_url = copy_url(url != NULL ? url : META_DEFAULT_GRAPH_URL);
-	out->graph_version = strdup(version != NULL ? version : META_DEFAULT_GRAPH_VERSION);
-	out->timeout_ms = (long)timeout;
-	if (out->app_secret == NULL || out->verify_token == NULL || out->graph_url == NULL ||
-	    out->graph_version == NULL ||
-	    (out->template_name != NULL && out->template_language == NULL)) {
-		host->log(inst, PARLEY_LOG_ERROR, "out of memory reading the config");
-		settings_free(out);
+	if (parse_asset_list(host, inst, "pages", s->pages, "id", &out->pages) != 0 ||
+	    parse_asset_list(host, inst, "instagram_accounts", s->instagram_accounts, "id",
+	                     &out->instagram) != 0 ||
+	    parse_asset_list(host, inst, "whatsapp_numbers", s->whatsapp_numbers, "phone_number_id",
+	                     &out->whatsapp) != 0 ||
+	    parse_template(host, inst, s->whatsapp_template, out) != 0) {
+		assets_free(out);
 		return -1;
 	}
 	return 0;
+}
+
+/* What the table cannot say: the version's format and the JSON settings'
+ * shape (parsed here only to be checked: the instance keeps its own parse,
+ * made in init or check_reload). settings: borrowed. */
+static int meta_check(const parley_host *host, parley_instance *inst, const void *settings)
+{
+	const meta_settings *s = settings;
+	meta_assets parsed;
+	int ok = 1;
+
+	if (!version_is_valid(s->graph_version)) {
+		host->config_error(inst, "graph_version", "must look like v21.0");
+		ok = 0;
+	}
+	if (assets_parse(host, inst, s, &parsed) != 0)
+		ok = 0;
+	else
+		assets_free(&parsed);
+	return ok ? 0 : -1;
 }
 
 static void settings_announce(void *self)
@@ -233,22 +232,61 @@ static void settings_announce(void *self)
 	ch->host->log(ch->inst, PARLEY_LOG_INFO,
 	              "%zu page(s), %zu instagram account(s), %zu whatsapp number(s); "
 	              "graph %s; human_agent_tag %s; whatsapp template %s",
-	              ch->cfg.pages.n, ch->cfg.instagram.n, ch->cfg.whatsapp.n,
+	              ch->assets.pages.n, ch->assets.instagram.n, ch->assets.whatsapp.n,
 	              ch->cfg.graph_version, ch->cfg.human_agent_tag ? "on" : "off",
-	              ch->cfg.template_name != NULL ? "configured" : "none");
+	              ch->assets.template_name != NULL ? "configured" : "none");
 }
 
 /* ------------------------------------------------------------------------ */
 /* Lifecycle                                                                */
 /* ------------------------------------------------------------------------ */
 
+static int meta_init(void *self)
+{
+	meta_channel *ch = self;
+
+	return assets_parse(ch->host, ch->inst, &ch->cfg, &ch->assets);
+}
+
+/* meta_check accepted next: parse its JSON settings for reloaded to swap
+ * in (only running out of memory fails here). */
+static int meta_check_reload(void *self, const void *next)
+{
+	meta_channel *ch = self;
+
+	return assets_parse(ch->host, ch->inst, next, &ch->pending);
+}
+
 /* A reload swaps the settings at once: in-flight sends hold their own copy
  * of what they need (the plan), and the core copied each call. */
+static void meta_reloaded(void *self, const void *old)
+{
+	meta_channel *ch = self;
+
+	(void)old;
+	assets_free(&ch->assets);
+	ch->assets = ch->pending;
+	memset(&ch->pending, 0, sizeof(ch->pending));
+}
+
+static void meta_finish(void *self)
+{
+	meta_channel *ch = self;
+
+	assets_free(&ch->assets);
+	assets_free(&ch->pending);
+}
+
 static const pu_instance_class meta_class = {
 	PU_INSTANCE_LAYOUT(meta_channel, cfg),
-	.read = settings_read,
-	.free = settings_free,
+	.host_needs = PU_HOST_NEEDS(config_settings),
+	.too_old = "this parleyd is too old for the meta plugin (plugin ABI 1.3 needed)",
+	.check = meta_check,
 	.announce = settings_announce,
+	.init = meta_init,
+	.check_reload = meta_check_reload,
+	.reloaded = meta_reloaded,
+	.finish = meta_finish,
 };
 
 PU_INSTANCE_FUNCTIONS(meta, meta_class)
@@ -451,7 +489,7 @@ static void meta_send_done(void *arg, const parley_http_response *response)
 			/* Recorded on the message: the agent's text itself did not go out. */
 			snprintf(note, sizeof(note), "outside WhatsApp's 24-hour window: the template %s "
 			         "was sent instead; the text itself was not sent",
-			         ch->cfg.template_name != NULL ? ch->cfg.template_name : "(since removed)");
+			         ch->assets.template_name != NULL ? ch->assets.template_name : "(since removed)");
 			host->log(ch->inst, PARLEY_LOG_INFO, "%s", note);
 		}
 		host->counter_add(ch->inst, "meta_sent_total", 1);
@@ -472,14 +510,14 @@ static const char *token_for(const meta_channel *ch, const meta_plan *plan, cons
 	case META_THREAD_MESSENGER:
 	case META_THREAD_FACEBOOK_POST:
 		*what = "Facebook Page";
-		return meta_assets_token(&ch->cfg.pages, plan->asset_id);
+		return meta_assets_token(&ch->assets.pages, plan->asset_id);
 	case META_THREAD_INSTAGRAM_DM:
 	case META_THREAD_INSTAGRAM_MEDIA:
 		*what = "Instagram account";
-		return meta_assets_token(&ch->cfg.instagram, plan->asset_id);
+		return meta_assets_token(&ch->assets.instagram, plan->asset_id);
 	case META_THREAD_WHATSAPP:
 		*what = "WhatsApp phone number";
-		return meta_assets_token(&ch->cfg.whatsapp, plan->asset_id);
+		return meta_assets_token(&ch->assets.whatsapp, plan->asset_id);
 	default:
 		*what = "asset";
 		return NULL;
@@ -531,7 +569,7 @@ static int start_call(meta_channel *ch, meta_send_ctx *ctx, const char *token)
 		.headers = headers,
 		.body = ctx->plan.body,
 		.body_len = strlen(ctx->plan.body),
-		.timeout_ms = ch->cfg.timeout_ms,
+		.timeout_ms = (long)ch->cfg.timeout_ms,
 	};
 	rc = ch->host->http_request(ch->inst, &call, meta_send_done, ctx);
 	pu_wipe_string(auth);
@@ -558,8 +596,8 @@ static void meta_send(void *self, const parley_outbound_message *msg, parley_del
 	opt.graph_url = ch->cfg.graph_url;
 	opt.graph_version = ch->cfg.graph_version;
 	opt.human_agent_tag = ch->cfg.human_agent_tag;
-	opt.template_name = ch->cfg.template_name;
-	opt.template_language = ch->cfg.template_language;
+	opt.template_name = ch->assets.template_name;
+	opt.template_language = ch->assets.template_language;
 	opt.now_ms = host->now_ms();
 
 	ctx->ch = ch;
@@ -610,7 +648,7 @@ static const parley_plugin_descriptor meta_descriptor = {
 	.name = "meta",
 	.version = META_VERSION,
 	.description = "a Meta app's webhooks: Messenger, Page comments, Instagram, WhatsApp",
-	.config_keys = meta_config_keys,
+	PARLEY_SETTINGS(meta_settings_table, meta_settings),
 	.create = meta_create,
 	.reload = meta_reload,
 	.destroy = meta_destroy,
