@@ -9,8 +9,8 @@
  *           replies and WhatsApp messages, with the Page / account / phone
  *           number token as "Authorization: Bearer".
  *
- * This file is the glue to the host table and the settings; the pure code
- * is meta_parse.c with meta_messenger.c and meta_whatsapp.c (inbound) and
+ * This file is the glue to the host table and declares the settings
+ * (checked and parsed in meta_settings.c); the pure code is meta_parse.c with meta_messenger.c and meta_whatsapp.c (inbound) and
  * meta_graph.c (outbound). See docs/channels/meta.md. */
 #include <stddef.h>
 #include <stdint.h>
@@ -25,48 +25,12 @@
 #include "../../common/instance.h"
 #include "meta_parse.h"
 #include "meta_graph.h"
+#include "meta_settings.h"
 
 #define META_VERSION "0.1.0"
 #define META_DEFAULT_GRAPH_URL "https://graph.facebook.com"
 #define META_DEFAULT_GRAPH_VERSION "v21.0"
 #define META_MAX_TIMEOUT_MS 600000
-#define META_MAX_URL_BYTES 2048
-#define META_MAX_TEMPLATE_BYTES 512
-
-/* One instance's settings, filled and checked by the core from the table
- * below (ABI 1.3); every field is owned by the core (which wipes the
- * secrets) and replaced as a whole on reload. */
-typedef struct meta_settings {
-	const char *app_secret;
-	const char *verify_token;
-	const char *graph_url;          /* trailing '/' dropped when URLs are built */
-	const char *graph_version;      /* vNN.N (meta_check) */
-	const char *pages;              /* JSON text or NULL: parsed into meta_assets */
-	const char *instagram_accounts; /* the same */
-	const char *whatsapp_numbers;   /* the same */
-	const char *whatsapp_template;  /* the same */
-	int human_agent_tag;
-	int appsecret_proof;            /* send appsecret_proof with every Graph call */
-	int64_t timeout_ms;
-} meta_settings;
-
-/* What the plugin parses from the JSON settings (a table has no type for a
- * list of objects). Owned by the instance; replaced with the settings. */
-typedef struct meta_assets {
-	meta_asset_list pages;
-	meta_asset_list instagram;
-	meta_asset_list whatsapp;
-	char *template_name;            /* owned; NULL: none */
-	char *template_language;        /* owned; NULL with template_name */
-} meta_assets;
-
-typedef struct meta_channel {
-	const parley_host *host;   /* owned by the core; valid until destroy */
-	parley_instance *inst;     /* owned by the core; valid until destroy */
-	meta_settings cfg;         /* the core's struct, copied by the skeleton */
-	meta_assets assets;        /* owned: parsed from cfg */
-	meta_assets pending;       /* owned: parsed from a reload's settings until swapped in */
-} meta_channel;
 
 /* One send waiting for its Graph API answer. */
 typedef struct meta_send_ctx {
@@ -125,107 +89,6 @@ static const parley_setting meta_settings_table[] = {
 /* Settings                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static int version_is_valid(const char *v)
-{
-	size_t len = strlen(v);
-
-	return len >= 2 && len <= 16 && v[0] == 'v' && strspn(v + 1, "0123456789.") == len - 1;
-}
-
-static void assets_free(meta_assets *a)
-{
-	meta_assets_free(&a->pages);
-	meta_assets_free(&a->instagram);
-	meta_assets_free(&a->whatsapp);
-	free(a->template_name);
-	free(a->template_language);
-	memset(a, 0, sizeof(*a));
-}
-
-/* One asset list setting (JSON text or NULL, borrowed) into *out. */
-static int parse_asset_list(const parley_host *host, parley_instance *inst, const char *key,
-                            const char *json, const char *id_key, meta_asset_list *out)
-{
-	char err[256];
-
-	if (!meta_assets_parse(json, id_key, out, err, sizeof(err))) {
-		host->config_error(inst, key, err);
-		return -1;
-	}
-	return 0;
-}
-
-/* whatsapp_template: {"name": "...", "language": "en_US"} (language defaults
- * to en_US). text: borrowed, NULL for none. */
-static int parse_template(const parley_host *host, parley_instance *inst, const char *text,
-                          meta_assets *out)
-{
-	json_t *root;
-	const char *name, *lang;
-	int rc = 0;
-
-	if (text == NULL)
-		return 0;
-	root = json_loads(text, 0, NULL);
-	name = json_string_value(json_object_get(root, "name"));
-	lang = json_string_value(json_object_get(root, "language"));
-	if (json_object_get(root, "language") != NULL && lang == NULL)
-		name = NULL;
-	if (!json_is_object(root) || name == NULL || name[0] == '\0' ||
-	    strlen(name) > META_MAX_TEMPLATE_BYTES || (lang != NULL && lang[0] == '\0')) {
-		host->config_error(inst, "whatsapp_template",
-		                   "must be {\"name\": \"<approved template>\", \"language\": \"en_US\"}");
-		rc = -1;
-	} else {
-		out->template_name = strdup(name);
-		out->template_language = strdup(lang != NULL ? lang : "en_US");
-		if (out->template_name == NULL || out->template_language == NULL) {
-			host->log(inst, PARLEY_LOG_ERROR, "out of memory reading whatsapp_template");
-			rc = -1;
-		}
-	}
-	json_decref(root);
-	return rc;
-}
-
-/* The JSON settings of s (borrowed) into *out (zeroed here; owned by the
- * caller, assets_free). -1 after config_error, with *out freed. */
-static int assets_parse(const parley_host *host, parley_instance *inst, const meta_settings *s,
-                        meta_assets *out)
-{
-	memset(out, 0, sizeof(*out));
-	if (parse_asset_list(host, inst, "pages", s->pages, "id", &out->pages) != 0 ||
-	    parse_asset_list(host, inst, "instagram_accounts", s->instagram_accounts, "id",
-	                     &out->instagram) != 0 ||
-	    parse_asset_list(host, inst, "whatsapp_numbers", s->whatsapp_numbers, "phone_number_id",
-	                     &out->whatsapp) != 0 ||
-	    parse_template(host, inst, s->whatsapp_template, out) != 0) {
-		assets_free(out);
-		return -1;
-	}
-	return 0;
-}
-
-/* What the table cannot say: the version's format and the JSON settings'
- * shape (parsed here only to be checked: the instance keeps its own parse,
- * made in init or check_reload). settings: borrowed. */
-static int meta_check(const parley_host *host, parley_instance *inst, const void *settings)
-{
-	const meta_settings *s = settings;
-	meta_assets parsed;
-	int ok = 1;
-
-	if (!version_is_valid(s->graph_version)) {
-		host->config_error(inst, "graph_version", "must look like v21.0");
-		ok = 0;
-	}
-	if (assets_parse(host, inst, s, &parsed) != 0)
-		ok = 0;
-	else
-		assets_free(&parsed);
-	return ok ? 0 : -1;
-}
-
 static void settings_announce(void *self)
 {
 	const meta_channel *ch = self;
@@ -245,16 +108,16 @@ static int meta_init(void *self)
 {
 	meta_channel *ch = self;
 
-	return assets_parse(ch->host, ch->inst, &ch->cfg, &ch->assets);
+	return meta_assets_read(ch->host, ch->inst, &ch->cfg, &ch->assets);
 }
 
-/* meta_check accepted next: parse its JSON settings for reloaded to swap
+/* meta_settings_check accepted next: parse its JSON settings for reloaded to swap
  * in (only running out of memory fails here). */
 static int meta_check_reload(void *self, const void *next)
 {
 	meta_channel *ch = self;
 
-	return assets_parse(ch->host, ch->inst, next, &ch->pending);
+	return meta_assets_read(ch->host, ch->inst, next, &ch->pending);
 }
 
 /* A reload swaps the settings at once: in-flight sends hold their own copy
@@ -264,7 +127,7 @@ static void meta_reloaded(void *self, const void *old)
 	meta_channel *ch = self;
 
 	(void)old;
-	assets_free(&ch->assets);
+	meta_assets_release(&ch->assets);
 	ch->assets = ch->pending;
 	memset(&ch->pending, 0, sizeof(ch->pending));
 }
@@ -273,15 +136,15 @@ static void meta_finish(void *self)
 {
 	meta_channel *ch = self;
 
-	assets_free(&ch->assets);
-	assets_free(&ch->pending);
+	meta_assets_release(&ch->assets);
+	meta_assets_release(&ch->pending);
 }
 
 static const pu_instance_class meta_class = {
 	PU_INSTANCE_LAYOUT(meta_channel, cfg),
 	.host_needs = PU_HOST_NEEDS(config_settings),
 	.too_old = "this parleyd is too old for the meta plugin (plugin ABI 1.3 needed)",
-	.check = meta_check,
+	.check = meta_settings_check,
 	.announce = settings_announce,
 	.init = meta_init,
 	.check_reload = meta_check_reload,

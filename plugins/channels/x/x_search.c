@@ -14,7 +14,6 @@
 #include "x_parse.h"
 #include "x_channel.h"
 
-
 static void search_poll(void *arg);
 static void search_load(void *arg);
 

@@ -21,7 +21,6 @@ static const char *str_member(json_t *obj, const char *key)
 	return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-
 char *x_reply_body(const char *text, const char *in_reply_to)
 {
 	json_t *o = json_pack("{s:s, s:{s:s}}", "text", text, "reply",
