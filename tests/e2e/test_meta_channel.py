@@ -4,6 +4,7 @@ that answers the way the Graph API does."""
 import hashlib
 import hmac
 import json
+import signal
 import time
 
 from fake_http import FakeHTTPServer, hang
@@ -152,6 +153,12 @@ def test_config_is_checked_and_tokens_never_echoed(tmp_path, parleyd, plugin_dir
     rc, out, err = run_parleyd(parleyd, ["--check-config"], config=cfg, workdir=tmp_path)
     assert rc == 2
     assert "channels[0].config.graph_url: must be an http:// or https:// URL" in err
+    for token in TOKENS:
+        assert token not in out + err
+    # The core refuses a bad URL before the plugin checks the rest.
+    cfg["channels"][0]["config"]["graph_url"] = "http://127.0.0.1:9"
+    rc, out, err = run_parleyd(parleyd, ["--check-config"], config=cfg, workdir=tmp_path)
+    assert rc == 2
     assert "channels[0].config.graph_version: must look like v21.0" in err
     assert "channels[0].config.pages: [0].id must be a Meta id" in err
     for token in TOKENS:
@@ -389,6 +396,33 @@ def test_sends_are_the_documented_graph_requests(fresh_db, daemon):
             assert r["body"] == body, path
             assert "access_token" not in path
         assert_no_secrets(d)
+
+
+def test_reload_swaps_the_page_tokens_and_refuses_a_bad_list(fresh_db, daemon):
+    new_token = "EAANewPageToken222abc"
+    with FakeGraph() as graph:
+        d = start(daemon, fresh_db, graph)
+        cfg = json.loads(json.dumps(d.config))
+        cfg["channels"][0]["config"]["pages"] = [{"id": PAGE, "access_token": new_token},
+                                                 {"id": "333", "access_token": PAGE_TOKEN}]
+        d.rewrite_config(cfg)
+        d.signal(signal.SIGHUP)
+        assert wait_for(lambda: "reloaded: log level" in d.log_text())
+        assert "2 page(s), 1 instagram account(s)" in d.log_text()
+        j = enqueue(fresh_db, send_payload("messenger:111:9"))
+        assert wait_for(lambda: job(fresh_db, j)[0] == "done")
+        assert graph.posts()[-1]["headers"]["Authorization"] == "Bearer " + new_token
+        # A list the plugin refuses keeps the tokens in force.
+        cfg["channels"][0]["config"]["pages"] = [{"id": "1/2", "access_token": PAGE_TOKEN}]
+        d.rewrite_config(cfg)
+        d.signal(signal.SIGHUP)
+        assert wait_for(lambda: "reload failed, keeping the old configuration" in d.log_text())
+        assert "pages: [0].id must be a Meta id" in d.log_text()
+        j = enqueue(fresh_db, send_payload("messenger:111:9", text="again"))
+        assert wait_for(lambda: job(fresh_db, j)[0] == "done")
+        assert graph.posts()[-1]["headers"]["Authorization"] == "Bearer " + new_token
+        assert_no_secrets(d)
+        assert new_token not in d.log_text()
 
 
 def test_appsecret_proof_is_the_tokens_hmac_under_the_app_secret(fresh_db, daemon):

@@ -5,6 +5,7 @@ offset, and sendMessage out (requests byte for byte, 429 / 5xx / 403
 handling, replies and "move to private" through the core's SQL)."""
 import json
 import re
+import signal
 import time
 
 from fake_http import FakeHTTPServer
@@ -164,6 +165,27 @@ def test_secret_token_is_required_and_checked(fresh_db, daemon):
         assert http("GET", d.url + "/webhooks/tg")[0] == 405
         assert events(fresh_db) == []
         assert query(fresh_db, "SELECT count(*) FROM message")[0][0] == 0
+
+
+def test_reload_takes_a_new_secret_and_refuses_a_mode_change(fresh_db, daemon):
+    with FakeTelegram() as tg:
+        cfg = config(fresh_db, tg.url)
+        d = daemon.start(cfg)
+        cfg["channels"][0]["config"]["secret_token"] = "tg-secret_token-2"
+        d.rewrite_config(cfg)
+        d.signal(signal.SIGHUP)
+        assert wait_for(lambda: "reloaded: log level" in d.log_text())
+        assert deliver(d, private_update(), secret=SECRET)[0] == 401
+        assert deliver(d, private_update(), secret="tg-secret_token-2")[0] == 200
+        # Switching between webhooks and polling takes a restart: refused, the old config stays.
+        cfg["channels"][0]["config"]["mode"] = "polling"
+        cfg["channels"][0]["config"]["secret_token"] = SECRET
+        d.rewrite_config(cfg)
+        d.signal(signal.SIGHUP)
+        assert wait_for(lambda: "reload failed, keeping the old configuration" in d.log_text())
+        assert "mode: cannot change on reload: restart parleyd" in d.log_text()
+        assert deliver(d, private_update(), secret="tg-secret_token-2")[0] == 200
+        assert tg.calls("getUpdates") == []
 
 
 def test_malformed_is_400_unknown_is_200_and_nothing_stored(fresh_db, daemon):

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import re
+import signal
 import time
 import urllib.parse
 
@@ -456,14 +457,39 @@ def test_config_is_checked(fresh_db, daemon, run_parleyd, plugin_dir):
     cfg["plugin_dir"] = plugin_dir
     code, out, err = run_parleyd(["--check-config"], config=cfg)
     assert code == 2
-    assert "channels[0].config.user_id" in err
     assert "channels[0].config.api_url" in err
+    assert CONSUMER_SECRET not in out + err
+    # The core refuses a bad URL before the plugin checks the rest.
+    cfg = config(fresh_db, "http://127.0.0.1:9/?q=1", search_queries=["acme"], user_id="@acme")
+    cfg["plugin_dir"] = plugin_dir
+    code, out, err = run_parleyd(["--check-config"], config=cfg)
+    assert code == 2
+    assert "channels[0].config.user_id" in err
+    assert "channels[0].config.api_url: must be an http:// or https:// URL without a query" in err
     assert CONSUMER_SECRET not in out + err
     cfg = config(fresh_db, "http://127.0.0.1:9", search_queries=["acme"])
     cfg["plugin_dir"] = plugin_dir
     code, out, err = run_parleyd(["--check-config"], config=cfg)
     assert code == 2
     assert "channels[0].config.bearer_token: is required to poll search_queries" in err
+
+
+def test_reload_refuses_a_new_list_of_search_queries(fresh_db, daemon):
+    with FakeX() as fake:
+        cfg = config(fresh_db, fake.url, bearer_token=BEARER, search_queries=["acme"])
+        d = daemon.start(cfg)
+        cfg["channels"][0]["config"]["search_queries"] = ["acme", "acme support"]
+        d.rewrite_config(cfg)
+        d.signal(signal.SIGHUP)
+        assert wait_for(lambda: "reload failed, keeping the old configuration" in d.log_text())
+        assert "search_queries: changing the list takes a restart" in d.log_text()
+        # The same list with another interval is a reload like any other.
+        cfg["channels"][0]["config"]["search_queries"] = ["acme"]
+        cfg["channels"][0]["config"]["search_interval_s"] = 120
+        d.rewrite_config(cfg)
+        d.signal(signal.SIGHUP)
+        assert wait_for(lambda: "reloaded: log level" in d.log_text())
+        assert "1 search query every 120 s" in d.log_text()
 
 
 def test_search_pages_are_committed_together(fresh_db, daemon):

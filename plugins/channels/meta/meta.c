@@ -9,8 +9,11 @@
  *           replies and WhatsApp messages, with the Page / account / phone
  *           number token as "Authorization: Bearer".
  *
- * This file is the glue to the host table; the pure code is meta_parse.c
- * (inbound) and meta_graph.c (outbound). See docs/channels/meta.md. */
+ * This file is the glue to the host table and declares the settings
+ * (checked and parsed in meta_settings.c); the pure code is meta_parse.c with meta_messenger.c and meta_whatsapp.c (inbound) and
+ * meta_graph.c (outbound). See docs/channels/meta.md. */
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,35 +25,12 @@
 #include "../../common/instance.h"
 #include "meta_parse.h"
 #include "meta_graph.h"
+#include "meta_settings.h"
 
 #define META_VERSION "0.1.0"
 #define META_DEFAULT_GRAPH_URL "https://graph.facebook.com"
 #define META_DEFAULT_GRAPH_VERSION "v21.0"
-#define META_DEFAULT_TIMEOUT_MS 10000
 #define META_MAX_TIMEOUT_MS 600000
-#define META_MAX_URL_BYTES 2048
-#define META_MAX_TEMPLATE_BYTES 512
-
-typedef struct meta_settings {
-	char *app_secret;          /* owned; wiped before it is freed */
-	char *verify_token;        /* owned; wiped before it is freed */
-	char *graph_url;           /* owned; no trailing '/' */
-	char *graph_version;       /* owned */
-	meta_asset_list pages;     /* owned */
-	meta_asset_list instagram; /* owned */
-	meta_asset_list whatsapp;  /* owned */
-	int human_agent_tag;
-	int appsecret_proof;       /* send appsecret_proof with every Graph call */
-	char *template_name;       /* owned; NULL: none */
-	char *template_language;   /* owned */
-	long timeout_ms;
-} meta_settings;
-
-typedef struct meta_channel {
-	const parley_host *host;   /* owned by the core; valid until destroy */
-	parley_instance *inst;     /* owned by the core; valid until destroy */
-	meta_settings cfg;
-} meta_channel;
 
 /* One send waiting for its Graph API answer. */
 typedef struct meta_send_ctx {
@@ -61,171 +41,53 @@ typedef struct meta_send_ctx {
 	char fallback_recipient[META_MAX_ID_BYTES + 1];   /* msg->recipient_id */
 } meta_send_ctx;
 
-static const parley_config_key meta_config_keys[] = {
-	{ "app_secret", PARLEY_CONFIG_STRING, PARLEY_CONFIG_REQUIRED | PARLEY_CONFIG_SECRET,
-	  "the Meta app's secret: verifies X-Hub-Signature-256" },
-	{ "verify_token", PARLEY_CONFIG_STRING, PARLEY_CONFIG_REQUIRED | PARLEY_CONFIG_SECRET,
-	  "the Verify Token entered in the App Dashboard's webhook setup" },
-	{ "graph_url", PARLEY_CONFIG_STRING, 0,
-	  "Graph API base URL (default https://graph.facebook.com)" },
-	{ "graph_version", PARLEY_CONFIG_STRING, 0, "Graph API version (default v21.0)" },
-	{ "pages", PARLEY_CONFIG_JSON, PARLEY_CONFIG_SECRET,
-	  "Facebook Pages: [{\"id\":..., \"access_token\":...}]" },
-	{ "instagram_accounts", PARLEY_CONFIG_JSON, PARLEY_CONFIG_SECRET,
-	  "Instagram professional accounts: [{\"id\":..., \"access_token\":...}]" },
-	{ "whatsapp_numbers", PARLEY_CONFIG_JSON, PARLEY_CONFIG_SECRET,
-	  "WhatsApp phone numbers: [{\"phone_number_id\":..., \"access_token\":...}]" },
-	{ "appsecret_proof", PARLEY_CONFIG_BOOLEAN, 0,
-	  "send appsecret_proof (HMAC-SHA256 of the token under app_secret) with every Graph call, "
-	  "for apps with \"Require App Secret\" on (default false)" },
-	{ "human_agent_tag", PARLEY_CONFIG_BOOLEAN, 0,
-	  "Messenger: send with the HUMAN_AGENT tag between 24 hours and 7 days (default false)" },
-	{ "whatsapp_template", PARLEY_CONFIG_JSON, 0,
-	  "WhatsApp template sent outside the 24-hour window: {\"name\":..., \"language\":...}" },
-	{ "timeout_ms", PARLEY_CONFIG_INTEGER, 0, "limit for one Graph API call (default 10000)" },
-	{ NULL, 0, 0, NULL }
+#define MS(field) offsetof(meta_settings, field)
+#define META_RELOAD PARLEY_SETTING_FLAG_RELOADABLE
+#define META_SECRET_JSON (PARLEY_SETTING_FLAG_SECRET | META_RELOAD)
+
+static const parley_setting meta_settings_table[] = {
+	{ .name = "app_secret", .type = PARLEY_SETTING_SECRET,
+	  .flags = PARLEY_SETTING_FLAG_REQUIRED | META_RELOAD, .min = 1, .max = INT64_MAX,
+	  .offset = MS(app_secret),
+	  .description = "the Meta app's secret: verifies X-Hub-Signature-256" },
+	{ .name = "verify_token", .type = PARLEY_SETTING_SECRET,
+	  .flags = PARLEY_SETTING_FLAG_REQUIRED | META_RELOAD, .min = 1, .max = INT64_MAX,
+	  .offset = MS(verify_token),
+	  .description = "the Verify Token entered in the App Dashboard's webhook setup" },
+	{ .name = "graph_url", .type = PARLEY_SETTING_URL, .flags = META_RELOAD,
+	  .default_value = META_DEFAULT_GRAPH_URL, .min = 1, .max = META_MAX_URL_BYTES,
+	  .offset = MS(graph_url), .description = "Graph API base URL" },
+	{ .name = "graph_version", .type = PARLEY_SETTING_STRING, .flags = META_RELOAD,
+	  .default_value = META_DEFAULT_GRAPH_VERSION, .offset = MS(graph_version),
+	  .description = "Graph API version, like v21.0" },
+	{ .name = "pages", .type = PARLEY_SETTING_JSON, .flags = META_SECRET_JSON,
+	  .offset = MS(pages),
+	  .description = "Facebook Pages: [{\"id\":..., \"access_token\":...}]" },
+	{ .name = "instagram_accounts", .type = PARLEY_SETTING_JSON, .flags = META_SECRET_JSON,
+	  .offset = MS(instagram_accounts),
+	  .description = "Instagram professional accounts: [{\"id\":..., \"access_token\":...}]" },
+	{ .name = "whatsapp_numbers", .type = PARLEY_SETTING_JSON, .flags = META_SECRET_JSON,
+	  .offset = MS(whatsapp_numbers),
+	  .description = "WhatsApp phone numbers: [{\"phone_number_id\":..., \"access_token\":...}]" },
+	{ .name = "appsecret_proof", .type = PARLEY_SETTING_BOOLEAN, .flags = META_RELOAD,
+	  .default_value = "false", .offset = MS(appsecret_proof),
+	  .description = "send appsecret_proof (HMAC-SHA256 of the token under app_secret) with "
+	                 "every Graph call, for apps with \"Require App Secret\" on" },
+	{ .name = "human_agent_tag", .type = PARLEY_SETTING_BOOLEAN, .flags = META_RELOAD,
+	  .default_value = "false", .offset = MS(human_agent_tag),
+	  .description = "Messenger: send with the HUMAN_AGENT tag between 24 hours and 7 days" },
+	{ .name = "whatsapp_template", .type = PARLEY_SETTING_JSON, .flags = META_RELOAD,
+	  .offset = MS(whatsapp_template),
+	  .description = "WhatsApp template sent outside the 24-hour window: "
+	                 "{\"name\":..., \"language\":...}" },
+	{ .name = "timeout_ms", .type = PARLEY_SETTING_INTEGER, .flags = META_RELOAD,
+	  .default_value = "10000", .min = 1, .max = META_MAX_TIMEOUT_MS, .offset = MS(timeout_ms),
+	  .description = "limit for one Graph API call" },
 };
 
 /* ------------------------------------------------------------------------ */
 /* Settings                                                                 */
-static void settings_free(void *settings)
-{
-	meta_settings *s = settings;
-	pu_wipe_string(s->app_secret);
-	pu_wipe_string(s->verify_token);
-	free(s->app_secret);
-	free(s->verify_token);
-	free(s->graph_url);
-	free(s->graph_version);
-	meta_assets_free(&s->pages);
-	meta_assets_free(&s->instagram);
-	meta_assets_free(&s->whatsapp);
-	free(s->template_name);
-	free(s->template_language);
-	memset(s, 0, sizeof(*s));
-}
-
-/* A copy without trailing '/' (owned by the caller), or NULL. */
-static char *copy_url(const char *url)
-{
-	char *copy = strdup(url);
-	size_t len = copy != NULL ? strlen(copy) : 0;
-
-	while (len > 0 && copy[len - 1] == '/')
-		copy[--len] = '\0';
-	return copy;
-}
-
-static int version_is_valid(const char *v)
-{
-	size_t len = strlen(v);
-
-	return len >= 2 && len <= 16 && v[0] == 'v' && strspn(v + 1, "0123456789.") == len - 1;
-}
-
-/* One asset list key into *out. */
-static int read_assets(const parley_host *host, parley_instance *inst, const parley_config *cfg,
-                       const char *key, const char *id_key, meta_asset_list *out)
-{
-	char err[256];
-
-	if (!meta_assets_parse(host->config_json(cfg, key), id_key, out, err, sizeof(err))) {
-		host->config_error(inst, key, err);
-		return -1;
-	}
-	return 0;
-}
-
-/* whatsapp_template: {"name": "...", "language": "en_US"} (language defaults
- * to en_US). */
-static int read_template(const parley_host *host, parley_instance *inst,
-                         const parley_config *cfg, meta_settings *out)
-{
-	const char *text = host->config_json(cfg, "whatsapp_template");
-	json_t *root;
-	const char *name, *lang;
-	int rc = 0;
-
-	if (text == NULL)
-		return 0;
-	root = json_loads(text, 0, NULL);
-	name = json_string_value(json_object_get(root, "name"));
-	lang = json_string_value(json_object_get(root, "language"));
-	if (json_object_get(root, "language") != NULL && lang == NULL)
-		name = NULL;
-	if (!json_is_object(root) || name == NULL || name[0] == '\0' ||
-	    strlen(name) > META_MAX_TEMPLATE_BYTES || (lang != NULL && lang[0] == '\0')) {
-		host->config_error(inst, "whatsapp_template",
-		                   "must be {\"name\": \"<approved template>\", \"language\": \"en_US\"}");
-		rc = -1;
-	} else {
-		out->template_name = strdup(name);
-		out->template_language = strdup(lang != NULL ? lang : "en_US");
-	}
-	json_decref(root);
-	return rc;
-}
-
-/* Read and check one instance's config into *out (owned by the caller, free
- * with settings_free). cfg: borrowed. Problems go to config_error. */
-static int settings_read(const parley_host *host, parley_instance *inst,
-                         const parley_config *cfg, void *settings)
-{
-	meta_settings *out = settings;
-	const char *secret = host->config_string(cfg, "app_secret");
-	const char *token = host->config_string(cfg, "verify_token");
-	const char *url = host->config_string(cfg, "graph_url");
-	const char *version = host->config_string(cfg, "graph_version");
-	int64_t timeout = META_DEFAULT_TIMEOUT_MS;
-	int ok = 1;
-
-	memset(out, 0, sizeof(*out));
-	if (secret == NULL || secret[0] == '\0') {
-		host->config_error(inst, "app_secret", "must not be empty");
-		ok = 0;
-	}
-	if (token == NULL || token[0] == '\0') {
-		host->config_error(inst, "verify_token", "must not be empty");
-		ok = 0;
-	}
-	if (url != NULL && (strlen(url) > META_MAX_URL_BYTES || !pu_url_is_http(url))) {
-		host->config_error(inst, "graph_url", "must be an http:// or https:// URL");
-		ok = 0;
-	}
-	if (version != NULL && !version_is_valid(version)) {
-		host->config_error(inst, "graph_version", "must look like v21.0");
-		ok = 0;
-	}
-	if (host->config_integer(cfg, "timeout_ms", &timeout) &&
-	    (timeout < 1 || timeout > META_MAX_TIMEOUT_MS)) {
-		host->config_error(inst, "timeout_ms", "must be between 1 and 600000");
-		ok = 0;
-	}
-	host->config_boolean(cfg, "human_agent_tag", &out->human_agent_tag);
-	host->config_boolean(cfg, "appsecret_proof", &out->appsecret_proof);
-	if (read_assets(host, inst, cfg, "pages", "id", &out->pages) != 0 ||
-	    read_assets(host, inst, cfg, "instagram_accounts", "id", &out->instagram) != 0 ||
-	    read_assets(host, inst, cfg, "whatsapp_numbers", "phone_number_id", &out->whatsapp) != 0 ||
-	    read_template(host, inst, cfg, out) != 0)
-		ok = 0;
-	if (!ok) {
-		settings_free(out);
-		return -1;
-	}
-	out->app_secret = strdup(secret);
-	out->verify_token = strdup(token);
-	out->graph_url = copy_url(url != NULL ? url : META_DEFAULT_GRAPH_URL);
-	out->graph_version = strdup(version != NULL ? version : META_DEFAULT_GRAPH_VERSION);
-	out->timeout_ms = (long)timeout;
-	if (out->app_secret == NULL || out->verify_token == NULL || out->graph_url == NULL ||
-	    out->graph_version == NULL ||
-	    (out->template_name != NULL && out->template_language == NULL)) {
-		host->log(inst, PARLEY_LOG_ERROR, "out of memory reading the config");
-		settings_free(out);
-		return -1;
-	}
-	return 0;
-}
+/* ------------------------------------------------------------------------ */
 
 static void settings_announce(void *self)
 {
@@ -233,22 +95,61 @@ static void settings_announce(void *self)
 	ch->host->log(ch->inst, PARLEY_LOG_INFO,
 	              "%zu page(s), %zu instagram account(s), %zu whatsapp number(s); "
 	              "graph %s; human_agent_tag %s; whatsapp template %s",
-	              ch->cfg.pages.n, ch->cfg.instagram.n, ch->cfg.whatsapp.n,
+	              ch->assets.pages.n, ch->assets.instagram.n, ch->assets.whatsapp.n,
 	              ch->cfg.graph_version, ch->cfg.human_agent_tag ? "on" : "off",
-	              ch->cfg.template_name != NULL ? "configured" : "none");
+	              ch->assets.template_name != NULL ? "configured" : "none");
 }
 
 /* ------------------------------------------------------------------------ */
 /* Lifecycle                                                                */
 /* ------------------------------------------------------------------------ */
 
+static int meta_init(void *self)
+{
+	meta_channel *ch = self;
+
+	return meta_assets_read(ch->host, ch->inst, &ch->cfg, &ch->assets);
+}
+
+/* meta_settings_check accepted next: parse its JSON settings for reloaded to swap
+ * in (only running out of memory fails here). */
+static int meta_check_reload(void *self, const void *next)
+{
+	meta_channel *ch = self;
+
+	return meta_assets_read(ch->host, ch->inst, next, &ch->pending);
+}
+
 /* A reload swaps the settings at once: in-flight sends hold their own copy
  * of what they need (the plan), and the core copied each call. */
+static void meta_reloaded(void *self, const void *old)
+{
+	meta_channel *ch = self;
+
+	(void)old;
+	meta_assets_release(&ch->assets);
+	ch->assets = ch->pending;
+	memset(&ch->pending, 0, sizeof(ch->pending));
+}
+
+static void meta_finish(void *self)
+{
+	meta_channel *ch = self;
+
+	meta_assets_release(&ch->assets);
+	meta_assets_release(&ch->pending);
+}
+
 static const pu_instance_class meta_class = {
 	PU_INSTANCE_LAYOUT(meta_channel, cfg),
-	.read = settings_read,
-	.free = settings_free,
+	.host_needs = PU_HOST_NEEDS(config_settings),
+	.too_old = "this parleyd is too old for the meta plugin (plugin ABI 1.3 needed)",
+	.check = meta_settings_check,
 	.announce = settings_announce,
+	.init = meta_init,
+	.check_reload = meta_check_reload,
+	.reloaded = meta_reloaded,
+	.finish = meta_finish,
 };
 
 PU_INSTANCE_FUNCTIONS(meta, meta_class)
@@ -451,7 +352,7 @@ static void meta_send_done(void *arg, const parley_http_response *response)
 			/* Recorded on the message: the agent's text itself did not go out. */
 			snprintf(note, sizeof(note), "outside WhatsApp's 24-hour window: the template %s "
 			         "was sent instead; the text itself was not sent",
-			         ch->cfg.template_name != NULL ? ch->cfg.template_name : "(since removed)");
+			         ch->assets.template_name != NULL ? ch->assets.template_name : "(since removed)");
 			host->log(ch->inst, PARLEY_LOG_INFO, "%s", note);
 		}
 		host->counter_add(ch->inst, "meta_sent_total", 1);
@@ -472,14 +373,14 @@ static const char *token_for(const meta_channel *ch, const meta_plan *plan, cons
 	case META_THREAD_MESSENGER:
 	case META_THREAD_FACEBOOK_POST:
 		*what = "Facebook Page";
-		return meta_assets_token(&ch->cfg.pages, plan->asset_id);
+		return meta_assets_token(&ch->assets.pages, plan->asset_id);
 	case META_THREAD_INSTAGRAM_DM:
 	case META_THREAD_INSTAGRAM_MEDIA:
 		*what = "Instagram account";
-		return meta_assets_token(&ch->cfg.instagram, plan->asset_id);
+		return meta_assets_token(&ch->assets.instagram, plan->asset_id);
 	case META_THREAD_WHATSAPP:
 		*what = "WhatsApp phone number";
-		return meta_assets_token(&ch->cfg.whatsapp, plan->asset_id);
+		return meta_assets_token(&ch->assets.whatsapp, plan->asset_id);
 	default:
 		*what = "asset";
 		return NULL;
@@ -531,7 +432,7 @@ static int start_call(meta_channel *ch, meta_send_ctx *ctx, const char *token)
 		.headers = headers,
 		.body = ctx->plan.body,
 		.body_len = strlen(ctx->plan.body),
-		.timeout_ms = ch->cfg.timeout_ms,
+		.timeout_ms = (long)ch->cfg.timeout_ms,
 	};
 	rc = ch->host->http_request(ch->inst, &call, meta_send_done, ctx);
 	pu_wipe_string(auth);
@@ -558,8 +459,8 @@ static void meta_send(void *self, const parley_outbound_message *msg, parley_del
 	opt.graph_url = ch->cfg.graph_url;
 	opt.graph_version = ch->cfg.graph_version;
 	opt.human_agent_tag = ch->cfg.human_agent_tag;
-	opt.template_name = ch->cfg.template_name;
-	opt.template_language = ch->cfg.template_language;
+	opt.template_name = ch->assets.template_name;
+	opt.template_language = ch->assets.template_language;
 	opt.now_ms = host->now_ms();
 
 	ctx->ch = ch;
@@ -610,7 +511,7 @@ static const parley_plugin_descriptor meta_descriptor = {
 	.name = "meta",
 	.version = META_VERSION,
 	.description = "a Meta app's webhooks: Messenger, Page comments, Instagram, WhatsApp",
-	.config_keys = meta_config_keys,
+	PARLEY_SETTINGS(meta_settings_table, meta_settings),
 	.create = meta_create,
 	.reload = meta_reload,
 	.destroy = meta_destroy,

@@ -139,15 +139,19 @@ static bool refuse(meta_plan *out, const char *fmt, ...)
 static bool set_url(const meta_send_options *opt, meta_plan *out, const char *node,
                     const char *edge)
 {
-	size_t len = strlen(opt->graph_url) + strlen(opt->graph_version) + strlen(node) +
-	             strlen(edge) + 4;
+	size_t base = strlen(opt->graph_url);
+
+	while (base > 0 && opt->graph_url[base - 1] == '/')
+		base--;   /* "https://graph.facebook.com/" would double the slash */
+	size_t len = base + strlen(opt->graph_version) + strlen(node) + strlen(edge) + 4;
 
 	if (!id_is_path_safe(node))
 		return refuse(out, "the id %.64s cannot be used in a Graph API path", node);
 	out->url = malloc(len);
 	if (out->url == NULL)
 		return refuse(out, "out of memory");
-	snprintf(out->url, len, "%s/%s/%s/%s", opt->graph_url, opt->graph_version, node, edge);
+	snprintf(out->url, len, "%.*s/%s/%s/%s", (int)base, opt->graph_url, opt->graph_version, node,
+	         edge);
 	return true;
 }
 

@@ -50,7 +50,7 @@ META_INTERNAL const char *meta_assets_token(const meta_asset_list *list, const c
 /* ------------------------------------------------------------------------ */
 
 typedef struct meta_send_options {
-	const char *graph_url;          /* e.g. "https://graph.facebook.com", no trailing '/' */
+	const char *graph_url;          /* e.g. "https://graph.facebook.com"; trailing '/' dropped */
 	const char *graph_version;      /* e.g. "v21.0" */
 	int human_agent_tag;            /* Messenger: HUMAN_AGENT tag between 24 h and 7 days */
 	const char *template_name;      /* WhatsApp template outside the window, or NULL */

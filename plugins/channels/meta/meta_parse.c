@@ -1,6 +1,10 @@
-/* meta_parse.c - handshake, signatures and webhook bodies of the meta
- * channel. No host calls: see meta_parse.h. */
+/* meta_parse.c - handshake, signatures, thread ids and the webhook body's
+ * envelope (object, entry[], changes[]) of the meta channel, with the JSON
+ * helpers its body parsers share; the items themselves are parsed in
+ * meta_messenger.c (Pages and Instagram) and meta_whatsapp.c. No host
+ * calls: see meta_parse.h. */
 #include "meta_parse.h"
+#include "meta_body.h"
 #include "../../common/plugin_util.h"
 
 #include <inttypes.h>
@@ -12,11 +16,8 @@
 
 #define SIG_PREFIX "sha256="
 #define SIG_PREFIX_LEN (sizeof(SIG_PREFIX) - 1)
-#define SECONDS_BELOW 100000000000LL   /* see meta_time_ms */
-#define NUM_BUF 24                     /* an int64 in decimal, sign and NUL */
+#define SECONDS_BELOW 100000000000LL   /* see mp_time_ms */
 #define NOTE_BYTES 160
-#define DEDUPE_BYTES (48 + 2 * META_MAX_ID_BYTES)
-#define PLACEHOLDER_BYTES 48
 
 /* ------------------------------------------------------------------------ */
 /* Signatures and the handshake                                             */
@@ -112,18 +113,9 @@ bool meta_thread_parse(const char *thread_id, meta_thread *out)
 /* JSON helpers                                                             */
 /* ------------------------------------------------------------------------ */
 
-typedef struct parse_ctx {
-	meta_emit_fn emit;
-	meta_note_fn note;
-	void *arg;
-	meta_parse_stats *stats;
-} parse_ctx;
-
-static void note(parse_ctx *pc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
 /* Record a skipped item; the text is bounded and holds only names Meta sent
  * (object, field, type, verb), never message content. */
-static void note(parse_ctx *pc, const char *fmt, ...)
+void mp_note(parse_ctx *pc, const char *fmt, ...)
 {
 	char what[NOTE_BYTES];
 	va_list ap;
@@ -140,7 +132,7 @@ static void note(parse_ctx *pc, const char *fmt, ...)
 /* A name for notes (an object, field, type or verb Meta sent): printable
  * ASCII only, at most 40 bytes, so a log line stays one clean line.
  * v: borrowed. out: caller's buffer of 41 bytes. */
-static const char *name_of(json_t *v, char out[41])
+const char *mp_name_of(json_t *v, char out[41])
 {
 	const char *s = json_string_value(v);
 	size_t i = 0;
@@ -156,7 +148,7 @@ static const char *name_of(json_t *v, char out[41])
 /* An id as text: a non-empty string of at most META_MAX_ID_BYTES without
  * control characters, or a JSON integer printed exactly (64-bit ids never go
  * through a double). v: borrowed; buf: caller's, for the integer case. */
-static const char *id_of(json_t *v, char buf[NUM_BUF])
+const char *mp_id_of(json_t *v, char buf[NUM_BUF])
 {
 	if (json_is_string(v)) {
 		const char *s = json_string_value(v);
@@ -176,17 +168,10 @@ static const char *id_of(json_t *v, char buf[NUM_BUF])
 	return NULL;
 }
 
-/* A text field: a string (jansson has combined surrogate pairs into UTF-8
- * and refuses \u0000), or NULL. v: borrowed. */
-static const char *text_of(json_t *v)
-{
-	return json_string_value(v);
-}
-
 /* Unix ms from a JSON integer or a string of digits, in seconds or ms
  * (values below 10^11 are seconds: the year 5138 in seconds, 1973 in ms).
  * 0 when absent or invalid. */
-static int64_t meta_time_ms(json_t *v)
+int64_t mp_time_ms(json_t *v)
 {
 	int64_t t = 0;
 
@@ -218,7 +203,7 @@ static char *raw_of(json_t *item, size_t *len)
 
 /* Hand one event to the callback with the item as raw_json. ev: filled by
  * the caller except size and raw_json. */
-static void deliver(parse_ctx *pc, parley_event *ev, json_t *item)
+void mp_deliver(parse_ctx *pc, parley_event *ev, json_t *item)
 {
 	char *raw = raw_of(item, &ev->raw_json_len);
 
@@ -229,481 +214,6 @@ static void deliver(parse_ctx *pc, parley_event *ev, json_t *item)
 	else
 		pc->stats->refused++;
 	free(raw);
-}
-
-/* ------------------------------------------------------------------------ */
-/* Messenger and Instagram DMs: entry[].messaging[]                         */
-/* ------------------------------------------------------------------------ */
-
-/* The text of a message, or for an attachment-only one "[image]" and the
- * like in placeholder (caller's buffer). msg: borrowed. */
-static const char *message_text(json_t *msg, char placeholder[PLACEHOLDER_BYTES])
-{
-	const char *text = text_of(json_object_get(msg, "text"));
-	json_t *att = json_array_get(json_object_get(msg, "attachments"), 0);
-	char name[41];
-
-	if (text != NULL)
-		return text;
-	if (att == NULL)
-		return NULL;
-	snprintf(placeholder, PLACEHOLDER_BYTES, "[%s]",
-	         name_of(json_object_get(att, "type"), name));
-	return placeholder;
-}
-
-typedef struct dm_item {
-	meta_thread_kind kind;   /* MESSENGER or INSTAGRAM_DM */
-	const char *asset;       /* entry.id: the Page or IG account */
-	const char *sender, *recipient;
-	int64_t time_ms;
-	json_t *item;            /* the messaging object, for raw_json */
-} dm_item;
-
-static void dm_message(parse_ctx *pc, const dm_item *it, json_t *msg)
-{
-	char mbuf[NUM_BUF], dedupe[DEDUPE_BYTES], thread[META_MAX_THREAD_BYTES];
-	char placeholder[PLACEHOLDER_BYTES], rbuf[NUM_BUF];
-	const char *mid = id_of(json_object_get(msg, "mid"), mbuf);
-	parley_event ev;
-	int echo;
-	const char *customer;
-
-	if (mid == NULL) {
-		note(pc, "message without a mid skipped");
-		return;
-	}
-	memset(&ev, 0, sizeof(ev));
-	ev.external_id = mid;
-	ev.platform_time_ms = it->time_ms;
-	ev.author.external_id = it->sender;
-
-	if (json_is_true(json_object_get(msg, "is_deleted"))) {
-		/* Instagram's unsend: the core keeps the text as evidence. */
-		snprintf(dedupe, sizeof(dedupe), "unsend:%s", mid);
-		ev.type = PARLEY_EVENT_MESSAGE_DELETED;
-		ev.dedupe_key = dedupe;
-		deliver(pc, &ev, it->item);
-		return;
-	}
-
-	/* An echo is what the Page/account itself sent (from Parley or from
-	 * Meta's own inbox): the customer is then the recipient. Instagram has
-	 * no separate echo field, so sender == account counts as an echo too. */
-	echo = json_is_true(json_object_get(msg, "is_echo")) || strcmp(it->sender, it->asset) == 0;
-	customer = echo ? it->recipient : it->sender;
-	if (customer == NULL ||
-	    !meta_thread_format(it->kind, it->asset, customer, thread, sizeof(thread))) {
-		note(pc, "message without a customer id skipped");
-		return;
-	}
-	snprintf(dedupe, sizeof(dedupe), "mid:%s", mid);
-	ev.type = PARLEY_EVENT_MESSAGE_CREATED;
-	ev.dedupe_key = dedupe;
-	ev.visibility = PARLEY_VISIBILITY_PRIVATE;
-	ev.thread_id = thread;
-	ev.from_brand = echo;
-	ev.text = message_text(msg, placeholder);
-	ev.in_reply_to = id_of(json_object_get(json_object_get(msg, "reply_to"), "mid"), rbuf);
-	deliver(pc, &ev, it->item);
-}
-
-static void dm_edit(parse_ctx *pc, const dm_item *it, json_t *edit)
-{
-	char mbuf[NUM_BUF], nbuf[NUM_BUF], dedupe[DEDUPE_BYTES];
-	const char *mid = id_of(json_object_get(edit, "mid"), mbuf);
-	const char *num = id_of(json_object_get(edit, "num_edit"), nbuf);
-	const char *text = text_of(json_object_get(edit, "text"));
-	parley_event ev;
-
-	if (mid == NULL || text == NULL) {
-		note(pc, "message_edit without mid or text skipped");
-		return;
-	}
-	/* Each edit is its own event; without num_edit the time tells them apart. */
-	if (num != NULL)
-		snprintf(dedupe, sizeof(dedupe), "edit:%s:%s", mid, num);
-	else
-		snprintf(dedupe, sizeof(dedupe), "edit:%s:t%" PRId64, mid, it->time_ms);
-	memset(&ev, 0, sizeof(ev));
-	ev.type = PARLEY_EVENT_MESSAGE_EDITED;
-	ev.dedupe_key = dedupe;
-	ev.external_id = mid;
-	ev.author.external_id = it->sender;
-	ev.text = text;
-	ev.platform_time_ms = it->time_ms;
-	deliver(pc, &ev, it->item);
-}
-
-static void dm_status(parse_ctx *pc, const dm_item *it, const char *mid,
-                      parley_delivery_status status, const char *label)
-{
-	char dedupe[DEDUPE_BYTES];
-	parley_event ev;
-
-	snprintf(dedupe, sizeof(dedupe), "%s:%s", label, mid);
-	memset(&ev, 0, sizeof(ev));
-	ev.type = PARLEY_EVENT_DELIVERY_STATUS;
-	ev.dedupe_key = dedupe;
-	ev.external_id = mid;
-	ev.delivery_status = status;
-	ev.platform_time_ms = it->time_ms;
-	deliver(pc, &ev, it->item);
-}
-
-static void dm_delivery(parse_ctx *pc, const dm_item *it, json_t *delivery)
-{
-	json_t *mids = json_object_get(delivery, "mids");
-	size_t i, n = json_array_size(mids);
-	char mbuf[NUM_BUF];
-
-	if (n == 0) {
-		/* Only a watermark: "everything before this time", which names no
-		 * message we could mark. */
-		note(pc, "delivery with a watermark only accepted; no message named");
-		return;
-	}
-	for (i = 0; i < n; i++) {
-		const char *mid = id_of(json_array_get(mids, i), mbuf);
-		if (mid != NULL)
-			dm_status(pc, it, mid, PARLEY_DELIVERY_DELIVERED, "delivered");
-	}
-}
-
-static void dm_read(parse_ctx *pc, const dm_item *it, json_t *read)
-{
-	char mbuf[NUM_BUF];
-	const char *mid = id_of(json_object_get(read, "mid"), mbuf);
-
-	/* Instagram's messaging_seen names the message; Messenger's read only
-	 * carries a watermark. */
-	if (mid == NULL) {
-		note(pc, "read with a watermark only accepted; no message named");
-		return;
-	}
-	dm_status(pc, it, mid, PARLEY_DELIVERY_READ, "read");
-}
-
-static void messaging_item(parse_ctx *pc, meta_thread_kind kind, const char *asset, json_t *item)
-{
-	char sbuf[NUM_BUF], rbuf[NUM_BUF];
-	static const char *const ignored[] = {
-		"reaction", "postback", "referral", "optin", "account_linking", "policy_enforcement",
-		"pass_thread_control", "take_thread_control", "request_thread_control",
-		"app_roles", "game_play", "handover", NULL
-	};
-	dm_item it;
-	json_t *v;
-
-	if (!json_is_object(item)) {
-		note(pc, "messaging item that is not an object skipped");
-		return;
-	}
-	it.kind = kind;
-	it.item = item;
-	it.sender = id_of(json_object_get(json_object_get(item, "sender"), "id"), sbuf);
-	it.recipient = id_of(json_object_get(json_object_get(item, "recipient"), "id"), rbuf);
-	it.time_ms = meta_time_ms(json_object_get(item, "timestamp"));
-	/* entry.id is the Page/account; fall back to the recipient for an
-	 * entry that lacks it (then nothing can be an echo but is_echo). */
-	it.asset = asset != NULL ? asset : it.recipient;
-	if (it.sender == NULL || it.asset == NULL) {
-		note(pc, "messaging item without sender or recipient id skipped");
-		return;
-	}
-	if ((v = json_object_get(item, "message")) != NULL && json_is_object(v))
-		dm_message(pc, &it, v);
-	else if ((v = json_object_get(item, "message_edit")) != NULL && json_is_object(v))
-		dm_edit(pc, &it, v);
-	else if ((v = json_object_get(item, "delivery")) != NULL && json_is_object(v))
-		dm_delivery(pc, &it, v);
-	else if ((v = json_object_get(item, "read")) != NULL && json_is_object(v))
-		dm_read(pc, &it, v);
-	else {
-		for (size_t i = 0; ignored[i] != NULL; i++) {
-			if (json_object_get(item, ignored[i]) != NULL) {
-				note(pc, "messaging event %s accepted and ignored", ignored[i]);
-				return;
-			}
-		}
-		note(pc, "unknown messaging event accepted and ignored");
-	}
-}
-
-/* ------------------------------------------------------------------------ */
-/* Page feed comments                                                       */
-/* ------------------------------------------------------------------------ */
-
-static void feed_change(parse_ctx *pc, const char *page, json_t *value)
-{
-	char cbuf[NUM_BUF], pbuf[NUM_BUF], abuf[NUM_BUF], rbuf[NUM_BUF], tbuf[NUM_BUF];
-	char name1[41], name2[41];
-	char dedupe[DEDUPE_BYTES], thread[META_MAX_THREAD_BYTES];
-	json_t *item = json_object_get(value, "item"), *verb = json_object_get(value, "verb");
-	json_t *from = json_object_get(value, "from");
-	const char *verb_s = json_string_value(verb);
-	const char *comment, *post, *author, *parent, *name;
-	int64_t created;
-	parley_event ev;
-
-	if (!json_is_string(item) || strcmp(json_string_value(item), "comment") != 0 ||
-	    verb_s == NULL) {
-		note(pc, "feed item %s verb %s accepted and ignored", name_of(item, name1),
-		     name_of(verb, name2));
-		return;
-	}
-	comment = id_of(json_object_get(value, "comment_id"), cbuf);
-	post = id_of(json_object_get(value, "post_id"), pbuf);
-	parent = id_of(json_object_get(value, "parent_id"), rbuf);
-	/* Current payloads carry from{id,name}; older ones sender_id (a number)
-	 * and sender_name. */
-	author = id_of(json_object_get(from, "id"), abuf);
-	name = text_of(json_object_get(from, "name"));
-	if (author == NULL) {
-		author = id_of(json_object_get(value, "sender_id"), abuf);
-		name = text_of(json_object_get(value, "sender_name"));
-	}
-	created = meta_time_ms(json_object_get(value, "created_time"));
-	if (comment == NULL) {
-		note(pc, "feed comment without comment_id skipped");
-		return;
-	}
-	/* Meta documents (comment_id, verb, created_time) as the identity of
-	 * a feed event: an edit at another time is another event. */
-	snprintf(tbuf, sizeof(tbuf), "%" PRId64, created / 1000);
-	snprintf(dedupe, sizeof(dedupe), "comment:%s:%s:%s", comment, name_of(verb, name1), tbuf);
-
-	memset(&ev, 0, sizeof(ev));
-	ev.dedupe_key = dedupe;
-	ev.external_id = comment;
-	ev.platform_time_ms = created;
-	ev.author.external_id = author;
-	ev.author.display_name = name;
-	ev.from_brand = author != NULL && strcmp(author, page) == 0;
-
-	if (strcmp(verb_s, "add") == 0) {
-		if (author == NULL || post == NULL ||
-		    !meta_thread_format(META_THREAD_FACEBOOK_POST, page, post, thread, sizeof(thread))) {
-			note(pc, "feed comment without author or post id skipped");
-			return;
-		}
-		ev.type = PARLEY_EVENT_MESSAGE_CREATED;
-		ev.visibility = PARLEY_VISIBILITY_PUBLIC;
-		ev.thread_id = thread;
-		ev.in_reply_to = parent;
-		ev.text = text_of(json_object_get(value, "message"));
-	} else if (strcmp(verb_s, "edited") == 0) {
-		ev.type = PARLEY_EVENT_MESSAGE_EDITED;
-		ev.text = text_of(json_object_get(value, "message"));
-		if (ev.text == NULL) {
-			note(pc, "feed comment edit without a message skipped");
-			return;
-		}
-	} else if (strcmp(verb_s, "remove") == 0 || strcmp(verb_s, "hide") == 0) {
-		/* A hidden comment is gone from public view just like a removed
-		 * one; both keep their text as evidence. */
-		ev.type = PARLEY_EVENT_MESSAGE_DELETED;
-	} else {
-		note(pc, "feed comment verb %s accepted and ignored", name_of(verb, name1));
-		return;
-	}
-	deliver(pc, &ev, value);
-}
-
-/* ------------------------------------------------------------------------ */
-/* Instagram comments                                                       */
-/* ------------------------------------------------------------------------ */
-
-static void ig_comment(parse_ctx *pc, const char *account, int64_t entry_ms, json_t *value)
-{
-	char cbuf[NUM_BUF], mbuf[NUM_BUF], abuf[NUM_BUF], pbuf[NUM_BUF];
-	char dedupe[DEDUPE_BYTES], thread[META_MAX_THREAD_BYTES];
-	json_t *from = json_object_get(value, "from");
-	const char *comment = id_of(json_object_get(value, "id"), cbuf);
-	const char *media = id_of(json_object_get(json_object_get(value, "media"), "id"), mbuf);
-	const char *author = id_of(json_object_get(from, "id"), abuf);
-	const char *parent = id_of(json_object_get(value, "parent_id"), pbuf);
-	parley_event ev;
-
-	if (comment == NULL || media == NULL || author == NULL ||
-	    !meta_thread_format(META_THREAD_INSTAGRAM_MEDIA, account, media, thread, sizeof(thread))) {
-		note(pc, "instagram comment without id, media or author skipped");
-		return;
-	}
-	/* Instagram sends comments only when added (no edit or delete webhook)
-	 * and carries no created time, so the id alone names the event. */
-	snprintf(dedupe, sizeof(dedupe), "igcomment:%s:add", comment);
-	memset(&ev, 0, sizeof(ev));
-	ev.type = PARLEY_EVENT_MESSAGE_CREATED;
-	ev.dedupe_key = dedupe;
-	ev.external_id = comment;
-	ev.visibility = PARLEY_VISIBILITY_PUBLIC;
-	ev.thread_id = thread;
-	ev.in_reply_to = parent;
-	ev.text = text_of(json_object_get(value, "text"));
-	ev.platform_time_ms = entry_ms;
-	ev.author.external_id = author;
-	ev.author.handle = text_of(json_object_get(from, "username"));
-	ev.from_brand = strcmp(author, account) == 0;
-	deliver(pc, &ev, value);
-}
-
-/* ------------------------------------------------------------------------ */
-/* WhatsApp                                                                 */
-/* ------------------------------------------------------------------------ */
-
-/* The contacts[] entry for a customer id (wa_id or user_id), or NULL. */
-static json_t *wa_contact(json_t *contacts, const char *who)
-{
-	size_t i;
-	json_t *c;
-
-	json_array_foreach(contacts, i, c) {
-		const char *wa = json_string_value(json_object_get(c, "wa_id"));
-		const char *uid = json_string_value(json_object_get(c, "user_id"));
-		if ((wa != NULL && strcmp(wa, who) == 0) || (uid != NULL && strcmp(uid, who) == 0))
-			return c;
-	}
-	return NULL;
-}
-
-/* Text of a WhatsApp message: text.body, a media caption, or "[type]". */
-static const char *wa_text(json_t *msg, const char *type, char placeholder[PLACEHOLDER_BYTES])
-{
-	json_t *part = json_object_get(msg, type);
-	const char *s = text_of(json_object_get(part, strcmp(type, "text") == 0 ? "body" : "caption"));
-	char name[41];
-
-	if (s != NULL)
-		return s;
-	snprintf(placeholder, PLACEHOLDER_BYTES, "[%s]",
-	         name_of(json_object_get(msg, "type"), name));
-	return placeholder;
-}
-
-static void wa_message(parse_ctx *pc, const char *number, json_t *contacts, json_t *msg)
-{
-	char ibuf[NUM_BUF], fbuf[NUM_BUF], cbuf[NUM_BUF], name[41];
-	char dedupe[DEDUPE_BYTES], thread[META_MAX_THREAD_BYTES], phone[META_MAX_ID_BYTES + 2];
-	char placeholder[PLACEHOLDER_BYTES];
-	const char *id = id_of(json_object_get(msg, "id"), ibuf);
-	const char *from = id_of(json_object_get(msg, "from"), fbuf);
-	const char *type = json_string_value(json_object_get(msg, "type"));
-	json_t *contact, *profile;
-	parley_event ev;
-
-	/* A user with a username may come with a business-scoped user id and
-	 * no phone number at all. */
-	const char *customer = from != NULL ? from
-	                                    : id_of(json_object_get(msg, "from_user_id"), cbuf);
-	if (id == NULL || customer == NULL ||
-	    !meta_thread_format(META_THREAD_WHATSAPP, number, customer, thread, sizeof(thread))) {
-		note(pc, "whatsapp message without id or sender skipped");
-		return;
-	}
-	if (type != NULL && strcmp(type, "reaction") == 0) {
-		note(pc, "whatsapp message type %s accepted and ignored",
-		     name_of(json_object_get(msg, "type"), name));
-		return;
-	}
-	contact = wa_contact(contacts, customer);
-	profile = json_object_get(contact, "profile");
-
-	snprintf(dedupe, sizeof(dedupe), "wamid:%s", id);
-	memset(&ev, 0, sizeof(ev));
-	ev.type = PARLEY_EVENT_MESSAGE_CREATED;
-	ev.dedupe_key = dedupe;
-	ev.external_id = id;
-	ev.visibility = PARLEY_VISIBILITY_PRIVATE;
-	ev.thread_id = thread;
-	ev.text = wa_text(msg, type != NULL ? type : "text", placeholder);
-	ev.in_reply_to = json_string_value(json_object_get(json_object_get(msg, "context"), "id"));
-	ev.platform_time_ms = meta_time_ms(json_object_get(msg, "timestamp"));
-	ev.author.external_id = customer;
-	ev.author.display_name = text_of(json_object_get(profile, "name"));
-	ev.author.handle = text_of(json_object_get(profile, "username"));
-	if (from != NULL && from[strspn(from, "0123456789")] == '\0') {
-		/* WhatsApp accounts are tied to the phone number they send from. */
-		snprintf(phone, sizeof(phone), "+%s", from);
-		ev.author.phone = phone;
-		ev.author.phone_verified = 1;
-	}
-	deliver(pc, &ev, msg);
-}
-
-static void wa_status(parse_ctx *pc, json_t *st)
-{
-	static const struct { const char *name; parley_delivery_status status; } map[] = {
-		{ "sent", PARLEY_DELIVERY_SENT }, { "delivered", PARLEY_DELIVERY_DELIVERED },
-		{ "read", PARLEY_DELIVERY_READ }, { "failed", PARLEY_DELIVERY_FAILED },
-	};
-	char ibuf[NUM_BUF], name[41], dedupe[DEDUPE_BYTES], detail[512];
-	const char *id = id_of(json_object_get(st, "id"), ibuf);
-	const char *status = json_string_value(json_object_get(st, "status"));
-	json_t *error = json_array_get(json_object_get(st, "errors"), 0);
-	parley_event ev;
-
-	memset(&ev, 0, sizeof(ev));
-	for (size_t i = 0; status != NULL && i < sizeof(map) / sizeof(map[0]); i++) {
-		if (strcmp(map[i].name, status) == 0)
-			ev.delivery_status = map[i].status;
-	}
-	if (id == NULL || ev.delivery_status == PARLEY_DELIVERY_NONE) {
-		note(pc, "whatsapp status %s accepted and ignored",
-		     name_of(json_object_get(st, "status"), name));
-		return;
-	}
-	/* One event per (message, status): statuses may arrive out of order and
-	 * the core keeps the highest; a replay changes nothing. */
-	snprintf(dedupe, sizeof(dedupe), "status:%s:%s", id, status);
-	ev.type = PARLEY_EVENT_DELIVERY_STATUS;
-	ev.dedupe_key = dedupe;
-	ev.external_id = id;
-	ev.platform_time_ms = meta_time_ms(json_object_get(st, "timestamp"));
-	if (error != NULL) {
-		const char *title = text_of(json_object_get(error, "title"));
-		const char *more = text_of(json_object_get(json_object_get(error, "error_data"),
-		                                           "details"));
-		json_t *code = json_object_get(error, "code");
-		snprintf(detail, sizeof(detail), "%s%s%s (code %" PRId64 ")",
-		         title != NULL ? title : "failed", more != NULL ? ": " : "",
-		         more != NULL ? more : "",
-		         json_is_integer(code) ? (int64_t)json_integer_value(code) : (int64_t)0);
-		ev.detail = detail;
-	}
-	deliver(pc, &ev, st);
-}
-
-static void wa_change(parse_ctx *pc, json_t *value)
-{
-	char nbuf[NUM_BUF];
-	const char *number = id_of(json_object_get(json_object_get(value, "metadata"),
-	                                           "phone_number_id"), nbuf);
-	json_t *contacts = json_object_get(value, "contacts");
-	json_t *messages = json_object_get(value, "messages");
-	json_t *statuses = json_object_get(value, "statuses");
-	json_t *v;
-	size_t i;
-
-	if (number == NULL) {
-		note(pc, "whatsapp change without metadata.phone_number_id skipped");
-		return;
-	}
-	/* A status-only post has neither contacts nor messages. */
-	json_array_foreach(messages, i, v) {
-		if (json_is_object(v))
-			wa_message(pc, number, contacts, v);
-		else
-			note(pc, "whatsapp message that is not an object skipped");
-	}
-	json_array_foreach(statuses, i, v) {
-		if (json_is_object(v))
-			wa_status(pc, v);
-		else
-			note(pc, "whatsapp status that is not an object skipped");
-	}
-	if (json_array_size(messages) == 0 && json_array_size(statuses) == 0)
-		note(pc, "whatsapp change without messages or statuses accepted");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -723,18 +233,18 @@ static void one_change(parse_ctx *pc, meta_object object, const char *asset, int
 	char name[41];
 
 	if (f == NULL || !json_is_object(value)) {
-		note(pc, "change without field or value skipped");
+		mp_note(pc, "change without field or value skipped");
 		return;
 	}
 	if (object == OBJECT_PAGE && strcmp(f, "feed") == 0)
-		feed_change(pc, asset, value);
+		mp_feed_change(pc, asset, value);
 	else if (object == OBJECT_INSTAGRAM &&
 	         (strcmp(f, "comments") == 0 || strcmp(f, "live_comments") == 0))
-		ig_comment(pc, asset, entry_ms, value);
+		mp_ig_comment(pc, asset, entry_ms, value);
 	else if (object == OBJECT_WHATSAPP && strcmp(f, "messages") == 0)
-		wa_change(pc, value);
+		mp_wa_change(pc, value);
 	else
-		note(pc, "field %s accepted and ignored", name_of(field, name));
+		mp_note(pc, "field %s accepted and ignored", mp_name_of(field, name));
 }
 
 static void one_entry(parse_ctx *pc, meta_object object, json_t *entry)
@@ -746,21 +256,21 @@ static void one_entry(parse_ctx *pc, meta_object object, json_t *entry)
 	size_t i;
 
 	if (!json_is_object(entry)) {
-		note(pc, "entry that is not an object skipped");
+		mp_note(pc, "entry that is not an object skipped");
 		return;
 	}
-	asset = id_of(json_object_get(entry, "id"), abuf);
-	entry_ms = meta_time_ms(json_object_get(entry, "time"));
+	asset = mp_id_of(json_object_get(entry, "id"), abuf);
+	entry_ms = mp_time_ms(json_object_get(entry, "time"));
 	if (asset == NULL || strchr(asset, ':') != NULL) {
-		note(pc, "entry without a usable id skipped");
+		mp_note(pc, "entry without a usable id skipped");
 		return;
 	}
 	if ((list = json_object_get(entry, "messaging")) != NULL) {
 		if (object == OBJECT_WHATSAPP) {
-			note(pc, "messaging in a whatsapp entry skipped");
+			mp_note(pc, "messaging in a whatsapp entry skipped");
 		} else {
 			json_array_foreach(list, i, v)
-				messaging_item(pc, object == OBJECT_PAGE ? META_THREAD_MESSENGER
+				mp_messaging_item(pc, object == OBJECT_PAGE ? META_THREAD_MESSENGER
 				                                         : META_THREAD_INSTAGRAM_DM, asset, v);
 		}
 	}
@@ -769,14 +279,14 @@ static void one_entry(parse_ctx *pc, meta_object object, json_t *entry)
 			if (json_is_object(v))
 				one_change(pc, object, asset, entry_ms, v);
 			else
-				note(pc, "change that is not an object skipped");
+				mp_note(pc, "change that is not an object skipped");
 		}
 	}
 	/* Meta's example pages put field/value in the entry itself. */
 	if (json_object_get(entry, "field") != NULL && json_object_get(entry, "changes") == NULL)
 		one_change(pc, object, asset, entry_ms, entry);
 	if (json_object_get(entry, "standby") != NULL)
-		note(pc, "standby (another app owns the thread) accepted and ignored");
+		mp_note(pc, "standby (another app owns the thread) accepted and ignored");
 }
 
 static bool fail(char *err, size_t errlen, const char *what)
@@ -816,8 +326,8 @@ bool meta_parse(const void *body, size_t len, meta_emit_fn emit, meta_note_fn no
 	if (entries == NULL && json_object_get(root, "field") != NULL &&
 	    json_object_get(root, "value") != NULL) {
 		/* The App Dashboard's "Test" button sends {"field","value"}. */
-		note(&pc, "dashboard test notification for field %s accepted; nothing stored",
-		     name_of(json_object_get(root, "field"), name));
+		mp_note(&pc, "dashboard test notification for field %s accepted; nothing stored",
+		     mp_name_of(json_object_get(root, "field"), name));
 		json_decref(root);
 		return true;
 	}
@@ -837,7 +347,7 @@ bool meta_parse(const void *body, size_t len, meta_emit_fn emit, meta_note_fn no
 	else if (o != NULL && strcmp(o, "whatsapp_business_account") == 0)
 		obj = OBJECT_WHATSAPP;
 	if (obj == OBJECT_UNKNOWN) {
-		note(&pc, "object %s accepted and ignored", name_of(object, name));
+		mp_note(&pc, "object %s accepted and ignored", mp_name_of(object, name));
 		json_decref(root);
 		return true;
 	}

@@ -118,8 +118,8 @@ telegram_get_updates_body(int64_t offset, int64_t timeout_s, const telegram_pars
 /* ------------------------------------------------------------------------ */
 
 /* "<api_url>/bot<token>/<method>" (owned by the caller; NULL when out of
- * memory). api_url has no trailing slash. The result holds the token: never
- * log it. */
+ * memory). Trailing slashes of api_url are dropped. The result holds the
+ * token: never log it. */
 TELEGRAM_INTERNAL char *
 telegram_method_url(const char *api_url, const char *token, const char *method);
 
