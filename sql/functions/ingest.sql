@@ -11,7 +11,7 @@
 --      parley_ingest_known_threads   their conversations, looked up for the whole batch
 --      parley_ingest_new_authors     new authors without contacts, created together
 --   4. parley_ingest_items           per item: identity, references, conversation, case
---      (parley_ingest_echo, parley_ingest_references: the rarer paths of an item)
+--      (parley_ingest_echo: the rarer path of an item)
 --   5. parley_ingest_store_messages  the messages (and what waited for them)
 --      parley_ingest_activity        the conversations' activity times
 --   6. parley_after_ingest           the after-ingest pipeline (pipeline.sql)
@@ -385,42 +385,6 @@ BEGIN
 END
 $$;
 
--- The references of a message text that matched a pattern, and the case
--- they point at (parley_reference_case). When it names a reference an
--- earlier item of the batch found (p_key: kind<US>value of the waiting
--- p_case/p_kind/p_value/p_message), those are stored first and it looks
--- again, so the answer is the one stored rows give; flushed then tells the
--- caller they are stored.
-CREATE FUNCTION parley_ingest_references(p_text text, o parley_ingest_options, p_case bigint[],
-                                         p_kind text[], p_value text[], p_message bigint[], p_key text[],
-                                         OUT kinds text[], OUT vals text[], OUT case_id bigint,
-                                         OUT kind text, OUT value text, OUT flushed boolean)
-LANGUAGE plpgsql AS $$
-DECLARE
-    r record;
-BEGIN
-    flushed := false;
-    SELECT * INTO r FROM parley_reference_case(p_text, o);
-    IF r.kinds IS NOT NULL AND cardinality(p_key) > 0 THEN
-        FOR v_i IN 1 .. cardinality(r.kinds) LOOP
-            IF array_position(p_key, r.kinds[v_i] || chr(31) || r.vals[v_i]) IS NOT NULL THEN
-                flushed := true;
-                EXIT;
-            END IF;
-        END LOOP;
-    END IF;
-    IF flushed THEN
-        PERFORM parley_store_references(p_case, p_kind, p_value, p_message);
-        SELECT * INTO r FROM parley_reference_case(p_text, o);
-    END IF;
-    kinds := r.kinds;
-    vals := r.vals;
-    case_id := r.case_id;
-    kind := r.kind;
-    value := r.value;
-END
-$$;
-
 -- 4. Per item, in batch order: the identity of a new author (unless
 -- created together in step 3), references, the conversation (join, reopen
 -- or new) and its case. Edits, deletions and receipts are applied when
@@ -473,6 +437,7 @@ DECLARE
     v_ref_kind text;
     v_ref_value text;
     v_new      record;      -- what a step or a rarer path's function returned
+    v_hit      boolean;     -- the item names a reference an earlier item found
     v_message  bigint;
     v_fix_replies boolean := false;
     -- Customers whose conversations this batch created or changed: for
@@ -587,18 +552,32 @@ BEGIN
         v_ref_case := NULL;
         IF (o.quick_filter IS NULL OR v_text ~* o.quick_filter)
            AND (v_text ~* o.case_pattern OR v_text ~* o.order_pattern OR v_text ~* o.email_pattern) THEN
-            v_new := parley_ingest_references(v_text, o, r_case, r_kind, r_value, r_msg, r_key);
-            v_kinds := v_new.kinds;
-            v_vals := v_new.vals;
-            v_ref_case := v_new.case_id;
-            v_ref_kind := v_new.kind;
-            v_ref_value := v_new.value;
-            IF v_new.flushed THEN
+            -- Inline, not a function of its own: a call would copy the
+            -- batch's growing reference arrays for every such item.
+            SELECT r.kinds, r.vals, r.case_id, r.kind, r.value
+              INTO v_kinds, v_vals, v_ref_case, v_ref_kind, v_ref_value
+              FROM parley_reference_case(v_text, o) AS r;
+            -- It names a reference an earlier item found: store those and
+            -- look again, so the answer is the one stored rows give.
+            v_hit := false;
+            IF v_kinds IS NOT NULL AND cardinality(r_key) > 0 THEN
+                FOR v_i IN 1 .. cardinality(v_kinds) LOOP
+                    IF array_position(r_key, v_kinds[v_i] || chr(31) || v_vals[v_i]) IS NOT NULL THEN
+                        v_hit := true;
+                        EXIT;
+                    END IF;
+                END LOOP;
+            END IF;
+            IF v_hit THEN
+                PERFORM parley_store_references(r_case, r_kind, r_value, r_msg);
                 r_case := '{}';
                 r_kind := '{}';
                 r_value := '{}';
                 r_msg := '{}';
                 r_key := '{}';
+                SELECT r.kinds, r.vals, r.case_id, r.kind, r.value
+                  INTO v_kinds, v_vals, v_ref_case, v_ref_kind, v_ref_value
+                  FROM parley_reference_case(v_text, o) AS r;
             END IF;
         END IF;
 
