@@ -3,7 +3,7 @@
 # those that are missing. A fast no-op when everything is present.
 #
 #   scripts/deps.sh           build, test and run dependencies
-#   scripts/deps.sh --bench   the same plus wrk, for bench/http/run.sh
+#   scripts/deps.sh --bench   the same plus wrk and valgrind, for bench/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +17,7 @@ packages=(
 	clang python3-aiosmtpd
 )
 case "${1:-}" in
-	--bench) packages+=(wrk) ;;
+	--bench) packages+=(wrk valgrind) ;;
 	"") ;;
 	*) echo "parley: usage: scripts/deps.sh [--bench]" >&2; exit 2 ;;
 esac
