@@ -131,6 +131,20 @@ static bool run(PGconn *pg, const char *sql, int nparams, const char *const *par
 	return true;
 }
 
+/* COMMIT, checked: COMMIT of an aborted transaction "succeeds" as ROLLBACK,
+ * so only its tag says whether anything was kept. */
+static bool commit(PGconn *pg, const char *what, char *err, size_t errlen)
+{
+	PGresult *r = NULL;
+	if (!run(pg, "COMMIT", 0, NULL, PGRES_COMMAND_OK, &r, what, err, errlen))
+		return false;
+	bool committed = strcmp(PQcmdStatus(r), "COMMIT") == 0;
+	PQclear(r);
+	if (!committed)
+		util_set_err(err, errlen, "%s: the transaction was rolled back", what);
+	return committed;
+}
+
 static bool embedded_in_order(char *err, size_t errlen)
 {
 	/* A build mistake, but one that would apply migrations out of order. */
@@ -187,15 +201,8 @@ static bool apply_one(PGconn *pg, const migration *m, char *err, size_t errlen)
 		PQclear(PQexec(pg, "ROLLBACK"));
 		return false;
 	}
-	/* COMMIT of an aborted transaction "succeeds" as ROLLBACK: check the tag. */
-	if (!run(pg, "COMMIT", 0, NULL, PGRES_COMMAND_OK, &r, what, err, errlen))
+	if (!commit(pg, what, err, errlen))
 		return false;
-	bool committed = strcmp(PQcmdStatus(r), "COMMIT") == 0;
-	PQclear(r);
-	if (!committed) {
-		util_set_err(err, errlen, "%s: the transaction was rolled back", what);
-		return false;
-	}
 	log_info(MIGRATE_LOG, "applied migration %s", m->name);
 	return true;
 }
@@ -280,14 +287,8 @@ static bool apply_functions(PGconn *pg, bool *done, char *err, size_t errlen)
 		PQclear(PQexec(pg, "ROLLBACK"));
 		return false;
 	}
-	if (!run(pg, "COMMIT", 0, NULL, PGRES_COMMAND_OK, &r, what, err, errlen))
+	if (!commit(pg, what, err, errlen))
 		return false;
-	bool committed = strcmp(PQcmdStatus(r), "COMMIT") == 0;
-	PQclear(r);
-	if (!committed) {
-		util_set_err(err, errlen, "%s: the transaction was rolled back", what);
-		return false;
-	}
 	log_info(MIGRATE_LOG, "applied the SQL functions (%zu files, %s)", migrate_functions_count, sum);
 	*done = true;
 	return true;
