@@ -196,11 +196,6 @@ void job_cluster_sweep(void)
 	db_batch_submit(b, sweep_done, NULL);
 }
 
-bool job_cluster_is_reporter(void)
-{
-	return C.reporter;
-}
-
 void job_cluster_start(const char *runner_id, const char *targets_json, int alive_ms,
                        int notice_ms)
 {

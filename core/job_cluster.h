@@ -21,8 +21,6 @@ void job_cluster_start(const char *runner_id, const char *targets_json, int aliv
 /* Record this runner, notice unclaimable jobs, refresh the gauges if this
  * runner is the reporter. Background work on the pool; one at a time. */
 void job_cluster_sweep(void);
-/* Is this runner the one that exports the cluster-wide gauges? */
-bool job_cluster_is_reporter(void);
 void job_cluster_free(void);
 
 /* Per-process counters: an attempt finished with `outcome`, a job made

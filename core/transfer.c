@@ -400,7 +400,6 @@ int transfer_active(void)
 }
 
 bool transfer_ready(void) { return hc.multi != NULL && !hc.shutting_down; }
-long transfer_default_timeout_ms(void) { return hc.default_timeout_ms; }
 size_t transfer_max_response_bytes(void) { return hc.max_response_bytes; }
 
 transfer *transfer_new(const char *label, const char *url, parley_http_done_fn done, void *arg)

@@ -70,7 +70,6 @@ void transfer_shutdown(void);
 int transfer_active(void);
 /* Accepting new transfers (initialized and not shutting down)? */
 bool transfer_ready(void);
-long transfer_default_timeout_ms(void);
 size_t transfer_max_response_bytes(void);
 
 /* A new transfer with its easy handle, not started. label and url are
