@@ -32,25 +32,6 @@ void pu_wipe_string(char *s)
 		pu_wipe(s, strlen(s));
 }
 
-bool pu_url_is_http(const char *url)
-{
-	size_t skip;
-
-	if (strncasecmp(url, "http://", 7) == 0)
-		skip = 7;
-	else if (strncasecmp(url, "https://", 8) == 0)
-		skip = 8;
-	else
-		return false;
-	if (url[skip] == '\0' || url[skip] == '/')
-		return false;
-	for (const unsigned char *p = (const unsigned char *)url; *p != '\0'; p++) {
-		if (*p <= 0x20 || *p == 0x7f)
-			return false;
-	}
-	return true;
-}
-
 int64_t pu_retry_after_seconds(const char *value, int64_t max)
 {
 	int64_t s = 0;
@@ -162,21 +143,6 @@ void pu_buf_add(pu_buf *b, const char *s, size_t n)
 void pu_buf_str(pu_buf *b, const char *s)
 {
 	pu_buf_add(b, s, strlen(s));
-}
-
-bool pu_config_int(const parley_host *host, parley_instance *inst, const parley_config *cfg,
-                   const char *key, int64_t min, int64_t max, const char *range, int64_t *out)
-{
-	int64_t v;
-
-	if (!host->config_integer(cfg, key, &v))
-		return true;
-	if (v < min || v > max) {
-		host->config_error(inst, key, range);
-		return false;
-	}
-	*out = v;
-	return true;
 }
 
 char *pu_buf_take(pu_buf *b)

@@ -28,10 +28,6 @@ PU_INTERNAL void pu_wipe(void *p, size_t len);
 /* The same for a NUL-terminated string (its bytes up to the NUL). */
 PU_INTERNAL void pu_wipe_string(char *s);
 
-/* An http:// or https:// URL with a host part and no whitespace or control
- * characters. url: borrowed, not NULL. */
-PU_INTERNAL bool pu_url_is_http(const char *url);
-
 /* Seconds from a Retry-After header in its delta-seconds form, capped at
  * max; 0 for none, garbage or the HTTP-date form (the core's backoff
  * applies then). value: borrowed, may be NULL. */
@@ -57,13 +53,6 @@ PU_INTERNAL void pu_hex_encode(const void *data, size_t n, char *out);
  * NUL-terminated): whole valid UTF-8 sequences only, never cut in half;
  * control characters and invalid bytes become '?'. body: borrowed. */
 PU_INTERNAL void pu_excerpt(const void *body, size_t len, size_t max, char *out, size_t outlen);
-
-/* An optional integer config key into *out (left alone when absent), checked
- * to lie in min..max. false after config_error(inst, key, range) when it
- * does not. host, inst: the instance's; cfg, key, range: borrowed. */
-PU_INTERNAL bool pu_config_int(const parley_host *host, parley_instance *inst,
-                               const parley_config *cfg, const char *key, int64_t min,
-                               int64_t max, const char *range, int64_t *out);
 
 /* A growing text buffer, always NUL-terminated once something was added.
  * A failed allocation sets `failed` and ignores later appends, so a caller
