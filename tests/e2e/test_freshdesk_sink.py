@@ -401,27 +401,37 @@ class Callback(FakeHTTPServer):
         return [req.json() for req in self.requests]
 
 
+def start_with_channel(fresh_db, daemon, fd, cb):
+    """A daemon with a webhook channel `site` answered by cb and routed to fd;
+    returns it and a function posting a signed message to the channel."""
+    cfg = config(fresh_db, fd.url)
+    cfg["channels"] = [{"name": "site", "plugin": "webhook",
+                        "config": {"secret": CHANNEL_SECRET, "callback_url": cb.url}}]
+    cfg["sinks"][0]["route"] = {"channels": ["site"]}
+    d = daemon.start(cfg)
+
+    def post(payload):
+        body = json.dumps(payload).encode()
+        return http("POST", d.url + "/webhooks/site", body,
+                    {"Content-Type": "application/json",
+                     "X-Parley-Signature": sign(CHANNEL_SECRET, body)})[0]
+    return d, post
+
+
+def jobs_settled(dsn):
+    return query(dsn, "SELECT count(*) FROM job WHERE state NOT IN ('done', 'dead')") == [(0,)]
+
+
 def test_the_whole_loop(fresh_db, daemon):
     with FakeFreshdesk() as fd, Callback() as cb:
-        cfg = config(fresh_db, fd.url)
-        cfg["channels"] = [{"name": "site", "plugin": "webhook",
-                            "config": {"secret": CHANNEL_SECRET, "callback_url": cb.url}}]
-        cfg["sinks"][0]["route"] = {"channels": ["site"]}
-        d = daemon.start(cfg)
-
-        def post(payload):
-            body = json.dumps(payload).encode()
-            return http("POST", d.url + "/webhooks/site", body,
-                        {"Content-Type": "application/json",
-                         "X-Parley-Signature": sign(CHANNEL_SECRET, body)})[0]
+        d, post = start_with_channel(fresh_db, daemon, fd, cb)
 
         def sink_jobs():
             return query(fresh_db, "SELECT operation, state, external_id FROM job "
                                    "WHERE target_kind = 'sink' ORDER BY id")
 
         def settled():
-            return query(fresh_db, "SELECT count(*) FROM job WHERE state NOT IN ('done', 'dead')") \
-                == [(0,)]
+            return jobs_settled(fresh_db)
 
         assert post({"id": "s1", "author": {"id": "ann", "name": "Ann", "email": "ann@example.com"},
                      "text": "My router is dead", "thread": "chat-1"}) == 200
@@ -484,25 +494,14 @@ def test_own_note_reported_before_its_lost_answer_is_not_sent_back(fresh_db, dae
 
     with FakeFreshdesk() as fd, Callback() as cb:
         fd.queue(fd.landed(3.0, then=fire_webhook), method="POST", path="/notes$")
-        cfg = config(fresh_db, fd.url)
-        cfg["channels"] = [{"name": "site", "plugin": "webhook",
-                            "config": {"secret": CHANNEL_SECRET, "callback_url": cb.url}}]
-        cfg["sinks"][0]["route"] = {"channels": ["site"]}
-        d = daemon.start(cfg)
-
-        def post(payload):
-            body = json.dumps(payload).encode()
-            return http("POST", d.url + "/webhooks/site", body,
-                        {"Content-Type": "application/json",
-                         "X-Parley-Signature": sign(CHANNEL_SECRET, body)})[0]
+        d, post = start_with_channel(fresh_db, daemon, fd, cb)
 
         def sink_jobs():
             return query(fresh_db, "SELECT operation, state, attempts, external_id FROM job "
                                    "WHERE target_kind = 'sink' ORDER BY id")
 
         def settled():
-            return query(fresh_db, "SELECT count(*) FROM job WHERE state NOT IN ('done', 'dead')") \
-                == [(0,)]
+            return jobs_settled(fresh_db)
 
         assert post({"id": "s1", "author": {"id": "ann", "email": "ann@example.com"},
                      "text": "My router is dead", "thread": "chat-1"}) == 200
