@@ -274,6 +274,32 @@ static void test_edited_message_is_an_edit_of_the_same_message(void **state)
 	capture_free(&c);
 }
 
+/* A "date" no clock can show (found by the fuzzer: 1441645531441645600 * 1000
+ * overflowed) is unknown, so the core stamps the arrival time; the message
+ * itself is still taken in. */
+static void test_impossible_date_is_unknown_not_an_overflow(void **state)
+{
+	static const char body[] =
+		"{\"update_id\":10003,\"message\":{\"message_id\":1367,"
+		"\"from\":{\"id\":1111111,\"is_bot\":false,\"first_name\":\"Test\"},"
+		"\"chat\":{\"id\":1111111,\"type\":\"private\"},"
+		"\"date\":1441645531441645600,\"text\":\"Hello\"}}";
+	static const char last_second[] =
+		"{\"update_id\":10004,\"edited_message\":{\"message_id\":1367,"
+		"\"from\":{\"id\":1111111,\"is_bot\":false,\"first_name\":\"Test\"},"
+		"\"chat\":{\"id\":1111111,\"type\":\"private\"},"
+		"\"date\":-5,\"edit_date\":253402300799,\"text\":\"Hello!\"}}";
+	capture c;
+	(void)state;
+	parse_one(body, &no_channels, &c);
+	assert_string_equal(c.ev[0].text, "Hello");
+	assert_int_equal(c.ev[0].time_ms, 0);
+	capture_free(&c);
+	parse_one(last_second, &no_channels, &c);
+	assert_int_equal(c.ev[0].time_ms, 253402300799000LL);
+	capture_free(&c);
+}
+
 static void test_caption_is_the_text_of_media(void **state)
 {
 	static const char created[] =
@@ -797,6 +823,7 @@ int main(void)
 		cmocka_unit_test(test_doc_example_without_chat_type),
 		cmocka_unit_test(test_group_message_is_public_in_the_chat_thread),
 		cmocka_unit_test(test_edited_message_is_an_edit_of_the_same_message),
+		cmocka_unit_test(test_impossible_date_is_unknown_not_an_overflow),
 		cmocka_unit_test(test_caption_is_the_text_of_media),
 		cmocka_unit_test(test_channel_posts_only_when_configured),
 		cmocka_unit_test(test_sender_chat_is_the_author),

@@ -924,6 +924,9 @@ static void test_classify_rate_limit(void **state)
 	assert_int_equal(x_rate_limit_reset_ms("soon", now), 0);
 	assert_int_equal(x_rate_limit_reset_ms("99999999999999999999999", now),
 	                 now + 24LL * 3600 * 1000);
+	/* Sixteen digits used to slip under the digit check and overflow * 1000. */
+	assert_int_equal(x_rate_limit_reset_ms("9223372036854779", now),
+	                 now + 24LL * 3600 * 1000);
 }
 
 static void test_classify_transient(void **state)

@@ -176,6 +176,14 @@ static json_t *message_author(json_t *msg, json_t *chat)
 	return NULL;
 }
 
+/* Unix seconds as milliseconds; 0 (unknown: the core uses the arrival time)
+ * for a value no Telegram date can be (before 1970, after year 9999), which
+ * also keeps the multiplication from overflowing. */
+static int64_t unix_s_to_ms(int64_t s)
+{
+	return s > 0 && s <= TELEGRAM_MAX_UNIX_S ? s * 1000 : 0;
+}
+
 /* Turn one validated message into an event and hand it to emit. */
 static telegram_parse_result
 message_event(json_t *upd, int64_t update_id, const update_kind *k, json_t *msg,
@@ -258,9 +266,9 @@ message_event(json_t *upd, int64_t update_id, const update_kind *k, json_t *msg,
 	ev.in_reply_to = s.in_reply_to[0] != '\0' ? s.in_reply_to : NULL;
 	/* Seconds on the wire; an edit happened at edit_date. */
 	if (k->type == PARLEY_EVENT_MESSAGE_EDITED && edit_date > 0)
-		ev.platform_time_ms = edit_date * 1000;
-	else if (date > 0)
-		ev.platform_time_ms = date * 1000;
+		ev.platform_time_ms = unix_s_to_ms(edit_date);
+	else
+		ev.platform_time_ms = unix_s_to_ms(date);
 	ev.raw_json = s.raw;
 	ev.raw_json_len = strlen(s.raw);
 

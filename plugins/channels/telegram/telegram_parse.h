@@ -24,6 +24,7 @@
 
 #define TELEGRAM_SECRET_MAX 256          /* setWebhook's secret_token: 1..256 chars */
 #define TELEGRAM_MAX_RETRY_AFTER_S 86400 /* a larger retry_after is capped */
+#define TELEGRAM_MAX_UNIX_S 253402300799LL /* 9999-12-31T23:59:59Z; a later "date" is not a date */
 #define TELEGRAM_REASON_BYTES 300        /* a delivery reason, with its NUL */
 #define TELEGRAM_ID_BYTES 48             /* "<chat id>:<message id>" and NUL */
 

@@ -130,10 +130,12 @@ int64_t x_rate_limit_reset_ms(const char *value, int64_t now_ms)
 		value++;
 	if (*value < '0' || *value > '9')
 		return 0;
+	/* A reset past year 9999 is no clock's; capping there also keeps s * 1000
+	 * far from overflowing. */
 	for (; *value >= '0' && *value <= '9'; value++) {
-		if (s > INT64_MAX / 10000)
-			return now_ms + MAX_RATE_WAIT_MS;
 		s = s * 10 + (*value - '0');
+		if (s > 253402300799LL)
+			return now_ms + MAX_RATE_WAIT_MS;
 	}
 	if (s * 1000 <= now_ms)
 		return 0;
