@@ -15,6 +15,7 @@
 #include <string.h>
 #include <jansson.h>
 
+#include "accounts.h"
 #include "admin.h"
 #include "metrics.h"
 #include "migrate.h"
@@ -38,15 +39,19 @@ enum arg_bit {
 	ARG_PLUGIN_DIR = 1 << 5,
 	ARG_FORMAT = 1 << 6,
 	ARG_EXPECT_VERSION = 1 << 7,
-	ARG_VERBOSE = 1 << 8,     /* -v: no value */
+	ARG_ROLE = 1 << 8,
+	ARG_AGENT = 1 << 9,
+	ARG_TEAMS = 1 << 10,
+	ARG_NAME = 1 << 11,
+	ARG_VERBOSE = 1 << 15,    /* -v: no value */
 };
-#define N_VALUE_ARGS 8
+#define N_VALUE_ARGS 12
 
 typedef struct cli_args {
 	const char *config_file;
 	const char *value;        /* the selecting option's own argument, if it has one */
 	const char *into, *actor, *text, *public_text, *visibility, *plugin_dir, *format;
-	const char *expect_version;
+	const char *expect_version, *role, *agent, *teams, *name;
 	unsigned given;           /* enum arg_bit of the options given */
 } cli_args;
 
@@ -72,6 +77,7 @@ static void usage(FILE *out)
 	        "               [--actor NAME]\n"
 	        "       parleyd -c FILE --apply-policy POLICYFILE [--expect-version N] [--actor NAME]\n"
 	        "       parleyd -c FILE --show-policy\n"
+	        "       parleyd -c FILE --create-token NAME --role ROLE [--agent EMAIL] [--teams IDS]\n"
 	        "       parleyd --list-plugins [--plugin-dir DIR | -c FILE] [-v]\n"
 	        "       parleyd --version\n"
 	        "       parleyd --help-config [--format=text|markdown]\n"
@@ -98,6 +104,9 @@ static void usage(FILE *out)
 	        "                       version, which every node applies; with --expect-version N,\n"
 	        "                       refused unless N is the version in force\n"
 	        "      --show-policy    print the cluster policy version in force and its body\n"
+	        "      --create-token NAME --role agent|supervisor|admin\n"
+	        "                       create an API token and print its secret (shown once); --agent\n"
+	        "                       EMAIL: it acts for that agent; --teams 1,2: only those teams\n"
 	        "      --actor NAME     who is recorded in the audit log (default: cli:$USER)\n"
 	        "      --list-plugins   list the plugins in the plugin directory\n"
 	        "      --help-config    print every core setting: type, default, range, SIGHUP, meaning\n"
@@ -315,6 +324,22 @@ static int cmd_show_policy(const cli_args *a, cfg *c, cli_daemon_fn daemon)
 	return 0;
 }
 
+static int cmd_create_token(const cli_args *a, cfg *c, cli_daemon_fn daemon)
+{
+	(void)daemon;
+	char err[2048], secret[ACCOUNTS_SECRET_MAX];
+	long long id = 0;
+	if (!accounts_create_token(c->database.dsn, a->value, a->role, a->agent, a->teams, a->actor, &id,
+	                           secret, sizeof(secret), err, sizeof(err))) {
+		fprintf(stderr, "parleyd: create token: %s\n", err);
+		return 1;
+	}
+	/* The secret is shown this once; only its digest is stored. */
+	printf("%s\n", secret);
+	fprintf(stderr, "token %lld created; keep the secret above, it is not shown again\n", id);
+	return 0;
+}
+
 static int cmd_daemon(const cli_args *a, cfg *c, cli_daemon_fn daemon)
 {
 	(void)a;
@@ -336,6 +361,7 @@ static const command commands[] = {
 	  cmd_move_to_private },
 	{ "--apply-policy", true, true, ARG_EXPECT_VERSION | ARG_ACTOR, 0, cmd_apply_policy },
 	{ "--show-policy", false, true, 0, 0, cmd_show_policy },
+	{ "--create-token", true, true, ARG_ROLE | ARG_AGENT | ARG_TEAMS | ARG_ACTOR, ARG_ROLE, cmd_create_token },
 	{ NULL, false, true, 0, 0, cmd_daemon },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -348,7 +374,7 @@ static const struct {
 	const char *goes_with;
 } arg_names[] = {
 	{ ARG_INTO, "--into", "--merge-customer" },
-	{ ARG_ACTOR, "--actor", "--merge-customer, --unmerge, --reply, --move-to-private or --apply-policy" },
+	{ ARG_ACTOR, "--actor", "--merge-customer, --unmerge, --reply, --move-to-private, --apply-policy or --create-token" },
 	{ ARG_TEXT, "--text", "--reply or --move-to-private" },
 	{ ARG_PUBLIC_TEXT, "--public-text", "--move-to-private" },
 	{ ARG_VISIBILITY, "--visibility", "--reply" },
@@ -356,6 +382,10 @@ static const struct {
 	{ ARG_VERBOSE, "--verbose", "--list-plugins" },
 	{ ARG_FORMAT, "--format text|markdown", "--help-config" },
 	{ ARG_EXPECT_VERSION, "--expect-version", "--apply-policy" },
+	{ ARG_ROLE, "--role", "--create-token" },
+	{ ARG_AGENT, "--agent", "--create-token" },
+	{ ARG_TEAMS, "--teams", "--create-token" },
+	{ ARG_NAME, "--name", "--create-admin" },
 };
 
 enum { OPT_ARG = 2000 };
@@ -379,7 +409,7 @@ static bool args_fit(const command *cmd, const cli_args *a)
 
 int cli_main(int argc, char **argv, cli_daemon_fn daemon)
 {
-	struct option opts[N_COMMANDS + 10];
+	struct option opts[N_COMMANDS + N_VALUE_ARGS + 2];
 	size_t n = 0;
 	for (size_t i = 0; i + 1 < N_COMMANDS; i++)
 		opts[n++] = (struct option){ commands[i].option + 2,
@@ -394,6 +424,10 @@ int cli_main(int argc, char **argv, cli_daemon_fn daemon)
 	opts[n++] = (struct option){ "plugin-dir", required_argument, NULL, OPT_ARG + 5 };
 	opts[n++] = (struct option){ "format", required_argument, NULL, OPT_ARG + 6 };
 	opts[n++] = (struct option){ "expect-version", required_argument, NULL, OPT_ARG + 7 };
+	opts[n++] = (struct option){ "role", required_argument, NULL, OPT_ARG + 8 };
+	opts[n++] = (struct option){ "agent", required_argument, NULL, OPT_ARG + 9 };
+	opts[n++] = (struct option){ "teams", required_argument, NULL, OPT_ARG + 10 };
+	opts[n++] = (struct option){ "name", required_argument, NULL, OPT_ARG + 11 };
 	opts[n] = (struct option){ NULL, 0, NULL, 0 };
 
 	cli_args a = { 0 };
@@ -401,7 +435,8 @@ int cli_main(int argc, char **argv, cli_daemon_fn daemon)
 	/* In the order of enum arg_bit and of the OPT_ARG options above. */
 	const char **values[N_VALUE_ARGS] = { &a.into, &a.actor, &a.text, &a.public_text,
 		                              &a.visibility, &a.plugin_dir, &a.format,
-		                              &a.expect_version };
+		                              &a.expect_version, &a.role, &a.agent, &a.teams,
+		                              &a.name };
 	int c;
 	while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
 		if (c == 'c') {

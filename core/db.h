@@ -62,6 +62,10 @@ typedef void (*db_batch_fn)(db_batch *b, bool ok, const char *error, void *arg);
 void db_batch_submit(db_batch *b, db_batch_fn done, void *arg);
 /* Result of statement i (0-based), valid only inside the callback, ok==true. */
 PGresult *db_batch_result(db_batch *b, int i);
+/* In a failure callback: the SQLSTATE of the statement that failed ("23505",
+ * or a class of Parley's own such as "PA409"), or "" when the batch failed
+ * for another reason (connection lost, timeout, shutting down). */
+const char *db_batch_sqlstate(const db_batch *b);
 /* Free a batch that was never submitted. */
 void db_batch_free(db_batch *b);
 

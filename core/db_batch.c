@@ -104,6 +104,11 @@ void db_batch_complete(db_batch *b, bool ok, const char *error)
 	db_batch_free(b);
 }
 
+const char *db_batch_sqlstate(const db_batch *b)
+{
+	return b->sqlstate;
+}
+
 void db_batch_fail_later(db_batch *b, const char *why)
 {
 	if (b->state == BATCH_QUEUED)
@@ -113,6 +118,7 @@ void db_batch_fail_later(db_batch *b, const char *why)
 	if (why != NULL) {
 		free(b->error);
 		b->error = xstrdup(why);
+		b->sqlstate[0] = '\0';
 	} else if (b->error == NULL) {
 		b->error = xstrdup("unknown error");
 	}

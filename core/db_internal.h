@@ -67,6 +67,7 @@ struct db_batch {
 	struct event *timer;      /* query timeout; re-armed at zero to fail later */
 	struct db_conn *conn;     /* while RUNNING */
 	char *error;              /* why it failed (first error wins unless replaced) */
+	char sqlstate[6];         /* the SQLSTATE of a statement's error, or "" */
 	bool background;          /* low priority: never takes the last free connection */
 	TAILQ_ENTRY(db_batch) link; /* db_pool.queue or db_pool.failing */
 };

@@ -70,6 +70,8 @@ static void conn_record_result(db_conn *c, PGresult *r)
 			char msg[DB_MSG_MAX];
 			db_result_message(r, msg, sizeof(msg));
 			b->error = xstrdup(msg);
+			const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+			snprintf(b->sqlstate, sizeof(b->sqlstate), "%s", state != NULL ? state : "");
 		}
 	}
 	/* Keep the caller's statements' results (stage 0 is BEGIN). */

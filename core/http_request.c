@@ -182,6 +182,17 @@ const char *http_req_query(const http_request *r, const char *name)
 	return NULL;
 }
 
+size_t http_req_query_count(const http_request *r)
+{
+	return r->n_params;
+}
+
+void http_req_query_at(const http_request *r, size_t i, const char **name, const char **value)
+{
+	*name = r->params[i].name;
+	*value = r->params[i].value;
+}
+
 const char *http_req_header(const http_request *r, const char *name)
 {
 	for (size_t i = 0; i < r->n_headers; i++)

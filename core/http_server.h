@@ -81,6 +81,9 @@ void http_server_free(http_server *s);
 const char *http_req_method(const http_request *r);  /* "GET", "POST", ... */
 const char *http_req_path(const http_request *r);    /* URL path, not decoded, no query */
 const char *http_req_query(const http_request *r, const char *name); /* decoded or NULL */
+/* The query's parameters in order, decoded: how many, and the i-th. */
+size_t http_req_query_count(const http_request *r);
+void http_req_query_at(const http_request *r, size_t i, const char **name, const char **value);
 const char *http_req_header(const http_request *r, const char *name); /* case-insensitive */
 const unsigned char *http_req_body(const http_request *r, size_t *len);
 const char *http_req_peer(const http_request *r);    /* "ip:port" */

@@ -23,6 +23,7 @@
 #include "migrate.h"
 #include "plugin_loader.h"
 #include "policy.h"
+#include "api.h"
 #include "router.h"
 #include "util.h"
 
@@ -213,6 +214,10 @@ static int run(void)
 		goto out;
 	}
 	router_init(d.plugins);
+	api_options api_opts = {
+		.cookie_secure = d.config->public_url != NULL && strncmp(d.config->public_url, "https:", 6) == 0,
+	};
+	api_init(&api_opts);
 	http_server_limits l = limits_from(d.config);
 	d.server = http_server_new(d.base, d.config->listen_host, d.config->listen_port, &l, router_handle,
 	                           NULL, err, sizeof(err));

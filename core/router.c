@@ -10,6 +10,7 @@
 #include <string.h>
 #include <event2/buffer.h>
 
+#include "api.h"
 #include "db.h"
 #include "log.h"
 #include "metrics.h"
@@ -125,6 +126,14 @@ static void handle_sink_events(http_request *req, const route_match *m)
 	inst->desc->sink->handle_request(inst->self, pr);
 }
 
+/* ------------------------------------------------------------ the API */
+
+static void handle_api(http_request *req, const route_match *m)
+{
+	(void)m;
+	api_handle(req);
+}
+
 /* ------------------------------------------------------------ the table */
 
 /* First match wins. The metrics label is fixed per route, so request paths
@@ -137,6 +146,8 @@ static const route routes[] = {
 	 * events; the plugin answers 405 for what it does not take. */
 	{ NULL, "/webhooks/{channel}/...", "/webhooks/{instance}", ROUTE_AUTH_PLUGIN, handle_webhook },
 	{ NULL, "/sinks/{sink}/events/...", "/sinks/{instance}/events", ROUTE_AUTH_PLUGIN, handle_sink_events },
+	/* The API authenticates each operation itself (api.c). */
+	{ NULL, "/api/v1/...", "/api/v1", ROUTE_AUTH_NONE, handle_api },
 };
 
 /* Whether the caller may use the route. Nothing to check for the kinds of

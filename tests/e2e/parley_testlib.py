@@ -280,6 +280,7 @@ class Daemon:
                 status, _, _ = http("GET", self.url + "/healthz", timeout=2)
                 if status == 200:
                     self.exit_expected = False
+                    self._wait_pool(min(deadline, time.monotonic() + 2))
                     return
                 last = "HTTP %d" % status
             except OSError as e:
@@ -289,6 +290,19 @@ class Daemon:
                           % (self.name, timeout, last, tail(self.log_text())))
 
     wait_healthy = wait_ready
+
+    def _wait_pool(self, deadline):
+        """Give the database pool's first connection a moment: /readyz says
+        "no connection to PostgreSQL" until it is up. A daemon started with
+        PostgreSQL down costs its test this short wait, no more."""
+        while time.monotonic() < deadline:
+            try:
+                status, _, body = http("GET", self.url + "/readyz", timeout=2)
+            except OSError:
+                return
+            if status == 200 or b"no connection to PostgreSQL" not in body:
+                return
+            time.sleep(0.02)
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None

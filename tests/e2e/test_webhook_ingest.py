@@ -57,7 +57,7 @@ def test_health_ready_and_metrics(site):
     assert status == 200 and headers["content-type"].startswith("text/plain")
     # The fixture polled /healthz until it answered, so the count is at least 1.
     assert re.search(r'^parley_http_requests_total\{route="/healthz",method="GET",status="200"\} [1-9]', text, re.M)
-    assert re.search(r'^parley_http_requests_total\{route="/readyz",method="GET",status="200"\} 1$', text, re.M)
+    assert re.search(r'^parley_http_requests_total\{route="/readyz",method="GET",status="200"\} [1-9][0-9]*$', text, re.M)
     assert "parley_http_request_duration_seconds_bucket" in text
     assert 'parley_db_connections{state="idle"}' in text
     assert 'parley_plugin_instances{kind="channel"} 1' in text
@@ -186,7 +186,13 @@ def test_readyz_reports_an_outdated_schema(fresh_db, daemon, plugin_dir):
                     "applied_at timestamptz NOT NULL DEFAULT now())")
     d = daemon.start({"database": {"dsn": fresh_db, "migrate_on_start": False}, "plugin_dir": plugin_dir})
     assert http("GET", d.url + "/healthz")[0] == 200
-    status, _, body = http("GET", d.url + "/readyz")
+    # Until the pool's first connection is up, readiness says so instead.
+    deadline = time.monotonic() + 10
+    while True:
+        status, _, body = http("GET", d.url + "/readyz")
+        if error_of(body) != "database_unavailable" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert status == 503 and error_of(body) == "schema_outdated"
 
 
