@@ -137,7 +137,7 @@ class OpenApiDoc:
         template = self.match_path(path)
         if template is None:
             raise AssertionError("%s %s: path not documented in %s" % (method, path, self.name))
-        _, item = self._deref(_pointer("paths", template), self.doc["paths"][template])
+        item_ptr, item = self._deref(_pointer("paths", template), self.doc["paths"][template])
         m = method.lower()
         if m == "head" and "head" not in item:
             m = "get"
@@ -145,7 +145,7 @@ class OpenApiDoc:
             documented = sorted(k.upper() for k in item if k in METHODS)
             raise AssertionError("%s %s: method not documented for %s (documented: %s)"
                                  % (method, path, template, ", ".join(documented) or "none"))
-        return _pointer("paths", template, m), item[m], template
+        return item_ptr + _pointer(m), item[m], template
 
     def response(self, method, path, status):
         """(pointer, response object) for an answer: the exact code, else its
