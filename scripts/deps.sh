@@ -12,7 +12,7 @@ packages=(
 	libevent-dev libcurl4-openssl-dev libjansson-dev libpq-dev libssl-dev
 	libhttp-parser-dev libcmocka-dev libutf8proc-dev
 	postgresql
-	python3 python3-pytest python3-psycopg2
+	python3 python3-pytest python3-psycopg2 python3-yaml python3-jsonschema
 	curl openssl ca-certificates procps
 	clang python3-aiosmtpd
 )
