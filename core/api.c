@@ -341,6 +341,18 @@ static void start_call(http_request *req, const api_op *op, const route_match *m
 /* First match wins; literal paths before templated ones of the same shape. */
 static const api_op ops[] = {
 	{ "GET", "/api/v1/me", "parley_api_me", NULL, 0 },
+	/* accounts: session, agents, teams, tokens, audit */
+
+	/* conversations, timeline, cases */
+
+	/* replies, notes, canned replies, macros */
+
+	/* customers */
+
+	/* assignment, jobs */
+
+	/* live events, presence */
+
 };
 #define N_OPS (sizeof(ops) / sizeof(ops[0]))
 static route api_routes[N_OPS];
