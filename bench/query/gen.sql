@@ -95,7 +95,7 @@ INSERT INTO case_reference (case_id, kind, value, created_at)
 SELECT id, 'order_number', (100000 + id * 7)::text, created_at FROM support_case WHERE id % 2 = 0;
 
 INSERT INTO conversation (id, customer_id, identity_id, case_id, channel_kind, channel_instance,
-                          visibility, thread_key, status, priority, assignee, team, created_at,
+                          visibility, thread_key, status, priority, assignee_id, team_id, created_at,
                           updated_at, last_inbound_at, first_response_at, resolved_at,
                           first_response_due_at, next_response_due_at)
 SELECT c, cust,
@@ -107,8 +107,10 @@ SELECT c, cust,
        CASE WHEN c % 10 < 3 THEN 'post-' || (c % 5000) ELSE 'dm:cust-' || cust END,
        st.status,
        coalesce((ARRAY['urgent', 'high', 'high', 'low', 'low', 'low'])[c % 20 + 1], 'normal'),
-       CASE WHEN c % 4 = 0 THEN 'agent-' || (c % 40) END,
-       CASE WHEN c % 3 = 0 THEN 'team-' || (c % 5) END,
+       -- Agents 1..40 and teams 1..2 (bench/api creates them; team 1 owns
+       -- "web", team 2 "fb").
+       CASE WHEN c % 4 = 0 THEN 1 + c % 40 END,
+       CASE WHEN on_fb THEN 2 ELSE 1 END,
        created, created, created,
        CASE WHEN st.status <> 'open' THEN created + interval '35 minutes' END,
        CASE WHEN st.status IN ('resolved', 'closed') THEN created + interval '1 day' END,
