@@ -1,0 +1,254 @@
+/* conversations.c - the commands that need more than one call: a
+ * conversation with its timeline, and a reply that says what its author
+ * last saw (cmd.h). */
+#include "cmd.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "text.h"
+
+/* Besides the paths in the command table. */
+#define CONVERSATION_PATH "/api/v1/conversations/{1}"
+#define TIMELINE_PATH "/api/v1/conversations/{1}/timeline"
+
+static char *field(ctl_ctx *ctx, json_t *obj, const char *path, ctl_col_kind kind)
+{
+	return ctl_cell(ctl_json_path(obj, path), kind, ctx->now);
+}
+
+static void print_row(ctl_ctx *ctx, const char *label, json_t *obj, const char *path, ctl_col_kind kind,
+                      bool skip_empty)
+{
+	json_t *v = ctl_json_path(obj, path);
+	if (skip_empty && (!v || json_is_null(v) || (json_is_array(v) && json_array_size(v) == 0)))
+		return;
+	char *text = ctl_cell(v, kind, ctx->now);
+	fprintf(ctx->out, "%-13s%s\n", label, text);
+	free(text);
+}
+
+static void print_conversation(ctl_ctx *ctx, json_t *c)
+{
+	char *id = field(ctx, c, "id", COL_TEXT), *status = field(ctx, c, "status", COL_TEXT);
+	char *prio = field(ctx, c, "priority", COL_TEXT), *inst = field(ctx, c, "channel_instance", COL_TEXT);
+	char *kind = field(ctx, c, "channel_kind", COL_TEXT), *vis = field(ctx, c, "visibility", COL_TEXT);
+	char *name = field(ctx, c, "customer.display_name", COL_TEXT);
+	char *cust = field(ctx, c, "customer.id", COL_TEXT);
+	fprintf(ctx->out, "conversation %s: %s, %s priority, %s (%s, %s)\n", id, status, prio, inst, kind, vis);
+	fprintf(ctx->out, "%-13s%s (customer %s)\n", "customer", name, cust);
+	print_row(ctx, "case", c, "case.number", COL_TEXT, true);
+	print_row(ctx, "assignee", c, "assignee_id", COL_TEXT, false);
+	print_row(ctx, "team", c, "team_id", COL_TEXT, false);
+	print_row(ctx, "due", c, "due_at", COL_TIME, false);
+	print_row(ctx, "category", c, "category", COL_TEXT, true);
+	print_row(ctx, "tags", c, "tags", COL_LIST, true);
+	print_row(ctx, "language", c, "language", COL_TEXT, true);
+	print_row(ctx, "created", c, "created_at", COL_TIME, false);
+	print_row(ctx, "delivery", c, "delivery_error", COL_TEXT, true);
+	print_row(ctx, "last message", c, "last_message_id", COL_TEXT, false);
+	free(id);
+	free(status);
+	free(prio);
+	free(inst);
+	free(kind);
+	free(vis);
+	free(name);
+	free(cust);
+}
+
+static const char *direction_word(json_t *m)
+{
+	const char *d = json_string_value(json_object_get(m, "direction"));
+	if (d && strcmp(d, "inbound") == 0)
+		return "in";
+	if (d && strcmp(d, "outbound") == 0)
+		return "out";
+	if (d && strcmp(d, "note") == 0)
+		return "note";
+	return "?";
+}
+
+void ctl_print_message(ctl_ctx *ctx, json_t *m)
+{
+	char *when = field(ctx, m, "created_at", COL_TIME), *id = field(ctx, m, "id", COL_TEXT);
+	const char *kind = json_string_value(ctl_json_path(m, "author.kind"));
+	char *who;
+	if (kind && strcmp(kind, "customer") == 0)
+		who = field(ctx, m, "author.display_name|author.handle|author.customer_id", COL_TEXT);
+	else if (kind && strcmp(kind, "agent") == 0)
+		who = field(ctx, m, "author.name", COL_TEXT);
+	else
+		who = ctl_text_line(kind ? kind : "?");
+
+	ctl_buf head = { 0 }, indent = { 0 }, text = { 0 };
+	ctl_buf_addf(&head, "%-12s  #%s %-4s ", when, id, direction_word(m));
+	ctl_buf_addf(&indent, "%*s", ctl_text_width(ctl_buf_str(&head)) + 2, "");
+	json_t *t = json_object_get(m, "text");
+	if (json_is_string(t))
+		ctl_text_escape(&text, json_string_value(t), json_string_length(t), ctl_buf_str(&indent));
+	fprintf(ctx->out, "%s%s: %s", ctl_buf_str(&head), who, ctl_buf_str(&text));
+	if (json_is_string(json_object_get(m, "edited_at")))
+		fputs(" [edited]", ctx->out);
+	if (json_is_string(json_object_get(m, "deleted_at")))
+		fputs(" [deleted]", ctx->out);
+	if (json_is_string(json_object_get(m, "delivery_status"))) {
+		char *st = field(ctx, m, "delivery_status", COL_TEXT);
+		fprintf(ctx->out, " [%s]", st);
+		free(st);
+	}
+	if (json_is_string(json_object_get(m, "visibility")) &&
+	    strcmp(json_string_value(json_object_get(m, "visibility")), "private") == 0)
+		fputs(" (private)", ctx->out);
+	fputc('\n', ctx->out);
+	ctl_buf_free(&head);
+	ctl_buf_free(&indent);
+	ctl_buf_free(&text);
+	free(when);
+	free(id);
+	free(who);
+}
+
+static void print_event(ctl_ctx *ctx, json_t *e)
+{
+	char *when = field(ctx, e, "at|created_at", COL_TIME);
+	char *kind = field(ctx, e, "kind|type", COL_TEXT), *actor = field(ctx, e, "actor", COL_TEXT);
+	json_t *details = json_object_get(e, "details");
+	char *more = details && json_object_size(details) ? ctl_cell(details, COL_TEXT, ctx->now) : NULL;
+	fprintf(ctx->out, "%-12s  * %s by %s%s%s\n", when, kind, actor, more ? " " : "", more ? more : "");
+	free(when);
+	free(kind);
+	free(actor);
+	free(more);
+}
+
+static void print_timeline(ctl_ctx *ctx, json_t *items)
+{
+	size_t i;
+	json_t *item;
+	json_array_foreach(items, i, item) {
+		const char *type = json_string_value(json_object_get(item, "type"));
+		if (type && strcmp(type, "message") == 0) {
+			ctl_print_message(ctx, json_object_get(item, "message"));
+		} else if (type && strcmp(type, "event") == 0) {
+			print_event(ctx, json_object_get(item, "event"));
+		} else {
+			char *raw = ctl_cell(item, COL_TEXT, ctx->now);
+			fprintf(ctx->out, "%s\n", raw);
+			free(raw);
+		}
+	}
+}
+
+int ctl_run_show_conversation(ctl_ctx *ctx, const ctl_command *cmd)
+{
+	char *target = ctl_target(ctx, cmd, cmd->path);
+	ctl_response r;
+	bool called = ctl_call(&ctx->client, "GET", target, NULL, true, &r);
+	free(target);
+	if (!called || !ctl_ok(&r)) {
+		int rc = ctl_fail(ctx, &r);
+		ctl_response_free(&r);
+		return rc;
+	}
+	json_t *conversation = json_incref(r.json);
+	ctl_response_free(&r);
+
+	json_t *items;
+	char *next;
+	target = ctl_target(ctx, cmd, TIMELINE_PATH);
+	bool ok = ctl_fetch_list(ctx, target, true, &items, &next, &r);
+	free(target);
+	if (!ok) {
+		int rc = ctl_fail(ctx, &r);
+		ctl_response_free(&r);
+		json_decref(conversation);
+		return rc;
+	}
+	if (ctx->json) {
+		json_t *both = json_pack("{s:O, s:O}", "conversation", conversation, "timeline", items);
+		ctl_print_json(ctx, both);
+		json_decref(both);
+	} else {
+		print_conversation(ctx, conversation);
+		fputc('\n', ctx->out);
+		print_timeline(ctx, items);
+		if (next)
+			fprintf(ctx->out, "(only the first %d entries)\n", CTL_MAX_ITEMS);
+	}
+	free(next);
+	json_decref(items);
+	json_decref(conversation);
+	return CTL_EXIT_OK;
+}
+
+/* The id of the newest message the author has seen: --seen, or the
+ * conversation's newest message now. */
+static bool last_seen(ctl_ctx *ctx, const ctl_command *cmd, json_t **seen, int *rc)
+{
+	if (ctx->opt[OPT_SEEN]) {
+		*seen = json_integer(strtoll(ctx->opt[OPT_SEEN], NULL, 10));
+		return true;
+	}
+	char *target = ctl_target(ctx, cmd, CONVERSATION_PATH);
+	ctl_response r;
+	bool called = ctl_call(&ctx->client, "GET", target, NULL, true, &r);
+	free(target);
+	if (!called || !ctl_ok(&r)) {
+		*rc = ctl_fail(ctx, &r);
+		ctl_response_free(&r);
+		return false;
+	}
+	json_t *last = json_object_get(r.json, "last_message_id");
+	*seen = json_is_integer(last) ? json_incref(last) : json_null();
+	ctl_response_free(&r);
+	return true;
+}
+
+static int collision(ctl_ctx *ctx, json_t *answer)
+{
+	if (ctx->json) {
+		ctl_print_json(ctx, answer);
+		return CTL_EXIT_COLLISION;
+	}
+	json_t *news = json_object_get(answer, "new_messages");
+	fprintf(stderr, "parleyctl: not sent: %zu new message(s) in the conversation since you looked:\n",
+	        json_array_size(news));
+	size_t i;
+	json_t *m;
+	json_array_foreach(news, i, m)
+		ctl_print_message(ctx, m);
+	fflush(ctx->out);
+	fprintf(stderr, "parleyctl: read them, then reply again (or add --force)\n");
+	return CTL_EXIT_COLLISION;
+}
+
+int ctl_run_reply(ctl_ctx *ctx, const ctl_command *cmd)
+{
+	json_t *seen;
+	int rc = CTL_EXIT_API;
+	if (!last_seen(ctx, cmd, &seen, &rc))
+		return rc;
+	json_t *body = json_pack("{s:s, s:o}", "text", ctl_arg(ctx, 1), "last_seen_message_id", seen);
+	if (ctx->opt[OPT_FORCE])
+		json_object_set_new(body, "force", json_true());
+	char *target = ctl_target(ctx, cmd, cmd->path);
+	ctl_response r;
+	bool called = ctl_call(&ctx->client, cmd->method, target, body, true, &r);
+	free(target);
+	json_decref(body);
+	const char *code = json_string_value(json_object_get(r.json, "error"));
+	if (called && r.status == 409 && code && strcmp(code, "collision") == 0)
+		rc = collision(ctx, r.json);
+	else if (!called || !ctl_ok(&r))
+		rc = ctl_fail(ctx, &r);
+	else {
+		rc = CTL_EXIT_OK;
+		if (ctx->json)
+			ctl_print_json(ctx, r.json ? r.json : json_null());
+		else
+			ctl_print_done(ctx, cmd->done, r.json);
+	}
+	ctl_response_free(&r);
+	return rc;
+}
