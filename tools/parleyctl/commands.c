@@ -308,42 +308,78 @@ bool ctl_fetch_list(ctl_ctx *ctx, const char *target, bool all, json_t **items, 
 	}
 }
 
+/* The items of a list answer: the answer itself or its "items". */
+static json_t *items_of(json_t *answer)
+{
+	return json_is_array(answer) ? answer : json_object_get(answer, "items");
+}
+
+static void print_table(ctl_ctx *ctx, const ctl_command *cmd, json_t *items, const char *next)
+{
+	ctl_table_print(ctx->out, cmd->columns, items, ctx->now);
+	if (next) {
+		char *safe = ctl_text_line(next);
+		fprintf(stderr, "parleyctl: more: add --cursor %s (or --all)\n", safe);
+		free(safe);
+	}
+}
+
+/* One page: with --json the API's answer exactly as it came. */
+static int run_page(ctl_ctx *ctx, const ctl_command *cmd, const char *target)
+{
+	ctl_response r;
+	bool called = ctl_call(&ctx->client, "GET", target, NULL, true, &r);
+	int rc = CTL_EXIT_OK;
+	json_t *items = called ? items_of(r.json) : NULL;
+	if (called && ctl_ok(&r) && !json_is_array(items)) {
+		snprintf(r.error, sizeof(r.error), "the answer has no list of items");
+		called = false;
+	}
+	if (!called || !ctl_ok(&r)) {
+		rc = ctl_fail(ctx, &r);
+	} else if (ctx->json) {
+		ctl_print_json(ctx, r.json);
+	} else {
+		json_t *next = json_object_get(r.json, "next_cursor");
+		print_table(ctx, cmd, items, json_string_value(next));
+	}
+	ctl_response_free(&r);
+	return rc;
+}
+
 int ctl_run_list(ctl_ctx *ctx, const ctl_command *cmd)
 {
-	bool all = ctx->opt[OPT_ALL] != NULL;
 	char *target = ctl_target(ctx, cmd, cmd->path);
+	if (!ctx->opt[OPT_ALL]) {
+		int rc = run_page(ctx, cmd, target);
+		free(target);
+		return rc;
+	}
 	json_t *items;
 	char *next;
 	ctl_response r;
-	bool ok = ctl_fetch_list(ctx, target, all, &items, &next, &r);
+	bool ok = ctl_fetch_list(ctx, target, true, &items, &next, &r);
 	free(target);
 	if (!ok) {
 		int rc = ctl_fail(ctx, &r);
 		ctl_response_free(&r);
 		return rc;
 	}
-	if (all && next) {
+	if (next) {
 		fprintf(stderr, "parleyctl: more than %d items; narrow the filters or page with --cursor\n",
 		        CTL_MAX_ITEMS);
 		json_decref(items);
 		free(next);
 		return CTL_EXIT_API;
 	}
-	if (ctx->json) {
-		json_t *page = json_pack("{s:o, s:o}", "items", items,
-		                         "next_cursor", next ? json_string(next) : json_null());
-		ctl_print_json(ctx, page);
-		json_decref(page);
+	if (ctx->json) {   /* every page as one */
+		json_t *all = json_pack("{s:o, s:n}", "items", items, "next_cursor");
+		ctl_print_json(ctx, all);
+		json_decref(all);
 	} else {
-		ctl_table_print(ctx->out, cmd->columns, items, ctx->now);
-		if (next) {
-			char *safe = ctl_text_line(next);
-			fprintf(stderr, "parleyctl: more: add --cursor %s (or --all)\n", safe);
-			free(safe);
-		}
+		print_table(ctx, cmd, items, NULL);
 		json_decref(items);
 	}
-	free(next);
 	return CTL_EXIT_OK;
 }
 
