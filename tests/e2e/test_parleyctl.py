@@ -197,6 +197,8 @@ def test_unreachable_url_and_usage_errors(live, ctl):
                       (["conversations", "show", "../tokens"], "ID must be"),
                       (["conversations", "show", "5", "6"], 'unexpected argument "6"'),
                       (["conversations", "status", "5", "done"], "open|pending|resolved|closed"),
+                      (["conversations", "list", "--status", "open,,closed"], "comma-separated"),
+                      (["conversations", "list", "--status", "open,new"], "comma-separated"),
                       (["conversations", "list", "--limit", "0"], "1 to 200"),
                       (["conversations", "list", "--limit", "201"], "1 to 200"),
                       (["conversations", "list", "--assignee", "kim"], "me, none or an agent id"),
@@ -425,9 +427,9 @@ COMMANDS = [
      [("GET", "/api/v1/conversations?status=open&assignee=me&team=2&channel_instance=site%20a&sort=due"
               "&limit=10", None)],
      [page([conv()])], "5   open    normal  12:34  site     Ann"),
-    (["conversations", "list", "--assignee", "none", "--all", "--limit", "1"],
-     [("GET", "/api/v1/conversations?assignee=none&limit=1", None),
-      ("GET", "/api/v1/conversations?assignee=none&limit=1&cursor=c%2F1%3D", None)],
+    (["conversations", "list", "--assignee", "none", "--all", "--limit", "1", "--status", "open,closed"],
+     [("GET", "/api/v1/conversations?status=open%2Cclosed&assignee=none&limit=1", None),
+      ("GET", "/api/v1/conversations?status=open%2Cclosed&assignee=none&limit=1&cursor=c%2F1%3D", None)],
      [page([conv(5)], "c/1="), page([conv(6, "Bo")])], "6   open    normal  12:34  site     Bo"),
     (["conversations", "show", "5"],
      [("GET", "/api/v1/conversations/5", None), ("GET", "/api/v1/conversations/5/timeline", None)],
@@ -436,6 +438,31 @@ COMMANDS = [
                                                        {"kind": "agent", "agent_id": 7, "name": "Kim"},
                                                        delivery_status="delivered")}])],
      "12:34         #41 out  Kim: soon [delivered]\n"),
+    (["conversations", "show", "5"],
+     [("GET", "/api/v1/conversations/5", None), ("GET", "/api/v1/conversations/5/timeline", None)],
+     [{"conversation": conv(case={"id": 2, "number": "PC-7"}), "unread": True, "agent_read_id": None,
+       "customer": {"id": 3, "display_name": "Ann", "tags": [], "created_at": T,
+                    "identities": [{"id": 1, "channel_kind": "webhook", "channel_instance": "site",
+                                    "external_id": "u1", "handle": "ann", "display_name": "Ann"}],
+                    "contacts": [{"kind": "email", "value": "ann@example.com", "verified": True}]},
+       "case": {"id": 2, "number": "PC-7", "created_at": T,
+                "references": [{"kind": "order", "value": "5512", "message_id": 40, "created_at": T}]},
+       "linked_conversations": [conv(8, channel_instance="x", status="resolved")]},
+      page([{"type": "message", "message": msg(40, "where is it?\nplease"), "revisions": []},
+            {"type": "event", "event": {"id": 1, "conversation_id": 5, "kind": "assigned",
+                                        "actor": "agent:1", "details": {"agent_id": 7}, "at": T}}])],
+     "conversation 5: open, normal priority, site (webhook, public)\n"
+     "customer     Ann (customer 3)\n"
+     "identities   site ann Ann\n"
+     "contacts     email ann@example.com (verified)\n"
+     "case         PC-7\n"
+     "references   order 5512\n"
+     "linked       8 x resolved\n"
+     "assignee     -\nteam         -\ndue          12:34\ncreated      12:34\nunread       yes\n"
+     "last message 41\n\n"
+     "12:34         #40 in   Ann: where is it?\n"
+     + " " * 28 + "please\n"
+     "12:34         * assigned by agent:1 {\"agent_id\":7}\n"),
     (["conversations", "reply", "5", "It ships today."],
      [("GET", "/api/v1/conversations/5", None),
       ("POST", "/api/v1/conversations/5/replies", {"text": "It ships today.", "last_seen_message_id": 41})],
@@ -475,11 +502,19 @@ COMMANDS = [
              "created_at": T}])],
      "7   Kim   kim@example.com  agent  1,2    online        5         no\n"),
     (["teams"], [("GET", "/api/v1/teams", None)],
-     [[{"id": 1, "name": "North", "channel_instances": ["site", "x"]}]], "1   North  site,x\n"),
+     [page([{"id": 1, "name": "North", "channel_instances": ["site", "x"], "categories": [],
+             "agent_ids": [7], "created_at": T, "updated_at": T}])], "1   North  site,x    7\n"),
     (["tokens", "create", "bot", "--role", "agent", "--teams", "1,2", "--agent", "7"],
      [("POST", "/api/v1/tokens", {"name": "bot", "role": "agent", "team_ids": [1, 2], "agent_id": 7})],
-     [(201, {"token": {"id": 9, "role": "agent"}, "secret": "prl_new"})],
+     [(201, {"id": 9, "name": "bot", "prefix": "prl_ne", "role": "agent", "team_ids": [1, 2], "agent_id": 7,
+             "created_by": "agent:1", "created_at": T, "expires_at": None, "last_used_at": None,
+             "revoked": False, "revoked_at": None, "secret": "prl_new"})],
      "token 9 created, role agent. Its secret, shown only this once:\nprl_new\n"),
+    (["tokens", "list", "--limit", "5"], [("GET", "/api/v1/tokens?limit=5", None)],
+     [page([{"id": 9, "name": "bot", "prefix": "prl_ne", "role": "agent", "team_ids": None, "agent_id": 7,
+             "created_by": "agent:1", "created_at": T, "expires_at": None, "last_used_at": T,
+             "revoked": False, "revoked_at": None}])],
+     "9   bot   prl_ne  agent  -      7      12:34      no\n"),
     (["tokens", "revoke", "9"], [("DELETE", "/api/v1/tokens/9", None)], [(204, None)],
      "token 9 revoked\n"),
     (["jobs", "dead"], [("GET", "/api/v1/jobs/dead", None)],

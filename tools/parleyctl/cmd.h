@@ -32,6 +32,7 @@ typedef enum ctl_value {
 	V_ID,         /* a positive whole number */
 	V_TEXT,       /* UTF-8 text; "-" as a TEXT argument reads standard input */
 	V_CHOICE,     /* one of `choices` */
+	V_CHOICES,    /* one or more of `choices`, comma-separated */
 	V_ASSIGNEE,   /* me, none or an id */
 	V_IDLIST,     /* "1,2,3" */
 	V_LIMIT,      /* 1..200 */

@@ -9,7 +9,7 @@
 #define STATUSES "open|pending|resolved|closed"
 
 const ctl_option ctl_options[N_CTL_OPTS] = {
-	[OPT_STATUS] = { "--status", "STATUS", V_CHOICE, STATUSES, "status" },
+	[OPT_STATUS] = { "--status", "STATUS[,STATUS]", V_CHOICES, STATUSES, "status" },
 	[OPT_ASSIGNEE] = { "--assignee", "me|none|ID", V_ASSIGNEE, NULL, "assignee" },
 	[OPT_TEAM] = { "--team", "ID", V_ID, NULL, "team" },
 	[OPT_CHANNEL] = { "--channel", "INSTANCE", V_TEXT, NULL, "channel_instance" },
@@ -123,7 +123,20 @@ static const ctl_column agent_columns[] = {
 static const ctl_column team_columns[] = {
 	{ "ID", "id", COL_TEXT, 0 },
 	{ "NAME", "name", COL_TEXT, 32 },
-	{ "CHANNELS", "channel_instances|channels", COL_LIST, 0 },
+	{ "CHANNELS", "channel_instances", COL_LIST, 40 },
+	{ "AGENTS", "agent_ids", COL_LIST, 40 },
+	{ NULL, NULL, 0, 0 }
+};
+
+static const ctl_column token_columns[] = {
+	{ "ID", "id", COL_TEXT, 0 },
+	{ "NAME", "name", COL_TEXT, 24 },
+	{ "PREFIX", "prefix", COL_TEXT, 0 },
+	{ "ROLE", "role", COL_TEXT, 0 },
+	{ "TEAMS", "team_ids", COL_LIST, 0 },
+	{ "AGENT", "agent_id", COL_TEXT, 0 },
+	{ "LAST USED", "last_used_at", COL_TIME, 0 },
+	{ "REVOKED", "revoked_at|revoked", COL_TIME, 0 },
 	{ NULL, NULL, 0, 0 }
 };
 
@@ -170,8 +183,12 @@ const ctl_command ctl_commands[] = {
 	  "one record for one person" },
 	{ "customers unmerge", "AUDIT_ID", 0, 0, "POST", "/api/v1/customers/unmerge",
 	  body_unmerge, NULL, NULL, "merge {1} undone", NULL, NULL },
-	{ "agents", "", 0, 0, "GET", "/api/v1/agents", NULL, agent_columns, NULL, NULL, ctl_run_list, NULL },
-	{ "teams", "", 0, 0, "GET", "/api/v1/teams", NULL, team_columns, NULL, NULL, ctl_run_list, NULL },
+	{ "agents", "", LIST_OPTS, 0, "GET", "/api/v1/agents", NULL, agent_columns, NULL, NULL, ctl_run_list,
+	  NULL },
+	{ "teams", "", LIST_OPTS, 0, "GET", "/api/v1/teams", NULL, team_columns, NULL, NULL, ctl_run_list,
+	  NULL },
+	{ "tokens list", "", LIST_OPTS, 0, "GET", "/api/v1/tokens", NULL, token_columns, NULL, NULL,
+	  ctl_run_list, "never their secrets" },
 	{ "tokens create", "NAME", O(OPT_ROLE) | O(OPT_TEAMS) | O(OPT_AGENT), O(OPT_ROLE), "POST",
 	  "/api/v1/tokens", body_token, NULL, ctl_print_new_token, NULL, NULL,
 	  "prints the new token's secret, once" },

@@ -28,8 +28,43 @@ static void print_row(ctl_ctx *ctx, const char *label, json_t *obj, const char *
 	free(text);
 }
 
-static void print_conversation(ctl_ctx *ctx, json_t *c)
+/* The elements of an array of objects as one line: each element the
+ * non-null values at `paths` (NULL-ended) with spaces, elements with ", ". */
+static void print_joined(ctl_ctx *ctx, const char *label, json_t *arr, const char *const *paths)
 {
+	if (!json_is_array(arr) || json_array_size(arr) == 0)
+		return;
+	ctl_buf line = { 0 };
+	size_t i;
+	json_t *e;
+	json_array_foreach(arr, i, e) {
+		if (i)
+			ctl_buf_adds(&line, ", ");
+		bool first = true;
+		for (const char *const *p = paths; *p; p++) {
+			json_t *v = ctl_json_path(e, *p);
+			if (!v || json_is_null(v) || json_is_false(v))
+				continue;
+			char *cell = json_is_true(v) ? ctl_text_line("(verified)") : ctl_cell(v, COL_TEXT, ctx->now);
+			if (!first)
+				ctl_buf_addc(&line, ' ');
+			ctl_buf_adds(&line, cell);
+			free(cell);
+			first = false;
+		}
+	}
+	fprintf(ctx->out, "%-13s%s\n", label, ctl_buf_str(&line));
+	ctl_buf_free(&line);
+}
+
+/* answer: the conversation, or {"conversation", "customer", "case",
+ * "linked_conversations", "unread", ...} around it. */
+static void print_conversation(ctl_ctx *ctx, json_t *answer)
+{
+	json_t *c = json_object_get(answer, "conversation");
+	if (!json_is_object(c))
+		c = answer;
+	json_t *more = c == answer ? NULL : answer;
 	char *id = field(ctx, c, "id", COL_TEXT), *status = field(ctx, c, "status", COL_TEXT);
 	char *prio = field(ctx, c, "priority", COL_TEXT), *inst = field(ctx, c, "channel_instance", COL_TEXT);
 	char *kind = field(ctx, c, "channel_kind", COL_TEXT), *vis = field(ctx, c, "visibility", COL_TEXT);
@@ -37,7 +72,15 @@ static void print_conversation(ctl_ctx *ctx, json_t *c)
 	char *cust = field(ctx, c, "customer.id", COL_TEXT);
 	fprintf(ctx->out, "conversation %s: %s, %s priority, %s (%s, %s)\n", id, status, prio, inst, kind, vis);
 	fprintf(ctx->out, "%-13s%s (customer %s)\n", "customer", name, cust);
+	static const char *const identity[] = { "channel_instance", "handle|external_id", "display_name", NULL };
+	static const char *const contact[] = { "kind", "value", "verified", NULL };
+	static const char *const reference[] = { "kind", "value", NULL };
+	static const char *const linked[] = { "id", "channel_instance", "status", NULL };
+	print_joined(ctx, "identities", ctl_json_path(more, "customer.identities"), identity);
+	print_joined(ctx, "contacts", ctl_json_path(more, "customer.contacts"), contact);
 	print_row(ctx, "case", c, "case.number", COL_TEXT, true);
+	print_joined(ctx, "references", ctl_json_path(more, "case.references"), reference);
+	print_joined(ctx, "linked", json_object_get(more, "linked_conversations"), linked);
 	print_row(ctx, "assignee", c, "assignee_id", COL_TEXT, false);
 	print_row(ctx, "team", c, "team_id", COL_TEXT, false);
 	print_row(ctx, "due", c, "due_at", COL_TIME, false);
@@ -46,6 +89,7 @@ static void print_conversation(ctl_ctx *ctx, json_t *c)
 	print_row(ctx, "language", c, "language", COL_TEXT, true);
 	print_row(ctx, "created", c, "created_at", COL_TIME, false);
 	print_row(ctx, "delivery", c, "delivery_error", COL_TEXT, true);
+	print_row(ctx, "unread", more, "unread", COL_TEXT, true);
 	print_row(ctx, "last message", c, "last_message_id", COL_TEXT, false);
 	free(id);
 	free(status);
@@ -83,7 +127,8 @@ void ctl_print_message(ctl_ctx *ctx, json_t *m)
 
 	ctl_buf head = { 0 }, indent = { 0 }, text = { 0 };
 	ctl_buf_addf(&head, "%-12s  #%s %-4s ", when, id, direction_word(m));
-	ctl_buf_addf(&indent, "%*s", ctl_text_width(ctl_buf_str(&head)) + 2, "");
+	/* Later lines of the text start under its first. */
+	ctl_buf_addf(&indent, "%*s", ctl_text_width(ctl_buf_str(&head)) + ctl_text_width(who) + 2, "");
 	json_t *t = json_object_get(m, "text");
 	if (json_is_string(t))
 		ctl_text_escape(&text, json_string_value(t), json_string_length(t), ctl_buf_str(&indent));
@@ -199,7 +244,7 @@ static bool last_seen(ctl_ctx *ctx, const ctl_command *cmd, json_t **seen, int *
 		ctl_response_free(&r);
 		return false;
 	}
-	json_t *last = json_object_get(r.json, "last_message_id");
+	json_t *last = ctl_json_path(r.json, "conversation.last_message_id|last_message_id");
 	*seen = json_is_integer(last) ? json_incref(last) : json_null();
 	ctl_response_free(&r);
 	return true;

@@ -125,6 +125,14 @@ static bool valid_value(const char *s, ctl_value kind, const char *choices)
 		return valid_utf8(s);
 	case V_CHOICE:
 		return in_choices(s, choices);
+	case V_CHOICES: {
+		char *copy = ctl_xstrdup(s), *save = NULL;
+		bool ok = s[0] && s[strlen(s) - 1] != ',' && !strstr(s, ",,");
+		for (char *t = strtok_r(copy, ",", &save); ok && t; t = strtok_r(NULL, ",", &save))
+			ok = in_choices(t, choices);
+		free(copy);
+		return ok;
+	}
 	case V_ASSIGNEE:
 		return strcmp(s, "me") == 0 || strcmp(s, "none") == 0 || valid_id(s);
 	case V_LIMIT:
@@ -147,6 +155,7 @@ static const char *what_is_valid(ctl_value kind, const char *choices)
 	case V_ID: return "a positive whole number";
 	case V_TEXT: return "UTF-8 text";
 	case V_CHOICE: return choices;
+	case V_CHOICES: return "one or more of these, comma-separated:";
 	case V_ASSIGNEE: return "me, none or an agent id";
 	case V_LIMIT: return "a whole number from 1 to 200";
 	case V_IDLIST: return "ids separated by commas";
@@ -379,7 +388,9 @@ static int check(const ctl_command *cmd, ctl_ctx *ctx, char **args, int nargs)
 		if (!ctx->opt[o] && (cmd->needs & O(o)))
 			return usage_error("%s needs %s", cmd->words, opt->name);
 		if (ctx->opt[o] && !valid_value(ctx->opt[o], opt->kind, opt->choices)) {
-			fprintf(stderr, "parleyctl: %s must be %s\n", opt->name, what_is_valid(opt->kind, opt->choices));
+			bool several = opt->kind == V_CHOICES;
+			fprintf(stderr, "parleyctl: %s must be %s%s%s\n", opt->name, what_is_valid(opt->kind, opt->choices),
+			        several ? " " : "", several ? opt->choices : "");
 			return CTL_EXIT_USAGE;
 		}
 	}

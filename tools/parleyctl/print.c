@@ -159,11 +159,11 @@ void ctl_print_me(ctl_ctx *ctx, json_t *me)
 	free(team_list);
 }
 
+/* The new token: its fields and secret flat, or {"token": {...}, "secret"}. */
 void ctl_print_new_token(ctl_ctx *ctx, json_t *answer)
 {
-	json_t *token = json_object_get(answer, "token");
-	char *id = ctl_cell(json_object_get(token, "id"), COL_TEXT, ctx->now);
-	char *role = ctl_cell(json_object_get(token, "role"), COL_TEXT, ctx->now);
+	char *id = ctl_cell(ctl_json_path(answer, "token.id|id"), COL_TEXT, ctx->now);
+	char *role = ctl_cell(ctl_json_path(answer, "token.role|role"), COL_TEXT, ctx->now);
 	char *secret = ctl_cell(json_object_get(answer, "secret"), COL_TEXT, ctx->now);
 	fprintf(ctx->out, "token %s created, role %s. Its secret, shown only this once:\n%s\n", id, role,
 	        secret);
