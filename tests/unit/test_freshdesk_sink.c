@@ -558,6 +558,25 @@ static void test_notes_record(void **state)
 	free(s);
 }
 
+/* A damaged record may hold any digits where the time goes: one past year
+ * 9999 (or past what 64 bits hold) makes its entry malformed. */
+static void test_notes_record_time_past_year_9999(void **state)
+{
+	fd_notes n;
+
+	(void)state;
+	fd_notes_parse(TAG_1 ":" FP_A ":253402300799999 " TAG_2 ":" FP_A ":253402300800000 "
+	               TAG_3 ":" FP_A ":9999999999999999999 "
+	               "4444444444444444:" FP_B ":1700000000000", &n);
+	assert_int_equal(n.n, 2);
+	assert_string_equal(n.e[0].tag, TAG_1);
+	assert_true(n.e[0].at_ms == 253402300799999LL);
+	assert_string_equal(n.e[1].tag, "4444444444444444");
+	assert_true(n.e[1].at_ms == 1700000000000LL);
+	assert_null(fd_notes_find(&n, TAG_2));
+	assert_null(fd_notes_find(&n, TAG_3));
+}
+
 static void test_note_search_counts_earlier_same_words(void **state)
 {
 	fd_notes n;
@@ -738,6 +757,7 @@ int main(void)
 		cmocka_unit_test(test_webhook_statuses),
 		cmocka_unit_test(test_webhook_ignored_and_invalid),
 		cmocka_unit_test(test_notes_record),
+		cmocka_unit_test(test_notes_record_time_past_year_9999),
 		cmocka_unit_test(test_note_search_counts_earlier_same_words),
 		cmocka_unit_test(test_time_and_path),
 		cmocka_unit_test(test_classify_conversations),
