@@ -9,6 +9,7 @@
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "../../plugins/sinks/freshdesk/freshdesk_api.h"
@@ -81,6 +82,36 @@ static void test_html_to_text(void **state)
 	s = fd_html_to_text("<p>one</p><p></p><p></p><p>two</p>", 34);   /* its length */
 	assert_string_equal(s, "one\n\ntwo");
 	free(s);
+}
+
+/* Freshdesk's editor writes &nbsp; for runs of spaces: a long comment full
+ * of them is turned into text in one pass (this took seconds of the loop
+ * when each U+00A0 moved the rest of the text). */
+static void test_html_to_text_many_nbsp(void **state)
+{
+	enum { WORDS = 300000 };
+	static const char word[] = "a&nbsp;";
+	char *html = malloc(WORDS * (sizeof(word) - 1) + 1), *s;
+	clock_t start;
+	double cpu_s;
+
+	(void)state;
+	assert_non_null(html);
+	for (size_t i = 0; i < WORDS; i++)
+		memcpy(html + i * (sizeof(word) - 1), word, sizeof(word) - 1);
+	html[WORDS * (sizeof(word) - 1)] = '\0';
+	start = clock();
+	s = fd_html_to_text(html, strlen(html));
+	cpu_s = (double)(clock() - start) / CLOCKS_PER_SEC;
+	assert_non_null(s);
+	/* "a a ... a": every U+00A0 a space, the last one trimmed. */
+	assert_int_equal(strlen(s), 2 * WORDS - 1);
+	assert_int_equal(strspn(s, "a "), 2 * WORDS - 1);
+	assert_int_equal(s[0], 'a');
+	assert_int_equal(s[1], ' ');
+	assert_true(cpu_s < 2.0);
+	free(s);
+	free(html);
 }
 
 static void test_fingerprint_survives_the_round_trip(void **state)
@@ -558,6 +589,25 @@ static void test_notes_record(void **state)
 	free(s);
 }
 
+/* A damaged record may hold any digits where the time goes: one past year
+ * 9999 (or past what 64 bits hold) makes its entry malformed. */
+static void test_notes_record_time_past_year_9999(void **state)
+{
+	fd_notes n;
+
+	(void)state;
+	fd_notes_parse(TAG_1 ":" FP_A ":253402300799999 " TAG_2 ":" FP_A ":253402300800000 "
+	               TAG_3 ":" FP_A ":9999999999999999999 "
+	               "4444444444444444:" FP_B ":1700000000000", &n);
+	assert_int_equal(n.n, 2);
+	assert_string_equal(n.e[0].tag, TAG_1);
+	assert_true(n.e[0].at_ms == 253402300799999LL);
+	assert_string_equal(n.e[1].tag, "4444444444444444");
+	assert_true(n.e[1].at_ms == 1700000000000LL);
+	assert_null(fd_notes_find(&n, TAG_2));
+	assert_null(fd_notes_find(&n, TAG_3));
+}
+
 static void test_note_search_counts_earlier_same_words(void **state)
 {
 	fd_notes n;
@@ -725,6 +775,7 @@ int main(void)
 		cmocka_unit_test(test_auth_header),
 		cmocka_unit_test(test_html_escape),
 		cmocka_unit_test(test_html_to_text),
+		cmocka_unit_test(test_html_to_text_many_nbsp),
 		cmocka_unit_test(test_fingerprint_survives_the_round_trip),
 		cmocka_unit_test(test_key_tag_and_ids),
 		cmocka_unit_test(test_ticket_by_email),
@@ -738,6 +789,7 @@ int main(void)
 		cmocka_unit_test(test_webhook_statuses),
 		cmocka_unit_test(test_webhook_ignored_and_invalid),
 		cmocka_unit_test(test_notes_record),
+		cmocka_unit_test(test_notes_record_time_past_year_9999),
 		cmocka_unit_test(test_note_search_counts_earlier_same_words),
 		cmocka_unit_test(test_time_and_path),
 		cmocka_unit_test(test_classify_conversations),

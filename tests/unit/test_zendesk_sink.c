@@ -540,6 +540,29 @@ static void test_webhook_status_and_garbage(void **state)
 	assert_int_equal(s.n, 0);
 }
 
+/* The body is the event's evidence as it came: a NUL byte in it (which
+ * jansson skips after a number) is no JSON, and nothing is emitted. */
+static void test_webhook_nul_byte(void **state)
+{
+	static const char body[] = "{\"type\":\"zen:event-type:ticket.status_changed\","
+	                           "\"detail\":{\"id\":3548\0},\"event\":{\"current\":\"SOLVED\"}}";
+	char what[ZD_REASON_BYTES];
+	seen s;
+	(void)state;
+
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(zd_parse_webhook((const unsigned char *)body, sizeof(body) - 1, NULL, take,
+	                                  &s, what, sizeof(what)), ZD_WEBHOOK_BAD);
+	assert_string_equal(what, "the body holds a NUL byte: not JSON");
+	assert_int_equal(s.n, 0);
+	/* Without the NUL it is an ordinary status change. */
+	assert_int_equal(zd_parse_webhook(B("{\"type\":\"zen:event-type:ticket.status_changed\","
+	                                    "\"detail\":{\"id\":3548},\"event\":{\"current\":\"SOLVED\"}}"),
+	                                  NULL, take, &s, what, sizeof(what)), ZD_WEBHOOK_EVENT);
+	assert_int_equal(s.n, 1);
+	assert_int_equal(s.ev.status, PARLEY_TICKET_SOLVED);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -554,6 +577,7 @@ int main(void)
 		cmocka_unit_test(test_signature),
 		cmocka_unit_test(test_webhook_comments),
 		cmocka_unit_test(test_webhook_status_and_garbage),
+		cmocka_unit_test(test_webhook_nul_byte),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

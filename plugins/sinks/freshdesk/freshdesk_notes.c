@@ -13,6 +13,8 @@
 
 /* "tag:fp:ms": 16 + 1 + 16 + 1 + up to 19 digits. */
 #define FD_ENTRY_MAX_BYTES 64
+/* 9999-12-31T23:59:59.999Z: a later time is none Parley recorded. */
+#define FD_ENTRY_MAX_MS 253402300799999LL
 
 bool fd_notes_key(const char *ticket_id, char out[FD_NOTES_KEY_BYTES])
 {
@@ -61,10 +63,15 @@ static bool parse_entry(const char *s, size_t len, fd_note_entry *e)
 		return false;
 	memcpy(ms, s + 34, ms_len);
 	ms[ms_len] = '\0';
+	/* The record is stored state, which may be damaged: a time past year
+	 * 9999 makes the entry malformed, and the bound also keeps 19 digits
+	 * from overflowing v. */
 	for (const char *p = ms; *p != '\0'; p++) {
 		if (*p < '0' || *p > '9')
 			return false;
 		v = v * 10 + (*p - '0');
+		if (v > FD_ENTRY_MAX_MS)
+			return false;
 	}
 	memcpy(e->tag, s, 16);
 	e->tag[16] = '\0';

@@ -274,12 +274,20 @@ char *fd_html_to_text(const char *html, size_t len)
 	if (text == NULL)
 		return NULL;
 	{
-		/* U+00A0 counts as a space for the squeeze. */
-		char *nb;
-		while ((nb = strstr(text, "\xC2\xA0")) != NULL) {
-			nb[0] = ' ';
-			memmove(nb + 1, nb + 2, strlen(nb + 2) + 1);
+		/* U+00A0 counts as a space for the squeeze. In one pass:
+		 * Freshdesk's editor writes &nbsp; in every run of spaces, and
+		 * moving the rest of the text once per U+00A0 made a long
+		 * comment cost seconds of the event loop. */
+		char *w = text;
+		for (const char *r = text; *r != '\0';) {
+			if ((unsigned char)r[0] == 0xC2 && (unsigned char)r[1] == 0xA0) {
+				*w++ = ' ';
+				r += 2;
+			} else {
+				*w++ = *r++;
+			}
 		}
+		*w = '\0';
 	}
 	{
 		char *out = squeeze(text);

@@ -114,6 +114,13 @@ zd_webhook_status zd_parse_webhook(const unsigned char *body, size_t len,
 	zd_webhook_status st;
 
 	what[0] = '\0';
+	/* JSON has no raw NUL byte, yet jansson skips one after a number or a
+	 * literal. The body itself goes to the core as the event's evidence,
+	 * so one the core cannot hold as a string is refused here. */
+	if (body != NULL && memchr(body, '\0', len) != NULL) {
+		snprintf(what, whatlen, "the body holds a NUL byte: not JSON");
+		return ZD_WEBHOOK_BAD;
+	}
 	root = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!json_is_object(root)) {
 		snprintf(what, whatlen, "the body is not a JSON object");

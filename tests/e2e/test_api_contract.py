@@ -1,0 +1,161 @@
+"""Rules every operation of the agent API keeps, checked for every operation
+the OpenAPI document lists (so a new endpoint is covered the day it is
+documented, and an undocumented one cannot pass the other tests):
+
+- without credentials it answers 401;
+- the role × team matrix: an agent and a supervisor of team North, an admin,
+  and each team's objects: another team's conversation, customer or case is
+  404 (never 403 with data), a role below the operation's floor is 403;
+- every documented query parameter resists SQL injection (a precise 4xx or a
+  harmless 200, never a 500, and the tables are intact);
+- every JSON body is read strictly (malformed → 400, unknown field → 400).
+
+OPERATIONS classifies each operation: the lowest role that may call it, what
+its path ids name (whose team decides visibility), and for writes a body
+that is valid apart from what a test changes."""
+import json
+
+import pytest
+
+import openapi_check
+from api_client import ApiClient
+from api_setup import add_agent, add_team, create_token
+from parley_testlib import http, query, sign
+
+SECRET = "contract-secret"
+INJECTIONS = ["' OR '1'='1", "1; DROP TABLE conversation; --", "1) OR (1=1", "due desc, (SELECT 1)",
+              "\\'; SELECT pg_sleep(5); --", "%' --", "x" * 500, "-1", "0x10", "1e9", "null", "[]"]
+
+# operationId -> (floor role, what {id}-like path parameters name, a valid body or None).
+# Kinds: "conversation", "customer", "case" (visibility by team), "agent", "team", "token",
+# "canned", "macro", "job", "audit" (objects of their own), None (no path ids).
+OPERATIONS = {
+    "getMe": ("agent", None, None),
+}
+
+ROLE_RANK = {"agent": 1, "supervisor": 2, "admin": 3}
+
+
+def post_webhook(d, instance, payload):
+    body = json.dumps(payload).encode()
+    status, _, data = http("POST", "%s/webhooks/%s" % (d.url, instance), body,
+                           {"Content-Type": "application/json", "X-Parley-Signature": sign(SECRET, body)})
+    assert status == 200, data
+
+
+def api_operations():
+    doc = openapi_check.document().doc
+    for template, item in doc["paths"].items():
+        if not template.startswith("/api/v1/"):
+            continue
+        for method, op in item.items():
+            if method in ("get", "post", "put", "patch", "delete"):
+                yield method.upper(), template, op
+
+
+@pytest.fixture
+def world(fresh_db, daemon, plugin_dir, run_parleyd):
+    cfg = {"database": {"dsn": fresh_db}, "plugin_dir": plugin_dir, "jobs": {"enabled": False},
+           "channels": [{"name": n, "plugin": "webhook", "config": {"secret": SECRET}}
+                        for n in ("north", "south")]}
+    d = daemon.start(cfg)
+    north, south = add_team(fresh_db, "North", ["north"]), add_team(fresh_db, "South", ["south"])
+    add_agent(fresh_db, "ann@example.com", "Ann", "agent", [north])
+    add_agent(fresh_db, "sam@example.com", "Sam", "supervisor", [north])
+    add_agent(fresh_db, "ada@example.com", "Ada", "admin", [])
+    add_agent(fresh_db, "sue@example.com", "Sue", "agent", [south])
+    tokens = {role: create_token(run_parleyd, cfg, role=role, agent=email, name=role)
+              for role, email in (("agent", "ann@example.com"), ("supervisor", "sam@example.com"),
+                                  ("admin", "ada@example.com"))}
+    post_webhook(d, "north", {"id": "n1", "author": {"id": "cust-n", "name": "Nora"},
+                              "text": "my order PC-1 never came", "visibility": "private"})
+    post_webhook(d, "south", {"id": "s1", "author": {"id": "cust-s", "name": "Seth"},
+                              "text": "refund please", "visibility": "private"})
+    ids = {}
+    for side in ("north", "south"):
+        conv, cust, case = query(fresh_db, "SELECT id, customer_id, case_id FROM conversation "
+                                           "WHERE channel_instance = %s", (side,))[0]
+        ids[side] = {"conversation": conv, "customer": cust, "case": case}
+    return d, tokens, ids, fresh_db
+
+
+def fill(template, kind, ids_of_side):
+    """The template with its path parameters set to the side's objects."""
+    path = template
+    while "{" in path:
+        start, end = path.index("{"), path.index("}")
+        value = ids_of_side.get(kind) if kind in ids_of_side else 1
+        path = path[:start] + str(value) + path[end + 1:]
+    return path
+
+
+def test_every_operation_is_classified():
+    missing = sorted(op.get("operationId", "%s %s" % (m, t)) for m, t, op in api_operations()
+                     if op.get("operationId") not in OPERATIONS)
+    assert missing == [], "classify these in OPERATIONS: %s" % missing
+
+
+def test_every_operation_needs_credentials(world):
+    d, _, ids, _ = world
+    anon = ApiClient(d.url)
+    for method, template, op in api_operations():
+        if op.get("security") == []:
+            continue
+        kind = OPERATIONS[op["operationId"]][1]
+        status, _, body = anon.request(method, fill(template, kind, ids["north"]))
+        assert status == 401 and body["error"] == "unauthorized", (method, template, body)
+
+
+def test_role_and_team_matrix(world):
+    d, tokens, ids, _ = world
+    for method, template, op in api_operations():
+        floor, kind, body = OPERATIONS[op["operationId"]]
+        for role, token in tokens.items():
+            api = ApiClient(d.url, token=token)
+            for side in ("north", "south"):
+                path = fill(template, kind, ids[side])
+                status, _, answer = api.request(method, path, json=body, validate_request=False)
+                where = "%s %s as %s, %s's objects: %s" % (method, path, role, side, answer)
+                if ROLE_RANK[role] < ROLE_RANK[floor]:
+                    assert status in (403, 404), where
+                elif side == "south" and role != "admin" and kind in ("conversation", "customer", "case"):
+                    assert status == 404, where
+                else:
+                    assert status < 500 and status not in (401, 403), where
+
+
+def test_query_parameters_resist_injection(world):
+    d, tokens, ids, dsn = world
+    api = ApiClient(d.url, token=tokens["admin"])
+    before = query(dsn, "SELECT (SELECT count(*) FROM conversation), (SELECT count(*) FROM message)")
+    for method, template, op in api_operations():
+        if method != "GET":
+            continue
+        kind = OPERATIONS[op["operationId"]][1]
+        path = fill(template, kind, ids["north"])
+        names = []
+        for p in op.get("parameters", []):
+            if "$ref" in p:
+                p = openapi_check.document().resolve(p["$ref"])
+            if p.get("in") == "query":
+                names.append(p["name"])
+        for name in names:
+            for bad in INJECTIONS:
+                status, _, answer = api.get(path, params={name: bad})
+                assert status in (200, 400, 404, 422), (path, name, bad, answer)
+    assert query(dsn, "SELECT (SELECT count(*) FROM conversation), (SELECT count(*) FROM message)") == before
+
+
+def test_bodies_are_read_strictly(world):
+    d, tokens, ids, _ = world
+    api = ApiClient(d.url, token=tokens["admin"])
+    for method, template, op in api_operations():
+        if "requestBody" not in op:
+            continue
+        kind = OPERATIONS[op["operationId"]][1]
+        path = fill(template, kind, ids["north"])
+        status, _, answer = api.request(method, path, body=b"{\"text\": ", validate_request=False,
+                                        headers={"Content-Type": "application/json"})
+        assert status == 400 and answer["error"] == "malformed_json", (method, path, answer)
+        status, _, answer = api.request(method, path, json={"no_such_field": 1}, validate_request=False)
+        assert status == 400 and answer["error"] == "unknown_field", (method, path, answer)
