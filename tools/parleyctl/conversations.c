@@ -10,7 +10,7 @@
 
 /* Besides the paths in the command table. */
 #define CONVERSATION_PATH "/api/v1/conversations/{1}"
-#define TIMELINE_PATH "/api/v1/conversations/{1}/timeline"
+#define TIMELINE_PATH "/api/v1/conversations/{1}/timeline?limit=200"   /* read whole: big pages */
 
 static char *field(ctl_ctx *ctx, json_t *obj, const char *path, ctl_col_kind kind)
 {
