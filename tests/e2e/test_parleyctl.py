@@ -291,7 +291,7 @@ def test_show_reply_note_and_a_collision(live, ctl):
     code, out, err = ctl(["conversations", "reply", cid, "Late answer", "--seen", first],
                          url=live.url, token=live.token)
     assert code == 3, err
-    assert "not sent" in err and "hello??" in out and "--force" in err
+    assert "nothing done" in err and "hello??" in out and "--force" in err
     code, out, err = ctl(["--json", "conversations", "reply", cid, "Late answer", "--seen", first],
                          url=live.url, token=live.token)
     assert code == 3 and json.loads(out)["error"] == "collision"
@@ -472,12 +472,28 @@ COMMANDS = [
      [("POST", "/api/v1/conversations/5/replies",
        {"text": "-1 for that", "last_seen_message_id": 40, "force": True})],
      [(202, {"message": msg(43, "-1 for that", "outbound")})], "reply 43 queued on conversation 5\n"),
+    (["conversations", "reply", "5", "first!"],   # no message yet: 0
+     [("GET", "/api/v1/conversations/5", None),
+      ("POST", "/api/v1/conversations/5/replies", {"text": "first!", "last_seen_message_id": 0})],
+     [{"conversation": conv(last=None)}, (202, {"message": msg(1, "first!", "outbound"), "delivery": "queued"})],
+     "reply 1 queued on conversation 5\n"),
     (["conversations", "note", "5", "called her"],
-     [("POST", "/api/v1/conversations/5/notes", {"text": "called her"})],
-     [(201, {"message": msg(44, "called her", "note")})], "note 44 added to conversation 5\n"),
+     [("GET", "/api/v1/conversations/5", None),
+      ("POST", "/api/v1/conversations/5/notes", {"text": "called her", "last_seen_message_id": 41})],
+     [{"conversation": conv()}, (201, {"message": msg(44, "called her", "note")})],
+     "note 44 added to conversation 5\n"),
+    (["conversations", "move-to-private", "5", "Your order number?", "--public-text", "", "--seen", "40"],
+     [("POST", "/api/v1/conversations/5/move-to-private",
+       {"text": "Your order number?", "public_text": "", "last_seen_message_id": 40})],
+     [(202, {"conversation": conv(9, visibility="private"), "message": msg(45, "Your order number?"),
+             "public_message": None, "delivery": "queued"})],
+     "private message 45 queued on conversation 9\n"),
     (["conversations", "assign", "5", "7"],
      [("POST", "/api/v1/conversations/5/assign", {"agent_id": 7})],
      [conv(assignee_id=7)], "conversation 5 assigned to agent 7\n"),
+    (["conversations", "transfer", "5", "2"],
+     [("POST", "/api/v1/conversations/5/transfer", {"team_id": 2})],
+     [conv(team_id=2)], "conversation 5 moved to team 2's queue\n"),
     (["conversations", "unassign", "5"],
      [("POST", "/api/v1/conversations/5/unassign", None)], [conv()], "conversation 5 unassigned\n"),
     (["conversations", "status", "5", "resolved"],
@@ -521,7 +537,9 @@ COMMANDS = [
      [page([{"id": 12, "target_instance": "desk", "operation": "ticket", "attempts": 5,
              "finished_at": T, "last_error": "HTTP 500"}])],
      "12  desk    ticket     5         12:34   HTTP 500\n"),
-    (["jobs", "retry", "12"], [("POST", "/api/v1/jobs/12/retry", None)], [{}], "job 12 queued again\n"),
+    (["jobs", "retry", "12"], [("POST", "/api/v1/jobs/12/retry", None)], [{"id": 12}], "job 12 queued again\n"),
+    (["jobs", "discard", "12"], [("POST", "/api/v1/jobs/12/discard", None)], [{"id": 12}],
+     "job 12 discarded\n"),
     (["me"], [("GET", "/api/v1/me", None)],
      [{"kind": "token", "role": "agent", "team_ids": [1], "token_id": 9,
        "agent": {"id": 7, "email": "kim@example.com", "name": "Kim"}}],
@@ -559,7 +577,7 @@ def test_a_collision_shows_the_new_messages_and_exits_3(fake_http, ctl):
                             (409, {"error": "collision", "detail": "new messages", "new_messages": news})])
     code, out, err = ctl(["conversations", "reply", "5", "Sorry!"], url=api.url, token=TOKEN)
     assert code == 3
-    assert "not sent: 2 new message(s)" in err and "--force" in err
+    assert "nothing done: 2 new message(s)" in err and "--force" in err
     assert "#42 in   Ann: hello?? \u241b[31mred" in out and "#43 in   Ann: anyone?" in out
     assert_terminal_safe(out + err)
     # Another 409 is an error like any other.

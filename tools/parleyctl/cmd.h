@@ -21,7 +21,7 @@
 /* Options a command may take (the global ones live in main.c). */
 enum ctl_opt {
 	OPT_STATUS, OPT_ASSIGNEE, OPT_TEAM, OPT_CHANNEL, OPT_SORT, OPT_LIMIT, OPT_CURSOR, OPT_ALL,
-	OPT_FORCE, OPT_SEEN, OPT_ROLE, OPT_TEAMS, OPT_AGENT,
+	OPT_FORCE, OPT_SEEN, OPT_PUBLIC_TEXT, OPT_ROLE, OPT_TEAMS, OPT_AGENT,
 	N_CTL_OPTS
 };
 #define O(x) (1u << (x))
@@ -115,6 +115,8 @@ int ctl_run_health(ctl_ctx *ctx, const ctl_command *cmd);
 
 /* conversations.c */
 int ctl_run_show_conversation(ctl_ctx *ctx, const ctl_command *cmd);
+/* A reply, note or move to private: the row's body (if any) plus text
+ * (argument 2), last_seen_message_id and force; exit 3 on a collision. */
 int ctl_run_reply(ctl_ctx *ctx, const ctl_command *cmd);
 void ctl_print_message(ctl_ctx *ctx, json_t *message);
 

@@ -19,6 +19,7 @@ const ctl_option ctl_options[N_CTL_OPTS] = {
 	[OPT_ALL] = { "--all", NULL, V_FLAG, NULL, NULL },
 	[OPT_FORCE] = { "--force", NULL, V_FLAG, NULL, NULL },
 	[OPT_SEEN] = { "--seen", "MESSAGE_ID", V_ID, NULL, NULL },
+	[OPT_PUBLIC_TEXT] = { "--public-text", "TEXT", V_TEXT, NULL, NULL },
 	[OPT_ROLE] = { "--role", "agent|supervisor|admin", V_CHOICE, "agent|supervisor|admin", NULL },
 	[OPT_TEAMS] = { "--teams", "ID,ID", V_IDLIST, NULL, NULL },
 	[OPT_AGENT] = { "--agent", "AGENT_ID", V_ID, NULL, NULL },
@@ -43,9 +44,12 @@ static json_t *num(const char *s)
 	return json_integer(strtoll(s, NULL, 10));
 }
 
-static json_t *body_text(const ctl_ctx *ctx)
+static json_t *body_move(const ctl_ctx *ctx)
 {
-	return json_pack("{s:s}", "text", ctl_arg(ctx, 1));
+	json_t *b = json_object();
+	if (ctx->opt[OPT_PUBLIC_TEXT])
+		json_object_set_new(b, "public_text", json_string(ctx->opt[OPT_PUBLIC_TEXT]));
+	return b;
 }
 
 static json_t *body_assign(const ctl_ctx *ctx)
@@ -56,6 +60,11 @@ static json_t *body_assign(const ctl_ctx *ctx)
 static json_t *body_status(const ctl_ctx *ctx)
 {
 	return json_pack("{s:s}", "status", ctx->args[1]);
+}
+
+static json_t *body_transfer(const ctl_ctx *ctx)
+{
+	return json_pack("{s:o}", "team_id", num(ctx->args[1]));
 }
 
 static json_t *body_merge(const ctl_ctx *ctx)
@@ -163,12 +172,18 @@ const ctl_command ctl_commands[] = {
 	{ "conversations reply", "ID TEXT", O(OPT_FORCE) | O(OPT_SEEN), 0, "POST",
 	  "/api/v1/conversations/{1}/replies", NULL, NULL, NULL,
 	  "reply {.message.id} queued on conversation {1}", ctl_run_reply,
-	  "answer the customer (exit 3 when new messages came in)" },
-	{ "conversations note", "ID TEXT", 0, 0, "POST", "/api/v1/conversations/{1}/notes",
-	  body_text, NULL, NULL, "note {.message.id} added to conversation {1}", NULL,
-	  "an internal note" },
+	  "answer the customer (exit 3, nothing sent, when new messages came in)" },
+	{ "conversations note", "ID TEXT", O(OPT_FORCE) | O(OPT_SEEN), 0, "POST",
+	  "/api/v1/conversations/{1}/notes", NULL, NULL, NULL,
+	  "note {.message.id} added to conversation {1}", ctl_run_reply, "an internal note" },
+	{ "conversations move-to-private", "ID TEXT", O(OPT_PUBLIC_TEXT) | O(OPT_FORCE) | O(OPT_SEEN), 0,
+	  "POST", "/api/v1/conversations/{1}/move-to-private", body_move, NULL, NULL,
+	  "private message {.message.id} queued on conversation {.conversation.id}", ctl_run_reply,
+	  "answer a public post in a private chat" },
 	{ "conversations assign", "ID AGENT_ID", 0, 0, "POST", "/api/v1/conversations/{1}/assign",
 	  body_assign, NULL, NULL, "conversation {1} assigned to agent {2}", NULL, NULL },
+	{ "conversations transfer", "ID TEAM_ID", 0, 0, "POST", "/api/v1/conversations/{1}/transfer",
+	  body_transfer, NULL, NULL, "conversation {1} moved to team {2}'s queue", NULL, NULL },
 	{ "conversations unassign", "ID", 0, 0, "POST", "/api/v1/conversations/{1}/unassign",
 	  NULL, NULL, NULL, "conversation {1} unassigned", NULL, NULL },
 	{ "conversations status", "ID STATUS", 0, 0, "PATCH", "/api/v1/conversations/{1}",
@@ -198,6 +213,8 @@ const ctl_command ctl_commands[] = {
 	  "jobs that gave up" },
 	{ "jobs retry", "ID", 0, 0, "POST", "/api/v1/jobs/{1}/retry",
 	  NULL, NULL, NULL, "job {1} queued again", NULL, NULL },
+	{ "jobs discard", "ID", 0, 0, "POST", "/api/v1/jobs/{1}/discard",
+	  NULL, NULL, NULL, "job {1} discarded", NULL, NULL },
 	{ "me", "", 0, 0, "GET", "/api/v1/me", NULL, NULL, ctl_print_me, NULL, NULL,
 	  "who the token is" },
 	{ "health", "", 0, 0, "GET", "/healthz", NULL, NULL, NULL, NULL, ctl_run_health,

@@ -245,7 +245,7 @@ static bool last_seen(ctl_ctx *ctx, const ctl_command *cmd, json_t **seen, int *
 		return false;
 	}
 	json_t *last = ctl_json_path(r.json, "conversation.last_message_id|last_message_id");
-	*seen = json_is_integer(last) ? json_incref(last) : json_null();
+	*seen = json_is_integer(last) ? json_incref(last) : json_integer(0);   /* 0: none */
 	ctl_response_free(&r);
 	return true;
 }
@@ -257,14 +257,14 @@ static int collision(ctl_ctx *ctx, json_t *answer)
 		return CTL_EXIT_COLLISION;
 	}
 	json_t *news = json_object_get(answer, "new_messages");
-	fprintf(stderr, "parleyctl: not sent: %zu new message(s) in the conversation since you looked:\n",
+	fprintf(stderr, "parleyctl: nothing done: %zu new message(s) in the conversation since you looked:\n",
 	        json_array_size(news));
 	size_t i;
 	json_t *m;
 	json_array_foreach(news, i, m)
 		ctl_print_message(ctx, m);
 	fflush(ctx->out);
-	fprintf(stderr, "parleyctl: read them, then reply again (or add --force)\n");
+	fprintf(stderr, "parleyctl: read them, then run it again (or add --force)\n");
 	return CTL_EXIT_COLLISION;
 }
 
@@ -274,7 +274,9 @@ int ctl_run_reply(ctl_ctx *ctx, const ctl_command *cmd)
 	int rc = CTL_EXIT_API;
 	if (!last_seen(ctx, cmd, &seen, &rc))
 		return rc;
-	json_t *body = json_pack("{s:s, s:o}", "text", ctl_arg(ctx, 1), "last_seen_message_id", seen);
+	json_t *body = cmd->body ? cmd->body(ctx) : json_object();
+	json_object_set_new(body, "text", json_string(ctl_arg(ctx, 1)));
+	json_object_set_new(body, "last_seen_message_id", seen);
 	if (ctx->opt[OPT_FORCE])
 		json_object_set_new(body, "force", json_true());
 	char *target = ctl_target(ctx, cmd, cmd->path);

@@ -9,7 +9,7 @@
  * PARLEY_TOKEN_FILE, in that order; the token is never printed.
  *
  * Exit codes: 0 done, 1 the API refused or could not be reached, 2 usage,
- * 3 a reply was not sent because the conversation has new messages. */
+ * 3 a reply, note or move to private did nothing: the conversation has new messages. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -80,7 +80,7 @@ static void usage(FILE *out, const char *group)
 	      "Environment: PARLEY_URL (default " DEFAULT_URL "), PARLEY_TOKEN, PARLEY_TOKEN_FILE.\n"
 	      "A token in the environment or a file is safer than --token, which other users\n"
 	      "may see in the process list and which stays in the shell's history.\n"
-	      "Exit codes: 0 done, 1 API or connection error, 2 usage, 3 reply not sent (new messages).\n",
+	      "Exit codes: 0 done, 1 API or connection error, 2 usage, 3 nothing done: new messages.\n",
 	      out);
 }
 
