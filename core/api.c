@@ -406,6 +406,18 @@ static const api_op ops[] = {
 	{ "POST", "/api/v1/conversations/{id}/replies", "parley_api_reply", NULL, API_SENDS },
 	{ "POST", "/api/v1/conversations/{id}/notes", "parley_api_note", NULL, 0 },
 	{ "POST", "/api/v1/conversations/{id}/move-to-private", "parley_api_move_to_private", NULL, API_SENDS },
+	{ "POST", "/api/v1/conversations/{id}/canned-replies/{canned_id}/render", "parley_api_canned_render", NULL, 0 },
+	{ "POST", "/api/v1/conversations/{id}/macros/{macro_id}/apply", "parley_api_macro_apply", NULL, API_SENDS },
+	{ "GET", "/api/v1/canned-replies", "parley_api_canned_list", NULL, 0 },
+	{ "POST", "/api/v1/canned-replies", "parley_api_canned_create", NULL, 0 },
+	{ "GET", "/api/v1/canned-replies/{id}", "parley_api_canned_get", NULL, 0 },
+	{ "PATCH", "/api/v1/canned-replies/{id}", "parley_api_canned_update", NULL, 0 },
+	{ "DELETE", "/api/v1/canned-replies/{id}", "parley_api_canned_delete", NULL, 0 },
+	{ "GET", "/api/v1/macros", "parley_api_macro_list", NULL, 0 },
+	{ "POST", "/api/v1/macros", "parley_api_macro_create", NULL, 0 },
+	{ "GET", "/api/v1/macros/{id}", "parley_api_macro_get", NULL, 0 },
+	{ "PATCH", "/api/v1/macros/{id}", "parley_api_macro_update", NULL, 0 },
+	{ "DELETE", "/api/v1/macros/{id}", "parley_api_macro_delete", NULL, 0 },
 
 	/* customers */
 
