@@ -154,18 +154,27 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- Fill p_body's variables from p_values in one pass. filled: the result;
--- missing: the variables without a value (filled with "").
+-- missing: the variables without a value (filled with ""). A {{...}} that
+-- is no variable (none is saved: parley_api_canned_body) stays as it is.
 CREATE FUNCTION parley_canned_fill(p_body text, p_values jsonb, OUT filled text, OUT missing text[])
 LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
-    v_parts text[] := regexp_split_to_array(p_body, '\{\{[^{}]*\}\}');
-    v_names text[] := parley_canned_used(p_body);
-    v_val   text;
+    v_parts  text[] := regexp_split_to_array(p_body, '\{\{[^{}]*\}\}');
+    v_tokens text[];
+    v_names  text[];
+    v_val    text;
 BEGIN
+    SELECT coalesce(array_agg(x.v[1] ORDER BY x.n), '{}'), coalesce(array_agg(btrim(x.v[2]) ORDER BY x.n), '{}')
+      INTO v_tokens, v_names
+      FROM regexp_matches(p_body, '(\{\{([^{}]*)\}\})', 'g') WITH ORDINALITY AS x (v, n);
     filled := v_parts[1];
     missing := '{}';
-    FOR i IN 1 .. coalesce(array_length(v_names, 1), 0) LOOP
-        v_val := p_values ->> v_names[i];
+    FOR i IN 1 .. cardinality(v_names) LOOP
+        IF NOT (v_names[i] = ANY (parley_canned_variables())) THEN
+            v_val := v_tokens[i];
+        ELSE
+            v_val := p_values ->> v_names[i];
+        END IF;
         IF v_val IS NULL THEN
             IF NOT (v_names[i] = ANY (missing)) THEN
                 missing := missing || v_names[i];

@@ -138,6 +138,10 @@ def test_a_rendered_canned_reply_fills_the_variables_as_text(world):
     status, _, body = world.admin.post(path % (anonymous, canned["id"]))
     assert status == 200 and body["missing"] == ["customer.first_name", "customer.name", "agent.name"]
     assert body["text"].startswith("Dear  (), ")
+    # A {{...}} that is no variable (saving refuses one) would stay as it is.
+    assert query(world.dsn, "SELECT filled, missing FROM parley_canned_fill(%s, %s)",
+                 ("{{x}} {{ customer.name }}{{agent.name}}", '{"customer.name": "{{x}}"}')) == \
+        [("{{x}} {{x}}", ["agent.name"])]
     # Another team's conversation or canned reply, and bad ids, name nothing.
     other, _ = world.customer_says("s-1", "Hi shop", channel="shop")
     shop = create(world.sam, CANNED, team_id=world.south, name="Shop", body="x")
