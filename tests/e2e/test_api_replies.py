@@ -214,8 +214,15 @@ def test_a_closed_messaging_window_is_refused_before_anything_is_stored(daemon, 
         [(chat, c1)] = query(fresh_db, "SELECT conversation_id, id FROM message WHERE external_id = 'm_old'")
         [(post, c2)] = query(fresh_db, "SELECT m.conversation_id, m.id FROM message m "
                                        "WHERE m.external_id = '222_9'")
-        before = query(fresh_db, "SELECT (SELECT count(*) FROM message), (SELECT count(*) FROM job), "
-                                 "(SELECT count(*) FROM conversation), (SELECT count(*) FROM audit_log)")
+        # A macro that would reply there is refused the same way, before any of its actions.
+        canned = admin.post("/api/v1/canned-replies", json={"name": "Sorry", "body": "Sorry!"})[2]
+        macro = admin.post("/api/v1/macros", json={"name": "Close", "actions": [
+            {"type": "set_status", "status": "resolved"},
+            {"type": "reply", "canned_reply_id": canned["id"]}]})[2]
+        state = ("SELECT (SELECT count(*) FROM message), (SELECT count(*) FROM job), "
+                 "(SELECT count(*) FROM conversation), (SELECT count(*) FROM audit_log), "
+                 "(SELECT string_agg(status, ',' ORDER BY id) FROM conversation)")
+        before = query(fresh_db, state)
 
         status, _, body = reply(admin, chat, "Sorry for the wait!", c1)
         assert status == 409, body
@@ -225,8 +232,10 @@ def test_a_closed_messaging_window_is_refused_before_anything_is_stored(daemon, 
                                      json={"text": "Please DM us", "last_seen_message_id": c2})
         assert status == 409 and body["error"] == "private_reply_window_closed", body
 
-        assert query(fresh_db, "SELECT (SELECT count(*) FROM message), (SELECT count(*) FROM job), "
-                               "(SELECT count(*) FROM conversation), (SELECT count(*) FROM audit_log)") == before
+        status, _, body = admin.post("/api/v1/conversations/%s/macros/%s/apply" % (chat, macro["id"]),
+                                     json={"last_seen_message_id": c1})
+        assert status == 409 and body["error"] == "window_closed", body
+        assert query(fresh_db, state) == before
         # A public answer to the comment is always allowed, and goes out.
         status, _, body = reply(admin, post, "We are sorry to hear that.", c2)
         assert status == 202, body
