@@ -2,8 +2,8 @@
  * conversation, move a conversation to private.
  *
  * The work itself is in the database (parley_merge_customers and
- * parley_unmerge in sql/002_customer_model.sql, parley_reply and
- * parley_move_to_private in sql/004_replies.sql) so that the API, the
+ * parley_unmerge in sql/functions/customers.sql, parley_reply and
+ * parley_move_to_private in sql/functions/replies.sql) so that the API, the
  * command line and automatic actions share one implementation and one audit
  * trail. */
 #include "admin.h"
@@ -78,17 +78,38 @@ bool admin_unmerge(const char *dsn, const char *audit_id, const char *actor, cha
 	                errlen);
 }
 
+/* The id of the agent with e-mail `email` into id (""  when email is NULL). */
+static bool agent_id(const char *dsn, const char *email, char *id, size_t idlen, char *err,
+                     size_t errlen)
+{
+	id[0] = '\0';
+	if (email == NULL)
+		return true;
+	const char *params[] = { email };
+	if (!call_one(dsn, "SELECT coalesce((SELECT id FROM agent WHERE email = lower($1))::text, '')", 1,
+	              params, id, idlen, err, errlen))
+		return false;
+	if (id[0] == '\0') {
+		util_set_err(err, errlen, "no agent with e-mail %s", email);
+		return false;
+	}
+	return true;
+}
+
 bool admin_reply(const char *dsn, const char *conversation, const char *text,
-                 const char *visibility, const char *actor, long long *message_id, char *err,
-                 size_t errlen)
+                 const char *visibility, const char *actor, const char *agent_email,
+                 long long *message_id, char *err, size_t errlen)
 {
 	if (!is_id(conversation)) {
 		util_set_err(err, errlen, "a conversation id is a positive whole number");
 		return false;
 	}
-	const char *params[] = { conversation, text, visibility, actor };
+	char agent[32];
+	if (!agent_id(dsn, agent_email, agent, sizeof(agent), err, errlen))
+		return false;
+	const char *params[] = { conversation, text, visibility, actor, agent[0] ? agent : NULL };
 	char value[32];
-	if (!call_one(dsn, "SELECT parley_reply($1::bigint, $2, $3, $4)", 4, params, value,
+	if (!call_one(dsn, "SELECT parley_reply($1::bigint, $2, $3, $4, $5::bigint)", 5, params, value,
 	              sizeof(value), err, errlen))
 		return false;
 	*message_id = strtoll(value, NULL, 10);
@@ -97,18 +118,21 @@ bool admin_reply(const char *dsn, const char *conversation, const char *text,
 
 bool admin_move_to_private(const char *dsn, const char *conversation, const char *text,
                            const char *public_text, const char *texts_json, const char *actor,
-                           long long *private_id, char *err, size_t errlen)
+                           const char *agent_email, long long *private_id, char *err, size_t errlen)
 {
 	if (!is_id(conversation)) {
 		util_set_err(err, errlen, "a conversation id is a positive whole number");
 		return false;
 	}
-	const char *params[] = { conversation, text, public_text, texts_json, actor };
+	char agent[32];
+	if (!agent_id(dsn, agent_email, agent, sizeof(agent), err, errlen))
+		return false;
+	const char *params[] = { conversation, text, public_text, texts_json, actor, agent[0] ? agent : NULL };
 	char value[32];
 	if (!call_one(dsn,
 	              "SELECT parley_move_to_private($1::bigint, $2, coalesce($3, $4::jsonb ->> "
-	              "(SELECT channel_instance FROM conversation WHERE id = $1::bigint)), $5)",
-	              5, params, value, sizeof(value), err, errlen))
+	              "(SELECT channel_instance FROM conversation WHERE id = $1::bigint)), $5, $6::bigint)",
+	              6, params, value, sizeof(value), err, errlen))
 		return false;
 	*private_id = strtoll(value, NULL, 10);
 	return true;

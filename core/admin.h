@@ -21,19 +21,21 @@ bool admin_unmerge(const char *dsn, const char *audit_id, const char *actor, cha
                    size_t errlen);
 
 /* Reply to conversation `conversation` with `text`; visibility: "public",
- * "private" or NULL (the conversation's). On success *message_id is the new
- * outbound message; its send is queued for the channel. */
+ * "private" or NULL (the conversation's); agent_email: the agent written
+ * down as its author, or NULL (the brand). On success *message_id is the
+ * new outbound message; its send is queued for the channel. */
 PARLEY_MUSTCHECK
 bool admin_reply(const char *dsn, const char *conversation, const char *text,
-                 const char *visibility, const char *actor, long long *message_id, char *err,
-                 size_t errlen);
+                 const char *visibility, const char *actor, const char *agent_email,
+                 long long *message_id, char *err, size_t errlen);
 /* Move public conversation `conversation` to private with `text` as the
  * private message. public_text: the public note, or NULL for the channel
  * instance's move_to_private_text, looked up in texts_json ({"instance":
- * "text", ...}). On success *private_id is the new private conversation. */
+ * "text", ...}); agent_email as for admin_reply. On success *private_id is
+ * the new private conversation. */
 PARLEY_MUSTCHECK
 bool admin_move_to_private(const char *dsn, const char *conversation, const char *text,
                            const char *public_text, const char *texts_json, const char *actor,
-                           long long *private_id, char *err, size_t errlen);
+                           const char *agent_email, long long *private_id, char *err, size_t errlen);
 
 #endif

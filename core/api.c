@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <openssl/evp.h>
 
+#include "api_sends.h"
 #include "log.h"
 #include "util.h"
 
@@ -244,7 +245,45 @@ typedef struct api_call {
 	const api_op *op;
 	route_match m;
 	bool authenticated;         /* the batch starts with the authentication */
+	credential cred;
+	char *request;              /* the request as JSON text, for the SQL function */
+	bool previewing;            /* API_SENDS: this batch asks for the sends only */
 } api_call;
+
+static void call_free(api_call *call)
+{
+	free(call->request);
+	free(call);
+}
+
+static void submit_call(api_call *call);
+
+/* API_SENDS, the preview answered: the channels check the sends; then the
+ * operation runs for real, or a refusal is the answer. */
+static void preview_done(api_call *call, int status, const char *body, size_t len)
+{
+	if (status != 200) {
+		/* Refused before any send (not found, a collision, a rule the
+		 * database knows): that is the answer. */
+		http_req_respond(call->req, status, "application/json", body, len, NULL);
+		call_free(call);
+		return;
+	}
+	json_t *answer = json_loadb(body, len, 0, NULL);
+	json_t *sends = json_object_get(answer, "sends");
+	char reason[512];
+	const char *rule = json_is_array(sends) ? api_sends_refusal(sends, reason, sizeof(reason)) : NULL;
+	if (!json_is_array(sends))
+		log_error(API_LOG, "%s preview answered no sends", call->op->sql_fn);
+	json_decref(answer);
+	if (rule != NULL) {
+		http_req_respond_error(call->req, 409, rule, reason, NULL);
+		call_free(call);
+		return;
+	}
+	call->previewing = false;
+	submit_call(call);
+}
 
 static void call_done(db_batch *b, bool ok, const char *error, void *arg)
 {
@@ -252,7 +291,7 @@ static void call_done(db_batch *b, bool ok, const char *error, void *arg)
 	http_request *req = call->req;
 	if (!ok) {
 		api_respond_db_error(req, b, error);
-		free(call);
+		call_free(call);
 		return;
 	}
 	int idx = call->authenticated ? 1 : 0;
@@ -266,29 +305,58 @@ static void call_done(db_batch *b, bool ok, const char *error, void *arg)
 		actor.role = json_string_value(json_object_get(actor_json, "role"));
 		call->op->handler(req, &call->m, &actor);
 		json_decref(actor_json);
-		free(call);
+		call_free(call);
 		return;
 	}
 	PGresult *res = db_batch_result(b, idx);
 	if (res == NULL || PQntuples(res) != 1) {
 		log_error(API_LOG, "%s did not return one row", call->op->sql_fn);
 		http_req_respond_error(req, 500, "internal_error", "the request failed; see the server log", NULL);
-		free(call);
+		call_free(call);
 		return;
 	}
 	int status = atoi(PQgetvalue(res, 0, 0));
+	if (call->previewing) {
+		preview_done(call, status, PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1));
+		return;
+	}
 	if (status == 204 || PQgetisnull(res, 0, 1))
 		http_req_respond(req, status, "application/json", "", 0, NULL);
 	else
 		http_req_respond(req, status, "application/json", PQgetvalue(res, 0, 1),
 		                 (size_t)PQgetlength(res, 0, 1), NULL);
-	free(call);
+	call_free(call);
+}
+
+/* One transaction: the authentication, then the operation's function. */
+static void submit_call(api_call *call)
+{
+	db_batch *b = db_batch_new();
+	if (!(call->op->flags & API_PUBLIC)) {
+		const credential *cred = &call->cred;
+		const char *params[] = { cred->kind, cred->secret_hash, cred->csrf_hash[0] ? cred->csrf_hash : NULL,
+		                         method_writes(http_req_method(call->req)) ? "true" : "false" };
+		db_batch_add(b, "SELECT parley_api_authenticate($1, $2, $3, $4::boolean)::text", 4, params);
+		call->authenticated = true;
+	}
+	if (call->op->sql_fn != NULL) {
+		char sql[240];
+		/* sql_fn comes from the table below, never from the request. */
+		snprintf(sql, sizeof(sql),
+		         "SELECT status, body::text FROM %s(current_setting('parley.actor', true)::jsonb, "
+		         "CASE WHEN $2 THEN $1::jsonb || '{\"preview\": true}' ELSE $1::jsonb END)",
+		         call->op->sql_fn);
+		const char *params[] = { call->request, call->previewing ? "true" : "false" };
+		db_batch_add(b, sql, 2, params);
+	}
+	db_batch_submit(b, call_done, call);
 }
 
 static void start_call(http_request *req, const api_op *op, const route_match *m)
 {
 	credential cred;
 	json_t *request = NULL;
+	memset(&cred, 0, sizeof(cred));
 	if (!(op->flags & API_PUBLIC)) {
 		read_credential(req, &cred);
 		if (cred.malformed || cred.kind == NULL) {
@@ -306,34 +374,23 @@ static void start_call(http_request *req, const api_op *op, const route_match *m
 		return;
 	}
 	api_call *call = calloc(1, sizeof(*call));
-	if (call == NULL) {
-		json_decref(request);
+	if (op->flags & API_SENDS)
+		json_object_set_new(request, "node", api_sends_node());
+	char *text = request != NULL ? json_dumps(request, JSON_COMPACT) : NULL;
+	json_decref(request);
+	if (call == NULL || (op->sql_fn != NULL && text == NULL)) {
+		free(call);
+		free(text);
 		http_req_respond_error(req, 503, "out_of_memory", NULL, NULL);
 		return;
 	}
 	call->req = req;
 	call->op = op;
 	call->m = *m;
-	db_batch *b = db_batch_new();
-	if (!(op->flags & API_PUBLIC)) {
-		const char *params[] = { cred.kind, cred.secret_hash, cred.csrf_hash[0] ? cred.csrf_hash : NULL,
-		                         method_writes(http_req_method(req)) ? "true" : "false" };
-		db_batch_add(b, "SELECT parley_api_authenticate($1, $2, $3, $4::boolean)::text", 4, params);
-		call->authenticated = true;
-	}
-	if (op->sql_fn != NULL) {
-		char sql[200];
-		char *text = json_dumps(request, JSON_COMPACT);
-		json_decref(request);
-		/* sql_fn comes from the table below, never from the request. */
-		snprintf(sql, sizeof(sql),
-		         "SELECT status, body::text FROM %s(current_setting('parley.actor', true)::jsonb, $1::jsonb)",
-		         op->sql_fn);
-		const char *params[] = { text };
-		db_batch_add(b, sql, 1, params);
-		free(text);
-	}
-	db_batch_submit(b, call_done, call);
+	call->cred = cred;
+	call->request = text;
+	call->previewing = (op->flags & API_SENDS) != 0;
+	submit_call(call);
 }
 
 /* ------------------------------------------------------------ the table */
@@ -346,6 +403,21 @@ static const api_op ops[] = {
 	/* conversations, timeline, cases */
 
 	/* replies, notes, canned replies, macros */
+	{ "POST", "/api/v1/conversations/{id}/replies", "parley_api_reply", NULL, API_SENDS },
+	{ "POST", "/api/v1/conversations/{id}/notes", "parley_api_note", NULL, 0 },
+	{ "POST", "/api/v1/conversations/{id}/move-to-private", "parley_api_move_to_private", NULL, API_SENDS },
+	{ "POST", "/api/v1/conversations/{id}/canned-replies/{canned_id}/render", "parley_api_canned_render", NULL, 0 },
+	{ "POST", "/api/v1/conversations/{id}/macros/{macro_id}/apply", "parley_api_macro_apply", NULL, API_SENDS },
+	{ "GET", "/api/v1/canned-replies", "parley_api_canned_list", NULL, 0 },
+	{ "POST", "/api/v1/canned-replies", "parley_api_canned_create", NULL, 0 },
+	{ "GET", "/api/v1/canned-replies/{id}", "parley_api_canned_get", NULL, 0 },
+	{ "PATCH", "/api/v1/canned-replies/{id}", "parley_api_canned_update", NULL, 0 },
+	{ "DELETE", "/api/v1/canned-replies/{id}", "parley_api_canned_delete", NULL, 0 },
+	{ "GET", "/api/v1/macros", "parley_api_macro_list", NULL, 0 },
+	{ "POST", "/api/v1/macros", "parley_api_macro_create", NULL, 0 },
+	{ "GET", "/api/v1/macros/{id}", "parley_api_macro_get", NULL, 0 },
+	{ "PATCH", "/api/v1/macros/{id}", "parley_api_macro_update", NULL, 0 },
+	{ "DELETE", "/api/v1/macros/{id}", "parley_api_macro_delete", NULL, 0 },
 
 	/* customers */
 

@@ -41,6 +41,15 @@ typedef void (*api_handler_fn)(http_request *req, const route_match *m, const ap
 
 enum api_op_flags {
 	API_PUBLIC = 1 << 0,   /* no credentials needed (logging in) */
+	/* The operation queues sends to customers. Its function is called twice,
+	 * each time in a transaction of its own: first with "preview": true and
+	 * req.node (api_sends_node) in the request, answering every refusal it
+	 * knows as usual or 200 {"sends": [{"instance", "payload"}]}; the
+	 * channels then check those sends against their platforms' rules
+	 * (check_send), and a refusal is answered 409 {"error": rule, "detail"}
+	 * with nothing stored. Otherwise it is called again without "preview"
+	 * and does the work. */
+	API_SENDS = 1 << 1,
 };
 
 typedef struct api_op {

@@ -72,9 +72,10 @@ static void usage(FILE *out)
 	        "Usage: parleyd -c FILE [--check-config | --migrate]\n"
 	        "       parleyd -c FILE --merge-customer SOURCE --into TARGET [--actor NAME]\n"
 	        "       parleyd -c FILE --unmerge AUDIT_ID [--actor NAME]\n"
-	        "       parleyd -c FILE --reply CONVERSATION --text TEXT [--visibility V] [--actor NAME]\n"
-	        "       parleyd -c FILE --move-to-private CONVERSATION --text TEXT [--public-text TEXT]\n"
+	        "       parleyd -c FILE --reply CONVERSATION --text TEXT [--visibility V] [--agent EMAIL]\n"
 	        "               [--actor NAME]\n"
+	        "       parleyd -c FILE --move-to-private CONVERSATION --text TEXT [--public-text TEXT]\n"
+	        "               [--agent EMAIL] [--actor NAME]\n"
 	        "       parleyd -c FILE --apply-policy POLICYFILE [--expect-version N] [--actor NAME]\n"
 	        "       parleyd -c FILE --show-policy\n"
 	        "       parleyd -c FILE --create-token NAME --role ROLE [--agent EMAIL] [--teams IDS]\n"
@@ -98,7 +99,8 @@ static void usage(FILE *out)
 	        "                       send TEXT privately to the author of a public conversation, in a\n"
 	        "                       new private conversation of the same case; once it is sent, a\n"
 	        "                       public note (--public-text, default the channel's\n"
-	        "                       move_to_private_text) says so\n"
+	        "                       move_to_private_text) says so; with --reply and\n"
+	        "                       --move-to-private, --agent EMAIL: that agent is the author\n"
 	        "      --apply-policy POLICYFILE\n"
 	        "                       validate the cluster policy file and store it as the next\n"
 	        "                       version, which every node applies; with --expect-version N,\n"
@@ -215,8 +217,8 @@ static int cmd_reply(const cli_args *a, cfg *c, cli_daemon_fn daemon)
 	(void)daemon;
 	char err[2048];
 	long long message_id = 0;
-	if (!admin_reply(c->database.dsn, a->value, a->text, a->visibility, a->actor, &message_id, err,
-	                 sizeof(err))) {
+	if (!admin_reply(c->database.dsn, a->value, a->text, a->visibility, a->actor, a->agent,
+	                 &message_id, err, sizeof(err))) {
 		fprintf(stderr, "parleyd: reply: %s\n", err);
 		return 1;
 	}
@@ -244,7 +246,7 @@ static int cmd_move_to_private(const cli_args *a, cfg *c, cli_daemon_fn daemon)
 	long long private_id = 0;
 	char *texts = move_texts_json(c);
 	bool ok = admin_move_to_private(c->database.dsn, a->value, a->text, a->public_text, texts,
-	                                a->actor, &private_id, err, sizeof(err));
+	                                a->actor, a->agent, &private_id, err, sizeof(err));
 	free(texts);
 	if (!ok) {
 		fprintf(stderr, "parleyd: move to private: %s\n", err);
@@ -356,8 +358,8 @@ static const command commands[] = {
 	{ "--migrate", false, true, 0, 0, cmd_migrate },
 	{ "--merge-customer", true, true, ARG_INTO | ARG_ACTOR, ARG_INTO, cmd_merge },
 	{ "--unmerge", true, true, ARG_ACTOR, 0, cmd_unmerge },
-	{ "--reply", true, true, ARG_TEXT | ARG_VISIBILITY | ARG_ACTOR, ARG_TEXT, cmd_reply },
-	{ "--move-to-private", true, true, ARG_TEXT | ARG_PUBLIC_TEXT | ARG_ACTOR, ARG_TEXT,
+	{ "--reply", true, true, ARG_TEXT | ARG_VISIBILITY | ARG_ACTOR | ARG_AGENT, ARG_TEXT, cmd_reply },
+	{ "--move-to-private", true, true, ARG_TEXT | ARG_PUBLIC_TEXT | ARG_ACTOR | ARG_AGENT, ARG_TEXT,
 	  cmd_move_to_private },
 	{ "--apply-policy", true, true, ARG_EXPECT_VERSION | ARG_ACTOR, 0, cmd_apply_policy },
 	{ "--show-policy", false, true, 0, 0, cmd_show_policy },
@@ -383,7 +385,7 @@ static const struct {
 	{ ARG_FORMAT, "--format text|markdown", "--help-config" },
 	{ ARG_EXPECT_VERSION, "--expect-version", "--apply-policy" },
 	{ ARG_ROLE, "--role", "--create-token" },
-	{ ARG_AGENT, "--agent", "--create-token" },
+	{ ARG_AGENT, "--agent", "--reply, --move-to-private or --create-token" },
 	{ ARG_TEAMS, "--teams", "--create-token" },
 	{ ARG_NAME, "--name", "--create-admin" },
 };

@@ -24,6 +24,7 @@
 #include "plugin_loader.h"
 #include "policy.h"
 #include "api.h"
+#include "api_sends.h"
 #include "router.h"
 #include "util.h"
 
@@ -214,6 +215,7 @@ static int run(void)
 		goto out;
 	}
 	router_init(d.plugins);
+	api_sends_init(d.plugins, &d.config);
 	api_options api_opts = {
 		.cookie_secure = d.config->public_url != NULL && strncmp(d.config->public_url, "https:", 6) == 0,
 	};

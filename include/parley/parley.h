@@ -51,7 +51,7 @@ extern "C" {
 #endif
 
 #define PARLEY_ABI_MAJOR 1
-#define PARLEY_ABI_MINOR 3
+#define PARLEY_ABI_MINOR 4
 
 #define PARLEY_PLUGIN_ENTRY_SYMBOL "parley_plugin_entry"
 
@@ -594,6 +594,19 @@ typedef struct parley_channel_ops {
 	/* Mandatory. Send a message; finish with delivery_complete, now or later.
 	 * `msg` is borrowed for the call; `d` stays valid until completed. */
 	void (*send)(void *self, const parley_outbound_message *msg, parley_delivery *d);
+	/* --- ABI 1.4 (the core checks PARLEY_HAS_FIELD) ---
+	 * Optional. Would send() refuse `msg` at once, by a rule of the platform
+	 * (a messaging window, a private reply too late) or of this instance (no
+	 * token for the asset), without calling the platform? The core asks
+	 * before it stores an agent's reply, so the agent hears of the rule when
+	 * answering instead of seeing the send fail later. Answer as send()
+	 * would now; do no I/O and keep no state. `msg` is borrowed for the call
+	 * (its idempotency_key and message_id are placeholders). Returns NULL
+	 * when send() would try; otherwise the rule's name, a static string of
+	 * [a-z][a-z0-9_]* ("window_closed"), with reason[0..reason_len) holding
+	 * the sentence send() would fail with. */
+	const char *(*check_send)(void *self, const parley_outbound_message *msg, char *reason,
+	                          size_t reason_len);
 } parley_channel_ops;
 
 typedef struct parley_sink_ops {

@@ -75,15 +75,21 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                 ELSE nullif(ev ->> 'thread_id', '') END
 $$;
 
+-- An audit entry. Inside an API call (parley.actor is set for its
+-- transaction by parley_api_authenticate) the entry also names the agent
+-- and token behind it, so a core operation the API calls (a reply, a move
+-- to private) is attributed like the API's own changes.
 CREATE FUNCTION parley_audit(p_actor text, p_action text, p_entity text, p_entity_id bigint,
                              p_details jsonb)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_id bigint;
+    v_id    bigint;
+    v_actor jsonb := nullif(current_setting('parley.actor', true), '')::jsonb;
 BEGIN
-    INSERT INTO audit_log (actor, action, entity, entity_id, details)
-    VALUES (p_actor, p_action, p_entity, p_entity_id, p_details)
+    INSERT INTO audit_log (actor, action, entity, entity_id, details, agent_id, token_id)
+    VALUES (p_actor, p_action, p_entity, p_entity_id, p_details,
+            (v_actor ->> 'agent_id')::bigint, (v_actor ->> 'token_id')::bigint)
     RETURNING id INTO v_id;
     RETURN v_id;
 END

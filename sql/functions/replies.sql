@@ -5,6 +5,28 @@
 -- the customer's id in it, and a reply that did not go out, visible on the
 -- conversation and notified.
 
+-- What a channel 'send' is handed for a message of conversation c (the
+-- payload of the job; docs/JOBS.md): the text, visibility and message it
+-- answers, the customer and the thread, and when the customer last wrote
+-- (messaging windows count from it). p_message NULL: a message not stored
+-- yet (the API's preview, put to the channel's check_send before anything
+-- is stored).
+CREATE FUNCTION parley_send_payload(c conversation, p_text text, p_visibility text,
+                                    p_in_reply_to text, p_message bigint, p_kind text)
+RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+        'conversation_id', c.id::text,
+        'visibility', p_visibility,
+        'text', p_text,
+        'recipient_id', (SELECT i.external_id FROM identity i WHERE i.id = c.identity_id),
+        'thread_id', c.thread_key,
+        'in_reply_to', p_in_reply_to,
+        'message_id', p_message::text,
+        'kind', p_kind,
+        'last_inbound_ms', floor(extract(epoch FROM c.last_inbound_at) * 1000)::bigint))
+$$;
+
 -- Enqueue the channel 'send' of outbound message p_message (its row holds
 -- the text, visibility and conversation). p_kind: 'message' or
 -- 'private_reply'; p_extra: more payload fields. Sends of one conversation
@@ -15,35 +37,56 @@ LANGUAGE plpgsql AS $$
 DECLARE
     m message%ROWTYPE;
     c conversation%ROWTYPE;
-    v_recipient text;
 BEGIN
     SELECT * INTO m FROM message WHERE id = p_message;
     SELECT * INTO c FROM conversation WHERE id = m.conversation_id;
-    SELECT i.external_id INTO v_recipient FROM identity i WHERE i.id = c.identity_id;
     RETURN parley_job_enqueue('channel', c.channel_instance, 'send',
-        jsonb_strip_nulls(jsonb_build_object(
-            'conversation_id', c.id::text,
-            'visibility', m.visibility,
-            'text', m.text,
-            'recipient_id', v_recipient,
-            'thread_id', c.thread_key,
-            'in_reply_to', m.in_reply_to_external_id,
-            'message_id', m.id::text,
-            'kind', p_kind,
-            'last_inbound_ms', floor(extract(epoch FROM c.last_inbound_at) * 1000)::bigint))
+        parley_send_payload(c, m.text, m.visibility, m.in_reply_to_external_id, m.id, p_kind)
         || p_extra,
         'send:' || m.id,
         'send:' || coalesce(c.origin_conversation_id, c.id));
 END
 $$;
 
+-- The rules a reply to conversation c must keep, checked before anything is
+-- stored: the visibility is the conversation's own (NULL: the
+-- conversation's; a private answer to a public conversation is
+-- parley_move_to_private), and a moved conversation takes replies once its
+-- private chat is open. Returns the reply's visibility. A broken rule is
+-- raised with its name as the constraint (what the API answers as its
+-- error code): 22023 for a request that can never work, 55000 for one the
+-- conversation's state refuses now.
+CREATE FUNCTION parley_reply_check(c conversation, p_visibility text) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_vis text := coalesce(p_visibility, c.visibility);
+BEGIN
+    IF v_vis NOT IN ('public', 'private') THEN
+        RAISE EXCEPTION 'visibility must be "public" or "private"'
+            USING ERRCODE = '22023', CONSTRAINT = 'invalid_visibility';
+    END IF;
+    IF v_vis <> c.visibility THEN
+        RAISE EXCEPTION 'conversation % is %: a % reply is not possible here%', c.id, c.visibility, v_vis,
+            CASE WHEN c.visibility = 'public' THEN ' (move it to private instead)' ELSE '' END
+            USING ERRCODE = '22023', CONSTRAINT = 'visibility_mismatch';
+    END IF;
+    IF c.origin_conversation_id IS NOT NULL AND c.thread_key IS NULL THEN
+        RAISE EXCEPTION 'conversation % has no private chat yet: its first private message has not '
+                        'been sent (see its delivery status)', c.id
+            USING ERRCODE = '55000', CONSTRAINT = 'private_chat_not_open';
+    END IF;
+    RETURN v_vis;
+END
+$$;
+
 -- Reply to a conversation: the reply is stored as an outbound message and
 -- its send is enqueued in the same transaction. p_visibility must be the
--- conversation's own (NULL: the conversation's); a private answer to a
--- public conversation is parley_move_to_private. Returns the message's id.
--- A moved conversation takes replies once its private chat is open.
+-- conversation's own (NULL: the conversation's); see parley_reply_check.
+-- p_actor: who, for the audit log; p_agent: the agent who wrote it (the
+-- message's author; NULL: the brand). Returns the message's id.
 CREATE FUNCTION parley_reply(p_conversation bigint, p_text text,
-                                        p_visibility text DEFAULT NULL, p_actor text DEFAULT NULL)
+                                        p_visibility text DEFAULT NULL, p_actor text DEFAULT NULL,
+                                        p_agent bigint DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -54,31 +97,19 @@ DECLARE
     v_msg    bigint;
 BEGIN
     IF p_text IS NULL OR btrim(p_text) = '' THEN
-        RAISE EXCEPTION 'the reply text is empty' USING ERRCODE = '22023';
+        RAISE EXCEPTION 'the reply text is empty' USING ERRCODE = '22023', CONSTRAINT = 'empty_text';
     END IF;
     SELECT * INTO c FROM conversation WHERE conversation.id = p_conversation FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'conversation % does not exist', p_conversation USING ERRCODE = 'P0002';
     END IF;
-    v_vis := coalesce(p_visibility, c.visibility);
-    IF v_vis NOT IN ('public', 'private') THEN
-        RAISE EXCEPTION 'visibility must be "public" or "private"' USING ERRCODE = '22023';
-    END IF;
-    IF v_vis <> c.visibility THEN
-        RAISE EXCEPTION 'conversation % is %: a % reply is not possible here%', c.id, c.visibility, v_vis,
-            CASE WHEN c.visibility = 'public' THEN ' (move it to private instead)' ELSE '' END
-            USING ERRCODE = '22023';
-    END IF;
-    IF c.origin_conversation_id IS NOT NULL AND c.thread_key IS NULL THEN
-        RAISE EXCEPTION 'conversation % has no private chat yet: its first private message has not '
-                        'been sent (see its delivery status)', c.id USING ERRCODE = '22023';
-    END IF;
+    v_vis := parley_reply_check(c, p_visibility);
     -- Scalars, not a record: a conversation may have no customer message
     -- yet (a moved one), and an unassigned record cannot be read.
     SELECT li.id, li.external_id INTO v_in_id, v_in_ext FROM parley_last_inbound(c.id) AS li;
     INSERT INTO message (conversation_id, channel_instance, direction, text, visibility,
-                         in_reply_to_external_id, in_reply_to_id)
-    VALUES (c.id, c.channel_instance, 'outbound', p_text, v_vis, v_in_ext, v_in_id)
+                         in_reply_to_external_id, in_reply_to_id, agent_id)
+    VALUES (c.id, c.channel_instance, 'outbound', p_text, v_vis, v_in_ext, v_in_id, p_agent)
     RETURNING message.id INTO v_msg;
     UPDATE conversation
        SET last_outbound_at = now(), first_response_at = coalesce(first_response_at, now()),
@@ -86,8 +117,72 @@ BEGIN
      WHERE conversation.id = c.id;
     PERFORM parley_enqueue_send(v_msg, 'message');
     PERFORM parley_audit(coalesce(p_actor, 'system'), 'conversation.reply', 'conversation', c.id,
-                         jsonb_build_object('message_id', v_msg, 'visibility', v_vis));
+                         jsonb_strip_nulls(jsonb_build_object('message_id', v_msg, 'visibility', v_vis,
+                                                              'agent_id', p_agent)));
     RETURN v_msg;
+END
+$$;
+
+-- An internal note on a conversation: seen by agents only, never sent.
+-- p_agent: who wrote it. Returns the message's id.
+CREATE FUNCTION parley_note(p_conversation bigint, p_text text, p_actor text, p_agent bigint)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    c     conversation%ROWTYPE;
+    v_msg bigint;
+BEGIN
+    IF p_text IS NULL OR btrim(p_text) = '' THEN
+        RAISE EXCEPTION 'the note text is empty' USING ERRCODE = '22023', CONSTRAINT = 'empty_text';
+    END IF;
+    SELECT * INTO c FROM conversation WHERE conversation.id = p_conversation;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'conversation % does not exist', p_conversation USING ERRCODE = 'P0002';
+    END IF;
+    INSERT INTO message (conversation_id, channel_instance, direction, text, visibility, agent_id)
+    VALUES (c.id, c.channel_instance, 'note', p_text, 'private', p_agent)
+    RETURNING message.id INTO v_msg;
+    UPDATE conversation SET updated_at = now() WHERE conversation.id = c.id;
+    PERFORM parley_audit(coalesce(p_actor, 'system'), 'conversation.note', 'conversation', c.id,
+                         jsonb_strip_nulls(jsonb_build_object('message_id', v_msg, 'agent_id', p_agent)));
+    RETURN v_msg;
+END
+$$;
+
+-- The rules a move to private must keep, checked before anything is
+-- stored (raised like parley_reply_check's): the conversation is public,
+-- has a customer message to answer, and that message has no private reply
+-- yet (one per public message: Meta allows one per comment, and a second
+-- one elsewhere would open a second chat for the same matter; one that
+-- failed does not count). Returns the message answered: its id, platform
+-- id and time.
+CREATE FUNCTION parley_move_to_private_check(c conversation, OUT in_id bigint, OUT in_external_id text,
+                                             OUT in_at timestamptz)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_private bigint;
+BEGIN
+    IF c.visibility <> 'public' THEN
+        RAISE EXCEPTION 'conversation % is private already', c.id
+            USING ERRCODE = '55000', CONSTRAINT = 'already_private';
+    END IF;
+    SELECT li.id, li.external_id, li.at INTO in_id, in_external_id, in_at
+      FROM parley_last_inbound(c.id) AS li;
+    IF in_external_id IS NULL THEN
+        RAISE EXCEPTION 'conversation % has no customer message to answer privately', c.id
+            USING ERRCODE = '55000', CONSTRAINT = 'nothing_to_answer';
+    END IF;
+    SELECT p.id INTO v_private
+      FROM conversation p JOIN message m ON m.conversation_id = p.id
+     WHERE p.origin_conversation_id = c.id AND m.in_reply_to_id = in_id
+       AND m.direction = 'outbound' AND m.visibility = 'private'
+       AND m.delivery_status IS DISTINCT FROM 'failed'
+     LIMIT 1;
+    IF v_private IS NOT NULL THEN
+        RAISE EXCEPTION 'the customer''s message % has a private reply already (conversation %): '
+                        'one per public message', in_id, v_private
+            USING ERRCODE = '55000', CONSTRAINT = 'private_reply_used';
+    END IF;
 END
 $$;
 
@@ -96,52 +191,48 @@ $$;
 -- conversation of the same case, linked to the public one, and, once that
 -- message is sent, a short public reply saying so (p_public_text; NULL or
 -- empty: none). The private chat's thread is what the channel reports when
--- the send succeeds. Returns the new conversation's id.
+-- the send succeeds. p_agent: who wrote the two messages (NULL: the brand).
+-- Returns the new conversation's id.
 CREATE FUNCTION parley_move_to_private(p_conversation bigint, p_text text, p_public_text text,
-                                                  p_actor text DEFAULT NULL)
+                                                  p_actor text DEFAULT NULL, p_agent bigint DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     c        conversation%ROWTYPE;
-    v_in_id  bigint;
-    v_in_ext text;
-    v_in_at  timestamptz;
+    v_in     record;
     v_conv   bigint;
     v_msg    bigint;
     v_public bigint;
 BEGIN
     IF p_text IS NULL OR btrim(p_text) = '' THEN
-        RAISE EXCEPTION 'the private message text is empty' USING ERRCODE = '22023';
+        RAISE EXCEPTION 'the private message text is empty'
+            USING ERRCODE = '22023', CONSTRAINT = 'empty_text';
     END IF;
     SELECT * INTO c FROM conversation WHERE conversation.id = p_conversation FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'conversation % does not exist', p_conversation USING ERRCODE = 'P0002';
     END IF;
-    IF c.visibility <> 'public' THEN
-        RAISE EXCEPTION 'conversation % is private already', c.id USING ERRCODE = '22023';
-    END IF;
-    SELECT li.id, li.external_id, li.at INTO v_in_id, v_in_ext, v_in_at
-      FROM parley_last_inbound(c.id) AS li;
-    IF v_in_ext IS NULL THEN
-        RAISE EXCEPTION 'conversation % has no customer message to answer privately', c.id
-            USING ERRCODE = '22023';
-    END IF;
+    SELECT * INTO v_in FROM parley_move_to_private_check(c);
 
     INSERT INTO conversation (customer_id, identity_id, case_id, channel_kind, channel_instance,
                               visibility, thread_key, status, origin_conversation_id,
-                              last_outbound_at, first_response_at)
+                              last_outbound_at, first_response_at, team_id, assignee_id, assigned_at,
+                              language)
     VALUES (c.customer_id, c.identity_id, c.case_id, c.channel_kind, c.channel_instance,
-            'private', NULL, 'pending', c.id, now(), now())
+            'private', NULL, 'pending', c.id, now(), now(), c.team_id, c.assignee_id, c.assigned_at,
+            c.language)
     RETURNING conversation.id INTO v_conv;
     INSERT INTO message (conversation_id, channel_instance, direction, text, visibility,
-                         in_reply_to_external_id, in_reply_to_id)
-    VALUES (v_conv, c.channel_instance, 'outbound', p_text, 'private', v_in_ext, v_in_id)
+                         in_reply_to_external_id, in_reply_to_id, agent_id)
+    VALUES (v_conv, c.channel_instance, 'outbound', p_text, 'private', v_in.in_external_id, v_in.in_id,
+            p_agent)
     RETURNING message.id INTO v_msg;
     IF p_public_text IS NOT NULL AND btrim(p_public_text) <> '' THEN
         -- Sent only after the private message went out (parley_send_done).
         INSERT INTO message (conversation_id, channel_instance, direction, text, visibility,
-                             in_reply_to_external_id, in_reply_to_id)
-        VALUES (c.id, c.channel_instance, 'outbound', p_public_text, 'public', v_in_ext, v_in_id)
+                             in_reply_to_external_id, in_reply_to_id, agent_id)
+        VALUES (c.id, c.channel_instance, 'outbound', p_public_text, 'public', v_in.in_external_id,
+                v_in.in_id, p_agent)
         RETURNING message.id INTO v_public;
     END IF;
     UPDATE conversation
@@ -151,12 +242,15 @@ BEGIN
     PERFORM parley_enqueue_send(v_msg, 'private_reply',
         jsonb_strip_nulls(jsonb_build_object(
             'thread_id', c.thread_key,
-            'last_inbound_ms', floor(extract(epoch FROM v_in_at) * 1000)::bigint,
+            'last_inbound_ms', floor(extract(epoch FROM v_in.in_at) * 1000)::bigint,
             'public_message_id', v_public::text)));
+    INSERT INTO conversation_event (conversation_id, kind, actor, details)
+    VALUES (c.id, 'moved_to_private', coalesce(p_actor, 'system'),
+            jsonb_build_object('private_conversation_id', v_conv));
     PERFORM parley_audit(coalesce(p_actor, 'system'), 'conversation.move_to_private', 'conversation',
                          c.id, jsonb_strip_nulls(jsonb_build_object(
                              'private_conversation_id', v_conv, 'message_id', v_msg,
-                             'public_message_id', v_public)));
+                             'public_message_id', v_public, 'agent_id', p_agent)));
     RETURN v_conv;
 END
 $$;

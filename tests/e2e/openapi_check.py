@@ -364,12 +364,21 @@ class OpenApiDoc:
             return ["%s: error response %s does not use #/components/schemas/Error" % (where, code)]
         return []
 
-    def _uses_error(self, schema):
+    def _uses_error(self, schema, seen=()):
+        """Error itself, allOf [Error, ...], or a oneOf with Error as one choice
+        (a richer error body next to it), directly or through references."""
         if not isinstance(schema, dict):
             return False
-        if schema.get("$ref") == "#/components/schemas/Error":
+        ref = schema.get("$ref")
+        if ref == "#/components/schemas/Error":
             return True
-        return any(self._uses_error(s) for s in schema.get("allOf") or ())
+        if isinstance(ref, str) and ref not in seen:
+            try:
+                return self._uses_error(self.resolve(ref), seen + (ref,))
+            except (KeyError, IndexError, ValueError):
+                return False
+        return any(self._uses_error(s, seen)
+                   for s in list(schema.get("allOf") or ()) + list(schema.get("oneOf") or ()))
 
     def _lint_path_parameters(self, where, template, item, op):
         in_template = set(re.findall(r"\{([^}/]*)\}", template))

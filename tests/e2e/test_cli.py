@@ -25,14 +25,14 @@ def test_version_names_the_plugin_abi(run_parleyd):
     code, out, err = run_parleyd(["--version"])
     assert code == 0
     assert out.startswith("parleyd ")
-    assert "plugin ABI 1.3" in out
+    assert "plugin ABI 1.4" in out
 
 
 def test_list_plugins_shows_kind_name_version_and_abi(run_parleyd, plugin_dir):
     code, out, err = run_parleyd(["--list-plugins", "--plugin-dir", plugin_dir])
     assert code == 0, err
     line = [l for l in out.splitlines() if l.startswith("webhook.so")][0]
-    assert "  channel  webhook  " in line and line.endswith("abi 1.3")
+    assert "  channel  webhook  " in line and line.endswith("abi 1.4")
 
 
 def test_list_plugins_verbose_prints_the_settings_table(run_parleyd, plugin_dir):

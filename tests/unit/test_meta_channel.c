@@ -952,6 +952,45 @@ static meta_result classify(long status, const char *body, const char *retry_aft
 	return r;
 }
 
+/* The rule a refusal names: what check_send answers, and the API's error. */
+static const char *refusal_rule(const meta_send_options *o, const parley_outbound_message *m)
+{
+	meta_plan p;
+	const char *rule;
+
+	if (meta_plan_send(o, m, &p))
+		fail_msg("planned: %s %s", p.url, p.body);
+	rule = p.rule;
+	meta_plan_free(&p);
+	return rule != NULL ? rule : "(none)";
+}
+
+static void test_refusals_name_their_rule(void **state)
+{
+	meta_send_options o = options();
+	parley_outbound_message m;
+	meta_plan p;
+
+	(void)state;
+	m = message("messenger:111:9", "m_1", PARLEY_SEND_MESSAGE, 30);
+	assert_string_equal(refusal_rule(&o, &m), "window_closed");
+	m = message("instagram:178414:5", "m_1", PARLEY_SEND_MESSAGE, 25);
+	assert_string_equal(refusal_rule(&o, &m), "window_closed");
+	m = message("whatsapp:106540352242922:4912345", "wamid.1", PARLEY_SEND_MESSAGE, 25);
+	assert_string_equal(refusal_rule(&o, &m), "window_closed");
+	m = message("facebook:111:111_222", "222_333", PARLEY_SEND_PRIVATE_REPLY, 24 * 8);
+	assert_string_equal(refusal_rule(&o, &m), "private_reply_window_closed");
+	m = message("messenger:111:9", "m_1", PARLEY_SEND_PRIVATE_REPLY, 1);
+	assert_string_equal(refusal_rule(&o, &m), "private_reply_not_possible");
+	m = message("telegram:5", NULL, PARLEY_SEND_MESSAGE, 1);
+	assert_string_equal(refusal_rule(&o, &m), "not_sendable");
+	/* A plan that goes names no rule. */
+	m = message("messenger:111:9", "m_1", PARLEY_SEND_MESSAGE, 1);
+	assert_true(meta_plan_send(&o, &m, &p));
+	assert_null(p.rule);
+	meta_plan_free(&p);
+}
+
 static void test_success_answers_give_ids(void **state)
 {
 	meta_result r;
@@ -1083,6 +1122,7 @@ int main(void)
 		cmocka_unit_test(test_whatsapp_send_template_and_refusal),
 		cmocka_unit_test(test_public_comment_replies),
 		cmocka_unit_test(test_private_replies),
+		cmocka_unit_test(test_refusals_name_their_rule),
 		cmocka_unit_test(test_success_answers_give_ids),
 		cmocka_unit_test(test_throttling_is_retried),
 		cmocka_unit_test(test_server_errors_and_timeouts_are_retried),

@@ -188,7 +188,7 @@ static void test_secrets_are_never_echoed(void **state)
 	buf[n] = '\0';
 	fclose(f);
 	static const char *const lines[] = {
-		"settings_probe.so  notifier  settings_probe  1.3.0  abi 1.3",
+		"settings_probe.so  notifier  settings_probe  1.3.0  abi 1.4",
 		"config.label (string, default \"none\", range 1..32 bytes, printable, reloadable): any text",
 		"config.token (string, required, secret, range 8..64 bytes, reloadable): a secret",
 		"config.timeout_ms (integer, default 5000, range 100..60000, reloadable)",

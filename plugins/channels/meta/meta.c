@@ -441,6 +441,40 @@ static int start_call(meta_channel *ch, meta_send_ctx *ctx, const char *token)
 	return rc;
 }
 
+/* The plan's options: this instance's settings, now. */
+static void send_options(const meta_channel *ch, meta_send_options *opt)
+{
+	memset(opt, 0, sizeof(*opt));
+	opt->graph_url = ch->cfg.graph_url;
+	opt->graph_version = ch->cfg.graph_version;
+	opt->human_agent_tag = ch->cfg.human_agent_tag;
+	opt->template_name = ch->assets.template_name;
+	opt->template_language = ch->assets.template_language;
+	opt->now_ms = ch->host->now_ms();
+}
+
+/* check_send (ABI 1.4): the plan meta_send would make, and whether a token
+ * is there for it; nothing is sent. msg: borrowed for the call. */
+static const char *meta_check_send(void *self, const parley_outbound_message *msg, char *reason,
+                                   size_t reason_len)
+{
+	meta_channel *ch = self;
+	meta_send_options opt;
+	meta_plan plan;
+	const char *rule = NULL, *what = "asset";
+
+	send_options(ch, &opt);
+	if (!meta_plan_send(&opt, msg, &plan)) {
+		rule = plan.rule;
+		snprintf(reason, reason_len, "%s", plan.reason);
+	} else if (token_for(ch, &plan, &what) == NULL) {
+		rule = META_RULE_NOT_CONFIGURED;
+		snprintf(reason, reason_len, "no access token is configured for %s %s", what, plan.asset_id);
+	}
+	meta_plan_free(&plan);
+	return rule;
+}
+
 /* msg: borrowed for the call. d: owned by the core until delivery_complete,
  * which runs exactly once, here or in meta_send_done. */
 static void meta_send(void *self, const parley_outbound_message *msg, parley_delivery *d)
@@ -455,13 +489,7 @@ static void meta_send(void *self, const parley_outbound_message *msg, parley_del
 		host->delivery_complete(d, PARLEY_RETRY, 0, "out of memory");
 		return;
 	}
-	memset(&opt, 0, sizeof(opt));
-	opt.graph_url = ch->cfg.graph_url;
-	opt.graph_version = ch->cfg.graph_version;
-	opt.human_agent_tag = ch->cfg.human_agent_tag;
-	opt.template_name = ch->assets.template_name;
-	opt.template_language = ch->assets.template_language;
-	opt.now_ms = host->now_ms();
+	send_options(ch, &opt);
 
 	ctx->ch = ch;
 	ctx->d = d;
@@ -501,6 +529,7 @@ static const parley_channel_ops meta_ops = {
 	.size = sizeof(parley_channel_ops),
 	.handle_request = meta_handle_request,
 	.send = meta_send,
+	.check_send = meta_check_send,
 };
 
 static const parley_plugin_descriptor meta_descriptor = {

@@ -124,11 +124,26 @@ bool meta_assets_parse(const char *json, const char *id_key, meta_asset_list *ou
 /* ------------------------------------------------------------------------ */
 
 static bool refuse(meta_plan *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool refuse_by(meta_plan *out, const char *rule, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
+/* A refusal that is no rule (out of memory): the send may work later. */
 static bool refuse(meta_plan *out, const char *fmt, ...)
 {
 	va_list ap;
 
+	va_start(ap, fmt);
+	vsnprintf(out->reason, sizeof(out->reason), fmt, ap);
+	va_end(ap);
+	return false;
+}
+
+/* A refusal by `rule` (a META_RULE_*): the send can never work as it is. */
+static bool refuse_by(meta_plan *out, const char *rule, const char *fmt, ...)
+{
+	va_list ap;
+
+	out->rule = rule;
 	va_start(ap, fmt);
 	vsnprintf(out->reason, sizeof(out->reason), fmt, ap);
 	va_end(ap);
@@ -146,7 +161,7 @@ static bool set_url(const meta_send_options *opt, meta_plan *out, const char *no
 	size_t len = base + strlen(opt->graph_version) + strlen(node) + strlen(edge) + 4;
 
 	if (!id_is_path_safe(node))
-		return refuse(out, "the id %.64s cannot be used in a Graph API path", node);
+		return refuse_by(out, META_RULE_NOT_SENDABLE, "the id %.64s cannot be used in a Graph API path", node);
 	out->url = malloc(len);
 	if (out->url == NULL)
 		return refuse(out, "out of memory");
@@ -160,7 +175,7 @@ static bool set_url(const meta_send_options *opt, meta_plan *out, const char *no
 static bool set_body(meta_plan *out, json_t *body)
 {
 	if (body == NULL)
-		return refuse(out, "the message cannot be encoded as JSON (invalid UTF-8?)");
+		return refuse_by(out, META_RULE_NOT_SENDABLE, "the message cannot be encoded as JSON (invalid UTF-8?)");
 	out->body = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(body);
 	if (out->body == NULL)
@@ -170,7 +185,7 @@ static bool set_body(meta_plan *out, json_t *body)
 
 static bool window_refusal(meta_plan *out, int64_t age_ms, const char *window)
 {
-	return refuse(out, "outside the %s messaging window: the customer last wrote %" PRId64
+	return refuse_by(out, META_RULE_WINDOW, "outside the %s messaging window: the customer last wrote %" PRId64
 	              " hours ago", window, (int64_t)(age_ms / META_HOUR_MS));
 }
 
@@ -179,13 +194,13 @@ static bool plan_private_reply(const meta_send_options *opt, const parley_outbou
 {
 	if (out->thread.kind != META_THREAD_FACEBOOK_POST &&
 	    out->thread.kind != META_THREAD_INSTAGRAM_MEDIA)
-		return refuse(out, "a private reply answers a public Facebook or Instagram comment; "
+		return refuse_by(out, META_RULE_NO_PRIVATE_REPLY, "a private reply answers a public Facebook or Instagram comment; "
 		              "this conversation is not a comment thread");
 	if (msg->in_reply_to == NULL || msg->in_reply_to[0] == '\0')
-		return refuse(out, "a private reply needs the comment it answers");
+		return refuse_by(out, META_RULE_NO_PRIVATE_REPLY, "a private reply needs the comment it answers");
 	/* Meta allows one private reply per comment, within 7 days of it. */
 	if (age_ms > 7 * META_DAY_MS)
-		return refuse(out, "outside the 7-day private reply window: the comment was written "
+		return refuse_by(out, META_RULE_PRIVATE_REPLY_WINDOW, "outside the 7-day private reply window: the comment was written "
 		              "%" PRId64 " days ago", (int64_t)(age_ms / META_DAY_MS));
 	out->shape = META_ANSWER_MESSAGE;
 	return set_body(out, json_pack("{s:{s:s}, s:{s:s}}",
@@ -242,7 +257,7 @@ static bool plan_whatsapp(const meta_send_options *opt, const parley_outbound_me
 		/* Outside the customer service window only an approved template
 		 * may be sent. */
 		if (opt->template_name == NULL)
-			return refuse(out, "outside the 24-hour messaging window: the customer last wrote "
+			return refuse_by(out, META_RULE_WINDOW, "outside the 24-hour messaging window: the customer last wrote "
 			              "%" PRId64 " hours ago, and no whatsapp_template is configured",
 			              (int64_t)(age_ms / META_HOUR_MS));
 		out->template_sent = 1;
@@ -295,10 +310,10 @@ bool meta_plan_send(const meta_send_options *opt, const parley_outbound_message 
 	if (PARLEY_HAS_FIELD(msg, parley_outbound_message, last_inbound_ms))
 		last = msg->last_inbound_ms;
 	if (!meta_thread_parse(msg->thread_id, &out->thread))
-		return refuse(out, "the conversation has no thread id of the meta channel");
+		return refuse_by(out, META_RULE_NOT_SENDABLE, "the conversation has no thread id of the meta channel");
 	out->asset_id = out->thread.asset;
 	if (msg->text == NULL || msg->text[0] == '\0')
-		return refuse(out, "there is no text to send");
+		return refuse_by(out, META_RULE_NOT_SENDABLE, "there is no text to send");
 	/* 0 = unknown: then no window is enforced here (Meta still checks). */
 	if (last > 0 && opt->now_ms > last)
 		age_ms = opt->now_ms - last;
@@ -316,7 +331,7 @@ bool meta_plan_send(const meta_send_options *opt, const parley_outbound_message 
 	case META_THREAD_INSTAGRAM_MEDIA:
 		return plan_comment_reply(opt, msg, out);
 	default:
-		return refuse(out, "the conversation has no thread id of the meta channel");
+		return refuse_by(out, META_RULE_NOT_SENDABLE, "the conversation has no thread id of the meta channel");
 	}
 }
 

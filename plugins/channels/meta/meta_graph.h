@@ -74,14 +74,24 @@ typedef struct meta_plan {
 	int template_sent;         /* WhatsApp outside the window: the template went */
 	int tagged;                /* Messenger: sent with the HUMAN_AGENT tag */
 	char reason[META_REASON_BYTES];   /* a refusal, for the operator */
+	const char *rule;          /* a refusal's rule (META_RULE_*), or NULL when none
+	                              (out of memory: it may work later) */
 } meta_plan;
+
+/* The rules a refused plan names (check_send's answer, the API's error code). */
+#define META_RULE_WINDOW "window_closed"                       /* Messenger, Instagram, WhatsApp */
+#define META_RULE_PRIVATE_REPLY_WINDOW "private_reply_window_closed"   /* 7 days after the comment */
+#define META_RULE_NO_PRIVATE_REPLY "private_reply_not_possible"  /* not a comment thread */
+#define META_RULE_NOT_CONFIGURED "not_configured"              /* no token for the asset */
+#define META_RULE_NOT_SENDABLE "not_sendable"                  /* no thread, no text, bad id */
 
 /* Turn one outbound message into a Graph API request. msg: borrowed
  * (kind / last_inbound_ms are read only when its size covers them). *out:
  * owned by the caller, free with meta_plan_free whatever the result.
  * Returns false when the send must not be attempted (outside a messaging
  * window, a thread id this channel did not make, a private reply outside a
- * comment thread): out->reason says why, as a sentence. */
+ * comment thread): out->reason says why, as a sentence, and out->rule names
+ * the rule (NULL when out of memory). */
 META_INTERNAL bool meta_plan_send(const meta_send_options *opt,
                                   const parley_outbound_message *msg, meta_plan *out);
 META_INTERNAL void meta_plan_free(meta_plan *plan);
