@@ -83,9 +83,13 @@ def assert_terminal_safe(text):
 # ------------------------------------------------------------ the real daemon
 
 @pytest.fixture
-def live(fresh_db, daemon, plugin_dir, run_parleyd):
+def live(fresh_db, daemon, plugin_dir, run_parleyd, fake_http):
+    """The daemon with a webhook channel "site" (replies would go to a fake
+    callback; jobs are off, so they stay queued) and an admin token."""
+    callback = fake_http(answer={"id": "out-1"})
     cfg = {"database": {"dsn": fresh_db}, "plugin_dir": plugin_dir, "jobs": {"enabled": False},
-           "channels": [{"name": "site", "plugin": "webhook", "config": {"secret": SECRET}}]}
+           "channels": [{"name": "site", "plugin": "webhook",
+                         "config": {"secret": SECRET, "callback_url": callback.url}}]}
     d = daemon.start(cfg)
 
     class Live:
@@ -98,6 +102,12 @@ def live(fresh_db, daemon, plugin_dir, run_parleyd):
                                    {"Content-Type": "application/json",
                                     "X-Parley-Signature": sign(SECRET, body)})
             assert status == 200, data
+
+        def agent_token(self, email="kim@example.com", name="Kim", role="agent"):
+            """An agent of team North (which owns "site") and a token acting for it."""
+            team = add_team(self.dsn, "North", ["site"])
+            add_agent(self.dsn, email, name, role=role, teams=[team])
+            return create_token(run_parleyd, cfg, role=role, agent=email, name=email)
     return Live()
 
 
@@ -274,40 +284,92 @@ def test_conversations_list_filters_pages_and_json(live, ctl):
     assert code in (0, 1) and "internal" not in err
 
 
-@needs(("GET", "/api/v1/conversations/{id}"), ("GET", "/api/v1/conversations/{id}/timeline"),
-          ("POST", "/api/v1/conversations/{id}/replies"), ("POST", "/api/v1/conversations/{id}/notes"))
-def test_show_reply_note_and_a_collision(live, ctl):
+def message_ids(live, cid):
+    return [r[0] for r in query(live.dsn, "SELECT id FROM message WHERE conversation_id = %s ORDER BY id",
+                                (cid,))]
+
+
+@needs(("POST", "/api/v1/conversations/{id}/replies"), ("POST", "/api/v1/conversations/{id}/notes"))
+def test_reply_note_and_a_collision(live, ctl):
+    kim = live.agent_token()
     site_message(live, "m1", "where is my order?")
     cid = conversation_of(live)
-    first = query(live.dsn, "SELECT max(id) FROM message WHERE conversation_id = %s", (cid,))[0][0]
-    code, out, err = ctl(["conversations", "show", cid], url=live.url, token=live.token)
+    first = message_ids(live, cid)[-1]
+    code, out, err = ctl(["conversations", "reply", cid, "It ships today.", "--seen", first],
+                         url=live.url, token=kim)
     assert code == 0, err
-    assert out.startswith("conversation %d: open" % cid) and "Ann: where is my order?" in out
-    code, out, err = ctl(["conversations", "reply", cid, "It ships today."], url=live.url, token=live.token)
-    assert code == 0, err
-    assert out.startswith("reply ") and out.endswith(" queued on conversation %d\n" % cid)
-    # The customer writes again; a reply from the view before that is refused.
-    site_message(live, "m2", "hello??")
+    mine = message_ids(live, cid)[-1]
+    assert out == "reply %d queued on conversation %d\n" % (mine, cid)
+    assert query(live.dsn, "SELECT direction, text FROM message WHERE id = %s", (mine,)) == \
+        [("outbound", "It ships today.")]
+    # The customer writes again; a reply from the view before that changes nothing.
+    site_message(live, "m2", "hello?? " + HOSTILE)
+    before = message_ids(live, cid)
     code, out, err = ctl(["conversations", "reply", cid, "Late answer", "--seen", first],
-                         url=live.url, token=live.token)
+                         url=live.url, token=kim)
     assert code == 3, err
-    assert "nothing done" in err and "hello??" in out and "--force" in err
+    assert "nothing done: 1 new message(s)" in err and "--force" in err
+    assert "Ann: hello?? \u241b[31mred" in out
+    assert_terminal_safe(out + err)
     code, out, err = ctl(["--json", "conversations", "reply", cid, "Late answer", "--seen", first],
-                         url=live.url, token=live.token)
+                         url=live.url, token=kim)
     assert code == 3 and json.loads(out)["error"] == "collision"
+    openapi_check.check_response("POST", "/api/v1/conversations/%d/replies" % cid, 409,
+                                 {"Content-Type": "application/json"}, out.encode())
+    code, out, err = ctl(["conversations", "note", cid, "Seen?", "--seen", first], url=live.url, token=kim)
+    assert code == 3, err
+    assert message_ids(live, cid) == before
     code, out, err = ctl(["conversations", "reply", cid, "Late answer", "--seen", first, "--force"],
-                         url=live.url, token=live.token)
+                         url=live.url, token=kim)
     assert code == 0, err
     # A note, from standard input.
-    code, out, err = ctl(["conversations", "note", cid, "-"], url=live.url, token=live.token,
-                         input="Called her.\nShe is fine.".encode())
+    code, out, err = ctl(["conversations", "note", cid, "-", "--seen", message_ids(live, cid)[-1]],
+                         url=live.url, token=kim, input="Called her.\nShe is fine.".encode())
     assert code == 0, err
-    assert query(live.dsn, "SELECT count(*) FROM message WHERE conversation_id = %s AND direction = 'note' "
-                           "AND text = 'Called her.\nShe is fine.'", (cid,))[0][0] == 1
-    code, out, err = ctl(["conversations", "show", cid], url=live.url, token=live.token)
-    assert "It ships today." in out and "Called her." in out
-    code, out, err = ctl(["conversations", "reply", "999999", "x"], url=live.url, token=live.token)
-    assert code == 1 and "404 not_found" in err
+    note = message_ids(live, cid)[-1]
+    assert out == "note %d added to conversation %d\n" % (note, cid)
+    assert query(live.dsn, "SELECT direction, text FROM message WHERE id = %s", (note,)) == \
+        [("note", "Called her.\nShe is fine.")]
+    # Refusals are the API's: no such conversation, a text too long.
+    code, _, err = ctl(["conversations", "reply", "999999", "x", "--seen", "1"], url=live.url, token=kim)
+    assert code == 1 and err.startswith("parleyctl: HTTP 404 not_found")
+    code, _, err = ctl(["conversations", "reply", cid, "x" * 10001, "--seen", note], url=live.url, token=kim)
+    assert code == 1 and "HTTP 422" in err
+
+
+@needs(("POST", "/api/v1/conversations/{id}/move-to-private"))
+def test_move_to_private(live, ctl):
+    kim = live.agent_token()
+    live.post({"id": "p1", "author": {"id": "ann-web", "name": "Ann"}, "text": "You charged me twice!",
+               "visibility": "public", "thread": "post-7"})
+    public = conversation_of(live)
+    seen = message_ids(live, public)[-1]
+    code, out, err = ctl(["conversations", "move-to-private", public, "Your order number, please?",
+                          "--seen", seen, "--public-text", ""], url=live.url, token=kim)
+    assert code == 0, err
+    private = query(live.dsn, "SELECT id FROM conversation WHERE origin_conversation_id = %s", (public,))[0][0]
+    dm = message_ids(live, private)[-1]
+    assert out == "private message %d queued on conversation %d\n" % (dm, private)
+    code, _, err = ctl(["conversations", "move-to-private", public, "Again?", "--seen", seen],
+                       url=live.url, token=kim)
+    assert code == 1 and "HTTP 409 private_reply_used" in err
+
+
+@needs(("GET", "/api/v1/conversations/{id}"), ("GET", "/api/v1/conversations/{id}/timeline"),
+       ("POST", "/api/v1/conversations/{id}/replies"))
+def test_show_then_reply_with_what_was_seen(live, ctl):
+    kim = live.agent_token()
+    site_message(live, "m1", "where is my order?")
+    cid = conversation_of(live)
+    code, out, err = ctl(["conversations", "show", cid], url=live.url, token=kim)
+    assert code == 0, err
+    assert out.startswith("conversation %d: open" % cid) and "Ann: where is my order?" in out
+    assert "last message %d\n" % message_ids(live, cid)[-1] in out
+    # Without --seen, what the conversation shows now is what was seen.
+    code, out, err = ctl(["conversations", "reply", cid, "It ships today."], url=live.url, token=kim)
+    assert code == 0, err
+    code, out, err = ctl(["conversations", "show", cid], url=live.url, token=kim)
+    assert "Kim: It ships today." in out
 
 
 @needs(("POST", "/api/v1/conversations/{id}/assign"), ("POST", "/api/v1/conversations/{id}/unassign"),
