@@ -78,6 +78,7 @@ typedef struct ctl_command {
 } ctl_command;
 
 extern const ctl_command ctl_commands[];
+extern const ctl_column ctl_conversation_columns[];
 extern const ctl_option ctl_options[N_CTL_OPTS];
 
 /* The kind of a positional argument, by its name in ctl_command.args. */
@@ -115,6 +116,9 @@ int ctl_run_health(ctl_ctx *ctx, const ctl_command *cmd);
 
 /* conversations.c */
 int ctl_run_show_conversation(ctl_ctx *ctx, const ctl_command *cmd);
+/* label (13 columns) and the elements of an array of objects on one line:
+ * each element the non-null values at `paths` (NULL-ended), ", " between. */
+void ctl_print_joined(ctl_ctx *ctx, const char *label, json_t *arr, const char *const *paths);
 /* A reply, note or move to private: the row's body (if any) plus text
  * (argument 2), last_seen_message_id and force; exit 3 on a collision. */
 int ctl_run_reply(ctl_ctx *ctx, const ctl_command *cmd);
@@ -123,6 +127,7 @@ void ctl_print_message(ctl_ctx *ctx, json_t *message);
 /* print.c */
 void ctl_print_object(ctl_ctx *ctx, json_t *answer);
 void ctl_print_me(ctl_ctx *ctx, json_t *answer);
+void ctl_print_customer(ctl_ctx *ctx, json_t *answer);
 void ctl_print_new_token(ctl_ctx *ctx, json_t *answer);
 
 #endif

@@ -95,7 +95,7 @@ static json_t *body_token(const ctl_ctx *ctx)
 
 /* ----------------------------------------------------------- columns */
 
-static const ctl_column conversation_columns[] = {
+const ctl_column ctl_conversation_columns[] = {
 	{ "ID", "id", COL_TEXT, 0 },
 	{ "STATUS", "status", COL_TEXT, 0 },
 	{ "PRIO", "priority", COL_TEXT, 0 },
@@ -112,7 +112,9 @@ static const ctl_column conversation_columns[] = {
 static const ctl_column customer_columns[] = {
 	{ "ID", "id", COL_TEXT, 0 },
 	{ "NAME", "display_name", COL_TEXT, 32 },
-	{ "MERGED INTO", "merged_into", COL_TEXT, 0 },
+	{ "MATCHED", "match.field", COL_TEXT, 0 },
+	{ "VALUE", "match.value", COL_TEXT, 32 },
+	{ "TAGS", "tags", COL_LIST, 24 },
 	{ "CREATED", "created_at", COL_TIME, 0 },
 	{ NULL, NULL, 0, 0 }
 };
@@ -166,7 +168,7 @@ static const ctl_column job_columns[] = {
 
 const ctl_command ctl_commands[] = {
 	{ "conversations list", "", CONV_FILTERS | LIST_OPTS, 0, "GET", "/api/v1/conversations",
-	  NULL, conversation_columns, NULL, NULL, ctl_run_list, "the queue (filters, --all pages)" },
+	  NULL, ctl_conversation_columns, NULL, NULL, ctl_run_list, "the queue (filters, --all pages)" },
 	{ "conversations show", "ID", 0, 0, "GET", "/api/v1/conversations/{1}",
 	  NULL, NULL, NULL, NULL, ctl_run_show_conversation, "a conversation and its timeline" },
 	{ "conversations reply", "ID TEXT", O(OPT_FORCE) | O(OPT_SEEN), 0, "POST",
@@ -191,7 +193,7 @@ const ctl_command ctl_commands[] = {
 	{ "customers search", "QUERY", LIST_OPTS, 0, "GET", "/api/v1/customers?q={1}",
 	  NULL, customer_columns, NULL, NULL, ctl_run_list, NULL },
 	{ "customers show", "ID", 0, 0, "GET", "/api/v1/customers/{1}",
-	  NULL, NULL, ctl_print_object, NULL, NULL, NULL },
+	  NULL, NULL, ctl_print_customer, NULL, NULL, "contacts, accounts, conversations and cases" },
 	{ "customers merge", "SOURCE INTO", 0, 0, "POST", "/api/v1/customers/{1}/merge",
 	  body_merge, NULL, NULL,
 	  "customer {1} merged into {2}; undo with: parleyctl customers unmerge {.audit_id}", NULL,

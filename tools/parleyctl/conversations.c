@@ -28,9 +28,7 @@ static void print_row(ctl_ctx *ctx, const char *label, json_t *obj, const char *
 	free(text);
 }
 
-/* The elements of an array of objects as one line: each element the
- * non-null values at `paths` (NULL-ended) with spaces, elements with ", ". */
-static void print_joined(ctl_ctx *ctx, const char *label, json_t *arr, const char *const *paths)
+void ctl_print_joined(ctl_ctx *ctx, const char *label, json_t *arr, const char *const *paths)
 {
 	if (!json_is_array(arr) || json_array_size(arr) == 0)
 		return;
@@ -76,11 +74,11 @@ static void print_conversation(ctl_ctx *ctx, json_t *answer)
 	static const char *const contact[] = { "kind", "value", "verified", NULL };
 	static const char *const reference[] = { "kind", "value", NULL };
 	static const char *const linked[] = { "id", "channel_instance", "status", NULL };
-	print_joined(ctx, "identities", ctl_json_path(more, "customer.identities"), identity);
-	print_joined(ctx, "contacts", ctl_json_path(more, "customer.contacts"), contact);
+	ctl_print_joined(ctx, "identities", ctl_json_path(more, "customer.identities"), identity);
+	ctl_print_joined(ctx, "contacts", ctl_json_path(more, "customer.contacts"), contact);
 	print_row(ctx, "case", c, "case.number", COL_TEXT, true);
-	print_joined(ctx, "references", ctl_json_path(more, "case.references"), reference);
-	print_joined(ctx, "linked", json_object_get(more, "linked_conversations"), linked);
+	ctl_print_joined(ctx, "references", ctl_json_path(more, "case.references"), reference);
+	ctl_print_joined(ctx, "linked", json_object_get(more, "linked_conversations"), linked);
 	print_row(ctx, "assignee", c, "assignee_id", COL_TEXT, false);
 	print_row(ctx, "team", c, "team_id", COL_TEXT, false);
 	print_row(ctx, "due", c, "due_at", COL_TIME, false);

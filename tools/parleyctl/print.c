@@ -159,6 +159,49 @@ void ctl_print_me(ctl_ctx *ctx, json_t *me)
 	free(team_list);
 }
 
+/* A customer's detail: the record, then their conversations as a table. */
+void ctl_print_customer(ctl_ctx *ctx, json_t *c)
+{
+	if (!json_is_array(json_object_get(c, "identities"))) {
+		ctl_print_object(ctx, c);   /* not the detail this printer knows */
+		return;
+	}
+	char *id = ctl_cell(json_object_get(c, "id"), COL_TEXT, ctx->now);
+	char *name = ctl_cell(json_object_get(c, "display_name"), COL_TEXT, ctx->now);
+	fprintf(ctx->out, "customer %s: %s\n", id, name);
+	json_t *into = json_object_get(c, "merged_into");
+	if (json_is_integer(into))
+		fprintf(ctx->out, "%-13s%" JSON_INTEGER_FORMAT " (this record lives on there)\n", "merged into",
+		        json_integer_value(into));
+	static const char *const contact[] = { "kind", "value", "verified", NULL };
+	static const char *const identity[] = { "channel_instance", "handle|external_id", "display_name", NULL };
+	static const char *const kase[] = { "number", NULL };
+	struct { const char *label, *key; ctl_col_kind kind; } rows[] = {
+		{ "tags", "tags", COL_LIST }, { "created", "created_at", COL_TIME },
+		{ "attributes", "attributes", COL_TEXT },
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		json_t *v = json_object_get(c, rows[i].key);
+		if (!v || (json_is_array(v) && !json_array_size(v)) || (json_is_object(v) && !json_object_size(v)))
+			continue;
+		char *cell = ctl_cell(v, rows[i].kind, ctx->now);
+		fprintf(ctx->out, "%-13s%s\n", rows[i].label, cell);
+		free(cell);
+	}
+	ctl_print_joined(ctx, "contacts", json_object_get(c, "contacts"), contact);
+	ctl_print_joined(ctx, "accounts", json_object_get(c, "identities"), identity);
+	ctl_print_joined(ctx, "cases", json_object_get(c, "cases"), kase);
+	json_t *convs = json_object_get(c, "conversations");
+	if (json_is_array(convs) && json_array_size(convs) > 0) {
+		fputc('\n', ctx->out);
+		ctl_table_print(ctx->out, ctl_conversation_columns, convs, ctx->now);
+		if (json_is_true(json_object_get(c, "conversations_truncated")))
+			fprintf(ctx->out, "(only the newest %zu conversations)\n", json_array_size(convs));
+	}
+	free(id);
+	free(name);
+}
+
 /* The new token: its fields and secret flat, or {"token": {...}, "secret"}. */
 void ctl_print_new_token(ctl_ctx *ctx, json_t *answer)
 {
