@@ -189,8 +189,9 @@ $$;
 
 -- PATCH /api/v1/agents/{id}: the fields given change; team_ids replaces the
 -- agent's teams; disabled true ends the agent's sessions (and its tokens
--- stop working), as does a new password (internal.password_hash). No change
--- may leave the system without an enabled admin (409 last_admin).
+-- stop working) and makes it offline; a new password (internal.password_hash)
+-- ends its sessions too. No change may leave the system without an enabled
+-- admin (409 last_admin).
 CREATE FUNCTION parley_api_agent_update(p_actor jsonb, p_req jsonb)
 RETURNS TABLE (status integer, body jsonb)
 LANGUAGE plpgsql AS $$
@@ -231,6 +232,10 @@ BEGIN
     END IF;
     IF v_disabled IS NOT NULL AND v_disabled <> (v_old.disabled_at IS NOT NULL) THEN
         v.disabled_at := CASE WHEN v_disabled THEN now() END;
+    END IF;
+    -- A disabled agent is nobody to route work to.
+    IF v.disabled_at IS NOT NULL THEN
+        v.availability := 'offline';
     END IF;
     IF v_old.role = 'admin' AND v_old.disabled_at IS NULL AND (v.role <> 'admin' OR v.disabled_at IS NOT NULL)
        AND NOT EXISTS (SELECT 1 FROM agent

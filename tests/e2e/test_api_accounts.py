@@ -75,7 +75,9 @@ def test_an_admin_creates_reads_changes_and_lists_agents(org, fresh_db):
     assert item_ids(admin.get("/api/v1/agents", params={"role": "admin"})[2]) == [ids["boss"]]
     assert item_ids(admin.get("/api/v1/agents", params={"availability": "away"})[2]) == [ann["id"]]
     # Disabled instead of deleted: still listed, as disabled.
-    assert admin.patch("/api/v1/agents/%d" % ids["sagent"], json={"disabled": True})[2]["disabled"] is True
+    query(fresh_db, "UPDATE agent SET availability = 'online' WHERE id = %s", (ids["sagent"],))
+    gone = admin.patch("/api/v1/agents/%d" % ids["sagent"], json={"disabled": True})[2]
+    assert gone["disabled"] is True and gone["availability"] == "offline"   # nobody to route work to
     assert item_ids(admin.get("/api/v1/agents", params={"disabled": "true"})[2]) == [ids["sagent"]]
     assert ids["sagent"] not in item_ids(admin.get("/api/v1/agents", params={"disabled": "false"})[2])
     # Every change is audited with before and after, by whom.
