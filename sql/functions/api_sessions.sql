@@ -45,11 +45,13 @@ END
 $$;
 
 -- Give back the attempt a success made (p_reset: forget the key's failures).
+-- Only the current window's row: older ones are the clean-up's, and rows
+-- are locked in one order (old windows, then keys in order) by everyone.
 CREATE FUNCTION parley_login_refund(p_key text, p_reset boolean) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
     IF p_reset THEN
-        DELETE FROM login_failure WHERE key = p_key;
+        DELETE FROM login_failure WHERE key = p_key AND window_start = parley_login_window();
     ELSE
         UPDATE login_failure SET failures = failures - 1
          WHERE key = p_key AND window_start = parley_login_window() AND failures > 0;
