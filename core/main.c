@@ -25,6 +25,7 @@
 #include "policy.h"
 #include "api.h"
 #include "api_sends.h"
+#include "password_worker.h"
 #include "router.h"
 #include "util.h"
 
@@ -218,8 +219,13 @@ static int run(void)
 	api_sends_init(d.plugins, &d.config);
 	api_options api_opts = {
 		.cookie_secure = d.config->public_url != NULL && strncmp(d.config->public_url, "https:", 6) == 0,
+		.session_idle_minutes = d.config->api.session_idle_minutes,
+		.session_max_hours = d.config->api.session_max_hours,
 	};
 	api_init(&api_opts);
+	/* Logins check passwords on a thread of their own, never on the loop. */
+	if (!password_worker_start(d.base))
+		goto out;
 	http_server_limits l = limits_from(d.config);
 	d.server = http_server_new(d.base, d.config->listen_host, d.config->listen_port, &l, router_handle,
 	                           NULL, err, sizeof(err));
@@ -280,6 +286,8 @@ out:
 			plugins_stop(d.plugins);
 	}
 	http_client_shutdown();
+	/* Before the pool: a login whose check ends now still gets its answer. */
+	password_worker_stop();
 	db_pool_stop();
 	event_base_loop(d.base, EVLOOP_NONBLOCK);
 	host_api_cancel_timers();

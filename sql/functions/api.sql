@@ -68,7 +68,8 @@ BEGIN
     ELSIF p_kind = 'session' THEN
         SELECT * INTO v_ses FROM agent_session
          WHERE secret_hash = decode(p_secret_hash, 'hex')
-           AND ended_at IS NULL AND expires_at > now();
+           AND ended_at IS NULL AND expires_at > now()
+           AND (idle_timeout IS NULL OR last_seen_at + idle_timeout > now());
         IF NOT FOUND THEN
             PERFORM parley_api_error(401, 'unauthorized', 'no session, or it expired');
         END IF;
