@@ -2,8 +2,8 @@
  * conversation, move a conversation to private.
  *
  * The work itself is in the database (parley_merge_customers and
- * parley_unmerge in sql/002_customer_model.sql, parley_reply and
- * parley_move_to_private in sql/004_replies.sql) so that the API, the
+ * parley_unmerge in sql/functions/customers.sql, parley_reply and
+ * parley_move_to_private in sql/functions/replies.sql) so that the API, the
  * command line and automatic actions share one implementation and one audit
  * trail. */
 #include "admin.h"

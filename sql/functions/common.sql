@@ -75,15 +75,18 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                 ELSE nullif(ev ->> 'thread_id', '') END
 $$;
 
+-- An audit entry. p_who: the API caller behind it ({"agent_id", "token_id"},
+-- as parley_api_authenticate describes it), when a core operation runs for one.
 CREATE FUNCTION parley_audit(p_actor text, p_action text, p_entity text, p_entity_id bigint,
-                             p_details jsonb)
+                             p_details jsonb, p_who jsonb DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     v_id bigint;
 BEGIN
-    INSERT INTO audit_log (actor, action, entity, entity_id, details)
-    VALUES (p_actor, p_action, p_entity, p_entity_id, p_details)
+    INSERT INTO audit_log (actor, action, entity, entity_id, details, agent_id, token_id)
+    VALUES (p_actor, p_action, p_entity, p_entity_id, p_details,
+            (p_who ->> 'agent_id')::bigint, (p_who ->> 'token_id')::bigint)
     RETURNING id INTO v_id;
     RETURN v_id;
 END
