@@ -348,6 +348,7 @@ static const api_op ops[] = {
 	/* replies, notes, canned replies, macros */
 
 	/* customers */
+	{ "GET", "/api/v1/customers", "parley_api_customers_search", NULL, 0 },
 	{ "POST", "/api/v1/customers/unmerge", "parley_api_customer_unmerge", NULL, 0 },
 	{ "GET", "/api/v1/customers/{id}", "parley_api_customer_get", NULL, 0 },
 	{ "PATCH", "/api/v1/customers/{id}", "parley_api_customer_patch", NULL, 0 },

@@ -1,5 +1,5 @@
 -- api_customers: the customers of the agent API (docs/api/openapi.yaml,
--- section "customers"): the profile with everything the caller may
+-- section "customers"): search, the profile with everything the caller may
 -- see, edits of the agents' own fields, merge and its undo.
 --
 -- Who sees a customer: parley_api_customer_visible, judged on the record a
@@ -104,6 +104,12 @@ BEGIN
 END
 $$;
 
+-- The LIKE pattern of "starts with p" (p's own %, _ and \ taken literally).
+CREATE FUNCTION parley_api_like_prefix(p text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT replace(replace(replace(p, '\', '\\'), '%', '\%'), '_', '\_') || '%'
+$$;
+
 -- How deeply a JSON value nests (a scalar 0, {} or [] 1, {"a": {}} 2).
 -- Callers bound the size first.
 CREATE FUNCTION parley_api_json_depth(p jsonb) RETURNS integer
@@ -125,6 +131,192 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 -- ------------------------------------------------------------ operations
+
+-- GET /api/v1/customers?q=: the customers (not merged away) the caller may
+-- see whose name, handle or e-mail starts with q (case-insensitively; a
+-- leading @ is no part of a handle), whose phone number starts with q's
+-- digits, or with an account whose platform id is exactly q.
+--
+-- Each customer is listed once, for the first of these keys it matches
+-- (name, handle, e-mail, phone, platform id; within a key its smallest
+-- matching value), as a hit {customer, match: {field, value}}; hits are
+-- ordered by the matched value (bytewise, lowercased), then key, then id.
+-- Every key is read in that order off its index (011_customer_search.sql)
+-- from the cursor on and stops after a page, so a broad q costs what a
+-- precise one does. Whether a hit's customer matched an earlier key, or
+-- this key with a smaller value, is checked with left(), which no value
+-- index serves: each check is a probe of that customer's own rows, made
+-- for the few rows a page reads. Who may see a customer is
+-- parley_api_customer_visible's rule, with the caller's instances worked
+-- out once instead of for every row.
+--
+-- plan_cache_mode: the patterns and the cursor must be constants when the
+-- statement is planned, or a LIKE prefix is no index range. jit: the
+-- planner prices each index walk as if it ran to the end of its range (it
+-- stops after a page), which is enough to make JIT compile the statement,
+-- at a cost of far more than the whole search.
+CREATE FUNCTION parley_api_customers_search(p_actor jsonb, p_req jsonb)
+RETURNS TABLE (status integer, body jsonb)
+LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan SET jit = off AS $$
+DECLARE
+    c_max    constant bigint := 9223372036854775807;
+    v_query  jsonb := p_req -> 'query';
+    v_q      text := btrim(p_req -> 'query' ->> 'q');
+    v_inst   text[] := parley_api_instances(p_actor);
+    v_all    boolean := parley_api_instances(p_actor) IS NULL;
+    v_limit  integer;
+    v_after  jsonb;
+    -- The cursor: the last hit's value, and per key the customers with
+    -- that value already served (up to v_min[key]).
+    v_k      text COLLATE "C" := '';
+    v_min    bigint[] := '{-1,-1,-1,-1,-1}';
+    v_b      integer;
+    v_id     bigint;
+    v_lname   text;   -- q lowercased: what names and e-mails start with
+    v_lhandle text;   -- ... and handles (without a leading @)
+    v_phone   text;   -- '+' and q's digits, when q looks like a phone number
+    v_name    text;   -- the same as LIKE patterns
+    v_handle  text;
+    v_items  jsonb;
+    v_n      integer;
+    v_last   jsonb;
+BEGIN
+    PERFORM parley_api_only(v_query, '{q,limit,cursor}', 'query');
+    IF v_q IS NULL OR length(v_q) NOT BETWEEN 2 AND 200 THEN
+        PERFORM parley_api_error(400, 'invalid_parameter', 'q: 2 to 200 characters to search for');
+    END IF;
+    v_limit := parley_api_limit(v_query);
+    v_after := parley_api_cursor_decode('customers', v_query ->> 'cursor');
+    IF v_after IS NOT NULL THEN
+        IF NOT (jsonb_typeof(v_after) = 'array' AND jsonb_array_length(v_after) = 3
+                AND jsonb_typeof(v_after -> 0) = 'string'
+                AND (v_after ->> 1) ~ '^[1-5]$' AND (v_after ->> 2) ~ '^[0-9]{1,18}$') THEN
+            PERFORM parley_api_error(400, 'invalid_cursor', 'cursor: not one this API gave out');
+        END IF;
+        v_k := v_after ->> 0;
+        v_b := (v_after ->> 1)::integer;
+        v_id := (v_after ->> 2)::bigint;
+        v_min := ARRAY(SELECT CASE WHEN b < v_b THEN c_max WHEN b = v_b THEN v_id ELSE -1 END
+                         FROM generate_series(1, 5) b ORDER BY b);
+    END IF;
+
+    v_lname := lower(v_q);
+    v_lhandle := lower(regexp_replace(v_q, '^@', ''));
+    v_name := parley_api_like_prefix(v_lname);
+    v_handle := parley_api_like_prefix(v_lhandle);
+    IF v_q ~ '^\+?[0-9][0-9 ()./-]*$' THEN
+        v_phone := '+' || regexp_replace(v_q, '[^0-9]', '', 'g');
+    END IF;
+
+    -- A key's rows come after the cursor when (value, key, customer) is
+    -- greater: for key b, value > v_k, or value = v_k and customer >
+    -- v_min[b]. Written as value >= v_k and a tie-break, not as a row
+    -- comparison: the index scan then starts at the higher of v_k and the
+    -- prefix, where a row comparison it cannot weigh against the prefix may
+    -- make it start at the cursor's value, or at the very beginning.
+    WITH hits AS (
+        (SELECT lower(c.display_name) COLLATE "C" AS k, 1 AS b, c.id,
+                'name' AS field, c.display_name AS value
+           FROM customer c
+          WHERE lower(c.display_name) COLLATE "C" LIKE v_name AND c.merged_into IS NULL
+            AND (v_k = '' OR (lower(c.display_name) COLLATE "C" >= v_k
+                              AND (lower(c.display_name) COLLATE "C" > v_k OR c.id > v_min[1])))
+            AND (SELECT v_all OR EXISTS (SELECT 1 FROM conversation cv
+                                          WHERE cv.customer_id = c.id AND cv.channel_instance = ANY (v_inst)))
+          ORDER BY 1, 3 LIMIT v_limit + 1)
+        UNION ALL
+        (SELECT DISTINCT ON (1, 3) lower(i.handle) COLLATE "C", 2, i.customer_id, 'handle', i.handle
+           FROM identity i
+          WHERE lower(i.handle) COLLATE "C" LIKE v_handle AND i.handle IS NOT NULL
+            AND (v_k = '' OR (lower(i.handle) COLLATE "C" >= v_k
+                              AND (lower(i.handle) COLLATE "C" > v_k OR i.customer_id > v_min[2])))
+            AND (SELECT c.merged_into IS NULL
+                        AND (v_all OR EXISTS (SELECT 1 FROM conversation cv
+                                               WHERE cv.customer_id = c.id
+                                                 AND cv.channel_instance = ANY (v_inst)))
+                        AND left(lower(c.display_name), length(v_lname)) IS DISTINCT FROM v_lname
+                        AND lower(i.handle) COLLATE "C"
+                            = (SELECT min(lower(o.handle) COLLATE "C") FROM identity o
+                                WHERE o.customer_id = c.id
+                                  AND left(lower(o.handle), length(v_lhandle)) = v_lhandle)
+                   FROM customer c WHERE c.id = i.customer_id)
+          ORDER BY 1, 3 LIMIT v_limit + 1)
+        UNION ALL
+        (SELECT lower(cc.value) COLLATE "C", 3, cc.customer_id, 'email', cc.value
+           FROM customer_contact cc
+          WHERE cc.kind = 'email' AND lower(cc.value) COLLATE "C" LIKE v_name
+            AND (v_k = '' OR (lower(cc.value) COLLATE "C" >= v_k
+                              AND (lower(cc.value) COLLATE "C" > v_k OR cc.customer_id > v_min[3])))
+            AND (SELECT c.merged_into IS NULL
+                        AND (v_all OR EXISTS (SELECT 1 FROM conversation cv
+                                               WHERE cv.customer_id = c.id
+                                                 AND cv.channel_instance = ANY (v_inst)))
+                        AND left(lower(c.display_name), length(v_lname)) IS DISTINCT FROM v_lname
+                        AND NOT EXISTS (SELECT 1 FROM identity o WHERE o.customer_id = c.id
+                                           AND left(lower(o.handle), length(v_lhandle)) = v_lhandle)
+                        AND lower(cc.value) COLLATE "C"
+                            = (SELECT min(lower(o.value) COLLATE "C") FROM customer_contact o
+                                WHERE o.customer_id = c.id AND o.kind = 'email'
+                                  AND left(lower(o.value), length(v_lname)) = v_lname)
+                   FROM customer c WHERE c.id = cc.customer_id)
+          ORDER BY 1, 3 LIMIT v_limit + 1)
+        UNION ALL
+        (SELECT lower(cc.value) COLLATE "C", 4, cc.customer_id, 'phone', cc.value
+           FROM customer_contact cc
+          WHERE cc.kind = 'phone' AND lower(cc.value) COLLATE "C" LIKE v_phone || '%'
+            AND (v_k = '' OR (lower(cc.value) COLLATE "C" >= v_k
+                              AND (lower(cc.value) COLLATE "C" > v_k OR cc.customer_id > v_min[4])))
+            AND (SELECT c.merged_into IS NULL
+                        AND (v_all OR EXISTS (SELECT 1 FROM conversation cv
+                                               WHERE cv.customer_id = c.id
+                                                 AND cv.channel_instance = ANY (v_inst)))
+                        AND left(lower(c.display_name), length(v_lname)) IS DISTINCT FROM v_lname
+                        AND NOT EXISTS (SELECT 1 FROM identity o WHERE o.customer_id = c.id
+                                           AND left(lower(o.handle), length(v_lhandle)) = v_lhandle)
+                        AND NOT EXISTS (SELECT 1 FROM customer_contact o WHERE o.customer_id = c.id
+                                           AND o.kind = 'email'
+                                           AND left(lower(o.value), length(v_lname)) = v_lname)
+                        AND lower(cc.value) COLLATE "C"
+                            = (SELECT min(lower(o.value) COLLATE "C") FROM customer_contact o
+                                WHERE o.customer_id = c.id AND o.kind = 'phone'
+                                  AND left(lower(o.value), length(v_phone)) = v_phone)
+                   FROM customer c WHERE c.id = cc.customer_id)
+          ORDER BY 1, 3 LIMIT v_limit + 1)
+        UNION ALL
+        (SELECT DISTINCT ON (1, 3) i.external_id COLLATE "C", 5, i.customer_id, 'external_id', i.external_id
+           FROM identity i
+          WHERE i.external_id = v_q
+            AND (v_k = '' OR (i.external_id COLLATE "C" >= v_k
+                              AND (i.external_id COLLATE "C" > v_k OR i.customer_id > v_min[5])))
+            AND (SELECT c.merged_into IS NULL
+                        AND (v_all OR EXISTS (SELECT 1 FROM conversation cv
+                                               WHERE cv.customer_id = c.id
+                                                 AND cv.channel_instance = ANY (v_inst)))
+                        AND left(lower(c.display_name), length(v_lname)) IS DISTINCT FROM v_lname
+                        AND NOT EXISTS (SELECT 1 FROM identity o WHERE o.customer_id = c.id
+                                           AND left(lower(o.handle), length(v_lhandle)) = v_lhandle)
+                        AND NOT EXISTS (SELECT 1 FROM customer_contact o WHERE o.customer_id = c.id
+                                           AND CASE o.kind
+                                               WHEN 'email' THEN left(lower(o.value), length(v_lname)) = v_lname
+                                               ELSE left(lower(o.value), length(v_phone)) = v_phone END)
+                   FROM customer c WHERE c.id = i.customer_id)
+          ORDER BY 1, 3 LIMIT v_limit + 1)
+    ), page AS (
+        SELECT h.*, row_number() OVER (ORDER BY h.k, h.b, h.id) AS n
+          FROM (SELECT * FROM hits ORDER BY k, b, id LIMIT v_limit + 1) h
+    )
+    SELECT coalesce(jsonb_agg(parley_api_customer_json(c) || jsonb_build_object(
+                                  'match', jsonb_build_object('field', p.field, 'value', p.value))
+                              ORDER BY p.n) FILTER (WHERE p.n <= v_limit), '[]'),
+           count(*),
+           (array_agg(jsonb_build_array(p.k, p.b, p.id)) FILTER (WHERE p.n = v_limit))[1]
+      INTO v_items, v_n, v_last
+      FROM page p JOIN customer c ON c.id = p.id;
+
+    RETURN QUERY SELECT 200, parley_api_page(v_items,
+        CASE WHEN v_n > v_limit THEN parley_api_cursor_encode('customers', v_last) END);
+END
+$$;
 
 -- GET /api/v1/customers/{id}: the profile. A merged customer answers too,
 -- with merged_into naming the record that carries on (follow it).

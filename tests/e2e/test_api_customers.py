@@ -1,5 +1,6 @@
-"""Customers in the agent API: the profile with what the caller may see;
-edits that are audited; merge and unmerge through the core operation, with their audit
+"""Customers in the agent API: search by name, handle, e-mail, phone and
+platform id; the profile with what the caller may see; edits that are
+audited; merge and unmerge through the core operation, with their audit
 entries, the conversations' timeline events and their refusals. Customers
 come from messages posted to the real, signed webhook channel; another
 team's customer does not exist for the caller (404, never listed)."""
@@ -78,9 +79,92 @@ ANN = {"id": "ann-1", "name": "Ann Smith", "handle": "AnnSmith", "email": "Ann.S
        "email_verified": True, "phone": "+4915112345678", "phone_verified": True}
 
 
+def test_search_finds_a_customer_by_each_key(world):
+    ann = post(world.d, "site", ANN)
+    post(world.d, "site", {"id": "bob-1", "name": "Bob Annerl", "handle": "bobby"})
+    for q, field, value in (("ann s", "name", "Ann Smith"), ("ANN SMITH", "name", "Ann Smith"),
+                            ("@annsm", "handle", "AnnSmith"), ("annsmith", "handle", "AnnSmith"),
+                            ("ann.smith@example", "email", "ann.smith@example.com"),
+                            ("Ann.Smith@Example.com", "email", "ann.smith@example.com"),
+                            ("+49 151 123", "phone", "+4915112345678"), ("4915112345678", "phone", "+4915112345678"),
+                            ("+491511", "phone", "+4915112345678"), ("ann-1", "external_id", "ann-1")):
+        status, _, body = world.kim.get("/api/v1/customers", params={"q": q})
+        assert status == 200 and [(c["id"], c["match"]) for c in body["items"]] == \
+            [(ann, {"field": field, "value": value})], (q, body)
+    # Platform ids are exact; prefixes of other keys find nothing more.
+    assert world.ids(world.kim, "ann-") == []
+    assert world.ids(world.kim, "ann.smith@example.org") == []
+    bob = customer_of(world.dsn, "site", "bob-1")
+    status, _, body = world.kim.get("/api/v1/customers", params={"q": "@bob"})
+    assert status == 200 and body == {"next_cursor": None, "items": [{
+        "id": bob, "display_name": "Bob Annerl", "tags": [], "merged_into": None,
+        "created_at": body["items"][0]["created_at"], "updated_at": body["items"][0]["updated_at"],
+        "match": {"field": "handle", "value": "bobby"}}]}
+
+
+def test_a_customer_is_listed_once_for_the_first_key_it_matches(world):
+    ann = post(world.d, "site", ANN)
+    # A second account (verified e-mail: the same person) with its own handle.
+    assert post(world.d, "site", {"id": "ann-2", "handle": "annie", "email": "ann@example.org",
+                                  "email_verified": True, "phone": "+4915112345678",
+                                  "phone_verified": True}) == ann
+    status, _, body = world.kim.get("/api/v1/customers", params={"q": "ann"})
+    assert [(c["id"], c["match"]["field"]) for c in body["items"]] == [(ann, "name")]
+    # Not by name: by its smallest matching handle ("annie" < "annsmith"), once.
+    status, _, body = world.kim.get("/api/v1/customers", params={"q": "@ANN"})
+    assert [(c["id"], c["match"]) for c in body["items"]] == [(ann, {"field": "handle", "value": "annie"})]
+    status, _, body = world.kim.get("/api/v1/customers", params={"q": "+49151"})
+    assert [(c["id"], c["match"]["field"]) for c in body["items"]] == [(ann, "phone")]
+
+
+def test_search_pages_with_a_cursor_across_keys(world):
+    pats = [post(world.d, "site", {"id": "p%d" % i, "name": "Pat %02d" % (7 - i)}) for i in range(7)]
+    by_handle = post(world.d, "site", {"id": "h1", "name": "Xena", "handle": "Patty"})
+    by_handle2 = post(world.d, "site", {"id": "h2", "name": "Yul", "handle": "pat_x"})
+    by_email = post(world.d, "site", {"id": "e1", "name": "Zoe", "email": "pat@example.com"})
+    # By the matched value, bytewise: "pat 01" .. "pat 07", "pat@...", "pat_x", "patty".
+    want = list(reversed(pats)) + [by_email, by_handle2, by_handle]
+    for limit in (1, 2, 3, 50):
+        seen, cursor = [], None
+        while True:
+            params = {"q": "pat", "limit": limit}
+            if cursor:
+                params["cursor"] = cursor
+            status, _, body = world.kim.get("/api/v1/customers", params=params)
+            assert status == 200 and len(body["items"]) <= limit
+            seen += [c["id"] for c in body["items"]]
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == want, limit
+    # A cursor of another list, or a forged one, is refused.
+    for bad in ("abc", "eyJrIjoieCIsInYiOjF9", "!!", "x" * 1001):
+        status, _, body = world.kim.get("/api/v1/customers", params={"q": "pat", "cursor": bad})
+        assert status == 400 and body["error"] == "invalid_cursor", bad
+
+
+def test_search_strings_are_data_not_sql_or_patterns(world):
+    post(world.d, "site", ANN)
+    before = world.counts()
+    for q in ("' OR 1=1 --", "'; DROP TABLE customer; --", "%%", "a%", "__", "_n", "\\%", "ann' --",
+              "1) OR (1=1", "$1", "\x7f\x01x", "ann\\"):
+        status, _, body = world.admin.get("/api/v1/customers", params={"q": q})
+        assert status == 200 and body["items"] == [], (q, body)
+    for params, detail in (({"q": "a"}, "q: 2 to 200"), ({"q": "  a  "}, "q: 2 to 200"), ({}, "q: 2 to 200"),
+                           ({"q": "x" * 201}, "q: 2 to 200"), ({"q": "ann", "limit": "1; DROP TABLE x"}, "limit"),
+                           ({"q": "ann", "limit": "0"}, "limit"), ({"q": "ann", "sort": "name"}, 'unknown field "sort"'),
+                           ({"q": "ann", "order": "id; DROP TABLE customer"}, "unknown field")):
+        status, _, body = world.admin.get("/api/v1/customers", params=params)
+        assert status == 400 and detail in body["detail"], (params, body)
+    assert world.counts() == before
+
+
 def test_another_teams_customer_does_not_exist_for_the_caller(world):
     ann = post(world.d, "site", ANN)
     zed = post(world.d, "shop", {"id": "zed-1", "name": "Zed Shopper", "email": "zed@example.com"})
+    assert world.ids(world.kim, "zed") == [] and world.ids(world.kim, "zed@example.com") == []
+    assert world.ids(world.sue, "zed") == [zed] and world.ids(world.sue, "ann") == []
+    assert world.ids(world.admin, "zed") == [zed]
     before = world.counts()
     for client, cid in ((world.kim, zed), (world.sue, ann)):
         for method, path, payload in (("GET", "/api/v1/customers/%d" % cid, None),
@@ -209,6 +293,7 @@ def test_merge_and_unmerge_through_the_api(world):
     assert [i["external_id"] for i in c["identities"]] == ["ann-1", "ann-app"]
     status, _, m = world.kim.get("/api/v1/customers/%d" % dup)
     assert status == 200 and m["merged_into"] == ann and m["conversations"] == [] and m["identities"] == []
+    assert world.ids(world.kim, "ann (app)") == [] and world.ids(world.kim, "ann_app") == [ann]
     # A merged customer is not edited (its survivor is).
     status, _, body = world.kim.patch("/api/v1/customers/%d" % dup, json={"tags": ["x"]})
     assert status == 409 and body["error"] == "customer_merged"
@@ -223,6 +308,7 @@ def test_merge_and_unmerge_through_the_api(world):
         [(sam_id, sam_token, str(audit))]
     assert query(world.dsn, "SELECT conversation_id, details FROM conversation_event WHERE kind = 'unmerged'") == \
         [(dup_conv, {"source": dup, "target": ann, "merge_audit_id": audit, "audit_id": undo})]
+    assert world.ids(world.kim, "ann (app)") == [dup]
 
 
 def test_merge_refusals_are_409_and_change_nothing(world):
@@ -261,6 +347,16 @@ def test_merge_refusals_are_409_and_change_nothing(world):
                                            validate_request=False)
         assert status == code, (payload, body)
     assert world.counts() == before
+    # A merge whose survivor has been merged since is undone after that one.
+    again = merge(world.admin, dup, ann)[2]["audit_id"]
+    later = merge(world.admin, ann, third)[2]["audit_id"]
+    before = world.counts()
+    status, _, body = world.admin.post("/api/v1/customers/unmerge", json={"audit_id": again})
+    assert status == 409 and body["detail"] == \
+        "customer %d has since been merged into customer %d; undo that merge first" % (ann, third)
+    assert world.counts() == before
+    for audit_id in (later, again):
+        assert world.admin.post("/api/v1/customers/unmerge", json={"audit_id": audit_id})[0] == 200
 
 
 def test_who_may_merge(world):
