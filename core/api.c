@@ -542,6 +542,11 @@ static const api_op ops[] = {
 	{ "DELETE", "/api/v1/macros/{id}", "parley_api_macro_delete", NULL, 0 },
 
 	/* customers */
+	{ "GET", "/api/v1/customers", "parley_api_customers_search", NULL, 0 },
+	{ "POST", "/api/v1/customers/unmerge", "parley_api_customer_unmerge", NULL, 0 },
+	{ "GET", "/api/v1/customers/{id}", "parley_api_customer_get", NULL, 0 },
+	{ "PATCH", "/api/v1/customers/{id}", "parley_api_customer_patch", NULL, 0 },
+	{ "POST", "/api/v1/customers/{id}/merge", "parley_api_customer_merge", NULL, 0 },
 
 	/* assignment, jobs */
 
