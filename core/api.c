@@ -350,6 +350,9 @@ static const api_op ops[] = {
 	/* customers */
 
 	/* assignment, jobs */
+	{ "POST", "/api/v1/conversations/{id}/assign", "parley_api_conversation_assign", NULL, 0 },
+	{ "POST", "/api/v1/conversations/{id}/unassign", "parley_api_conversation_unassign", NULL, 0 },
+	{ "POST", "/api/v1/conversations/{id}/transfer", "parley_api_conversation_transfer", NULL, 0 },
 
 	/* live events, presence */
 

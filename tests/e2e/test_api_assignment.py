@@ -3,15 +3,17 @@ webhook channel; the after-ingest pipeline gives each new conversation its
 team and an online agent with room (the customer's owner first, then one who
 speaks the language, then the least loaded, then round robin); what cannot
 be placed waits in the team's queue, served in due order by the sweep job
-when capacity frees up; and agents who stay away lose their conversations
-to the queue."""
+when capacity frees up; agents who stay away lose their conversations to
+the queue; and people assign, unassign and transfer through the API."""
 import json
 import threading
 import time
 
 import psycopg2
+import pytest
 
-from api_setup import add_agent, add_team
+from api_client import ApiClient
+from api_setup import add_agent, add_team, create_token
 from parley_testlib import http, query, sign
 
 SECRET = "assign-secret"
@@ -362,3 +364,165 @@ def test_two_daemons_ingesting_at_once_never_over_assign(fresh_db, daemon, plugi
                            "WHERE kind = 'assigned'") == [(12, 12)]
     assert query(fresh_db, "SELECT count(*) FROM conversation WHERE assignee_id IS NULL "
                            "AND queued_at IS NOT NULL AND team_id = %s", (team,)) == [(28,)]
+
+
+# ------------------------------------------------------------ by hand
+
+
+@pytest.fixture
+def desk(fresh_db, daemon, plugin_dir, run_parleyd):
+    """Teams North and South own "site", West owns only "shop"; everybody
+    offline, so conversations wait in the queue unless someone acts."""
+    cfg = config(fresh_db, plugin_dir, channels=("site", "shop"))
+    d = daemon.start(cfg)
+    t = {name: add_team(fresh_db, name, insts) for name, insts in
+         (("North", ["site"]), ("South", ["site"]), ("West", ["shop"]))}
+    a = {"kim": add_agent(fresh_db, "kim@example.com", "Kim", teams=[t["North"]]),
+         "lee": add_agent(fresh_db, "lee@example.com", "Lee", teams=[t["North"]]),
+         "sue": add_agent(fresh_db, "sue@example.com", "Sue", role="supervisor", teams=[t["North"]]),
+         "ola": add_agent(fresh_db, "ola@example.com", "Ola", teams=[t["South"]]),
+         "wes": add_agent(fresh_db, "wes@example.com", "Wes", role="supervisor", teams=[t["West"]])}
+    api = {name: ApiClient(d.url, token=create_token(run_parleyd, cfg, role=role, agent=name + "@example.com",
+                                                     name=name))
+           for name, role in (("kim", "agent"), ("lee", "agent"), ("sue", "supervisor"),
+                              ("ola", "agent"), ("wes", "supervisor"))}
+    api["admin"] = ApiClient(d.url, token=create_token(run_parleyd, cfg, role="admin", name="root"))
+    post(d, "m1", "cust1")
+    conv = conv_of(fresh_db, "m1")
+    return {"d": d, "db": fresh_db, "teams": t, "agents": a, "api": api, "conv": conv}
+
+
+def assign(api, conv, agent_id, **kw):
+    return api.post("/api/v1/conversations/%s/assign" % conv, json={"agent_id": agent_id}, **kw)
+
+
+def audit(dsn, action):
+    return query(dsn, "SELECT actor, entity_id, details FROM audit_log WHERE action = %s ORDER BY id", (action,))
+
+
+def test_assign_take_reassign_and_who_may(desk):
+    db, conv, a, api, t = desk["db"], desk["conv"], desk["agents"], desk["api"], desk["teams"]
+    # An agent takes a waiting conversation.
+    status, _, body = assign(api["kim"], conv, a["kim"])
+    assert status == 200, body
+    assert (body["assignee_id"], body["team_id"], body["queued_at"]) == (a["kim"], t["North"], None)
+    [(kind, actor, details)] = events(db, conv)
+    assert (kind, actor, details["from"], details["to"]) == ("assigned", "agent:%d" % a["kim"], None, a["kim"])
+    assert live_events(db, conv) == [("conversation.assigned", a["kim"], str(a["kim"]))]
+    [(actor, entity, details)] = audit(db, "conversation.assign")
+    assert (actor, entity) == ("agent:%d" % a["kim"], conv)
+    # (the audit log leaves out what was null)
+    assert "assignee_id" not in details["before"] and details["after"]["assignee_id"] == a["kim"]
+    # Taking it again changes nothing.
+    assert assign(api["kim"], conv, a["kim"])[0] == 200
+    assert len(events(db, conv)) == 1
+
+    # An agent cannot take another agent's conversation, nor give one away.
+    status, _, body = assign(api["lee"], conv, a["lee"])
+    assert (status, body["error"]) == (409, "already_assigned")
+    status, _, body = assign(api["kim"], conv, a["lee"])
+    assert (status, body["error"]) == (403, "forbidden")
+    # A supervisor reassigns; to an agent of another team owning the
+    # instance, the conversation moves to that team.
+    status, _, body = assign(api["sue"], conv, a["lee"])
+    assert status == 200 and body["assignee_id"] == a["lee"]
+    status, _, body = assign(api["sue"], conv, a["ola"])
+    assert (status, body["assignee_id"], body["team_id"]) == (200, a["ola"], t["South"])
+    assert events(db, conv)[-1][2]["from"] == a["lee"]
+    status, _, body = assign(api["admin"], conv, a["kim"])
+    assert (status, body["team_id"]) == (200, t["North"])
+    assert len(audit(db, "conversation.assign")) == 4
+
+    # Only agents of a team owning the conversation's channel: else 422, for
+    # unknown and disabled agents alike.
+    query(db, "UPDATE agent SET disabled_at = now() WHERE id = %s", (a["lee"],))
+    for agent_id in (a["wes"], 999999, a["lee"]):
+        status, _, body = assign(api["sue"], conv, agent_id)
+        assert (status, body["error"]) == (422, "invalid_field"), agent_id
+        assert body["detail"] == "agent_id: no agent of a team that owns this conversation's channel"
+    assert state(db, conv)[0] == a["kim"]
+    assert len(audit(db, "conversation.assign")) == 4
+
+
+def test_unassign_and_transfer(desk):
+    db, conv, a, api, t = desk["db"], desk["conv"], desk["agents"], desk["api"], desk["teams"]
+    assert assign(api["sue"], conv, a["lee"])[0] == 200
+    # Only the agent themselves or a supervisor let go.
+    status, _, body = api["kim"].post("/api/v1/conversations/%d/unassign" % conv)
+    assert (status, body["error"]) == (403, "forbidden")
+    status, _, body = api["lee"].post("/api/v1/conversations/%d/unassign" % conv)
+    assert status == 200 and body["assignee_id"] is None and body["queued_at"] is not None
+    assert body["team_id"] == t["North"]
+    assert events(db, conv)[-1][:2] == ("unassigned", "agent:%d" % a["lee"])
+    assert live_events(db, conv)[-1] == ("conversation.assigned", None, None)
+    [(actor, _, details)] = audit(db, "conversation.unassign")
+    assert actor == "agent:%d" % a["lee"] and details["before"]["assignee_id"] == a["lee"]
+    # Nobody has it: unassigning again changes nothing.
+    assert api["kim"].post("/api/v1/conversations/%d/unassign" % conv)[0] == 200
+    assert len(audit(db, "conversation.unassign")) == 1
+
+    # Transfer to South's queue; Ola is online there and gets it at once.
+    query(db, "UPDATE agent SET availability = 'online' WHERE id = %s", (a["ola"],))
+    status, _, body = api["kim"].post("/api/v1/conversations/%d/transfer" % conv,
+                                      json={"team_id": t["South"]})
+    assert status == 200, body
+    assert (body["team_id"], body["assignee_id"], body["queued_at"]) == (t["South"], a["ola"], None)
+    kinds = [(k, actor) for (k, actor, _) in events(db, conv)[-2:]]
+    assert kinds == [("transferred", "agent:%d" % a["kim"]), ("assigned", "system")]
+    details = events(db, conv)[-2][2]
+    assert (details["from_team_id"], details["team_id"]) == (t["North"], t["South"])
+    assert len(audit(db, "conversation.transfer")) == 1
+    # Ola's now: Kim may not move it; a supervisor may, but not to a team
+    # without the channel or to the team it is in.
+    status, _, body = api["kim"].post("/api/v1/conversations/%d/transfer" % conv, json={"team_id": t["North"]})
+    assert (status, body["error"]) == (403, "forbidden")
+    for team in (t["West"], t["South"], 999999):
+        status, _, body = api["sue"].post("/api/v1/conversations/%d/transfer" % conv, json={"team_id": team})
+        assert (status, body["error"]) == (422, "invalid_field"), team
+    status, _, body = api["ola"].post("/api/v1/conversations/%d/transfer" % conv, json={"team_id": t["North"]})
+    assert (status, body["team_id"], body["assignee_id"]) == (200, t["North"], None)
+    assert len(audit(db, "conversation.transfer")) == 2
+
+    # A resolved conversation is not assigned or transferred.
+    query(db, "UPDATE conversation SET status = 'resolved', resolved_at = now() WHERE id = %s", (conv,))
+    assert assign(api["sue"], conv, a["kim"])[2]["error"] == "not_open"
+    status, _, body = api["sue"].post("/api/v1/conversations/%d/transfer" % conv, json={"team_id": t["South"]})
+    assert (status, body["error"]) == (409, "not_open")
+
+
+def test_other_teams_conversations_do_not_exist_and_requests_are_strict(desk):
+    db, conv, a, api, t = desk["db"], desk["conv"], desk["agents"], desk["api"], desk["teams"]
+    post(desk["d"], "s1", "shopper", channel="shop")
+    shop_conv = conv_of(db, "s1")
+    # West sees only "shop": site's conversation is 404 on every route, and
+    # North's people cannot reach shop's.
+    for path, body in (("assign", {"agent_id": a["wes"]}), ("unassign", None), ("transfer", {"team_id": t["West"]})):
+        status, _, resp = api["wes"].post("/api/v1/conversations/%d/%s" % (conv, path), json=body)
+        assert (status, resp["error"]) == (404, "not_found"), path
+        status, _, resp = api["sue"].post("/api/v1/conversations/%d/%s" % (shop_conv, path), json=body)
+        assert (status, resp["error"]) == (404, "not_found"), path
+        for bad in ("x1", "0", "99999999", "1%20OR%201=1"):
+            status, _, resp = api["admin"].post("/api/v1/conversations/%s/%s" % (bad, path), json=body,
+                                                validate_request=False)
+            assert status == 404, (bad, path, resp)
+    assert assign(api["wes"], shop_conv, a["wes"])[0] == 200
+
+    # Unknown fields, wrong types, oversized numbers and injection strings.
+    cases = (({"agent_id": a["kim"], "note": "x"}, 400, "unknown_field"),
+             ({"agent_id": "1; DROP TABLE agent"}, 422, "invalid_field"),
+             ({"agent_id": 1.5}, 422, "invalid_field"),
+             ({"agent_id": -1}, 422, "invalid_field"),
+             ({"agent_id": 10 ** 18}, 422, "invalid_field"),
+             ({"agent_id": 10 ** 30}, 400, "malformed_json"),   # beyond 64 bits: not read at all
+             ({}, 422, "invalid_field"))
+    for body, code, error in cases:
+        status, _, resp = api["sue"].post("/api/v1/conversations/%d/assign" % conv, json=body,
+                                          validate_request=False)
+        assert (status, resp["error"]) == (code, error), body
+    status, _, resp = api["sue"].post("/api/v1/conversations/%d/unassign?force=1" % conv)
+    assert (status, resp["error"]) == (400, "unknown_field")
+    status, _, resp = api["sue"].post("/api/v1/conversations/%d/transfer" % conv,
+                                      json={"team_id": "' OR 1=1 --"}, validate_request=False)
+    assert (status, resp["error"]) == (422, "invalid_field")
+    assert query(db, "SELECT count(*) FROM agent") == [(5,)]
+    assert state(db, conv) == (None, t["North"], True)
