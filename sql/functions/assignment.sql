@@ -260,12 +260,16 @@ $$;
 -- The one sweep job (core/assignment/sweep) runs again when its last run
 -- ended at least p_interval_ms ago (or it died, or was discarded). Every
 -- node's timer calls this; the unique idempotency key makes it one job for
--- the cluster, so the sweep never runs twice at once.
+-- the cluster, so the sweep never runs twice at once. Without teams there
+-- is nothing to sweep, and no job.
 CREATE FUNCTION parley_assignment_schedule(p_interval_ms integer) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     v_id bigint;
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM team_channel) AND NOT EXISTS (SELECT 1 FROM agent_team) THEN
+        RETURN;
+    END IF;
     INSERT INTO job (target_kind, target_instance, operation, payload, idempotency_key, max_attempts)
     VALUES ('core', 'assignment', 'sweep', '{}', 'core:assignment:sweep', 3)
     ON CONFLICT ON CONSTRAINT job_idempotency_key DO UPDATE
