@@ -63,57 +63,23 @@ LANGUAGE sql STABLE AS $$
      WHERE assignee_id = p_agent AND status IN ('open', 'pending')
 $$;
 
--- Whether one of p_languages is p_language, comparing primary subtags
--- ("pt" speaks "pt-BR"). False when the conversation's language is unknown.
-CREATE FUNCTION parley_agent_speaks(p_languages text[], p_language text) RETURNS boolean
+-- The best agent for conversation c among a team's roster (parallel
+-- arrays, one entry per online agent of the team; loads as last known):
+-- an agent with room, preferring the customer's owner p_owner, then one
+-- who speaks p_lang (a primary language subtag), then the least loaded,
+-- then the one assigned longest ago, then the lowest id. Entries marked
+-- p_out are left out. Returns the entry's index, or NULL.
+CREATE FUNCTION parley_assignment_best(p_ids bigint[], p_capacity integer[], p_load integer[],
+                                       p_last timestamptz[], p_langs text[], p_out boolean[],
+                                       p_owner bigint, p_lang text)
+RETURNS integer
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT p_language IS NOT NULL AND EXISTS (
-        SELECT 1 FROM unnest(p_languages) AS l
-         WHERE split_part(lower(l), '-', 1) = split_part(lower(p_language), '-', 1))
-$$;
-
--- The agent who gets queued conversation c now (c locked by the caller),
--- locked FOR UPDATE until the transaction ends; agent_id NULL when no
--- online agent of c's team has room. contended: some agent with room was
--- skipped because another transaction holds them (its claim may leave room
--- once it commits: the caller asks for a sweep).
-CREATE FUNCTION parley_assignment_pick(c conversation, OUT agent_id bigint, OUT contended boolean)
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_candidates bigint[];
-    v_id         bigint;
-    v_capacity   integer;
-BEGIN
-    contended := false;
-    SELECT array_agg(x.id ORDER BY x.owner DESC, x.speaks DESC, x.load, x.last_assigned_at NULLS FIRST, x.id)
-      INTO v_candidates
-      FROM (SELECT a.id, a.capacity, a.last_assigned_at, parley_agent_load(a.id) AS load,
-                   EXISTS (SELECT 1 FROM conversation o
-                            WHERE o.customer_id = c.customer_id AND o.assignee_id = a.id
-                              AND o.status IN ('open', 'pending') AND o.id <> c.id) AS owner,
-                   parley_agent_speaks(a.languages, c.language) AS speaks
-              FROM agent_team tm JOIN agent a ON a.id = tm.agent_id
-             WHERE tm.team_id = c.team_id AND a.availability = 'online' AND a.disabled_at IS NULL) x
-     WHERE x.load < x.capacity;
-    IF v_candidates IS NULL THEN
-        RETURN;
-    END IF;
-    FOREACH v_id IN ARRAY v_candidates LOOP
-        SELECT a.capacity INTO v_capacity FROM agent a
-         WHERE a.id = v_id AND a.availability = 'online' AND a.disabled_at IS NULL
-           FOR UPDATE SKIP LOCKED;
-        IF NOT FOUND THEN
-            contended := true;   -- locked by another claim (or just went away)
-            CONTINUE;
-        END IF;
-        -- Counted after the lock: this statement sees every assignment to
-        -- them that committed before we got it.
-        IF parley_agent_load(v_id) < v_capacity THEN
-            agent_id := v_id;
-            RETURN;
-        END IF;
-    END LOOP;
-END
+    SELECT i FROM generate_subscripts(p_ids, 1) AS i
+     WHERE p_load[i] < p_capacity[i] AND NOT p_out[i]
+     ORDER BY p_ids[i] IS NOT DISTINCT FROM p_owner DESC,
+              (p_lang <> '' AND position(',' || p_lang || ',' IN p_langs[i]) > 0) DESC,
+              p_load[i], p_last[i] NULLS FIRST, p_ids[i]
+     LIMIT 1
 $$;
 
 -- ------------------------------------------------------------ moves
@@ -180,34 +146,103 @@ $$;
 
 -- ------------------------------------------------------------ queues
 
--- Serve team p_team's queue: its head (due order) to the best agent with
--- room, again and again, until the queue is empty, nobody has room, or
--- p_max conversations were assigned. Returns how many were. Conversations
--- and agents other transactions hold are skipped, never waited for.
+-- Serve team p_team's queue: in due order, each conversation to the best
+-- agent with room (parley_assignment_best), until the queue is empty,
+-- nobody has room, or p_max conversations were assigned. Returns how many
+-- were. Conversations and agents other transactions hold are skipped, never
+-- waited for; when skipping an agent left nobody, the sweep is asked to run
+-- (that claim may leave room once it commits).
+--
+-- The team's online agents and their loads are read once (the roster). An
+-- agent's load is counted again once we hold their lock (every assigner
+-- locks the agent first, so from then on the count is exact and only our
+-- own assignments change it). The queue is walked once: asking for its head
+-- again after each assignment would step over every entry this transaction
+-- has taken out of it so far.
 CREATE FUNCTION parley_assignment_drain(p_team bigint, p_max integer, p_actor text DEFAULT 'system')
 RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
-    c      conversation;
-    v_pick record;
-    n      integer := 0;
+    c          conversation;
+    v_ids      bigint[];
+    v_capacity integer[];
+    v_load     integer[];
+    v_last     timestamptz[];
+    v_langs    text[];
+    v_out      boolean[];
+    v_held     boolean[];
+    v_owner    bigint;
+    v_lang     text;
+    v_contended boolean := false;
+    v_cap      integer;
+    v_count    integer;
+    i          integer;
+    n          integer := 0;
 BEGIN
-    WHILE n < p_max LOOP
-        SELECT * INTO c FROM conversation
+    SELECT array_agg(a.id ORDER BY a.id), array_agg(a.capacity ORDER BY a.id),
+           array_agg(ld.n ORDER BY a.id), array_agg(a.last_assigned_at ORDER BY a.id),
+           array_agg(',' || (SELECT coalesce(string_agg(split_part(lower(l), '-', 1), ','), '')
+                               FROM unnest(a.languages) AS l) || ',' ORDER BY a.id),
+           array_agg(false ORDER BY a.id), array_agg(false ORDER BY a.id)
+      INTO v_ids, v_capacity, v_load, v_last, v_langs, v_out, v_held
+      FROM agent_team tm
+      JOIN agent a ON a.id = tm.agent_id
+     CROSS JOIN LATERAL (SELECT count(*)::integer AS n FROM conversation o
+                          WHERE o.assignee_id = a.id AND o.status IN ('open', 'pending')) AS ld
+     WHERE tm.team_id = p_team AND a.availability = 'online' AND a.disabled_at IS NULL;
+    IF v_ids IS NULL OR p_max <= 0 THEN
+        RETURN 0;
+    END IF;
+
+    <<queue>>
+    FOR c IN
+        SELECT * FROM conversation
          WHERE team_id = p_team AND queued_at IS NOT NULL AND assignee_id IS NULL
-           AND status IN ('open', 'pending')
          ORDER BY next_response_due_at, queued_at, id
-         LIMIT 1
-           FOR UPDATE SKIP LOCKED;
-        EXIT WHEN NOT FOUND;
-        SELECT * INTO v_pick FROM parley_assignment_pick(c);
-        IF v_pick.agent_id IS NULL THEN
-            IF v_pick.contended THEN
-                PERFORM parley_assignment_kick();
-            END IF;
-            EXIT;
+         LIMIT p_max
+           FOR UPDATE SKIP LOCKED
+    LOOP
+        IF c.status NOT IN ('open', 'pending') THEN
+            -- Resolved or closed while it waited: it leaves the queue.
+            UPDATE conversation SET queued_at = NULL WHERE id = c.id;
+            CONTINUE;
         END IF;
-        PERFORM parley_assignment_give(c.id, v_pick.agent_id, NULL, p_actor);
+        -- The customer's owner: the agent of their newest other open or
+        -- pending conversation. Languages match on their primary subtag
+        -- ("pt" speaks "pt-BR").
+        SELECT o.assignee_id INTO v_owner FROM conversation o
+         WHERE o.customer_id = c.customer_id AND o.id <> c.id AND o.assignee_id IS NOT NULL
+           AND o.status IN ('open', 'pending')
+         ORDER BY o.id DESC LIMIT 1;
+        v_lang := coalesce(split_part(lower(c.language), '-', 1), '');
+        LOOP
+            i := parley_assignment_best(v_ids, v_capacity, v_load, v_last, v_langs, v_out, v_owner, v_lang);
+            IF i IS NULL THEN
+                IF v_contended THEN
+                    PERFORM parley_assignment_kick();
+                END IF;
+                EXIT queue;
+            END IF;
+            EXIT WHEN v_held[i];
+            PERFORM 1 FROM agent a
+             WHERE a.id = v_ids[i] AND a.availability = 'online' AND a.disabled_at IS NULL
+               FOR UPDATE SKIP LOCKED;
+            IF NOT FOUND THEN
+                v_out[i] := true;          -- another claim holds them (or they just left)
+                v_contended := true;
+                CONTINUE;
+            END IF;
+            v_held[i] := true;
+            -- Counted after the lock: this statement sees every assignment
+            -- to them that committed before we got it.
+            SELECT a.capacity, parley_agent_load(a.id) INTO v_cap, v_count FROM agent a WHERE a.id = v_ids[i];
+            v_capacity[i] := v_cap;
+            v_load[i] := v_count;
+            EXIT WHEN v_count < v_cap;
+        END LOOP;
+        PERFORM parley_assignment_give(c.id, v_ids[i], NULL, p_actor);
+        v_load[i] := v_load[i] + 1;
+        v_last[i] := clock_timestamp();
         n := n + 1;
     END LOOP;
     RETURN n;
@@ -304,9 +339,9 @@ $$;
 --      longer than p_grace_s (assigned to them before they went), and of
 --      disabled agents, return to their team's queue;
 --   2. queued conversations without a team get one (a team may own their
---      instance by now); queued ones that are no longer open or pending
---      leave the queue;
---   3. every team's queue is served.
+--      instance by now);
+--   3. every team's queue is served (queued conversations that were
+--      resolved or closed meanwhile leave it on the way).
 -- At most p_max conversations are moved in each of 1 and 3, so one
 -- transaction stays short. Returns {"returned": n, "assigned": n, "more":
 -- a limit was reached (the job runs the sweep again at once)}.
@@ -338,11 +373,6 @@ BEGIN
      WHERE c.id IN (SELECT q.id FROM conversation q
                      WHERE q.team_id IS NULL AND q.queued_at IS NOT NULL AND q.assignee_id IS NULL
                        AND EXISTS (SELECT 1 FROM team_channel tc WHERE tc.channel_instance = q.channel_instance)
-                     LIMIT p_max FOR UPDATE SKIP LOCKED);
-    UPDATE conversation c SET queued_at = NULL
-     WHERE c.id IN (SELECT q.id FROM conversation q
-                     WHERE q.queued_at IS NOT NULL AND q.assignee_id IS NULL
-                       AND q.status NOT IN ('open', 'pending')
                      LIMIT p_max FOR UPDATE SKIP LOCKED);
 
     FOR r IN SELECT t.id FROM team t ORDER BY t.id LOOP

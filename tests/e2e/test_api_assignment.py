@@ -183,6 +183,15 @@ def test_capacity_is_respected_and_the_queue_is_served_in_due_then_oldest_order(
     query(fresh_db, "UPDATE agent SET capacity = 3 WHERE id = %s", (bob,))
     assert wait_for(lambda: state(fresh_db, queued[3])[0] == bob)
     assert loads(fresh_db) == {ann: 1, bob: 3}
+    # Resolved while it waited: it leaves the queue, nobody gets it.
+    post(d, "m6", "c6")
+    late = conv_of(fresh_db, "m6")
+    assert state(fresh_db, late) == (None, team, True)
+    query(fresh_db, "UPDATE conversation SET status = 'resolved', resolved_at = now() WHERE id = %s", (late,))
+    query(fresh_db, "UPDATE agent SET capacity = 5 WHERE id = %s", (ann,))
+    assert wait_for(lambda: state(fresh_db, late) == (None, team, False))
+    time.sleep(0.3)
+    assert loads(fresh_db) == {ann: 1, bob: 3} and events(fresh_db, late) == []
 
 
 def test_the_language_of_the_conversation_is_preferred(fresh_db, daemon, plugin_dir):
