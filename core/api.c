@@ -549,6 +549,12 @@ static const api_op ops[] = {
 	{ "POST", "/api/v1/customers/{id}/merge", "parley_api_customer_merge", NULL, 0 },
 
 	/* assignment, jobs */
+	{ "POST", "/api/v1/conversations/{id}/assign", "parley_api_conversation_assign", NULL, 0 },
+	{ "POST", "/api/v1/conversations/{id}/unassign", "parley_api_conversation_unassign", NULL, 0 },
+	{ "POST", "/api/v1/conversations/{id}/transfer", "parley_api_conversation_transfer", NULL, 0 },
+	{ "GET", "/api/v1/jobs/dead", "parley_api_jobs_dead", NULL, 0 },
+	{ "POST", "/api/v1/jobs/{id}/retry", "parley_api_job_retry", NULL, 0 },
+	{ "POST", "/api/v1/jobs/{id}/discard", "parley_api_job_discard", NULL, 0 },
 
 	/* live events, presence */
 

@@ -368,6 +368,22 @@ static const cfg_setting api_rows[] = {
 	{ .key = NULL },
 };
 
+static const cfg_setting assignment_rows[] = {
+	{ .key = "away_grace_seconds", .type = CFG_T_INT, .offset = OFF(assignment.away_grace_seconds),
+	  .def = 300, .min = 0, .max = NO_MAX, .flags = CFG_RELOAD | CFG_CLUSTER,
+	  .doc = "When an agent has been `away` or `offline` this long, the open and pending "
+	         "conversations assigned to them before they left return to their team's queue "
+	         "(a disabled agent's at once). `0` returns them at the next sweep." },
+	{ .key = "sweep_interval_ms", .type = CFG_T_INT, .offset = OFF(assignment.sweep_interval_ms),
+	  .def = 5000, .min = JOBS_MIN_SWEEP_MS, .max = NO_MAX, .flags = CFG_RELOAD,
+	  .doc = "The queues are swept (the `core/assignment/sweep` job: conversations of agents "
+	         "away past the grace period go back to the queue, and the queues are served where "
+	         "agents have room) at least this often, and at once when an API call frees an "
+	         "agent's capacity. One sweep runs at a time in the cluster, on any node; give the "
+	         "nodes the same value. Only nodes with `jobs.enabled` schedule it." },
+	{ .key = NULL },
+};
+
 static const cfg_section database_section = {
 	.path = "database", .title = "`database`", .rows = database_rows,
 };
@@ -396,6 +412,13 @@ static const cfg_section api_section = {
 	.path = "api", .title = "`api`", .rows = api_rows,
 	.intro = "The agent API under `/api/v1` (docs/api/openapi.yaml). Cookies get `Secure` when "
 	         "`public_url` starts with `https://`.",
+};
+
+static const cfg_section assignment_section = {
+	.path = "assignment", .title = "`assignment`", .rows = assignment_rows,
+	.intro = "Conversations that need an agent wait in their team's queue and go to an `online` "
+	         "agent of the team with room under their capacity. See "
+	         "[DATA_MODEL.md](DATA_MODEL.md#assignment).",
 };
 
 static const cfg_section jobs_section = {
@@ -437,6 +460,8 @@ static const cfg_setting root_rows[] = {
 	  .doc = "The job runner (outbox) that carries out every outbound action." },
 	{ .key = "api", .type = CFG_T_SECTION, .section = &api_section,
 	  .doc = "Browser sessions of the agent API." },
+	{ .key = "assignment", .type = CFG_T_SECTION, .section = &assignment_section,
+	  .doc = "Team queues and automatic assignment to agents." },
 	{ .key = "channels", .type = CFG_T_LIST, .parse_list = cfg_read_channels,
 	  .same = cfg_same_channels, .doc_reload = INSTANCE_RELOAD,
 	  .doc = "Channel plugin instances (platforms talking to Parley); see "
