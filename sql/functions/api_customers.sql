@@ -141,7 +141,7 @@ $$;
 -- (name, handle, e-mail, phone, platform id; within a key its smallest
 -- matching value), as a hit {customer, match: {field, value}}; hits are
 -- ordered by the matched value (bytewise, lowercased), then key, then id.
--- Every key is read in that order off its index (011_customer_search.sql)
+-- Every key is read in that order off its index (009_customer_search.sql)
 -- from the cursor on and stops after a page, so a broad q costs what a
 -- precise one does. Whether a hit's customer matched an earlier key, or
 -- this key with a smaller value, is checked with left(), which no value

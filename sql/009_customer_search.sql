@@ -1,4 +1,4 @@
--- 011_customer_search: what the agents' customer search (GET
+-- 009_customer_search: what the agents' customer search (GET
 -- /api/v1/customers?q=) walks. Every key is matched exactly or by prefix,
 -- and a page is read in the key's order straight off its index: each index
 -- holds the key in the "C" collation (byte order, so a LIKE prefix is an

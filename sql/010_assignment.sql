@@ -1,4 +1,4 @@
--- 012_assignment: team queues served in due order, and dead jobs an
+-- 010_assignment: team queues served in due order, and dead jobs an
 -- operator chose not to run again.
 
 -- A team's queue in the order it is served: the next answer's due time
