@@ -243,6 +243,22 @@ BEGIN
 END
 $$;
 
+-- A positive whole number in field p_field of a JSON body, or 422.
+CREATE FUNCTION parley_api_body_id(p_obj jsonb, p_field text) RETURNS bigint
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v jsonb := p_obj -> p_field;
+BEGIN
+    IF v IS NULL OR jsonb_typeof(v) = 'null' THEN
+        PERFORM parley_api_error(422, 'invalid_field', p_field || ': required');
+    END IF;
+    IF jsonb_typeof(v) <> 'number' OR (v #>> '{}') !~ '^[1-9][0-9]{0,17}$' THEN
+        PERFORM parley_api_error(422, 'invalid_field', p_field || ': must be a positive whole number');
+    END IF;
+    RETURN (v #>> '{}')::bigint;
+END
+$$;
+
 -- One of a fixed set of values (a filter, a sort, a status), or 400/422.
 CREATE FUNCTION parley_api_choice(p_value text, p_allowed text[], p_field text, p_status integer DEFAULT 422)
 RETURNS text

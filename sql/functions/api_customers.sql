@@ -423,17 +423,6 @@ BEGIN
 END
 $$;
 
--- A positive whole number in a JSON body (a number, not a string), or 422.
-CREATE FUNCTION parley_api_body_id(b jsonb, p_field text) RETURNS bigint
-LANGUAGE plpgsql IMMUTABLE AS $$
-BEGIN
-    IF jsonb_typeof(b -> p_field) IS DISTINCT FROM 'number' OR (b ->> p_field) !~ '^[1-9][0-9]{0,17}$' THEN
-        PERFORM parley_api_error(422, 'invalid_field', p_field || ': an id (a positive whole number)');
-    END IF;
-    RETURN (b ->> p_field)::bigint;
-END
-$$;
-
 -- A 'customer.merged' / 'customer.unmerged' live event to every instance
 -- the survivor now has conversations on.
 CREATE FUNCTION parley_api_customer_merge_event(p_kind text, p_target bigint, p_payload jsonb)

@@ -4,22 +4,6 @@
 -- team's queue). Each writes the audit log, the conversation's timeline
 -- event and the live event conversation.assigned (assignment.sql).
 
--- A positive whole number in field p_field of a JSON body, or 422.
-CREATE FUNCTION parley_api_body_id(p_obj jsonb, p_field text) RETURNS bigint
-LANGUAGE plpgsql IMMUTABLE AS $$
-DECLARE
-    v jsonb := p_obj -> p_field;
-BEGIN
-    IF v IS NULL OR jsonb_typeof(v) = 'null' THEN
-        PERFORM parley_api_error(422, 'invalid_field', p_field || ': required');
-    END IF;
-    IF jsonb_typeof(v) <> 'number' OR (v #>> '{}') !~ '^[1-9][0-9]{0,17}$' THEN
-        PERFORM parley_api_error(422, 'invalid_field', p_field || ': must be a positive whole number');
-    END IF;
-    RETURN (v #>> '{}')::bigint;
-END
-$$;
-
 -- The conversation a path names, visible to the caller (else 404), locked
 -- for the rest of the call. The request may carry only p_body_fields.
 CREATE FUNCTION parley_api_assignment_target(p_actor jsonb, p_req jsonb, p_body_fields text[])
