@@ -467,15 +467,13 @@ BEGIN
         SELECT max(m.id) INTO v_msg FROM message m WHERE m.conversation_id = v.id;
     END IF;
     UPDATE conversation SET agent_read_id = v_msg
-     WHERE id = v.id AND coalesce(agent_read_id, 0) < v_msg
-    RETURNING * INTO v;
+     WHERE id = v.id AND coalesce(agent_read_id, 0) < v_msg;
     IF FOUND THEN
         PERFORM parley_live_event('conversation.read', v.channel_instance, v.id, NULL,
-                                  jsonb_build_object('conversation_id', v.id, 'agent_read_id', v.agent_read_id,
+                                  jsonb_build_object('conversation_id', v.id, 'agent_read_id', v_msg,
                                                      'agent_id', p_actor -> 'agent_id'));
-    ELSE
-        SELECT * INTO v FROM conversation WHERE id = v.id;
     END IF;
+    SELECT * INTO v FROM conversation WHERE id = v.id;
     RETURN QUERY SELECT 200, jsonb_build_object('conversation_id', v.id, 'agent_read_id', v.agent_read_id,
                                                 'unread', parley_conversation_unread(v));
 END
