@@ -523,6 +523,12 @@ static const api_op ops[] = {
 	{ "GET", "/api/v1/audit", "parley_api_audit_list", NULL, 0 },
 
 	/* conversations, timeline, cases */
+	{ "GET", "/api/v1/conversations", "parley_api_conversations_list", NULL, 0 },
+	{ "GET", "/api/v1/conversations/{id}", "parley_api_conversation_get", NULL, 0 },
+	{ "PATCH", "/api/v1/conversations/{id}", "parley_api_conversation_patch", NULL, 0 },
+	{ "GET", "/api/v1/conversations/{id}/timeline", "parley_api_conversation_timeline", NULL, 0 },
+	{ "POST", "/api/v1/conversations/{id}/read", "parley_api_conversation_read", NULL, 0 },
+	{ "GET", "/api/v1/cases/{id}", "parley_api_case_get", NULL, 0 },
 
 	/* replies, notes, canned replies, macros */
 	{ "POST", "/api/v1/conversations/{id}/replies", "parley_api_reply", NULL, API_SENDS },
