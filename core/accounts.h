@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #define ACCOUNTS_SECRET_MAX 64   /* "prl_" + 43 base64url characters + NUL */
 
@@ -22,5 +23,19 @@ PARLEY_MUSTCHECK
 bool accounts_create_token(const char *dsn, const char *name, const char *role,
                            const char *agent_email, const char *teams, const char *actor,
                            long long *id, char *secret, size_t secretlen, char *err, size_t errlen);
+
+/* The first line of `in` without its line end into buf, not echoed when
+ * `in` is a terminal (a prompt then goes to standard error). false with a
+ * reason when there is no line or it does not fit (len - 2 bytes at most). */
+PARLEY_MUSTCHECK
+bool accounts_read_password(FILE *in, char *buf, size_t len, char *err, size_t errlen);
+
+/* Create an enabled admin with e-mail `email`, `name` (NULL: the part of
+ * the e-mail before the @) and `password` (checked against the password
+ * policy, stored as its scrypt hash; blocks for the KDF). Refused when the
+ * e-mail exists. *id: the new agent. */
+PARLEY_MUSTCHECK
+bool accounts_create_admin(const char *dsn, const char *email, const char *name, const char *password,
+                           const char *actor, long long *id, char *err, size_t errlen);
 
 #endif

@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 
 #include "api_sends.h"
+#include "api_accounts.h"
 #include "log.h"
 #include "util.h"
 
@@ -23,6 +24,11 @@ static api_options api_opts;
 bool api_options_cookie_secure(void)
 {
 	return api_opts.cookie_secure;
+}
+
+const api_options *api_options_get(void)
+{
+	return &api_opts;
 }
 
 void api_sha256_hex(const void *data, size_t len, char out[65])
@@ -193,7 +199,10 @@ static json_t *collect_request(http_request *req, const route_match *m)
 		const char *name, *value;
 		http_req_query_at(req, i, &name, &value);
 		json_t *v = json_string(value);
-		if (v == NULL || json_string(name) == NULL) {
+		json_t *name_check = json_string(name);   /* NULL: not UTF-8 */
+		bool name_ok = name_check != NULL;
+		json_decref(name_check);
+		if (v == NULL || !name_ok) {
 			json_decref(v);
 			json_decref(r);
 			http_req_respond_error(req, 400, "invalid_parameter", "query parameters must be UTF-8", NULL);
@@ -393,14 +402,133 @@ static void start_call(http_request *req, const api_op *op, const route_match *m
 	submit_call(call);
 }
 
+/* ------------------------------------------------- calls from handlers */
+
+json_t *api_collect_request(http_request *req, const route_match *m)
+{
+	return collect_request(req, m);
+}
+
+const char *api_session_cookie(http_request *req, size_t *len)
+{
+	const char *cookies = http_req_header(req, "Cookie");
+	return cookies != NULL ? cookie_value(cookies, API_SESSION_COOKIE, len) : NULL;
+}
+
+typedef struct sql_call {
+	http_request *req;
+	const char *sql_fn;
+	bool authenticated;
+	api_sql_done_fn done;
+	void *arg;
+} sql_call;
+
+static void sql_call_done(db_batch *b, bool ok, const char *error, void *arg)
+{
+	sql_call *c = arg;
+	http_request *req = c->req;
+	PGresult *res = ok ? db_batch_result(b, c->authenticated ? 1 : 0) : NULL;
+	if (!ok) {
+		api_respond_db_error(req, b, error);
+	} else if (res == NULL || PQntuples(res) != 1) {
+		log_error(API_LOG, "%s did not return one row", c->sql_fn);
+		http_req_respond_error(req, 500, "internal_error", "the request failed; see the server log", NULL);
+		ok = false;
+	}
+	if (!ok) {
+		if (c->done != NULL)
+			c->done(req, 0, NULL, c->arg);
+		free(c);
+		return;
+	}
+	int status = atoi(PQgetvalue(res, 0, 0));
+	bool empty = status == 204 || PQgetisnull(res, 0, 1);
+	if (c->done == NULL) {
+		if (empty)
+			http_req_respond(req, status, "application/json", "", 0, NULL);
+		else
+			http_req_respond(req, status, "application/json", PQgetvalue(res, 0, 1),
+			                 (size_t)PQgetlength(res, 0, 1), NULL);
+	} else {
+		json_t *body = empty ? NULL : json_loadb(PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1), 0, NULL);
+		c->done(req, status, body, c->arg);
+		json_decref(body);
+	}
+	free(c);
+}
+
+void api_call_sql(http_request *req, const char *sql_fn, bool authenticate, json_t *request,
+                  api_sql_done_fn done, void *arg)
+{
+	credential cred;
+	if (authenticate) {
+		read_credential(req, &cred);
+		if (cred.malformed || cred.kind == NULL) {
+			json_decref(request);
+			http_req_respond_error(req, 401, "unauthorized", "no credentials", NULL);
+			if (done != NULL)
+				done(req, 0, NULL, arg);
+			return;
+		}
+	}
+	char *text = json_dumps(request, JSON_COMPACT);
+	json_decref(request);
+	if (text == NULL) {
+		http_req_respond_error(req, 500, "internal_error", "the request could not be encoded", NULL);
+		if (done != NULL)
+			done(req, 0, NULL, arg);
+		return;
+	}
+	sql_call *c = xcalloc(1, sizeof(*c));
+	*c = (sql_call){ req, sql_fn, authenticate, done, arg };
+	db_batch *b = db_batch_new();
+	if (authenticate) {
+		const char *params[] = { cred.kind, cred.secret_hash, cred.csrf_hash[0] ? cred.csrf_hash : NULL,
+		                         method_writes(http_req_method(req)) ? "true" : "false" };
+		db_batch_add(b, "SELECT parley_api_authenticate($1, $2, $3, $4::boolean)::text", 4, params);
+	}
+	/* sql_fn is a handler's constant, never from the request. */
+	char sql[200];
+	snprintf(sql, sizeof(sql), "SELECT status, body::text FROM %s(%s, $1::jsonb)", sql_fn,
+	         authenticate ? "current_setting('parley.actor', true)::jsonb" : "NULL::jsonb");
+	const char *params[] = { text };
+	db_batch_add(b, sql, 1, params);
+	free(text);
+	db_batch_submit(b, sql_call_done, c);
+}
+
 /* ------------------------------------------------------------ the table */
 
 /* First match wins; literal paths before templated ones of the same shape. */
 static const api_op ops[] = {
 	{ "GET", "/api/v1/me", "parley_api_me", NULL, 0 },
 	/* accounts: session, agents, teams, tokens, audit */
+	{ "POST", "/api/v1/session", NULL, api_session_login, API_PUBLIC },
+	{ "GET", "/api/v1/session", NULL, api_session_get, 0 },
+	{ "DELETE", "/api/v1/session", NULL, api_session_logout, 0 },
+	{ "PUT", "/api/v1/me/password", NULL, api_session_change_password, 0 },
+	{ "PUT", "/api/v1/me/availability", "parley_api_me_availability", NULL, 0 },
+	{ "GET", "/api/v1/agents", "parley_api_agents_list", NULL, 0 },
+	{ "POST", "/api/v1/agents", NULL, api_accounts_agent_create, 0 },
+	{ "GET", "/api/v1/agents/{id}", "parley_api_agent_get", NULL, 0 },
+	{ "PATCH", "/api/v1/agents/{id}", NULL, api_accounts_agent_update, 0 },
+	{ "GET", "/api/v1/teams", "parley_api_teams_list", NULL, 0 },
+	{ "POST", "/api/v1/teams", "parley_api_team_create", NULL, 0 },
+	{ "GET", "/api/v1/teams/{id}", "parley_api_team_get", NULL, 0 },
+	{ "PATCH", "/api/v1/teams/{id}", "parley_api_team_update", NULL, 0 },
+	{ "DELETE", "/api/v1/teams/{id}", "parley_api_team_delete", NULL, 0 },
+	{ "GET", "/api/v1/tokens", "parley_api_tokens_list", NULL, 0 },
+	{ "POST", "/api/v1/tokens", NULL, api_accounts_token_create, 0 },
+	{ "DELETE", "/api/v1/tokens/{id}", "parley_api_token_revoke", NULL, 0 },
+	{ "GET", "/api/v1/audit", "parley_api_audit_list", NULL, 0 },
 
 	/* conversations, timeline, cases */
+	{ "GET", "/api/v1/conversations", "parley_api_conversations_list", NULL, 0 },
+	{ "GET", "/api/v1/conversations/{id}", "parley_api_conversation_get", NULL, 0 },
+	{ "PATCH", "/api/v1/conversations/{id}", "parley_api_conversation_patch", NULL, 0 },
+	{ "GET", "/api/v1/conversations/{id}/timeline", "parley_api_conversation_timeline", NULL, 0 },
+	{ "POST", "/api/v1/conversations/{id}/read", "parley_api_conversation_read", NULL, 0 },
+	{ "GET", "/api/v1/cases/{id}", "parley_api_case_get", NULL, 0 },
 
 	/* replies, notes, canned replies, macros */
 	{ "POST", "/api/v1/conversations/{id}/replies", "parley_api_reply", NULL, API_SENDS },
@@ -420,8 +548,19 @@ static const api_op ops[] = {
 	{ "DELETE", "/api/v1/macros/{id}", "parley_api_macro_delete", NULL, 0 },
 
 	/* customers */
+	{ "GET", "/api/v1/customers", "parley_api_customers_search", NULL, 0 },
+	{ "POST", "/api/v1/customers/unmerge", "parley_api_customer_unmerge", NULL, 0 },
+	{ "GET", "/api/v1/customers/{id}", "parley_api_customer_get", NULL, 0 },
+	{ "PATCH", "/api/v1/customers/{id}", "parley_api_customer_patch", NULL, 0 },
+	{ "POST", "/api/v1/customers/{id}/merge", "parley_api_customer_merge", NULL, 0 },
 
 	/* assignment, jobs */
+	{ "POST", "/api/v1/conversations/{id}/assign", "parley_api_conversation_assign", NULL, 0 },
+	{ "POST", "/api/v1/conversations/{id}/unassign", "parley_api_conversation_unassign", NULL, 0 },
+	{ "POST", "/api/v1/conversations/{id}/transfer", "parley_api_conversation_transfer", NULL, 0 },
+	{ "GET", "/api/v1/jobs/dead", "parley_api_jobs_dead", NULL, 0 },
+	{ "POST", "/api/v1/jobs/{id}/retry", "parley_api_job_retry", NULL, 0 },
+	{ "POST", "/api/v1/jobs/{id}/discard", "parley_api_job_discard", NULL, 0 },
 
 	/* live events, presence */
 

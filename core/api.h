@@ -63,6 +63,8 @@ typedef struct api_op {
 /* Settings the API takes from the node's configuration. */
 typedef struct api_options {
 	bool cookie_secure;      /* public_url is https: cookies get Secure */
+	int session_idle_minutes; /* api.session_idle_minutes: an unused session ends */
+	int session_max_hours;   /* api.session_max_hours: every session ends */
 } api_options;
 
 void api_init(const api_options *opts);
@@ -79,6 +81,32 @@ void api_respond_json(http_request *req, int status, const json_t *body,
 void api_respond_db_error(http_request *req, const db_batch *b, const char *error);
 /* Whether cookies the API sets get the Secure attribute. */
 bool api_options_cookie_secure(void);
+/* The API's settings in force (borrowed). */
+const api_options *api_options_get(void);
+
+/* The request as an operation's SQL function takes it: {"path", "query",
+ * "body"} (new reference), or NULL after answering the client's mistake
+ * (bad query, a body that is not a JSON object). */
+json_t *api_collect_request(http_request *req, const route_match *m);
+
+/* How api_call_sql hands back an answer: status and body (borrowed; NULL
+ * when empty). status 0: the call failed and the client has been answered
+ * already; only release arg. Otherwise the callback answers req. */
+typedef void (*api_sql_done_fn)(http_request *req, int status, json_t *body, void *arg);
+
+/* Call sql_fn(actor, request) as the table's operations are called: in one
+ * transaction that first authenticates the caller from req's credentials
+ * again (so a token revoked while a handler waited on a password check fails
+ * here), or with actor NULL when authenticate is false (logging in).
+ * request (stolen) may hold a part "internal" that only C code writes
+ * (digests, hashes). With done NULL the function's answer is sent as it is.
+ * A refusal (parley_api_error) or database failure is answered here. */
+void api_call_sql(http_request *req, const char *sql_fn, bool authenticate, json_t *request,
+                  api_sql_done_fn done, void *arg);
+
+/* The parley_session cookie's value sent with req (a borrowed span of the
+ * header), or NULL. */
+const char *api_session_cookie(http_request *req, size_t *len);
 
 /* Lowercase hex SHA-256 of len bytes into out (65 bytes with the NUL). */
 void api_sha256_hex(const void *data, size_t len, char out[65]);

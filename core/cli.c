@@ -14,11 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
 
 #include "accounts.h"
 #include "admin.h"
 #include "metrics.h"
 #include "migrate.h"
+#include "password.h"
 #include "plugin_loader.h"
 #include "policy_store.h"
 
@@ -79,6 +81,7 @@ static void usage(FILE *out)
 	        "       parleyd -c FILE --apply-policy POLICYFILE [--expect-version N] [--actor NAME]\n"
 	        "       parleyd -c FILE --show-policy\n"
 	        "       parleyd -c FILE --create-token NAME --role ROLE [--agent EMAIL] [--teams IDS]\n"
+	        "       parleyd -c FILE --create-admin EMAIL [--name NAME] < PASSWORD\n"
 	        "       parleyd --list-plugins [--plugin-dir DIR | -c FILE] [-v]\n"
 	        "       parleyd --version\n"
 	        "       parleyd --help-config [--format=text|markdown]\n"
@@ -109,6 +112,10 @@ static void usage(FILE *out)
 	        "      --create-token NAME --role agent|supervisor|admin\n"
 	        "                       create an API token and print its secret (shown once); --agent\n"
 	        "                       EMAIL: it acts for that agent; --teams 1,2: only those teams\n"
+	        "      --create-admin EMAIL [--name NAME]\n"
+	        "                       create an admin agent who logs in with EMAIL and the password\n"
+	        "                       read from the first line of standard input (not echoed on a\n"
+	        "                       terminal; 12 bytes at least); refused when EMAIL exists\n"
 	        "      --actor NAME     who is recorded in the audit log (default: cli:$USER)\n"
 	        "      --list-plugins   list the plugins in the plugin directory\n"
 	        "      --help-config    print every core setting: type, default, range, SIGHUP, meaning\n"
@@ -342,6 +349,26 @@ static int cmd_create_token(const cli_args *a, cfg *c, cli_daemon_fn daemon)
 	return 0;
 }
 
+static int cmd_create_admin(const cli_args *a, cfg *c, cli_daemon_fn daemon)
+{
+	(void)daemon;
+	char err[2048], password[PASSWORD_MAX_BYTES + 2];
+	long long id = 0;
+	if (!accounts_read_password(stdin, password, sizeof(password), err, sizeof(err))) {
+		fprintf(stderr, "parleyd: create admin: %s\n", err);
+		return CLI_EXIT_CONFIG;
+	}
+	bool ok = accounts_create_admin(c->database.dsn, a->value, a->name, password, a->actor, &id, err,
+	                                sizeof(err));
+	OPENSSL_cleanse(password, sizeof(password));
+	if (!ok) {
+		fprintf(stderr, "parleyd: create admin: %s\n", err);
+		return 1;
+	}
+	printf("admin %s created (agent %lld)\n", a->value, id);
+	return 0;
+}
+
 static int cmd_daemon(const cli_args *a, cfg *c, cli_daemon_fn daemon)
 {
 	(void)a;
@@ -364,6 +391,7 @@ static const command commands[] = {
 	{ "--apply-policy", true, true, ARG_EXPECT_VERSION | ARG_ACTOR, 0, cmd_apply_policy },
 	{ "--show-policy", false, true, 0, 0, cmd_show_policy },
 	{ "--create-token", true, true, ARG_ROLE | ARG_AGENT | ARG_TEAMS | ARG_ACTOR, ARG_ROLE, cmd_create_token },
+	{ "--create-admin", true, true, ARG_NAME | ARG_ACTOR, 0, cmd_create_admin },
 	{ NULL, false, true, 0, 0, cmd_daemon },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -376,7 +404,7 @@ static const struct {
 	const char *goes_with;
 } arg_names[] = {
 	{ ARG_INTO, "--into", "--merge-customer" },
-	{ ARG_ACTOR, "--actor", "--merge-customer, --unmerge, --reply, --move-to-private, --apply-policy or --create-token" },
+	{ ARG_ACTOR, "--actor", "--merge-customer, --unmerge, --reply, --move-to-private, --apply-policy, --create-token or --create-admin" },
 	{ ARG_TEXT, "--text", "--reply or --move-to-private" },
 	{ ARG_PUBLIC_TEXT, "--public-text", "--move-to-private" },
 	{ ARG_VISIBILITY, "--visibility", "--reply" },

@@ -88,6 +88,14 @@ typedef struct cfg {
 		char **notify_delivery_failed; /* notifier instance names */
 		size_t n_notify_delivery_failed;
 	} jobs;
+	struct {
+		int session_idle_minutes; /* default 720: a browser session unused this long ends */
+		int session_max_hours;   /* default 168: every browser session ends after this */
+	} api;
+	struct {
+		int away_grace_seconds;  /* default 300: an away agent's conversations return to the queue */
+		int sweep_interval_ms;   /* default 5000: how often the queues are swept */
+	} assignment;
 	cfg_instance *channels;  size_t n_channels;
 	cfg_instance *sinks;     size_t n_sinks;
 	cfg_instance *notifiers; size_t n_notifiers;

@@ -352,6 +352,38 @@ static const cfg_setting jobs_rows[] = {
 	{ .key = NULL },
 };
 
+static const cfg_setting api_rows[] = {
+	{ .key = "session_idle_minutes", .type = CFG_T_INT, .offset = OFF(api.session_idle_minutes),
+	  .def = 720, .min = 1, .max = 525600,
+	  .doc_default = "`720` (12 hours)",
+	  .doc = "A browser session (`POST /api/v1/session`) that makes no request for this long "
+	         "ends; the agent logs in again. Each session keeps the value of the node that "
+	         "logged it in (checked to the minute)." },
+	{ .key = "session_max_hours", .type = CFG_T_INT, .offset = OFF(api.session_max_hours),
+	  .def = 168, .min = 1, .max = 8760,
+	  .doc_default = "`168` (7 days)",
+	  .doc = "Every browser session ends this long after the login, used or not (also the "
+	         "cookie's `Max-Age`). Disabling an agent or changing their password ends their "
+	         "sessions at once." },
+	{ .key = NULL },
+};
+
+static const cfg_setting assignment_rows[] = {
+	{ .key = "away_grace_seconds", .type = CFG_T_INT, .offset = OFF(assignment.away_grace_seconds),
+	  .def = 300, .min = 0, .max = NO_MAX, .flags = CFG_RELOAD | CFG_CLUSTER,
+	  .doc = "When an agent has been `away` or `offline` this long, the open and pending "
+	         "conversations assigned to them before they left return to their team's queue "
+	         "(a disabled agent's at once). `0` returns them at the next sweep." },
+	{ .key = "sweep_interval_ms", .type = CFG_T_INT, .offset = OFF(assignment.sweep_interval_ms),
+	  .def = 5000, .min = JOBS_MIN_SWEEP_MS, .max = NO_MAX, .flags = CFG_RELOAD,
+	  .doc = "The queues are swept (the `core/assignment/sweep` job: conversations of agents "
+	         "away past the grace period go back to the queue, and the queues are served where "
+	         "agents have room) at least this often, and at once when an API call frees an "
+	         "agent's capacity. One sweep runs at a time in the cluster, on any node; give the "
+	         "nodes the same value. Only nodes with `jobs.enabled` schedule it." },
+	{ .key = NULL },
+};
+
 static const cfg_section database_section = {
 	.path = "database", .title = "`database`", .rows = database_rows,
 };
@@ -374,6 +406,19 @@ static const cfg_section ingest_section = {
 	         "is up, each of its requests is retried alone, so one request the database refuses "
 	         "cannot fail its neighbours. The rules applied to each event are described in "
 	         "[DATA_MODEL.md](DATA_MODEL.md).",
+};
+
+static const cfg_section api_section = {
+	.path = "api", .title = "`api`", .rows = api_rows,
+	.intro = "The agent API under `/api/v1` (docs/api/openapi.yaml). Cookies get `Secure` when "
+	         "`public_url` starts with `https://`.",
+};
+
+static const cfg_section assignment_section = {
+	.path = "assignment", .title = "`assignment`", .rows = assignment_rows,
+	.intro = "Conversations that need an agent wait in their team's queue and go to an `online` "
+	         "agent of the team with room under their capacity. See "
+	         "[DATA_MODEL.md](DATA_MODEL.md#assignment).",
 };
 
 static const cfg_section jobs_section = {
@@ -413,6 +458,10 @@ static const cfg_setting root_rows[] = {
 	  .doc = "Batching of inbound events, threading, identity merging, case linking." },
 	{ .key = "jobs", .type = CFG_T_SECTION, .section = &jobs_section,
 	  .doc = "The job runner (outbox) that carries out every outbound action." },
+	{ .key = "api", .type = CFG_T_SECTION, .section = &api_section,
+	  .doc = "Browser sessions of the agent API." },
+	{ .key = "assignment", .type = CFG_T_SECTION, .section = &assignment_section,
+	  .doc = "Team queues and automatic assignment to agents." },
 	{ .key = "channels", .type = CFG_T_LIST, .parse_list = cfg_read_channels,
 	  .same = cfg_same_channels, .doc_reload = INSTANCE_RELOAD,
 	  .doc = "Channel plugin instances (platforms talking to Parley); see "

@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "assignment.h"
 #include "host_api.h"
 
 /* ------------------------------------------------------------ plugins */
@@ -54,9 +55,12 @@ static const job_op ops[] = {
 	{ "sink", NULL, "append_message", PARLEY_KIND_SINK, job_payload_append, invoke_append },
 	{ "notifier", NULL, "deliver", PARLEY_KIND_NOTIFIER, job_payload_notice, invoke_deliver },
 	{ "core", "jobs", "noop", 0, job_payload_object, core_noop },
+	/* The assignment sweep (assignment.c): one job for the cluster,
+	 * scheduled by every node's timer. */
+	{ "core", "assignment", "sweep", 0, job_payload_object, assignment_job_sweep },
 };
 
-static const char *const core_targets[] = { "core/jobs" };
+static const char *const core_targets[] = { "core/jobs", "core/assignment" };
 
 const job_op *job_op_find(const char *kind, const char *instance, const char *operation)
 {

@@ -11,6 +11,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "assignment.h"
 #include "cli.h"
 #include "db.h"
 #include "host_api.h"
@@ -25,6 +26,7 @@
 #include "policy.h"
 #include "api.h"
 #include "api_sends.h"
+#include "password_worker.h"
 #include "router.h"
 #include "util.h"
 
@@ -117,6 +119,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	router_set_draining(true);
 	http_server_stop_accepting(d.server);
 	jobs_stop();
+	assignment_stop();
 	policy_stop();
 	plugins_stop(d.plugins);
 	drain_check(-1, 0, NULL);
@@ -128,6 +131,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 static void policy_applied(void)
 {
 	ingest_batch_configure(d.base, d.config);
+	assignment_configure(d.config);
 	char *finish_opts = finish_opts_json(d.config);
 	jobs_set_finish_opts(finish_opts);
 	free(finish_opts);
@@ -158,6 +162,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 	/* Cluster keys come from the cluster policy, not the file (policy.h). */
 	policy_node_reloaded(next);
 	ingest_batch_configure(d.base, next);
+	assignment_configure(next);
 	cfg_free(d.config);
 	d.config = next;
 	log_info("main", "reloaded: log level %s", log_level_name(next->log.level));
@@ -218,8 +223,13 @@ static int run(void)
 	api_sends_init(d.plugins, &d.config);
 	api_options api_opts = {
 		.cookie_secure = d.config->public_url != NULL && strncmp(d.config->public_url, "https:", 6) == 0,
+		.session_idle_minutes = d.config->api.session_idle_minutes,
+		.session_max_hours = d.config->api.session_max_hours,
 	};
 	api_init(&api_opts);
+	/* Logins check passwords on a thread of their own, never on the loop. */
+	if (!password_worker_start(d.base))
+		goto out;
 	http_server_limits l = limits_from(d.config);
 	d.server = http_server_new(d.base, d.config->listen_host, d.config->listen_port, &l, router_handle,
 	                           NULL, err, sizeof(err));
@@ -251,6 +261,11 @@ static int run(void)
 			log_error("main", "job runner: %s", err);
 			goto out;
 		}
+		assignment_configure(d.config);
+		if (!assignment_start(d.base)) {
+			log_error("main", "cannot start the assignment sweep timer");
+			goto out;
+		}
 	}
 
 	d.sig_term = evsignal_new(d.base, SIGTERM, on_stop_signal, NULL);
@@ -276,14 +291,18 @@ out:
 	 * server, the plugins and the pool go away. */
 	if (!d.stopping) {
 		jobs_stop();
+		assignment_stop();
 		if (d.plugins != NULL)
 			plugins_stop(d.plugins);
 	}
 	http_client_shutdown();
+	/* Before the pool: a login whose check ends now still gets its answer. */
+	password_worker_stop();
 	db_pool_stop();
 	event_base_loop(d.base, EVLOOP_NONBLOCK);
 	host_api_cancel_timers();
 	jobs_free();
+	assignment_free();
 	ingest_batch_free();
 	policy_free();
 	if (d.server != NULL)

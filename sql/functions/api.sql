@@ -68,7 +68,8 @@ BEGIN
     ELSIF p_kind = 'session' THEN
         SELECT * INTO v_ses FROM agent_session
          WHERE secret_hash = decode(p_secret_hash, 'hex')
-           AND ended_at IS NULL AND expires_at > now();
+           AND ended_at IS NULL AND expires_at > now()
+           AND (idle_timeout IS NULL OR last_seen_at + idle_timeout > now());
         IF NOT FOUND THEN
             PERFORM parley_api_error(401, 'unauthorized', 'no session, or it expired');
         END IF;
@@ -239,6 +240,22 @@ BEGIN
         PERFORM parley_api_error(422, 'invalid_field', p_field || ': must not be empty');
     END IF;
     RETURN v #>> '{}';
+END
+$$;
+
+-- A positive whole number in field p_field of a JSON body, or 422.
+CREATE FUNCTION parley_api_body_id(p_obj jsonb, p_field text) RETURNS bigint
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v jsonb := p_obj -> p_field;
+BEGIN
+    IF v IS NULL OR jsonb_typeof(v) = 'null' THEN
+        PERFORM parley_api_error(422, 'invalid_field', p_field || ': required');
+    END IF;
+    IF jsonb_typeof(v) <> 'number' OR (v #>> '{}') !~ '^[1-9][0-9]{0,17}$' THEN
+        PERFORM parley_api_error(422, 'invalid_field', p_field || ': must be a positive whole number');
+    END IF;
+    RETURN (v #>> '{}')::bigint;
 END
 $$;
 

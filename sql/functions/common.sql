@@ -75,12 +75,13 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                 ELSE nullif(ev ->> 'thread_id', '') END
 $$;
 
--- An audit entry. Inside an API call (parley.actor is set for its
--- transaction by parley_api_authenticate) the entry also names the agent
--- and token behind it, so a core operation the API calls (a reply, a move
--- to private) is attributed like the API's own changes.
+-- An audit entry. The agent and token behind it: p_who ({"agent_id",
+-- "token_id"}, as parley_api_authenticate describes the caller) when a core
+-- operation is run for one, else the API call's own caller (parley.actor,
+-- set for the transaction by parley_api_authenticate), so a core operation
+-- the API calls (a reply, a merge) is attributed like the API's own changes.
 CREATE FUNCTION parley_audit(p_actor text, p_action text, p_entity text, p_entity_id bigint,
-                             p_details jsonb)
+                             p_details jsonb, p_who jsonb DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -89,7 +90,7 @@ DECLARE
 BEGIN
     INSERT INTO audit_log (actor, action, entity, entity_id, details, agent_id, token_id)
     VALUES (p_actor, p_action, p_entity, p_entity_id, p_details,
-            (v_actor ->> 'agent_id')::bigint, (v_actor ->> 'token_id')::bigint)
+            (coalesce(p_who, v_actor) ->> 'agent_id')::bigint, (coalesce(p_who, v_actor) ->> 'token_id')::bigint)
     RETURNING id INTO v_id;
     RETURN v_id;
 END

@@ -90,10 +90,15 @@ $$;
 -- with the source; if only the source's copy was verified, the target's
 -- becomes verified). The source stays as a row with merged_into = target.
 -- Returns the id of the 'customer.merge' audit entry, whose details list
--- exactly what moved, for parley_unmerge.
-CREATE FUNCTION parley_merge_customers(source bigint, target bigint, actor text) RETURNS bigint
+-- exactly what moved, for parley_unmerge. Every moved conversation gets a
+-- 'merged' event on its timeline. who: the API caller behind `actor`, if any
+-- (see parley_audit). A refusal (itself, already merged, into a merged
+-- customer) is SQLSTATE PM001, so callers can tell it from a failure.
+CREATE FUNCTION parley_merge_customers(source bigint, target bigint, actor text, who jsonb DEFAULT NULL)
+RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
+    v_audit  bigint;
     v_source customer%ROWTYPE;
     v_target customer%ROWTYPE;
     v_identities bigint[];
@@ -106,7 +111,8 @@ BEGIN
         RAISE EXCEPTION 'parley_merge_customers: source and target are required';
     END IF;
     IF source = target THEN
-        RAISE EXCEPTION 'cannot merge customer % into itself', source;
+        RAISE EXCEPTION USING ERRCODE = 'PM001',
+            MESSAGE = format('cannot merge customer %s into itself', source);
     END IF;
 
     -- Ingest's locks first (sorted), then the two rows in id order.
@@ -121,11 +127,13 @@ BEGIN
         RAISE EXCEPTION 'customer % does not exist', target;
     END IF;
     IF v_source.merged_into IS NOT NULL THEN
-        RAISE EXCEPTION 'customer % is already merged into customer %', source, v_source.merged_into;
+        RAISE EXCEPTION USING ERRCODE = 'PM001',
+            MESSAGE = format('customer %s is already merged into customer %s', source, v_source.merged_into);
     END IF;
     IF v_target.merged_into IS NOT NULL THEN
-        RAISE EXCEPTION 'cannot merge into customer %: it is merged into customer %',
-            target, v_target.merged_into;
+        RAISE EXCEPTION USING ERRCODE = 'PM001',
+            MESSAGE = format('cannot merge into customer %s: it is merged into customer %s',
+                             target, v_target.merged_into);
     END IF;
 
     WITH m AS (UPDATE identity SET customer_id = target WHERE customer_id = source RETURNING id)
@@ -153,13 +161,18 @@ BEGIN
     UPDATE customer SET merged_into = target, updated_at = now() WHERE id = source;
     UPDATE customer SET updated_at = now() WHERE id = target;
 
-    RETURN parley_audit(actor, 'customer.merge', 'customer', source,
-                        jsonb_build_object('source', source, 'target', target,
-                                           'identities', to_jsonb(v_identities),
-                                           'conversations', to_jsonb(v_conversations),
-                                           'cases', to_jsonb(v_cases),
-                                           'contacts', to_jsonb(v_contacts),
-                                           'contacts_verified', to_jsonb(v_verified)));
+    v_audit := parley_audit(actor, 'customer.merge', 'customer', source,
+                            jsonb_build_object('source', source, 'target', target,
+                                               'identities', to_jsonb(v_identities),
+                                               'conversations', to_jsonb(v_conversations),
+                                               'cases', to_jsonb(v_cases),
+                                               'contacts', to_jsonb(v_contacts),
+                                               'contacts_verified', to_jsonb(v_verified)),
+                            who);
+    INSERT INTO conversation_event (conversation_id, kind, actor, details)
+    SELECT c, 'merged', actor, jsonb_build_object('source', source, 'target', target, 'audit_id', v_audit)
+      FROM unnest(v_conversations) AS c;
+    RETURN v_audit;
 END
 $$;
 
@@ -167,11 +180,13 @@ $$;
 -- to the source (as far as it is still with the target), together with the
 -- conversations the moved identities started since, and the source is a
 -- customer of its own again. Returns the 'customer.unmerge' audit id.
--- Refused when the merge was already undone, or the target has since been
--- merged itself (undo that first).
-CREATE FUNCTION parley_unmerge(audit_id bigint, actor text) RETURNS bigint
+-- Refused (SQLSTATE PM001) when the merge was already undone, or the target
+-- has since been merged itself (undo that first). Every conversation moved
+-- back gets an 'unmerged' event; who as for parley_merge_customers.
+CREATE FUNCTION parley_unmerge(audit_id bigint, actor text, who jsonb DEFAULT NULL) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
+    v_audit  bigint;
     v_merge  audit_log%ROWTYPE;
     v_source bigint;
     v_target bigint;
@@ -185,7 +200,8 @@ DECLARE
 BEGIN
     SELECT * INTO v_merge FROM audit_log WHERE id = audit_id;
     IF NOT FOUND OR v_merge.action <> 'customer.merge' THEN
-        RAISE EXCEPTION 'audit entry % is not a customer merge', audit_id;
+        RAISE EXCEPTION USING ERRCODE = 'PM001',
+            MESSAGE = format('audit entry %s is not a customer merge', audit_id);
     END IF;
     v_source := (v_merge.details ->> 'source')::bigint;
     v_target := (v_merge.details ->> 'target')::bigint;
@@ -198,16 +214,19 @@ BEGIN
        AND a.details ->> 'merge_audit_id' = audit_id::text
      LIMIT 1;
     IF v_done IS NOT NULL THEN
-        RAISE EXCEPTION 'merge % was already undone (audit entry %)', audit_id, v_done;
+        RAISE EXCEPTION USING ERRCODE = 'PM001',
+            MESSAGE = format('merge %s was already undone (audit entry %s)', audit_id, v_done);
     END IF;
     SELECT * INTO v_row FROM customer WHERE id = v_source;
     IF v_row.merged_into IS DISTINCT FROM v_target THEN
-        RAISE EXCEPTION 'customer % is not merged into customer %', v_source, v_target;
+        RAISE EXCEPTION USING ERRCODE = 'PM001',
+            MESSAGE = format('customer %s is not merged into customer %s', v_source, v_target);
     END IF;
     SELECT * INTO v_row FROM customer WHERE id = v_target;
     IF v_row.merged_into IS NOT NULL THEN
-        RAISE EXCEPTION 'customer % has since been merged into customer %; undo that merge first',
-            v_target, v_row.merged_into;
+        RAISE EXCEPTION USING ERRCODE = 'PM001',
+            MESSAGE = format('customer %s has since been merged into customer %s; undo that merge first',
+                             v_target, v_row.merged_into);
     END IF;
 
     WITH m AS (UPDATE identity SET customer_id = v_source
@@ -240,13 +259,20 @@ BEGIN
     UPDATE customer SET merged_into = NULL, updated_at = now() WHERE id = v_source;
     UPDATE customer SET updated_at = now() WHERE id = v_target;
 
-    RETURN parley_audit(actor, 'customer.unmerge', 'customer', v_source,
-                        jsonb_build_object('merge_audit_id', audit_id,
-                                           'source', v_source, 'target', v_target,
-                                           'identities', to_jsonb(v_identities),
-                                           'conversations', to_jsonb(v_conversations),
-                                           'cases', to_jsonb(v_cases),
-                                           'contacts', to_jsonb(v_contacts),
-                                           'contacts_unverified', to_jsonb(v_verified)));
+    v_audit := parley_audit(actor, 'customer.unmerge', 'customer', v_source,
+                            jsonb_build_object('merge_audit_id', audit_id,
+                                               'source', v_source, 'target', v_target,
+                                               'identities', to_jsonb(v_identities),
+                                               'conversations', to_jsonb(v_conversations),
+                                               'cases', to_jsonb(v_cases),
+                                               'contacts', to_jsonb(v_contacts),
+                                               'contacts_unverified', to_jsonb(v_verified)),
+                            who);
+    INSERT INTO conversation_event (conversation_id, kind, actor, details)
+    SELECT c, 'unmerged', actor,
+           jsonb_build_object('source', v_source, 'target', v_target, 'merge_audit_id', audit_id,
+                              'audit_id', v_audit)
+      FROM unnest(v_conversations) AS c;
+    RETURN v_audit;
 END
 $$;

@@ -17,5 +17,7 @@ BEGIN
     PERFORM parley_route_to_sinks(b);                -- tickets.sql
     PERFORM parley_notice_conversations_created(b);  -- notices.sql
     PERFORM parley_notice_messages_received(b);      -- notices.sql
+    PERFORM parley_conversation_team(b);             -- assignment.sql
+    PERFORM parley_assign_conversations(b);          -- assignment.sql
 END
 $$;

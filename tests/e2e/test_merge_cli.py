@@ -36,8 +36,13 @@ def test_merge_and_unmerge_from_the_command_line(fresh_db, daemon, plugin_dir, r
     # One timeline: both conversations now belong to the target.
     assert query(fresh_db, "SELECT count(*) FROM conversation WHERE customer_id = %s",
                  (ann_web,))[0][0] == 2
-    assert query(fresh_db, "SELECT actor, action FROM audit_log WHERE id = %s", (audit,)) == \
-        [("agent:kim", "customer.merge")]
+    assert query(fresh_db, "SELECT actor, action, agent_id, token_id FROM audit_log WHERE id = %s",
+                 (audit,)) == [("agent:kim", "customer.merge", None, None)]
+    # The moved conversation's timeline says so.
+    moved = query(fresh_db, "SELECT id FROM conversation WHERE identity_id = "
+                            "(SELECT id FROM identity WHERE external_id = 'ann-app')")[0][0]
+    assert query(fresh_db, "SELECT conversation_id, kind, actor, details FROM conversation_event") == \
+        [(moved, "merged", "agent:kim", {"source": ann_app, "target": ann_web, "audit_id": audit})]
 
     # Refusals name the reason and change nothing.
     code, _, err = run_parleyd(["--merge-customer", ann_web, "--into", ann_web], config=cfg)
@@ -53,8 +58,12 @@ def test_merge_and_unmerge_from_the_command_line(fresh_db, daemon, plugin_dir, r
     assert query(fresh_db, "SELECT merged_into FROM customer WHERE id = %s", (ann_app,))[0][0] is None
     assert query(fresh_db, "SELECT count(*) FROM conversation WHERE customer_id = %s",
                  (ann_web,))[0][0] == 1
-    assert query(fresh_db, "SELECT action FROM audit_log ORDER BY id DESC LIMIT 1") == \
-        [("customer.unmerge",)]
+    undo = query(fresh_db, "SELECT id, action FROM audit_log ORDER BY id DESC LIMIT 1")[0]
+    assert undo[1] == "customer.unmerge"
+    assert query(fresh_db, "SELECT conversation_id, kind, details FROM conversation_event "
+                           "WHERE kind = 'unmerged'") == \
+        [(moved, "unmerged", {"source": ann_app, "target": ann_web, "merge_audit_id": audit,
+                              "audit_id": undo[0]})]
     # Undoing twice is refused.
     code, _, err = run_parleyd(["--unmerge", str(audit)], config=cfg)
     assert code == 1 and "unmerge:" in err

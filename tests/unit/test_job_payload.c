@@ -234,7 +234,7 @@ static void test_reason_is_cut_to_its_buffer(void **state)
 	json_decref(p);
 }
 
-/* The operation table: every plugin operation and the core one, and no
+/* The operation table: every plugin operation and the core ones, and no
  * operation on a kind that does not have it. */
 static void test_operation_table(void **state)
 {
@@ -244,6 +244,7 @@ static void test_operation_table(void **state)
 		{ "sink", "zd", "append_message", job_payload_append, PARLEY_KIND_SINK },
 		{ "notifier", "ops", "deliver", job_payload_notice, PARLEY_KIND_NOTIFIER },
 		{ "core", "jobs", "noop", job_payload_object, 0 },
+		{ "core", "assignment", "sweep", job_payload_object, 0 },
 	};
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		const job_op *op = job_op_find(rows[i].kind, rows[i].instance, rows[i].op);
@@ -256,11 +257,13 @@ static void test_operation_table(void **state)
 	assert_null(job_op_find("sink", "zd", "send"));
 	assert_null(job_op_find("core", "other", "noop"));
 	assert_null(job_op_find("core", "jobs", "send"));
+	assert_null(job_op_find("core", "jobs", "sweep"));
 	assert_null(job_op_find("robot", "x", "send"));
 	size_t n;
 	const char *const *core = job_op_core_targets(&n);
-	assert_int_equal(n, 1);
+	assert_int_equal(n, 2);
 	assert_string_equal(core[0], "core/jobs");
+	assert_string_equal(core[1], "core/assignment");
 }
 
 int main(void)

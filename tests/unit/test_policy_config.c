@@ -212,6 +212,7 @@ static void test_the_canonical_policy_holds_every_cluster_key_with_defaults(void
 		" 'order_number_pattern': 'order[^0-9]{0,12}([0-9][0-9A-Z-]{3,})',"
 		" 'notify_new_conversation': []},"
 		" 'jobs': {'notify_delivery_failed': []},"
+		" 'assignment': {'away_grace_seconds': 300},"
 		" 'sinks': [{'name': 'aa', 'route': {'visibility': 'private'}}, {'name': 'zz', 'route': {}}],"
 		" 'notices': []}");
 	if (!json_equal(got, want)) {
