@@ -431,13 +431,70 @@ def test_agents_teams_and_tokens(live, ctl):
     assert code == 1 and "401" in err
 
 
-@needs(("GET", "/api/v1/jobs/dead"), ("POST", "/api/v1/jobs/{id}/retry"))
-def test_dead_jobs_and_retry(live, ctl):
-    job = query(live.dsn, "INSERT INTO job (target_kind, target_instance, operation, state, attempts, last_error) "
-                          "VALUES ('sink', 'desk', 'ticket', 'dead', 5, 'HTTP 500 \x1b[31m') RETURNING id")[0][0]
-    code, out, err = ctl(["jobs", "dead"], url=live.url, token=live.token)
-    assert code == 0 and str(job) in out and "\u241b[31m" in out, err
+def wait_for(predicate, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+@needs(("GET", "/api/v1/jobs/dead"), ("POST", "/api/v1/jobs/{id}/retry"), ("POST", "/api/v1/jobs/{id}/discard"),
+       ("POST", "/api/v1/conversations/{id}/replies"))
+def test_dead_jobs_retry_and_discard(fresh_db, daemon, plugin_dir, fake_http, run_parleyd, ctl):
+    """Replies die for real: the brand's callback refuses them, one attempt each."""
+    refusing = [True]
+    callback = fake_http(answer=lambda req: (400, {"error": "no such recipient \x1b[31m"}) if refusing[0]
+                         else {"id": "p-%d" % req.n})
+    cfg = {"database": {"dsn": fresh_db}, "plugin_dir": plugin_dir,
+           "jobs": {"sweep_interval_ms": 100, "max_attempts": 1},
+           "channels": [{"name": "site", "plugin": "webhook",
+                         "config": {"secret": SECRET, "callback_url": callback.url}}]}
+    d = daemon.start(cfg)
+    admin = create_token(run_parleyd, cfg, role="admin", name="ops")
+    team = add_team(fresh_db, "North", ["site"])
+    add_agent(fresh_db, "kim@example.com", "Kim", teams=[team])
+    kim = create_token(run_parleyd, cfg, role="agent", agent="kim@example.com", name="kim")
+
+    def state(job):
+        return query(fresh_db, "SELECT state FROM job WHERE id = %s", (job,))[0][0]
+
+    def dead_reply(n):
+        body = json.dumps({"id": "m%d" % n, "author": {"id": "ann"}, "text": "Where is my parcel?"}).encode()
+        assert http("POST", d.url + "/webhooks/site", body, {"Content-Type": "application/json",
+                                                               "X-Parley-Signature": sign(SECRET, body)})[0] == 200
+        cid = query(fresh_db, "SELECT id FROM conversation")[0][0]
+        code, _, err = ctl(["conversations", "reply", cid, "It left today."], url=d.url, token=kim)
+        assert code == 0, err
+        job = query(fresh_db, "SELECT max(id) FROM job WHERE target_kind = 'channel'")[0][0]
+        assert wait_for(lambda: state(job) == "dead")
+        return job
+
+    first = dead_reply(1)
+    code, out, err = ctl(["jobs", "dead"], url=d.url, token=admin)
+    assert code == 0, err
+    header, row = out.splitlines()
+    assert header.split() == ["ID", "TARGET", "OPERATION", "ATTEMPTS", "FAILED", "ERROR"]
+    assert row.split()[:4] == [str(first), "site", "send", "1"] and "400" in row
     assert_terminal_safe(out)
-    code, out, err = ctl(["jobs", "retry", job], url=live.url, token=live.token)
-    assert code == 0 and out == "job %d queued again\n" % job, err
-    assert query(live.dsn, "SELECT state FROM job WHERE id = %s", (job,))[0][0] != "dead"
+    code, out, err = ctl(["--json", "jobs", "dead"], url=d.url, token=admin)
+    assert code == 0 and [j["id"] for j in json.loads(out)["items"]] == [first], err
+    openapi_check.check_response("GET", "/api/v1/jobs/dead", 200, {"Content-Type": "application/json"},
+                                 out.encode())
+    code, _, err = ctl(["jobs", "dead"], url=d.url, token=kim)
+    assert code == 1 and "HTTP 403" in err
+
+    refusing[0] = False
+    code, out, err = ctl(["jobs", "retry", first], url=d.url, token=admin)
+    assert code == 0 and out == "job %d queued again\n" % first, err
+    assert wait_for(lambda: state(first) == "done")
+    code, _, err = ctl(["jobs", "retry", first], url=d.url, token=admin)
+    assert code == 1 and "HTTP 409" in err
+
+    refusing[0] = True
+    second = dead_reply(2)
+    code, out, err = ctl(["jobs", "discard", second], url=d.url, token=admin)
+    assert code == 0 and out == "job %d discarded\n" % second, err
+    assert state(second) == "discarded"
+    assert ctl(["jobs", "dead"], url=d.url, token=admin)[1] == "(none)\n"
