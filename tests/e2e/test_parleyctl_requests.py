@@ -70,6 +70,8 @@ COMMANDS = [
                 "references": [{"kind": "order", "value": "5512", "message_id": 40, "created_at": T}]},
        "linked_conversations": [conv(8, channel_instance="x", status="resolved")]},
       page([{"type": "message", "message": msg(40, "where is it?\nplease"), "revisions": []},
+            {"type": "message", "message": msg(39, "earlier", conversation_id=8, visibility="private"),
+             "revisions": []},
             {"type": "event", "event": {"id": 1, "conversation_id": 5, "kind": "assigned",
                                         "actor": "agent:1", "details": {"agent_id": 7}, "at": T}}])],
      "conversation 5: open, normal priority, site (webhook, public)\n"
@@ -83,6 +85,7 @@ COMMANDS = [
      "last message 41\n\n"
      "12:34         #40 in   Ann: where is it?\n"
      + " " * 28 + "please\n"
+     "12:34         #39 in   Ann: earlier (private) [conversation 8]\n"
      "12:34         * assigned by agent:1 {\"agent_id\":7}\n"),
     (["conversations", "reply", "5", "It ships today."],
      [("GET", "/api/v1/conversations/5", None),

@@ -122,7 +122,10 @@ void ctl_print_joined(ctl_ctx *ctx, const char *label, json_t *arr, const char *
 /* A reply, note or move to private: the row's body (if any) plus text
  * (argument 2), last_seen_message_id and force; exit 3 on a collision. */
 int ctl_run_reply(ctl_ctx *ctx, const ctl_command *cmd);
-void ctl_print_message(ctl_ctx *ctx, json_t *message);
+/* One message, its text indented under its first line; conversation (may
+ * be NULL): the one being shown, so a message of another conversation of
+ * the case, or of other visibility, says so. */
+void ctl_print_message(ctl_ctx *ctx, json_t *message, json_t *conversation);
 
 /* print.c */
 void ctl_print_object(ctl_ctx *ctx, json_t *answer);

@@ -111,7 +111,7 @@ static const char *direction_word(json_t *m)
 	return "?";
 }
 
-void ctl_print_message(ctl_ctx *ctx, json_t *m)
+void ctl_print_message(ctl_ctx *ctx, json_t *m, json_t *conv)
 {
 	char *when = field(ctx, m, "created_at", COL_TIME), *id = field(ctx, m, "id", COL_TEXT);
 	const char *kind = json_string_value(ctl_json_path(m, "author.kind"));
@@ -140,9 +140,16 @@ void ctl_print_message(ctl_ctx *ctx, json_t *m)
 		fprintf(ctx->out, " [%s]", st);
 		free(st);
 	}
-	if (json_is_string(json_object_get(m, "visibility")) &&
-	    strcmp(json_string_value(json_object_get(m, "visibility")), "private") == 0)
-		fputs(" (private)", ctx->out);
+	const char *vis = json_string_value(json_object_get(m, "visibility"));
+	const char *conv_vis = json_string_value(json_object_get(conv, "visibility"));
+	if (vis && conv_vis && strcmp(vis, conv_vis) != 0) {
+		char *v = ctl_text_line(vis);
+		fprintf(ctx->out, " (%s)", v);
+		free(v);
+	}
+	json_t *in = json_object_get(m, "conversation_id"), *here = json_object_get(conv, "id");
+	if (json_is_integer(in) && json_is_integer(here) && !json_equal(in, here))
+		fprintf(ctx->out, " [conversation %" JSON_INTEGER_FORMAT "]", json_integer_value(in));
 	fputc('\n', ctx->out);
 	ctl_buf_free(&head);
 	ctl_buf_free(&indent);
@@ -165,14 +172,14 @@ static void print_event(ctl_ctx *ctx, json_t *e)
 	free(more);
 }
 
-static void print_timeline(ctl_ctx *ctx, json_t *items)
+static void print_timeline(ctl_ctx *ctx, json_t *items, json_t *conv)
 {
 	size_t i;
 	json_t *item;
 	json_array_foreach(items, i, item) {
 		const char *type = json_string_value(json_object_get(item, "type"));
 		if (type && strcmp(type, "message") == 0) {
-			ctl_print_message(ctx, json_object_get(item, "message"));
+			ctl_print_message(ctx, json_object_get(item, "message"), conv);
 		} else if (type && strcmp(type, "event") == 0) {
 			print_event(ctx, json_object_get(item, "event"));
 		} else {
@@ -213,9 +220,10 @@ int ctl_run_show_conversation(ctl_ctx *ctx, const ctl_command *cmd)
 		ctl_print_json(ctx, both);
 		json_decref(both);
 	} else {
+		json_t *inner = json_object_get(conversation, "conversation");
 		print_conversation(ctx, conversation);
 		fputc('\n', ctx->out);
-		print_timeline(ctx, items);
+		print_timeline(ctx, items, json_is_object(inner) ? inner : conversation);
 		if (next)
 			fprintf(ctx->out, "(only the first %d entries)\n", CTL_MAX_ITEMS);
 	}
@@ -260,7 +268,7 @@ static int collision(ctl_ctx *ctx, json_t *answer)
 	size_t i;
 	json_t *m;
 	json_array_foreach(news, i, m)
-		ctl_print_message(ctx, m);
+		ctl_print_message(ctx, m, NULL);
 	fflush(ctx->out);
 	fprintf(stderr, "parleyctl: read them, then run it again (or add --force)\n");
 	return CTL_EXIT_COLLISION;
