@@ -211,7 +211,7 @@ const ctl_command ctl_commands[] = {
 	  "prints the new token's secret, once" },
 	{ "tokens revoke", "ID", 0, 0, "DELETE", "/api/v1/tokens/{1}",
 	  NULL, NULL, NULL, "token {1} revoked", NULL, NULL },
-	{ "jobs dead", "", 0, 0, "GET", "/api/v1/jobs/dead", NULL, job_columns, NULL, NULL, ctl_run_list,
+	{ "jobs dead", "", LIST_OPTS, 0, "GET", "/api/v1/jobs/dead", NULL, job_columns, NULL, NULL, ctl_run_list,
 	  "jobs that gave up" },
 	{ "jobs retry", "ID", 0, 0, "POST", "/api/v1/jobs/{1}/retry",
 	  NULL, NULL, NULL, "job {1} queued again", NULL, NULL },
