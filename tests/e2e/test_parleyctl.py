@@ -44,8 +44,8 @@ def ctl(parleyctl, tmp_path):
         if token is not None:
             e["PARLEY_TOKEN"] = token
         e.update(env or {})
-        p = subprocess.run([parleyctl] + [str(a) for a in args], env=e, input=input,
-                           capture_output=True, timeout=timeout)
+        argv = [parleyctl] + [a if isinstance(a, bytes) else str(a) for a in args]
+        p = subprocess.run(argv, env=e, input=input, capture_output=True, timeout=timeout)
         out, err = p.stdout.decode("utf-8"), p.stderr.decode("utf-8")
         report = sanitizer_report(err)
         if report:

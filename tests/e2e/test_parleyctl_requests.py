@@ -282,3 +282,30 @@ def test_answers_that_are_too_big_not_json_or_too_slow(fake_http, ctl):
                            token=TOKEN)
         assert code == 1 and "no answer within the time limit" in err
         assert time.monotonic() - started < 10
+
+
+def test_pages_cursors_and_lists_that_are_not(fake_http, ctl):
+    api = fake_http(script=[page([{"id": 7, "name": "Kim"}], "next/1")])
+    code, out, err = ctl(["agents", "--limit", "1", "--cursor", "a b"], url=api.url, token=TOKEN)
+    assert code == 0 and "Kim" in out
+    assert err == "parleyctl: more: add --cursor next/1 (or --all)\n"
+    assert api.requests[0].path == "/api/v1/agents?limit=1&cursor=a%20b"
+    # A page that is no list, and a failure on a later page.
+    api.queue({"items": "nope", "next_cursor": None})
+    code, out, err = ctl(["teams"], url=api.url, token=TOKEN)
+    assert code == 1 and out == "" and err == "parleyctl: the answer has no list of items\n"
+    api.queue(page([{"id": 1}], "c2"), (400, {"error": "invalid_cursor", "detail": "cursor: not ours"}))
+    code, out, err = ctl(["teams", "--all"], url=api.url, token=TOKEN)
+    assert code == 1 and out == "" and err == "parleyctl: HTTP 400 invalid_cursor: cursor: not ours\n"
+
+
+def test_text_from_standard_input_is_checked(fake_http, ctl):
+    api = fake_http()
+    for data, why in ((b"x" * (1024 * 1024 + 1), "at most 1 MiB"), (b"caf\xe9", "UTF-8"), (b"a\0b", "UTF-8")):
+        code, out, err = ctl(["conversations", "note", "5", "-", "--seen", "1"], url=api.url, token=TOKEN,
+                             input=data)
+        assert code == 2 and why in err and out == "", err
+    code, _, err = ctl(["conversations", "note", "5", b"caf\xe9"],
+                       url=api.url, token=TOKEN)
+    assert code == 2 and "TEXT must be UTF-8 text" in err
+    assert api.requests == []
