@@ -71,6 +71,12 @@ void api_respond_db_error(http_request *req, const db_batch *b, const char *erro
 /* Whether cookies the API sets get the Secure attribute. */
 bool api_options_cookie_secure(void);
 
+/* The request's credential as parley_api_authenticate takes it: kind
+ * ("token" or "session", static) and the secret's SHA-256 in hex. false
+ * when it carries none (or a malformed one). For handlers that check their
+ * caller again later (the event stream). */
+bool api_request_credential(http_request *req, const char **kind, char secret_hash[65]);
+
 /* Lowercase hex SHA-256 of len bytes into out (65 bytes with the NUL). */
 void api_sha256_hex(const void *data, size_t len, char out[65]);
 
