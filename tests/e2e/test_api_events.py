@@ -237,6 +237,44 @@ def test_two_nodes_on_one_database_share_events_and_resume(fresh_db, daemon, plu
     assert [e.data["text"] for e in missed] == ["two", "three"]
 
 
+# ------------------------------------------------------- a send's outcome
+
+def test_a_replys_delivery_failure_and_success_arrive_live(fresh_db, daemon, plugin_dir, run_parleyd,
+                                                           fake_http):
+    callback = fake_http(answer=lambda req: {"id": "p-%d" % req.n}, base_path="/cb")
+    cfg = config(fresh_db, plugin_dir)
+    cfg["jobs"] = {"sweep_interval_ms": 100, "backoff_base_ms": 20, "backoff_max_ms": 50,
+                   "max_attempts": 2}
+    cfg["channels"][0]["config"]["callback_url"] = callback.url
+    d = daemon.start(cfg)
+    add_team(fresh_db, "North", ["site"])
+    add_agent(fresh_db, "kim@example.com", "Kim", teams=[1])
+    kim = ApiClient(d.url, token=create_token(run_parleyd, cfg, role="agent", agent="kim@example.com"),
+                    timeout=5)
+    post(d, "site", message("m1", "ann", "where is it?"))
+    conv = conversation_of(fresh_db, "site")
+    settle(fresh_db)
+    with kim.events() as s:
+        ready(s)
+        callback.queue((400, {"error": "outside the messaging window"}))
+        code, out, err = run_parleyd(["--reply", str(conv), "--text", "Sorry!"], config=cfg)
+        assert code == 0, err
+        failed = events_until(s, lambda e: e.event == "notice", timeout=10)
+        kinds = [e.event for e in failed]
+        assert "message.updated" in kinds and "conversation.updated" in kinds
+        msg = [e for e in failed if e.event == "message.updated"][-1].data
+        assert msg["delivery_status"] == "failed" and "messaging window" in msg["delivery_detail"]
+        assert [e for e in failed if e.event == "conversation.updated"][-1].data["delivery_error"]
+        assert failed[-1].data["kind"] == "delivery.failed" and failed[-1].data["conversation_id"] == conv
+        # The next reply goes out: the message is sent, the error is over.
+        code, out, err = run_parleyd(["--reply", str(conv), "--text", "Sorry again!"], config=cfg)
+        assert code == 0, err
+        done = events_until(s, lambda e: e.event == "conversation.updated", timeout=10)
+        sent = [e.data for e in done if e.event == "message.updated"]
+        assert sent and sent[-1]["delivery_status"] == "sent" and sent[-1]["text"] == "Sorry again!"
+        assert done[-1].data["delivery_error"] is None
+
+
 # -------------------------------------------------------- keeping streams
 
 def raw_stream(d, token, rcvbuf=None):
@@ -309,6 +347,7 @@ def test_streams_beyond_max_clients_are_refused(fresh_db, daemon, plugin_dir, ru
         with api.events() as second:
             assert second.status == 503 and second.body["error"] == "too_many_streams"
             assert second.headers["Retry-After"] == "5"
+        assert b"\nparley_live_clients 1\n" in http("GET", d.url + "/metrics")[2]
     time.sleep(0.3)  # the first one's end is noticed
     with api.events() as again:
         assert again.status == 200
@@ -333,6 +372,43 @@ def test_a_revoked_token_ends_its_stream_and_team_changes_take_effect(world):
                 kim.next_event(timeout=3)
     with w.api(w.kim).events() as kim:
         assert kim.status == 401
+
+
+def test_stopping_the_daemon_ends_open_streams_cleanly(fresh_db, daemon, plugin_dir, run_parleyd):
+    cfg = config(fresh_db, plugin_dir)
+    d = daemon.start(cfg)
+    api = ApiClient(d.url, token=create_token(run_parleyd, cfg, role="admin"), timeout=5)
+    with api.events() as a, api.events(last_event_id="0") as b:
+        ready(a)
+        ready(b)
+        started = time.monotonic()
+        d.stop()   # SIGTERM; teardown holds it to exit code 0
+        for s in (a, b):
+            with pytest.raises(EOFError):   # the chunked body's proper end, not a reset
+                s.next_event(timeout=5)
+        assert time.monotonic() - started < 5
+
+
+def test_retention_deletes_old_events_oldest_first_in_batches(fresh_db, run_parleyd, plugin_dir):
+    code, _, err = run_parleyd(["--migrate"], config=config(fresh_db, plugin_dir))
+    assert code == 0, err
+    query(fresh_db, "INSERT INTO live_event (id, kind, payload, at) "
+                    "SELECT nextval('live_event_id_seq'), 'notice', '{}', now() - make_interval(hours => 48 - n) "
+                    "FROM generate_series(1, 30) AS n")   # 47 h .. 18 h old
+    query(fresh_db, "INSERT INTO agent_presence VALUES (1, 1, 'viewing', now() - interval '2 days'), "
+                    "(1, 2, 'typing', now())")
+    # A day's retention, ten at a time: the 24 older than a day go in three calls.
+    deleted = [query(fresh_db, "SELECT parley_live_events_expire(86400, 10)")[0][0] for _ in range(4)]
+    assert deleted == [10, 10, 4, 0]
+    assert query(fresh_db, "SELECT count(*), min(at) > now() - interval '24 hours' FROM live_event") == \
+        [(6, True)]
+    assert query(fresh_db, "SELECT conversation_id FROM agent_presence") == [(2,)]
+    # A resume from before what is left is refused as expired; from what is left, fine.
+    oldest = query(fresh_db, "SELECT min(id) FROM live_event")[0][0]
+    assert query(fresh_db, "SELECT parley_live_resume_check(%s, 100)", (oldest - 2,))[0][0] == "expired"
+    assert query(fresh_db, "SELECT parley_live_resume_check(%s, 100)", (oldest - 1,))[0][0] == "ok"
+    assert query(fresh_db, "SELECT parley_live_resume_check(%s, 3)", (oldest - 1,))[0][0] == "too_far_behind"
+    assert query(fresh_db, "SELECT parley_live_resume_check(%s, 100)", (oldest + 100,))[0][0] == "unknown_id"
 
 
 # ----------------------------------------------------------------- presence
