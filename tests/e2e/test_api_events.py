@@ -353,11 +353,26 @@ def test_streams_beyond_max_clients_are_refused(fresh_db, daemon, plugin_dir, ru
         assert again.status == 200
 
 
+def session_for(url, dsn, agent_id, secret):
+    """A browser session of the agent (made here: logging in is another part's)."""
+    query(dsn, "INSERT INTO agent_session (secret_hash, csrf_hash, agent_id, expires_at) "
+               "VALUES (sha256(convert_to(%s, 'UTF8')), sha256('csrf'), %s, now() + interval '1 hour')",
+          (secret, agent_id))
+    browser = ApiClient(url, timeout=5)
+    browser.cookies["parley_session"] = secret
+    return browser
+
+
 def test_a_revoked_token_ends_its_stream_and_team_changes_take_effect(world):
     w = world
-    with w.api(w.sam).events() as sam, w.api(w.kim).events() as kim:
+    lee_browser = session_for(w.d.url, w.dsn, w.lee_id, "lee-session-secret")
+    with w.api(w.sam).events() as sam, w.api(w.kim).events() as kim, lee_browser.events() as lee:
         ready(sam)
         ready(kim)
+        ready(lee)
+        # A browser session streams like a token.
+        post(w.d, "site", message("m0", "ann", "for the north"))
+        assert next_kind(lee, ("message.created",))[0].data["text"] == "for the north"
         # South takes over the site as well; the stream follows without a reconnect.
         query(w.dsn, "INSERT INTO team_channel (team_id, channel_instance) VALUES (%s, 'site')",
               (w.south,))
@@ -365,13 +380,21 @@ def test_a_revoked_token_ends_its_stream_and_team_changes_take_effect(world):
         time.sleep(1.0)
         post(w.d, "site", message("m1", "ann", "for both teams"))
         assert next_kind(sam, ("message.created",))[0].data["text"] == "for both teams"
+        # A revoked token and an ended session end their streams (checked
+        # every half minute, at once after a team change).
         query(w.dsn, "UPDATE api_token SET revoked_at = now() WHERE name = 'kim'")
+        query(w.dsn, "UPDATE agent_session SET ended_at = now()")
         query(w.dsn, "SELECT parley_live_event('team.updated', NULL, NULL, NULL, '{}')")
-        with pytest.raises(EOFError):
-            for _ in range(10):
-                kim.next_event(timeout=3)
+        for s in (kim, lee):
+            with pytest.raises(EOFError):
+                for _ in range(10):
+                    s.next_event(timeout=3)
+        post(w.d, "site", message("m9", "ann", "Sam's stream goes on"))
+        assert next_kind(sam, ("message.created",))[0].data["text"] == "Sam's stream goes on"
     with w.api(w.kim).events() as kim:
         assert kim.status == 401
+    with lee_browser.events() as lee:
+        assert lee.status == 401
 
 
 def test_stopping_the_daemon_ends_open_streams_cleanly(fresh_db, daemon, plugin_dir, run_parleyd):
