@@ -120,7 +120,7 @@ static void fan_out(const live_event *ev)
 			len = live_frame(&H.frame, &H.frame_cap, ev);
 		if (live_stream_must_wait(c, len)) {
 			/* Behind: it reads this event and the next from the table. */
-			live_stream_catch_up(c);
+			live_stream_catch_up(c, len);
 			continue;
 		}
 		c->last_sent = ev->id;

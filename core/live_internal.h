@@ -75,6 +75,7 @@ typedef struct live_client {
 	long long resume_after;            /* Last-Event-ID; -1: none */
 	live_client_state state;
 	unsigned char empty_pages;         /* replay: pages in a row that found nothing new */
+	unsigned blocked_len;              /* replay: the frame that did not fit, until it does */
 	bool began;                        /* the 200 and headers are out */
 	bool announced;                    /* 'ready' is out */
 	bool db_busy;                      /* a batch for this client is in flight */
@@ -130,8 +131,9 @@ bool live_stream_send(live_client *c, const char *frame, size_t len);
  * must catch up from the table instead. */
 bool live_stream_must_wait(const live_client *c, size_t len);
 /* Take a streaming client off the fan-out; it reads from the table from
- * c->last_sent at its own pace, then streams again. */
-void live_stream_catch_up(live_client *c);
+ * c->last_sent at its own pace, then streams again. blocked_len: the frame
+ * that would not fit now. */
+void live_stream_catch_up(live_client *c, size_t blocked_len);
 /* End the stream now (or when its batch returns) and free the client. */
 void live_stream_close(live_client *c);
 /* "id: N\nevent: KIND\ndata: JSON\n\n" into *buf (grown as needed); its length. */

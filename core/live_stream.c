@@ -208,7 +208,8 @@ static void page_done(db_batch *b, bool ok, const char *error, void *arg)
 		}
 		size_t len = live_frame(&page_frame, &page_frame_cap, &ev);
 		if (live_stream_must_wait(c, len)) {
-			cut = true;   /* the rest again once the client has read */
+			cut = true;   /* the rest again once the client has read enough */
+			c->blocked_len = (unsigned)len;
 			break;
 		}
 		c->last_sent = ev.id;
@@ -242,19 +243,28 @@ static void pace_done(evutil_socket_t fd, short what, void *arg)
 	replay_next(arg);
 }
 
-void live_stream_catch_up(live_client *c)
+void live_stream_catch_up(live_client *c, size_t blocked_len)
 {
 	c->state = LIVE_REPLAYING;
 	c->empty_pages = 0;
+	c->blocked_len = (unsigned)blocked_len;
 	replay_next(c);
+}
+
+/* Whether the next page must wait for the client to read: while a quarter
+ * of the bound is unsent, or the frame that did not fit still would not. */
+static bool replay_must_wait(const live_client *c)
+{
+	size_t unsent = http_req_stream_unsent(c->req), bound = http_req_stream_bound(c->req);
+	return unsent > 0 && (unsent > bound / 4 || unsent + c->blocked_len > bound / 2);
 }
 
 static void replay_next(live_client *c)
 {
-	/* Wait while a quarter of the bound is still unsent, rather than pile
-	 * pages up until the client is dropped for it. A client that reads
-	 * nothing at all is dropped by the server's write timeout. */
-	if (http_req_stream_unsent(c->req) > http_req_stream_bound(c->req) / 4) {
+	/* Wait rather than pile pages up until the client is dropped for it. A
+	 * client that reads nothing at all is dropped by the server's write
+	 * timeout. */
+	if (replay_must_wait(c)) {
 		if (c->pace == NULL) {
 			c->pace = evtimer_new(stream_base, pace_done, c);
 			if (c->pace == NULL) {
@@ -266,6 +276,7 @@ static void replay_next(live_client *c)
 		evtimer_add(c->pace, &tv);
 		return;
 	}
+	c->blocked_len = 0;
 	char after[24];
 	snprintf(after, sizeof(after), "%lld", c->last_sent);
 	const char *params[] = { after };

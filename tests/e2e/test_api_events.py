@@ -338,6 +338,22 @@ def test_a_client_that_does_not_read_is_dropped_while_others_keep_receiving(
     slow.close()
 
 
+def test_events_bigger_than_half_the_output_bound_still_arrive_one_at_a_time(
+        fresh_db, daemon, plugin_dir, run_parleyd):
+    cfg = config(fresh_db, plugin_dir)
+    cfg["limits"] = {"max_output_bytes": 65536}
+    d = daemon.start(cfg)
+    with ApiClient(d.url, token=create_token(run_parleyd, cfg, role="admin"), timeout=10).events() as s:
+        ready(s)
+        query(fresh_db, "SELECT parley_live_event('notice', NULL, NULL, NULL, "
+                        "jsonb_build_object('kind', 'big', 'title', 't', 'text', repeat('y', 40000), "
+                        "'conversation_id', NULL, 'details', jsonb_build_object('n', n), 'at', now())) "
+                        "FROM generate_series(1, 40) AS n")
+        got = events_until(s, lambda e: e.data["details"]["n"] == 40, timeout=30)
+        assert [e.data["details"]["n"] for e in got] == list(range(1, 41))
+    assert "dropped" not in d.log_text()
+
+
 def test_streams_beyond_max_clients_are_refused(fresh_db, daemon, plugin_dir, run_parleyd):
     cfg = config(fresh_db, plugin_dir, max_clients=1)
     d = daemon.start(cfg)
