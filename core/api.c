@@ -204,7 +204,10 @@ static json_t *collect_request(http_request *req, const route_match *m)
 		const char *name, *value;
 		http_req_query_at(req, i, &name, &value);
 		json_t *v = json_string(value);
-		if (v == NULL || json_string(name) == NULL) {
+		json_t *utf8_name = json_string(name);   /* NULL unless UTF-8 */
+		bool name_ok = utf8_name != NULL;
+		json_decref(utf8_name);
+		if (v == NULL || !name_ok) {
 			json_decref(v);
 			json_decref(r);
 			http_req_respond_error(req, 400, "invalid_parameter", "query parameters must be UTF-8", NULL);
