@@ -308,6 +308,9 @@ def test_a_client_that_does_not_read_is_dropped_while_others_keep_receiving(
     d = daemon.start(cfg)
     token = create_token(run_parleyd, cfg, role="admin")
     slow = raw_stream(d, token, rcvbuf=4096)
+    head = b""
+    while b"event: ready" not in head:   # live; from here on it reads nothing
+        head += slow.recv(1)
     with ApiClient(d.url, token=token, timeout=10).events() as good:
         ready(good)
         # 8 MB of notices (admins see those without a conversation).
@@ -317,7 +320,12 @@ def test_a_client_that_does_not_read_is_dropped_while_others_keep_receiving(
                         "FROM generate_series(1, 500) AS n")
         got = events_until(good, lambda e: e.data["details"]["n"] == 500, timeout=30)
         assert [e.data["details"]["n"] for e in got] == list(range(1, 501))
-        # The slow one was cut off: what it can still read ends.
+        # The slow one is cut off once it has taken nothing for a second
+        # (reading from it before then would keep it alive)...
+        deadline = time.monotonic() + 15
+        while "dropped an event stream client" not in d.log_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # ...and what it can still read ends.
         slow.settimeout(10)
         total = 0
         while True:
