@@ -12,6 +12,7 @@
 
 #include "api_sends.h"
 #include "api_accounts.h"
+#include "live_events.h"
 #include "log.h"
 #include "util.h"
 
@@ -172,6 +173,17 @@ static void read_credential(http_request *req, credential *c)
 	const char *csrf = http_req_header(req, API_CSRF_HEADER);
 	if (csrf != NULL && secret_ok(csrf, strlen(csrf)))
 		api_sha256_hex(csrf, strlen(csrf), c->csrf_hash);
+}
+
+bool api_request_credential(http_request *req, const char **kind, char secret_hash[65])
+{
+	credential c;
+	read_credential(req, &c);
+	if (c.malformed || c.kind == NULL)
+		return false;
+	*kind = c.kind;
+	memcpy(secret_hash, c.secret_hash, 65);
+	return true;
 }
 
 static bool method_writes(const char *method)
@@ -563,6 +575,8 @@ static const api_op ops[] = {
 	{ "POST", "/api/v1/jobs/{id}/discard", "parley_api_job_discard", NULL, 0 },
 
 	/* live events, presence */
+	{ "GET", "/api/v1/events", NULL, live_events_handle, 0 },
+	{ "POST", "/api/v1/conversations/{id}/presence", "parley_api_presence", NULL, 0 },
 
 };
 #define N_OPS (sizeof(ops) / sizeof(ops[0]))

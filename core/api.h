@@ -108,6 +108,12 @@ void api_call_sql(http_request *req, const char *sql_fn, bool authenticate, json
  * header), or NULL. */
 const char *api_session_cookie(http_request *req, size_t *len);
 
+/* The request's credential as parley_api_authenticate takes it: kind
+ * ("token" or "session", static) and the secret's SHA-256 in hex. false
+ * when it carries none (or a malformed one). For handlers that check their
+ * caller again later (the event stream). */
+bool api_request_credential(http_request *req, const char **kind, char secret_hash[65]);
+
 /* Lowercase hex SHA-256 of len bytes into out (65 bytes with the NUL). */
 void api_sha256_hex(const void *data, size_t len, char out[65]);
 

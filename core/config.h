@@ -96,6 +96,12 @@ typedef struct cfg {
 		int away_grace_seconds;  /* default 300: an away agent's conversations return to the queue */
 		int sweep_interval_ms;   /* default 5000: how often the queues are swept */
 	} assignment;
+	struct {
+		int max_clients;         /* default 2000: event streams on this node */
+		int heartbeat_ms;        /* default 15000 */
+		int replay_max;          /* default 10000: a resume further behind gets a reset */
+		int retention_s;         /* default 86400 */
+	} live_events;
 	cfg_instance *channels;  size_t n_channels;
 	cfg_instance *sinks;     size_t n_sinks;
 	cfg_instance *notifiers; size_t n_notifiers;

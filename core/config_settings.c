@@ -384,6 +384,29 @@ static const cfg_setting assignment_rows[] = {
 	{ .key = NULL },
 };
 
+static const cfg_setting live_events_rows[] = {
+	{ .key = "max_clients", .type = CFG_T_INT, .offset = OFF(live_events.max_clients),
+	  .def = 2000, .min = 1, .max = 100000, .flags = CFG_RELOAD,
+	  .doc = "Event streams (`GET /api/v1/events`) this node serves at once; more are answered "
+	         "503 with `Retry-After`. Each stream is also a connection (`limits.max_connections`)." },
+	{ .key = "heartbeat_ms", .type = CFG_T_INT, .offset = OFF(live_events.heartbeat_ms),
+	  .def = 15000, .min = 100, .max = 3600000, .flags = CFG_RELOAD,
+	  .doc = "A comment line (`: ping`) goes to every stream this often, so proxies keep idle "
+	         "streams open and clients notice a dead one." },
+	{ .key = "replay_max", .type = CFG_T_INT, .offset = OFF(live_events.replay_max),
+	  .def = 10000, .min = 1, .max = 10000000, .flags = CFG_RELOAD,
+	  .doc = "A client resuming with `Last-Event-ID` more than this many events behind gets an "
+	         "event `reset` (reload) instead of the missed events; a connected client that falls "
+	         "this far behind is dropped." },
+	{ .key = "retention_s", .type = CFG_T_INT, .offset = OFF(live_events.retention_s),
+	  .def = 86400, .min = 60, .max = NO_MAX, .flags = CFG_RELOAD,
+	  .doc_default = "`86400` (24 h)",
+	  .doc = "Events older than this are deleted (a few at a time, once a minute), and so can no "
+	         "longer be resumed from: such a client gets `reset`. Every node deletes with its "
+	         "own value, so set the same on all of them." },
+	{ .key = NULL },
+};
+
 static const cfg_section database_section = {
 	.path = "database", .title = "`database`", .rows = database_rows,
 };
@@ -429,6 +452,15 @@ static const cfg_section jobs_section = {
 	         "See [JOBS.md](JOBS.md).",
 };
 
+static const cfg_section live_events_section = {
+	.path = "live_events", .title = "`live_events`", .rows = live_events_rows,
+	.intro = "The agent API's event stream: Server-Sent Events whose ids are kept in PostgreSQL, "
+	         "so a client resumes with `Last-Event-ID` on any node. Nothing beyond "
+	         "`limits.max_output_bytes` is ever buffered for a client: one that falls behind "
+	         "catches up from the database at the pace it reads, and one that takes nothing for "
+	         "`limits.write_timeout_ms` is dropped.",
+};
+
 #define INSTANCE_RELOAD "the set of instances: restart; each `config`: yes"
 
 static const cfg_setting root_rows[] = {
@@ -462,6 +494,8 @@ static const cfg_setting root_rows[] = {
 	  .doc = "Browser sessions of the agent API." },
 	{ .key = "assignment", .type = CFG_T_SECTION, .section = &assignment_section,
 	  .doc = "Team queues and automatic assignment to agents." },
+	{ .key = "live_events", .type = CFG_T_SECTION, .section = &live_events_section,
+	  .doc = "The agent API's event stream: streams per node, heartbeat, resume, retention." },
 	{ .key = "channels", .type = CFG_T_LIST, .parse_list = cfg_read_channels,
 	  .same = cfg_same_channels, .doc_reload = INSTANCE_RELOAD,
 	  .doc = "Channel plugin instances (platforms talking to Parley); see "

@@ -126,6 +126,12 @@ bool http_req_stream_begin(http_request *r, int status, const char *content_type
 /* Queues len bytes (copied; 0 is a no-op). False once the stream has
  * stopped (on_stop is then on its way): stop writing. */
 PARLEY_MUSTCHECK bool http_req_stream_write(http_request *r, const void *data, size_t len);
+/* Bytes queued and not yet taken by the client (0 once the stream has
+ * stopped): a handler with much to send paces itself by it instead of
+ * running into max_output_bytes. */
+size_t http_req_stream_unsent(const http_request *r);
+/* The unsent bytes above which the client is dropped (max_output_bytes). */
+size_t http_req_stream_bound(const http_request *r);
 /* Ends the body and frees the request; the connection closes once the
  * rest is flushed. */
 void http_req_stream_end(http_request *r);

@@ -114,6 +114,18 @@ bool http_req_stream_write(http_request *r, const void *data, size_t len)
 	return true;
 }
 
+size_t http_req_stream_unsent(const http_request *r)
+{
+	if (!r->streaming || r->conn == NULL)
+		return 0;
+	return evbuffer_get_length(bufferevent_get_output(r->conn->bev));
+}
+
+size_t http_req_stream_bound(const http_request *r)
+{
+	return http_stream_output_bound(r->srv);
+}
+
 void http_req_stream_end(http_request *r)
 {
 	if (!r->streaming) {

@@ -19,6 +19,7 @@
 #include "http_server.h"
 #include "ingest_batch.h"
 #include "jobs.h"
+#include "live_events.h"
 #include "log.h"
 #include "metrics.h"
 #include "migrate.h"
@@ -120,12 +121,24 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	http_server_stop_accepting(d.server);
 	jobs_stop();
 	assignment_stop();
+	live_events_stop();
 	policy_stop();
 	plugins_stop(d.plugins);
 	drain_check(-1, 0, NULL);
 }
 
 /* -------------------------------------------------------------- reload */
+
+static live_limits live_limits_from(const cfg *c)
+{
+	live_limits l = {
+		.max_clients = c->live_events.max_clients,
+		.heartbeat_ms = c->live_events.heartbeat_ms,
+		.replay_max = c->live_events.replay_max,
+		.retention_s = c->live_events.retention_s,
+	};
+	return l;
+}
 
 /* A new cluster policy version is in d.config: what SQL gets from it. */
 static void policy_applied(void)
@@ -159,6 +172,8 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 	log_set_json(next->log.json);
 	http_server_limits l = limits_from(next);
 	http_server_set_limits(d.server, &l);
+	live_limits ll = live_limits_from(next);
+	live_events_set_limits(&ll);
 	/* Cluster keys come from the cluster policy, not the file (policy.h). */
 	policy_node_reloaded(next);
 	ingest_batch_configure(d.base, next);
@@ -237,6 +252,15 @@ static int run(void)
 		log_error("main", "cannot listen on %s:%d: %s", d.config->listen_host, d.config->listen_port, err);
 		goto out;
 	}
+	live_options lo = {
+		.dsn = d.config->database.dsn,
+		.connect_timeout_ms = d.config->database.connect_timeout_ms,
+		.limits = live_limits_from(d.config),
+	};
+	if (!live_events_start(d.base, &lo, err, sizeof(err))) {
+		log_error("main", "%s", err);
+		goto out;
+	}
 	if (!plugins_start(d.plugins, err, sizeof(err))) {
 		log_error("main", "%s", err);
 		goto out;
@@ -292,6 +316,7 @@ out:
 	if (!d.stopping) {
 		jobs_stop();
 		assignment_stop();
+		live_events_stop();
 		if (d.plugins != NULL)
 			plugins_stop(d.plugins);
 	}
@@ -303,6 +328,7 @@ out:
 	host_api_cancel_timers();
 	jobs_free();
 	assignment_free();
+	live_events_free();
 	ingest_batch_free();
 	policy_free();
 	if (d.server != NULL)

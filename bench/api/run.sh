@@ -180,12 +180,7 @@ fi
 
 sse_line="skipped (BENCH_API_SSE_CLIENTS=0)"
 if ((sse_clients > 0)); then
-	if [[ -x $root/bench/api/sse_fanout.sh ]]; then
-		sse_line=$("$root/bench/api/sse_fanout.sh" "http://127.0.0.1:$http_port" "$token" "$sse_clients" \
-			"$parleyd_pid" "$work/secret" "$build" 2>"$work/sse.err" || echo "failed: $(tail -1 "$work/sse.err")")
-	else
-		sse_line="not measured: bench/api/sse_fanout.sh is not there"
-	fi
+	sse_line="measured by bench/api/fanout.sh (its own cluster and parleyd; run it separately)"
 fi
 
 sql_queue=$(sed -n 's/^  a) 50 open conversations by due time: *//p' "$work/query.txt")

@@ -159,7 +159,7 @@ BEGIN
     RETURNING * INTO v_new;
     PERFORM parley_api_audit(p_actor, 'conversation.update', 'conversation', v_new.id, v_before, v_after);
     PERFORM parley_live_event('conversation.updated', v_new.channel_instance, v_new.id, NULL,
-                              jsonb_build_object('conversation', parley_api_conversation_json(v_new)));
+                              parley_api_conversation_json(v_new));
     RETURN v_new;
 END
 $$;

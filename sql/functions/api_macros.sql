@@ -390,7 +390,7 @@ BEGIN
             IF v_msg IS NOT NULL THEN
                 SELECT * INTO m FROM message WHERE id = v_msg;
                 PERFORM parley_live_event('message.created', c.channel_instance, c.id, NULL,
-                                          jsonb_build_object('message', parley_api_message_json(m)));
+                                          parley_api_message_json(m));
                 v_msgs := v_msgs || jsonb_build_array(parley_api_message_json(m));
             END IF;
         END LOOP;
@@ -435,7 +435,7 @@ BEGIN
             jsonb_build_object('from', p_before, 'to', p_after));
     PERFORM parley_api_audit(p_actor, 'conversation.update', 'conversation', p_conv, p_before, p_after);
     PERFORM parley_live_event('conversation.updated', c.channel_instance, p_conv, NULL,
-                              jsonb_build_object('conversation', parley_api_conversation_json(c)));
+                              parley_api_conversation_json(c));
 END
 $$;
 

@@ -169,7 +169,7 @@ BEGIN
     END;
     SELECT * INTO m FROM message WHERE id = v_msg;
     PERFORM parley_live_event('message.created', c.channel_instance, c.id, NULL,
-                              jsonb_build_object('message', parley_api_message_json(m)));
+                              parley_api_message_json(m));
     RETURN QUERY SELECT 202, jsonb_build_object('message', parley_api_message_json(m), 'delivery', 'queued');
 END
 $$;
@@ -200,7 +200,7 @@ BEGIN
     v_msg := parley_note(c.id, v_text, parley_api_actor_label(p_actor), (p_actor ->> 'agent_id')::bigint);
     SELECT * INTO m FROM message WHERE id = v_msg;
     PERFORM parley_live_event('message.created', c.channel_instance, c.id, NULL,
-                              jsonb_build_object('message', parley_api_message_json(m)));
+                              parley_api_message_json(m));
     RETURN QUERY SELECT 201, jsonb_build_object('message', parley_api_message_json(m));
 END
 $$;
@@ -270,10 +270,10 @@ BEGIN
     SELECT * INTO pm FROM message
      WHERE conversation_id = c.id AND direction = 'outbound' AND id > m.id ORDER BY id LIMIT 1;
     PERFORM parley_live_event('message.created', p.channel_instance, p.id, NULL,
-                              jsonb_build_object('message', parley_api_message_json(m)));
+                              parley_api_message_json(m));
     IF pm.id IS NOT NULL THEN
         PERFORM parley_live_event('message.created', c.channel_instance, c.id, NULL,
-                                  jsonb_build_object('message', parley_api_message_json(pm)));
+                                  parley_api_message_json(pm));
     END IF;
     RETURN QUERY SELECT 202, jsonb_build_object(
         'conversation', parley_api_conversation_json(p),

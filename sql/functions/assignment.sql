@@ -107,7 +107,7 @@ BEGIN
     VALUES (p_conv, 'assigned', p_actor,
             jsonb_build_object('from', v_from, 'to', p_agent, 'team_id', v.team_id));
     PERFORM parley_live_event('conversation.assigned', v.channel_instance, v.id, p_agent,
-                              jsonb_build_object('conversation', parley_api_conversation_json(v)));
+                              parley_api_conversation_json(v));
     RETURN v;
 END
 $$;
@@ -139,7 +139,7 @@ BEGIN
                                'from_team_id', v_old.team_id, 'team_id', v.team_id)
             || coalesce(p_details, '{}'));
     PERFORM parley_live_event('conversation.assigned', v.channel_instance, v.id, NULL,
-                              jsonb_build_object('conversation', parley_api_conversation_json(v)));
+                              parley_api_conversation_json(v));
     RETURN v;
 END
 $$;

@@ -439,11 +439,14 @@ DECLARE
     v_new      record;      -- what a step or a rarer path's function returned
     v_hit      boolean;     -- the item names a reference an earlier item found
     v_message  bigint;
+    v_changed_msg bigint;   -- the message an edit, deletion or receipt changed
     v_fix_replies boolean := false;
     -- Customers whose conversations this batch created or changed: for
     -- them the lookups of step 3 are stale.
     v_changed  bigint[] := '{}';
     v_started  bigint[] := '{}';    -- conversations this batch created
+    v_updated  bigint[] := '{}';    -- existing messages edits, deletions and receipts changed
+    v_echoes   bigint[] := '{}';    -- the brand's new messages
     -- The batch's new messages.
     m_pos    integer[] := '{}';
     m_id     bigint[] := '{}';
@@ -486,7 +489,10 @@ BEGIN
         v_pos := v_pos + 1;
         IF NOT it.ready THEN
             IF it.event_type IN ('message_edited', 'message_deleted', 'delivery_status') THEN
-                PERFORM parley_apply_pending(it.instance, it.external_id);
+                v_changed_msg := parley_apply_pending(it.instance, it.external_id);
+                IF v_changed_msg IS NOT NULL THEN
+                    v_updated := v_updated || v_changed_msg;
+                END IF;
             END IF;
             CONTINUE;
         END IF;
@@ -507,6 +513,7 @@ BEGIN
             IF v_existing[v_pos] IS NULL THEN
                 m_pos := m_pos || v_pos;
                 m_id := m_id || nextval('message_id_seq');
+                v_echoes := v_echoes || m_id[cardinality(m_id)];
                 m_conv := m_conv || v_conv;
                 m_author := m_author || NULL::bigint;
                 m_dir := m_dir || 'outbound'::text;
@@ -712,7 +719,7 @@ BEGIN
     IF cardinality(c_conv) > 0 THEN
         PERFORM parley_ingest_activity(c_conv, c_in, c_out);
     END IF;
-    RETURN ROW(m_in, v_started, opts)::parley_ingested;
+    RETURN ROW(m_in, v_started, opts, v_echoes, v_updated)::parley_ingested;
 END
 $$;
 

@@ -51,11 +51,12 @@ $$;
 -- platform time order, once the message exists. Called for each such event
 -- of a batch, for the messages a batch stored (parley_apply_pending_stored)
 -- and for an outbound message that just got its platform id
--- (parley_job_mark_sent). Returns how many were applied.
+-- (parley_job_mark_sent). Returns the message when anything was applied to
+-- it (its live event is then due), else NULL.
 --
 -- The message's lock makes an event and its message meet even when they
 -- arrive in concurrent transactions: whichever commits second sees the other.
-CREATE FUNCTION parley_apply_pending(p_instance text, p_external_id text) RETURNS integer
+CREATE FUNCTION parley_apply_pending(p_instance text, p_external_id text) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     e         record;
@@ -63,7 +64,7 @@ DECLARE
     v_applied integer := 0;
 BEGIN
     IF p_instance IS NULL OR p_external_id IS NULL THEN
-        RETURN 0;
+        RETURN NULL;
     END IF;
     PERFORM pg_advisory_xact_lock(parley_lock_space(), parley_lock_key('m', p_instance, p_external_id));
     FOR e IN
@@ -78,7 +79,7 @@ BEGIN
             SELECT m.id INTO v_message FROM message m
              WHERE m.channel_instance = p_instance AND m.external_id = p_external_id;
             IF v_message IS NULL THEN
-                RETURN 0;  -- not there yet: the events wait
+                RETURN NULL;  -- not there yet: the events wait
             END IF;
         END IF;
         IF parley_apply_event(v_message, e.id, e.event_type, e.event, e.at) THEN
@@ -86,7 +87,7 @@ BEGIN
             v_applied := v_applied + 1;
         END IF;
     END LOOP;
-    RETURN v_applied;
+    RETURN CASE WHEN v_applied > 0 THEN v_message END;
 END
 $$;
 

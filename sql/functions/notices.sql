@@ -31,6 +31,16 @@ BEGIN
     IF FOUND THEN
         PERFORM parley_jobs_wake();
     END IF;
+    -- Agents see notices live too, except the two that new messages and
+    -- conversations already announce with events of their own.
+    IF p_kind NOT IN ('conversation.created', 'message.received') THEN
+        PERFORM parley_live_event('notice', c.channel_instance, p_conversation, NULL,
+                                  jsonb_build_object('kind', p_kind, 'title', p_title,
+                                                     'text', left(coalesce(p_text, ''), 1000),
+                                                     'conversation_id', p_conversation,
+                                                     'details', coalesce(p_payload, '{}'),
+                                                     'at', now()));
+    END IF;
 END
 $$;
 

@@ -5,8 +5,10 @@
 -- are stored (and the edits and receipts that waited for them applied).
 -- Each step receives what the batch stored (parley_ingested: the
 -- customers' new messages, the conversations they started, the batch's
--- opts) and runs in the order listed. A step returns at once when it has
--- nothing to do (no route, no rule), so steps cost nothing unconfigured.
+-- opts, the brand's new messages (echoes), the messages edits, deletions
+-- and receipts changed) and runs in the order listed. A step returns at
+-- once when it has nothing to do (no route, no rule), so steps cost nothing
+-- unconfigured.
 --
 -- Adding a step is adding one function parley_<step>(b parley_ingested)
 -- RETURNS void in its subsystem's file and one line below.
@@ -19,5 +21,6 @@ BEGIN
     PERFORM parley_notice_messages_received(b);      -- notices.sql
     PERFORM parley_conversation_team(b);             -- assignment.sql
     PERFORM parley_assign_conversations(b);          -- assignment.sql
+    PERFORM parley_live_ingested(b);                 -- live_events.sql
 END
 $$;

@@ -328,7 +328,8 @@ $$;
 -- What a channel 'send' job's success sets off: the message is sent; a
 -- private reply's conversation gets its chat (thread) and the customer's
 -- identity in that chat; the public "we sent you a message" reply goes out
--- now; the conversation's delivery error is over.
+-- now; the conversation's delivery error is over. Agents watching see the
+-- message's new state (and the conversation's, when its error ends) live.
 -- When the chat's customer id is already another customer's (they wrote
 -- privately before they commented), the two records are merged: the
 -- platform delivered the private reply to the public message's author. A
@@ -352,6 +353,7 @@ BEGIN
     IF p_note IS NOT NULL THEN
         UPDATE message SET delivery_detail = p_note WHERE id = v_msg;
     END IF;
+    PERFORM parley_live_message_event('message.updated', v_msg);
     SELECT m.conversation_id INTO v_conv FROM message m WHERE m.id = v_msg;
     SELECT * INTO c FROM conversation WHERE id = v_conv FOR UPDATE;
     IF NOT FOUND THEN
@@ -359,6 +361,9 @@ BEGIN
     END IF;
     UPDATE conversation SET delivery_error = NULL, delivery_error_at = NULL
      WHERE id = c.id AND delivery_error IS NOT NULL;
+    IF FOUND THEN
+        PERFORM parley_live_conversation_event('conversation.updated', c.id);
+    END IF;
     IF j.payload ->> 'kind' = 'private_reply' THEN
         IF p_thread_id IS NOT NULL AND c.thread_key IS NULL THEN
             UPDATE conversation SET thread_key = p_thread_id, updated_at = now() WHERE id = c.id;
@@ -396,7 +401,8 @@ $$;
 -- A channel 'send' job is dead: the reply did not go out, and a customer is
 -- waiting. The message is failed with the reason, the conversation shows
 -- the reason, the audit log has it, and a 'delivery.failed' notice goes to
--- the routed notifiers (notices) and those of p_opts.notify_delivery_failed.
+-- the routed notifiers (notices) and those of p_opts.notify_delivery_failed;
+-- agents watching see the message and the conversation change live.
 CREATE FUNCTION parley_send_failed(j job, p_reason text, p_opts jsonb) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -419,14 +425,19 @@ BEGIN
             RETURN;
         END IF;
     END IF;
+    PERFORM parley_live_message_event('message.updated', m.id);
     IF (j.payload ->> 'public_message_id') ~ '^[0-9]{1,18}$' THEN
         UPDATE message
            SET delivery_status = 'failed',
                delivery_detail = 'not sent: the private message did not go out'
          WHERE id = (j.payload ->> 'public_message_id')::bigint AND delivery_status IS NULL;
+        IF FOUND THEN
+            PERFORM parley_live_message_event('message.updated', (j.payload ->> 'public_message_id')::bigint);
+        END IF;
     END IF;
     UPDATE conversation SET delivery_error = v_reason, delivery_error_at = now(), updated_at = now()
      WHERE id = m.conversation_id;
+    PERFORM parley_live_conversation_event('conversation.updated', m.conversation_id);
     PERFORM parley_audit('jobs', 'message.delivery_failed', 'conversation', m.conversation_id,
                          jsonb_build_object('message_id', m.id, 'job_id', j.id, 'reason', v_reason));
     SELECT coalesce(cu.display_name, i.display_name, i.handle, 'a customer') INTO v_who

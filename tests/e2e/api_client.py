@@ -11,7 +11,8 @@ JSON body it sends, against docs/api/openapi.yaml (openapi_check).
     browser.csrf_token = "..."                     # sent as X-CSRF-Token on unsafe methods
 
     with api.events(last_event_id="41") as stream:  # GET /api/v1/events
-        event = stream.next_event(timeout=5)        # Event(id, event, data)
+        event = stream.next_event(timeout=5)        # Event(id, event, data), held to
+                                                    # the document's LiveEvent schema
 
 headers is an http.client.HTTPMessage (case-insensitive; get_all("Set-Cookie")).
 body is the parsed JSON for JSON answers, else text ("" when empty).
@@ -173,12 +174,23 @@ class EventStream:
         self.body = None
         if self.status == 200:
             client.spec.check_response("GET", path, self.status, self.headers, b"")
+            self._spec = client.spec
+            self._event_schema = self._schema_pointer(client.spec, path)
             return
         length = self.headers.get("Content-Length")
         while not self._eof and (length is None or len(self._buf) < int(length)):
             self._fill(deadline)
         self.body = client.spec.check_response("GET", path, self.status, self.headers, self._buf)
         self.close()
+
+    @staticmethod
+    def _schema_pointer(spec, path):
+        """Where the document describes one event of this stream, or None."""
+        resp_ptr, resp = spec.response("GET", path, 200)
+        for key, media in (resp.get("content") or {}).items():
+            if openapi_check.media_type(key) == "text/event-stream" and "schema" in media:
+                return resp_ptr + "/content/" + key.replace("~", "~0").replace("/", "~1") + "/schema"
+        return None
 
     def __enter__(self):
         return self
@@ -216,7 +228,9 @@ class EventStream:
                         value = jsonlib.loads(text)
                     except ValueError:
                         raise AssertionError("event %r: data is not JSON: %r" % (event, text))
-                    return Event(self.last_id, event or "message", value)
+                    ev = Event(self.last_id, event or "message", value)
+                    self._check_event(ev)
+                    return ev
                 event = None
                 continue
             field, _, value = line.partition(":")
@@ -229,6 +243,16 @@ class EventStream:
                 event = value
             elif field == "id" and "\0" not in value:
                 self.last_id = value
+
+    def _check_event(self, ev):
+        """Every event is held to the document's schema for the stream's events."""
+        if self._event_schema is None:
+            return
+        problems = self._spec.schema_errors(self._event_schema, ev._asdict())
+        if problems:
+            raise AssertionError("event %s %r does not match %s#%s:\n  %s\ndata: %s"
+                                 % (ev.id, ev.event, self._spec.name, self._event_schema,
+                                    "\n  ".join(problems), jsonlib.dumps(ev.data)[:500]))
 
     def _line(self, deadline):
         """One line without its ending (\\r\\n, \\n or \\r)."""

@@ -208,8 +208,9 @@ def test_an_agent_sets_their_own_availability(org, fresh_db):
     assert c["nagent"].put("/api/v1/me/availability", json={"availability": "online"})[0] == 200
     # Queued for the event stream (or already moved on by its sequencer).
     events = query(fresh_db, "SELECT kind, channel_instance, conversation_id, agent_id, payload "
-                             "FROM live_event_pending UNION ALL "
-                             "SELECT kind, channel_instance, conversation_id, agent_id, payload FROM live_event")
+                             "FROM live_event_pending WHERE kind = 'agent.availability' UNION ALL "
+                             "SELECT kind, channel_instance, conversation_id, agent_id, payload FROM live_event "
+                             "WHERE kind = 'agent.availability'")
     assert len(events) == 1
     kind, instance, conversation, agent, payload = events[0]
     assert (kind, instance, conversation, agent) == ("agent.availability", None, None, ids["nagent"])

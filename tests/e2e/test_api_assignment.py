@@ -65,10 +65,10 @@ def live_events(dsn, conv):
     """The conversation.assigned live events of a conversation, sequenced or
     still pending: (kind, agent_id, the assignee the payload shows)."""
     return [row[2:] for row in query(
-        dsn, "SELECT 0, id, kind, agent_id, payload -> 'conversation' ->> 'assignee_id' FROM live_event "
+        dsn, "SELECT 0, id, kind, agent_id, payload ->> 'assignee_id' FROM live_event "
              "WHERE conversation_id = %s AND kind = 'conversation.assigned' "
              "UNION ALL "
-             "SELECT 1, seq, kind, agent_id, payload -> 'conversation' ->> 'assignee_id' "
+             "SELECT 1, seq, kind, agent_id, payload ->> 'assignee_id' "
              "FROM live_event_pending WHERE conversation_id = %s AND kind = 'conversation.assigned' "
              "ORDER BY 1, 2", (conv, conv))]
 

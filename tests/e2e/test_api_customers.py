@@ -60,7 +60,7 @@ class World:
 
     def counts(self):
         return query(self.dsn, "SELECT (SELECT count(*) FROM audit_log), (SELECT count(*) FROM conversation_event),"
-                               " (SELECT count(*) FROM live_event_pending),"
+                               " (SELECT (SELECT count(*) FROM live_event_pending) + (SELECT count(*) FROM live_event)),"
                                " (SELECT string_agg(id || ':' || coalesce(merged_into, 0) || ':' ||"
                                "   coalesce(display_name, '') || ':' || tags::text || ':' || attributes::text,"
                                "   ',' ORDER BY id) FROM customer),"
@@ -221,7 +221,7 @@ def test_patch_changes_the_agents_fields_audited_with_a_live_event(world):
         "after": {"display_name": "Ann Smith-Jones", "tags": ["vip", "churn-risk"],
                   "attributes": {"plan": "gold", "orders": [1, 2], "address": {"city": "Köln"}}}})]
     events = query(world.dsn, "SELECT kind, channel_instance, payload -> 'customer' ->> 'display_name' "
-                              "FROM live_event_pending WHERE kind = 'customer.updated' ORDER BY channel_instance")
+                              "FROM (SELECT kind, channel_instance, conversation_id, agent_id, payload FROM live_event_pending UNION ALL SELECT kind, channel_instance, conversation_id, agent_id, payload FROM live_event) AS le WHERE kind = 'customer.updated' ORDER BY channel_instance")
     assert events == [("customer.updated", "shop", "Ann Smith-Jones"),
                       ("customer.updated", "site", "Ann Smith-Jones")]
     # Replacing: tags and attributes are the new ones; the same values again change nothing.
@@ -282,7 +282,7 @@ def test_merge_and_unmerge_through_the_api(world):
         [("agent:%d" % sam_id, "customer.merge", dup, sam_id, sam_token, str(ann))]
     assert query(world.dsn, "SELECT conversation_id, kind, actor, details FROM conversation_event") == \
         [(dup_conv, "merged", "agent:%d" % sam_id, {"source": dup, "target": ann, "audit_id": audit})]
-    assert query(world.dsn, "SELECT kind, channel_instance, payload FROM live_event_pending "
+    assert query(world.dsn, "SELECT kind, channel_instance, payload FROM (SELECT kind, channel_instance, conversation_id, agent_id, payload FROM live_event_pending UNION ALL SELECT kind, channel_instance, conversation_id, agent_id, payload FROM live_event) AS le "
                             "WHERE kind LIKE 'customer.%'") == \
         [("customer.merged", "site", body)]
     # One record: the survivor has both conversations and identities; the

@@ -69,9 +69,10 @@ def test_a_reply_is_queued_sent_and_its_delivery_shows_on_the_message(world):
     assert actor == "agent:%d" % world.ann_id and agent_id == world.ann_id and token_id is not None
     assert details["message_id"] == msg["id"]
     assert "message.created" in world.live_kinds(conv)
-    assert world.one("SELECT payload -> 'message' ->> 'text' FROM live_event_pending "
-                     "WHERE kind = 'message.created' UNION ALL SELECT payload -> 'message' ->> 'text' "
-                     "FROM live_event WHERE kind = 'message.created'") == \
+    assert world.one("SELECT payload ->> 'text' FROM live_event_pending "
+                     "WHERE kind = 'message.created' AND payload ->> 'direction' = 'outbound' "
+                     "UNION ALL SELECT payload ->> 'text' FROM live_event "
+                     "WHERE kind = 'message.created' AND payload ->> 'direction' = 'outbound'") == \
         "It ships today, sorry for the wait."
 
 

@@ -713,11 +713,14 @@ def test_a_receipt_waits_for_the_platform_id_of_an_outbound_message(db):
 
 
 def test_apply_pending_can_be_called_directly(db):
+    # It names the message it changed (whose live event is due), else NULL.
     db.ingest([edited("m1", "new")])
-    assert db.one("SELECT parley_apply_pending(%s, 'm1')", (INSTANCE,)) == 0
+    assert db.one("SELECT parley_apply_pending(%s, 'm1')", (INSTANCE,)) is None   # no message yet
     db.ingest([created("m1", text="old")])
-    assert db.one("SELECT parley_apply_pending(%s, 'm1')", (INSTANCE,)) == 0  # already applied
+    assert db.one("SELECT parley_apply_pending(%s, 'm1')", (INSTANCE,)) is None   # already applied
     assert message(db, "m1")["edited_text"] == "new"
+    db.rows("UPDATE inbound_event SET processed_at = NULL WHERE event_type = 'message_edited'")
+    assert db.one("SELECT parley_apply_pending(%s, 'm1')", (INSTANCE,)) == message(db, "m1")["id"]
 
 
 # ------------------------------------------------------- 7. merge and unmerge
