@@ -294,6 +294,11 @@ def test_pages_cursors_and_lists_that_are_not(fake_http, ctl):
     api.queue({"items": "nope", "next_cursor": None})
     code, out, err = ctl(["teams"], url=api.url, token=TOKEN)
     assert code == 1 and out == "" and err == "parleyctl: the answer has no list of items\n"
+    # --all from a cursor on: every page with one cursor.
+    api.queue(page([{"id": 1, "name": "A"}], "c2"), page([{"id": 2, "name": "B"}]))
+    code, out, err = ctl(["teams", "--all", "--cursor", "c1"], url=api.url, token=TOKEN)
+    assert code == 0 and [line.split()[:2] for line in out.splitlines()[1:]] == [["1", "A"], ["2", "B"]], err
+    assert [r.path for r in api.requests[-2:]] == ["/api/v1/teams?cursor=c1", "/api/v1/teams?cursor=c2"]
     api.queue(page([{"id": 1}], "c2"), (400, {"error": "invalid_cursor", "detail": "cursor: not ours"}))
     code, out, err = ctl(["teams", "--all"], url=api.url, token=TOKEN)
     assert code == 1 and out == "" and err == "parleyctl: HTTP 400 invalid_cursor: cursor: not ours\n"

@@ -102,13 +102,13 @@ void ctl_print_json(ctl_ctx *ctx, json_t *v);
 /* A message template line (see ctl_command.done), every value escaped. */
 void ctl_print_done(ctl_ctx *ctx, const char *tmpl, json_t *answer);
 
-/* Every item of a list: an array answer as it is, a page's items followed
- * through next_cursor when `all` (at most CTL_MAX_ITEMS); *next the
- * last page's next_cursor (a new string or NULL). On failure r holds
- * the failed answer. */
+/* Every item of a list from the page at cursor (NULL: the first) on: an
+ * array answer as it is, a page's items followed through next_cursor when
+ * `all` (at most CTL_MAX_ITEMS); *next the last page's next_cursor (a new
+ * string or NULL). On failure r holds the failed answer. */
 #define CTL_MAX_ITEMS 100000
-bool ctl_fetch_list(ctl_ctx *ctx, const char *target, bool all, json_t **items, char **next,
-                    ctl_response *r) CTL_MUSTCHECK;
+bool ctl_fetch_list(ctl_ctx *ctx, const char *target, const char *cursor, bool all, json_t **items,
+                    char **next, ctl_response *r) CTL_MUSTCHECK;
 
 int ctl_run_simple(ctl_ctx *ctx, const ctl_command *cmd);
 int ctl_run_list(ctl_ctx *ctx, const ctl_command *cmd);

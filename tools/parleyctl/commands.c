@@ -15,7 +15,7 @@ const ctl_option ctl_options[N_CTL_OPTS] = {
 	[OPT_CHANNEL] = { "--channel", "INSTANCE", V_TEXT, NULL, "channel_instance" },
 	[OPT_SORT] = { "--sort", "due|oldest|newest", V_CHOICE, "due|oldest|newest", "sort" },
 	[OPT_LIMIT] = { "--limit", "N", V_LIMIT, NULL, "limit" },
-	[OPT_CURSOR] = { "--cursor", "CURSOR", V_TEXT, NULL, "cursor" },
+	[OPT_CURSOR] = { "--cursor", "CURSOR", V_TEXT, NULL, NULL },   /* ctl_run_list adds it */
 	[OPT_ALL] = { "--all", NULL, V_FLAG, NULL, NULL },
 	[OPT_FORCE] = { "--force", NULL, V_FLAG, NULL, NULL },
 	[OPT_SEEN] = { "--seen", "MESSAGE_ID", V_ID, NULL, NULL },
@@ -298,12 +298,21 @@ int ctl_run_simple(ctl_ctx *ctx, const ctl_command *cmd)
 	return rc;
 }
 
-bool ctl_fetch_list(ctl_ctx *ctx, const char *target, bool all, json_t **items, char **next,
-                    ctl_response *r)
+static char *page_target(const char *target, const char *cursor)
+{
+	ctl_buf t = { 0 };
+	ctl_buf_adds(&t, target);
+	if (cursor)
+		ctl_query_add(&t, "cursor", cursor);
+	return ctl_buf_take(&t);
+}
+
+bool ctl_fetch_list(ctl_ctx *ctx, const char *target, const char *cursor, bool all, json_t **items,
+                    char **next, ctl_response *r)
 {
 	*items = json_array();
 	*next = NULL;
-	char *page = ctl_xstrdup(target);
+	char *page = page_target(target, cursor);
 	for (;;) {
 		bool called = ctl_call(&ctx->client, "GET", page, NULL, true, r);
 		free(page);
@@ -318,7 +327,7 @@ bool ctl_fetch_list(ctl_ctx *ctx, const char *target, bool all, json_t **items, 
 			return true;
 		}
 		json_t *got = json_object_get(r->json, "items");
-		json_t *cursor = json_object_get(r->json, "next_cursor");
+		json_t *more = json_object_get(r->json, "next_cursor");
 		if (!json_is_array(got)) {
 			snprintf(r->error, sizeof(r->error), "the answer has no list of items");
 			r->status = 0;
@@ -327,19 +336,16 @@ bool ctl_fetch_list(ctl_ctx *ctx, const char *target, bool all, json_t **items, 
 			return false;
 		}
 		json_array_extend(*items, got);
-		if (!json_is_string(cursor)) {
+		if (!json_is_string(more)) {
 			ctl_response_free(r);
 			return true;
 		}
 		if (!all || json_array_size(*items) >= CTL_MAX_ITEMS) {
-			*next = ctl_xstrdup(json_string_value(cursor));
+			*next = ctl_xstrdup(json_string_value(more));
 			ctl_response_free(r);
 			return true;
 		}
-		ctl_buf t = { 0 };
-		ctl_buf_adds(&t, target);
-		ctl_query_add(&t, "cursor", json_string_value(cursor));
-		page = ctl_buf_take(&t);
+		page = page_target(target, json_string_value(more));
 		ctl_response_free(r);
 	}
 }
@@ -387,14 +393,16 @@ int ctl_run_list(ctl_ctx *ctx, const ctl_command *cmd)
 {
 	char *target = ctl_target(ctx, cmd, cmd->path);
 	if (!ctx->opt[OPT_ALL]) {
-		int rc = run_page(ctx, cmd, target);
+		char *page = page_target(target, ctx->opt[OPT_CURSOR]);
+		int rc = run_page(ctx, cmd, page);
+		free(page);
 		free(target);
 		return rc;
 	}
 	json_t *items;
 	char *next;
 	ctl_response r;
-	bool ok = ctl_fetch_list(ctx, target, true, &items, &next, &r);
+	bool ok = ctl_fetch_list(ctx, target, ctx->opt[OPT_CURSOR], true, &items, &next, &r);
 	free(target);
 	if (!ok) {
 		int rc = ctl_fail(ctx, &r);

@@ -207,7 +207,7 @@ int ctl_run_show_conversation(ctl_ctx *ctx, const ctl_command *cmd)
 	json_t *items;
 	char *next;
 	target = ctl_target(ctx, cmd, TIMELINE_PATH);
-	bool ok = ctl_fetch_list(ctx, target, true, &items, &next, &r);
+	bool ok = ctl_fetch_list(ctx, target, NULL, true, &items, &next, &r);
 	free(target);
 	if (!ok) {
 		int rc = ctl_fail(ctx, &r);
