@@ -97,7 +97,7 @@ cat >"$work/parley.json" <<EOF
   "plugin_dir": "$build/plugin-dir",
   "log": { "level": "warn" },
   "limits": { "max_connections": 4096 },
-  "channels": [ { "name": "web", "plugin": "webhook", "config": { "secret": { "\$file": "$work/secret" } } } ]
+  "channels": [ { "name": "web", "plugin": "webhook", "config": { "secret": "\$file:$work/secret" } } ]
 }
 EOF
 "$build/parleyd" -c "$work/parley.json" --migrate >"$work/migrate.log" 2>&1 ||
@@ -112,7 +112,7 @@ SELECT g, 'agent' || g || '@bench.example', 'Agent ' || g, CASE WHEN g = 1 THEN 
   FROM generate_series(1, 40) g ON CONFLICT DO NOTHING;
 INSERT INTO agent_team SELECT g, 1 + g % 2 FROM generate_series(1, 40) g ON CONFLICT DO NOTHING;
 INSERT INTO agent_team VALUES (1, 1) ON CONFLICT DO NOTHING;
-SELECT setval('team_id_seq', 100), setval('agent_id_seq', 100);
+SELECT setval('team_id_seq', 100), setval('agent_id_seq', 100) \g /dev/null
 EOF
 token=$("$build/parleyd" -c "$work/parley.json" --create-token bench --role supervisor \
 	--agent agent1@bench.example 2>/dev/null)
