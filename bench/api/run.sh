@@ -10,7 +10,7 @@
 #   BENCH_API_SECONDS [15]       each measurement
 #   BENCH_API_AGENTS [50]        concurrent API connections (half list, half timeline)
 #   BENCH_API_INGEST_RATE [1000] signed webhook events per second meanwhile (0: none)
-#   BENCH_API_SSE_CLIENTS [500]  live-event clients for the fan-out measurement (0: skip)
+#   (live events: bench/api/fanout.sh)
 #   BENCH_QUERY_CLUSTER          keep the data's cluster there and reuse it [temporary]
 #   BENCH_QUERY_*, BENCH_PG_*    the data set and server (bench/query/run.sh)
 #   BENCH_BUILD_DIR              an existing -O2 build tree [build/, built]
