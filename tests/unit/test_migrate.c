@@ -130,7 +130,7 @@ static void migrations_hold_schema_and_each_function_is_defined_once(void **stat
 			fail_msg("migration %s defines code; it belongs in sql/functions/", migrate_embedded[i].name);
 	}
 	assert_true(migrate_functions_count >= 1);
-	char seen[256][64];
+	char seen[1024][64];
 	size_t n = 0;
 	for (size_t i = 0; i < migrate_functions_count; i++) {
 		const char *sql = migrate_functions[i].sql;
