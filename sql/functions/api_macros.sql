@@ -13,13 +13,14 @@
 -- Applying runs them in order in one transaction: when one fails, nothing
 -- of any of them stays, and the answer names the action's index.
 --
--- The field and assignment actions use the small functions at the end of
--- this file (parley_macro_*): conversation row, conversation_event, audit
--- and the live event 'conversation.updated'.
--- TODO(merge): once the shared operations exist, switch to them and drop
--- these: set_status, set_priority, set_category, add_tags, remove_tags →
--- parley_conversation_set(actor, conv_id, changes) (conversations);
--- assign_team, assign_agent → parley_assign... (assignment).
+-- The field and assignment actions are the shared operations, with their
+-- rules, timeline events, audit entries and live events:
+-- set_status, set_priority, set_category, add_tags, remove_tags →
+-- parley_conversation_set (api_conversation_set.sql); assign_agent →
+-- parley_conversation_assign, assign_team → parley_conversation_transfer
+-- (assignment_api.sql). Who may ask for the assignment actions is decided
+-- when the macro is written (a team's macros: its supervisors), so applying
+-- one needs no more than seeing the conversation.
 
 -- ------------------------------------------------------------ checking
 
@@ -31,22 +32,22 @@ BEGIN
 END
 $$;
 
--- A list of tags: 1..20 strings of 1..50 characters, trimmed, each once.
+-- A list of tags: 1..20 tags, each as parley_api_tags takes them (the
+-- rule PATCH and the apply use), trimmed, each once.
 CREATE FUNCTION parley_macro_tags_of(p_index integer, p_tags jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_bad boolean;
+    v_err text;
 BEGIN
     IF p_tags IS NULL OR jsonb_typeof(p_tags) <> 'array' OR jsonb_array_length(p_tags) NOT BETWEEN 1 AND 20 THEN
         PERFORM parley_macro_invalid(p_index, 'tags: a list of 1 to 20 tags');
     END IF;
-    SELECT bool_or(jsonb_typeof(t) <> 'string' OR btrim(t #>> '{}') = '' OR length(t #>> '{}') > 50
-                   OR (t #>> '{}') ~ '[[:cntrl:]]')
-      INTO v_bad FROM jsonb_array_elements(p_tags) AS t;
-    IF v_bad THEN
-        PERFORM parley_macro_invalid(p_index, 'tags: each 1 to 50 characters, no control characters');
-    END IF;
-    RETURN (SELECT jsonb_agg(DISTINCT btrim(t #>> '{}')) FROM jsonb_array_elements(p_tags) AS t);
+    BEGIN
+        RETURN to_jsonb(parley_api_tags(p_tags, 'tags'));
+    EXCEPTION WHEN SQLSTATE 'PA422' THEN
+        GET STACKED DIAGNOSTICS v_err = MESSAGE_TEXT;
+        PERFORM parley_macro_invalid(p_index, substr(v_err, position(': ' IN v_err) + 2));
+    END;
 END
 $$;
 
@@ -340,6 +341,10 @@ DECLARE
     v_rule      text;
     v_err       text;
     v_agent     bigint := (p_actor ->> 'agent_id')::bigint;
+    v_had       bigint;
+    v_team      bigint;
+    v_drain     boolean := false;
+    v_kick      boolean := false;
 BEGIN
     PERFORM parley_api_only(p_req -> 'query', '{}', 'query');
     PERFORM parley_api_only(b, '{last_seen_message_id,force}', 'body');
@@ -372,20 +377,26 @@ BEGIN
                                       NULL, parley_api_actor_label(p_actor), v_agent);
             WHEN 'note' THEN
                 v_msg := parley_note(c.id, a ->> 'text', parley_api_actor_label(p_actor), v_agent);
-            WHEN 'set_status' THEN
-                PERFORM parley_macro_set(p_actor, c.id, 'status', a ->> 'status');
-            WHEN 'set_priority' THEN
-                PERFORM parley_macro_set(p_actor, c.id, 'priority', a ->> 'priority');
-            WHEN 'set_category' THEN
-                PERFORM parley_macro_set(p_actor, c.id, 'category', a ->> 'category');
+            WHEN 'set_status', 'set_priority', 'set_category' THEN
+                PERFORM parley_conversation_set(p_actor, c.id,
+                                                jsonb_build_object(substr(v_type, 5), a -> substr(v_type, 5)));
             WHEN 'add_tags', 'remove_tags' THEN
-                PERFORM parley_macro_tags(p_actor, c.id,
-                                          ARRAY(SELECT jsonb_array_elements_text(a -> 'tags')),
-                                          v_type = 'add_tags');
-            WHEN 'assign_team' THEN
-                PERFORM parley_macro_assign_team(p_actor, c.id, (a ->> 'team_id')::bigint);
+                PERFORM parley_conversation_set(p_actor, c.id, jsonb_build_object(v_type, a -> 'tags'));
             WHEN 'assign_agent' THEN
-                PERFORM parley_macro_assign_agent(p_actor, c.id, (a ->> 'agent_id')::bigint);
+                v_had := (SELECT assignee_id FROM conversation WHERE id = c.id);
+                IF v_had IS DISTINCT FROM (a ->> 'agent_id')::bigint THEN
+                    PERFORM parley_conversation_assign(p_actor, c.id, (a ->> 'agent_id')::bigint);
+                    v_kick := v_kick OR v_had IS NOT NULL;
+                END IF;
+            WHEN 'assign_team' THEN
+                -- A conversation in that team already stays as it is, as a
+                -- field already set does.
+                SELECT assignee_id, team_id INTO v_had, v_team FROM conversation WHERE id = c.id;
+                IF v_team IS DISTINCT FROM (a ->> 'team_id')::bigint THEN
+                    PERFORM parley_conversation_transfer(p_actor, c.id, (a ->> 'team_id')::bigint);
+                    v_drain := true;
+                    v_kick := v_kick OR v_had IS NOT NULL;
+                END IF;
             END CASE;
             IF v_msg IS NOT NULL THEN
                 SELECT * INTO m FROM message WHERE id = v_msg;
@@ -411,147 +422,18 @@ BEGIN
     PERFORM parley_api_audit(p_actor, 'macro.apply', 'conversation', c.id, NULL,
                              jsonb_build_object('macro_id', mc.id, 'name', mc.name,
                                                 'actions', jsonb_array_length(mc.actions)));
+    -- The queues, as the transfer and assign operations serve them: the
+    -- team the conversation waits in now, then the sweep (last: it locks
+    -- the sweep job's row) when an agent lost it.
     SELECT * INTO c FROM conversation WHERE id = c.id;
+    IF v_drain AND c.assignee_id IS NULL AND c.queued_at IS NOT NULL THEN
+        PERFORM parley_assignment_drain(c.team_id, 10, 'system');
+        SELECT * INTO c FROM conversation WHERE id = c.id;
+    END IF;
+    IF v_kick THEN
+        PERFORM parley_assignment_kick();
+    END IF;
     RETURN QUERY SELECT 200, jsonb_build_object('conversation', parley_api_conversation_json(c),
                                                 'messages', v_msgs);
-END
-$$;
-
--- ------------------------------------------------------------ the fields
--- (internal; see the TODO at the top)
-
--- What a change of a conversation leaves: a timeline event, an audit entry
--- (before and after) and the live event 'conversation.updated'.
-CREATE FUNCTION parley_macro_changed(p_actor jsonb, p_conv bigint, p_kind text, p_before jsonb,
-                                     p_after jsonb)
-RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    c conversation;
-BEGIN
-    SELECT * INTO c FROM conversation WHERE id = p_conv;
-    INSERT INTO conversation_event (conversation_id, kind, actor, details)
-    VALUES (p_conv, p_kind, parley_api_actor_label(p_actor),
-            jsonb_build_object('from', p_before, 'to', p_after));
-    PERFORM parley_api_audit(p_actor, 'conversation.update', 'conversation', p_conv, p_before, p_after);
-    PERFORM parley_live_event('conversation.updated', c.channel_instance, p_conv, NULL,
-                              parley_api_conversation_json(c));
-END
-$$;
-
--- Set status, priority or category (p_value NULL: no category). A value
--- the conversation has already changes nothing.
-CREATE FUNCTION parley_macro_set(p_actor jsonb, p_conv bigint, p_field text, p_value text) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    c        conversation;
-    v_before text;
-BEGIN
-    SELECT * INTO c FROM conversation WHERE id = p_conv FOR UPDATE;
-    v_before := to_jsonb(c) ->> p_field;
-    IF v_before IS NOT DISTINCT FROM p_value THEN
-        RETURN;
-    END IF;
-    IF p_field = 'status' THEN
-        UPDATE conversation
-           SET status = p_value,
-               resolved_at = CASE WHEN p_value IN ('resolved', 'closed') THEN coalesce(resolved_at, now()) END,
-               queued_at = CASE WHEN p_value IN ('resolved', 'closed') THEN NULL ELSE queued_at END,
-               updated_at = now()
-         WHERE id = p_conv;
-    ELSIF p_field = 'priority' THEN
-        UPDATE conversation SET priority = p_value, updated_at = now() WHERE id = p_conv;
-    ELSE
-        UPDATE conversation SET category = p_value, updated_at = now() WHERE id = p_conv;
-    END IF;
-    PERFORM parley_macro_changed(p_actor, p_conv, p_field || '_changed',
-                                 jsonb_build_object(p_field, v_before), jsonb_build_object(p_field, p_value));
-END
-$$;
-
--- Add or remove tags (the order of the existing ones is kept).
-CREATE FUNCTION parley_macro_tags(p_actor jsonb, p_conv bigint, p_tags text[], p_add boolean)
-RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    c     conversation;
-    v_new text[];
-BEGIN
-    SELECT * INTO c FROM conversation WHERE id = p_conv FOR UPDATE;
-    IF p_add THEN
-        v_new := c.tags || ARRAY(SELECT t FROM unnest(p_tags) AS t WHERE NOT (t = ANY (c.tags)));
-    ELSE
-        v_new := ARRAY(SELECT t FROM unnest(c.tags) WITH ORDINALITY AS x (t, n)
-                        WHERE NOT (t = ANY (p_tags)) ORDER BY n);
-    END IF;
-    IF v_new = c.tags THEN
-        RETURN;
-    END IF;
-    UPDATE conversation SET tags = v_new, updated_at = now() WHERE id = p_conv;
-    PERFORM parley_macro_changed(p_actor, p_conv, 'tags_changed', jsonb_build_object('tags', c.tags),
-                                 jsonb_build_object('tags', v_new));
-END
-$$;
-
--- Put the conversation in team p_team's queue. Its agent keeps it when they
--- are in that team; otherwise it waits in the team's queue.
-CREATE FUNCTION parley_macro_assign_team(p_actor jsonb, p_conv bigint, p_team bigint) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    c          conversation;
-    v_assignee bigint;
-BEGIN
-    SELECT * INTO c FROM conversation WHERE id = p_conv FOR UPDATE;
-    IF NOT EXISTS (SELECT 1 FROM team WHERE id = p_team) THEN
-        PERFORM parley_api_error(422, 'invalid_action', format('team %s no longer exists', p_team));
-    END IF;
-    IF c.team_id IS NOT DISTINCT FROM p_team THEN
-        RETURN;
-    END IF;
-    v_assignee := (SELECT at.agent_id FROM agent_team at WHERE at.agent_id = c.assignee_id AND at.team_id = p_team);
-    UPDATE conversation
-       SET team_id = p_team, assignee_id = v_assignee,
-           assigned_at = CASE WHEN v_assignee IS NULL THEN NULL ELSE assigned_at END,
-           queued_at = CASE WHEN v_assignee IS NULL AND c.status IN ('open', 'pending')
-                            THEN coalesce(queued_at, now()) ELSE queued_at END,
-           updated_at = now()
-     WHERE id = p_conv;
-    PERFORM parley_macro_changed(p_actor, p_conv, 'team_changed',
-                                 jsonb_build_object('team_id', c.team_id, 'assignee_id', c.assignee_id),
-                                 jsonb_build_object('team_id', p_team, 'assignee_id', v_assignee));
-END
-$$;
-
--- Give the conversation to agent p_agent, who must be enabled and work on
--- its channel (an admin, or in a team owning the instance).
-CREATE FUNCTION parley_macro_assign_agent(p_actor jsonb, p_conv bigint, p_agent bigint) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    c      conversation;
-    v_team bigint;
-BEGIN
-    SELECT * INTO c FROM conversation WHERE id = p_conv FOR UPDATE;
-    IF NOT EXISTS (SELECT 1 FROM agent WHERE id = p_agent AND disabled_at IS NULL) THEN
-        PERFORM parley_api_error(422, 'invalid_action', format('agent %s does not exist or is disabled', p_agent));
-    END IF;
-    SELECT at.team_id INTO v_team
-      FROM agent_team at JOIN team_channel tc ON tc.team_id = at.team_id
-     WHERE at.agent_id = p_agent AND tc.channel_instance = c.channel_instance
-     ORDER BY at.team_id = c.team_id DESC, at.team_id
-     LIMIT 1;
-    IF v_team IS NULL AND NOT EXISTS (SELECT 1 FROM agent WHERE id = p_agent AND role = 'admin') THEN
-        PERFORM parley_api_error(422, 'invalid_action',
-                                 format('agent %s is in no team of channel %s', p_agent, c.channel_instance));
-    END IF;
-    IF c.assignee_id IS NOT DISTINCT FROM p_agent THEN
-        RETURN;
-    END IF;
-    UPDATE conversation
-       SET assignee_id = p_agent, assigned_at = now(), queued_at = NULL,
-           team_id = coalesce(v_team, team_id), updated_at = now()
-     WHERE id = p_conv;
-    PERFORM parley_macro_changed(p_actor, p_conv, 'assignee_changed',
-                                 jsonb_build_object('assignee_id', c.assignee_id, 'team_id', c.team_id),
-                                 jsonb_build_object('assignee_id', p_agent, 'team_id', coalesce(v_team, c.team_id)));
 END
 $$;

@@ -8,6 +8,7 @@ index."""
 import pytest
 
 from api_replies_world import World, wait_for
+from api_setup import add_team
 from parley_testlib import query
 
 
@@ -233,16 +234,24 @@ def test_a_macro_applies_every_action_in_order(world):
     assert [k for (k,) in query(world.dsn, "SELECT kind FROM conversation_event WHERE conversation_id = %s "
                                            "ORDER BY id", (conv,))] == \
         ["status_changed", "priority_changed", "category_changed", "tags_changed", "tags_changed",
-         "assignee_changed"]
-    assert query(world.dsn, "SELECT details FROM conversation_event WHERE kind = 'status_changed'") == \
-        [({"from": {"status": "open"}, "to": {"status": "pending"}},)]
+         "assigned"]
+    # The events are the ones PATCH and assign write, by the same functions.
+    details = dict(query(world.dsn, "SELECT kind, details FROM conversation_event WHERE conversation_id = %s "
+                                    "AND kind IN ('status_changed', 'assigned')", (conv,)))
+    assert details == {"status_changed": {"from": "open", "to": "pending"},
+                       "assigned": {"from": None, "to": world.bob_id, "team_id": world.north}}
+    assert [d for (d,) in query(world.dsn, "SELECT details FROM conversation_event WHERE conversation_id = %s "
+                                           "AND kind = 'tags_changed' ORDER BY id", (conv,))] == \
+        [{"added": ["refund", "vip"], "removed": [], "tags": ["refund", "vip"]},
+         {"added": [], "removed": ["vip"], "tags": ["refund"]}]
     actions = [a for (a,) in query(world.dsn, "SELECT action FROM audit_log WHERE entity = 'conversation' "
                                               "AND agent_id = %s ORDER BY id", (world.ann_id,))]
-    assert actions == ["conversation.reply", "conversation.note"] + ["conversation.update"] * 6 + \
-        ["macro.apply"]
+    assert actions == ["conversation.reply", "conversation.note"] + ["conversation.update"] * 5 + \
+        ["conversation.assign", "macro.apply"]
     kinds = world.live_kinds(conv)
-    # The customer's message (ingest) and the macro's reply and note.
-    assert kinds.count("message.created") == 3 and kinds.count("conversation.updated") == 6
+    # message.created: the customer's message, the reply and the note.
+    assert kinds.count("message.created") == 3 and kinds.count("conversation.updated") == 5
+    assert kinds.count("conversation.assigned") == 1
 
 
 def test_a_failing_action_undoes_the_whole_macro(world):
@@ -263,8 +272,9 @@ def test_a_failing_action_undoes_the_whole_macro(world):
     before = world.state()
     status, _, body = apply(world.ann, conv, macro["id"], m1)
     assert status == 422, body
-    assert body["action_index"] == 3 and body["error"] == "invalid_action"
-    assert body["detail"].startswith("actions[3] (assign_agent): agent %d" % leaver)
+    assert body["action_index"] == 3 and body["error"] == "invalid_field"
+    assert body["detail"] == "actions[3] (assign_agent): agent_id: no agent of a team that owns this " \
+                             "conversation's channel"
     assert world.state() == before
 
     # A reply whose variable has no value here fails before anything is sent.
@@ -287,4 +297,52 @@ def test_a_failing_action_undoes_the_whole_macro(world):
                                      json={"last_seen_message_id": m2, "dry_run": True},
                                      validate_request=False)
     assert status == 400 and body["error"] == "unknown_field"
+    assert world.state() == before
+
+
+def test_assignment_actions_follow_the_assign_and_transfer_rules(world):
+    conv, m1 = world.customer_says("c-1", "Where is my parcel?")
+    night = add_team(world.dsn, "Night", ["site"])
+    bob_to_night = create(world.admin, MACROS, name="To night", actions=[
+        {"type": "assign_agent", "agent_id": world.bob_id},
+        {"type": "set_status", "status": "pending"},
+        {"type": "assign_team", "team_id": night}])
+    status, _, body = apply(world.ann, conv, bob_to_night["id"], m1)
+    assert status == 200, body
+    c = body["conversation"]
+    # A transfer: the agent lets go and the conversation waits in the new
+    # team's queue (nobody of Night is online).
+    assert (c["status"], c["assignee_id"], c["team_id"]) == ("pending", None, night)
+    assert query(world.dsn, "SELECT kind, details FROM conversation_event WHERE conversation_id = %s "
+                            "AND kind IN ('assigned', 'transferred') ORDER BY id", (conv,)) == \
+        [("assigned", {"from": None, "to": world.bob_id, "team_id": world.north}),
+         ("transferred", {"from": world.bob_id, "to": None, "from_team_id": world.north, "team_id": night})]
+    assert [a for (a,) in query(world.dsn, "SELECT action FROM audit_log WHERE entity = 'conversation' "
+                                           "AND agent_id = %s ORDER BY id", (world.ann_id,))] == \
+        ["conversation.assign", "conversation.update", "conversation.transfer", "macro.apply"]
+    assert query(world.dsn, "SELECT queued_at IS NOT NULL FROM conversation WHERE id = %s", (conv,)) == [(True,)]
+    # Values the conversation has already (its status, its team) change nothing.
+    park = create(world.admin, MACROS, name="Park", actions=[
+        {"type": "set_status", "status": "pending"}, {"type": "assign_team", "team_id": night}])
+    events, audits = world.count("conversation_event"), world.count("audit_log")
+    status, _, body = apply(world.ann, conv, park["id"], m1)
+    assert status == 200 and body["conversation"]["team_id"] == night, body
+    assert world.count("conversation_event") == events and world.count("audit_log") == audits + 1
+
+    # A team that does not own the channel, or a conversation an earlier
+    # action resolved: the transfer's and assign's errors, with the index,
+    # and nothing of the macro stays.
+    to_shop = create(world.admin, MACROS, name="To shop", actions=[
+        {"type": "set_priority", "priority": "urgent"}, {"type": "assign_team", "team_id": world.south}])
+    close_then_assign = create(world.admin, MACROS, name="Close and give", actions=[
+        {"type": "add_tags", "tags": ["done"]}, {"type": "set_status", "status": "resolved"},
+        {"type": "assign_agent", "agent_id": world.ann_id}])
+    before = world.state()
+    status, _, body = apply(world.ann, conv, to_shop["id"], m1)
+    assert (status, body["error"], body["action_index"]) == (422, "invalid_field", 1), body
+    assert body["detail"] == "actions[1] (assign_team): team_id: no team that owns this conversation's channel"
+    assert world.state() == before
+    status, _, body = apply(world.ann, conv, close_then_assign["id"], m1)
+    assert (status, body["error"], body["action_index"]) == (409, "not_open", 2), body
+    assert body["detail"] == "actions[2] (assign_agent): the conversation is resolved"
     assert world.state() == before
