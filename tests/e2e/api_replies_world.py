@@ -104,6 +104,9 @@ class World:
                      "SELECT (SELECT count(*) FROM message), (SELECT count(*) FROM job), "
                      "(SELECT count(*) FROM conversation), (SELECT count(*) FROM conversation_event), "
                      "(SELECT count(*) FROM audit_log), "
-                     "(SELECT count(*) FROM live_event_pending) + (SELECT count(*) FROM live_event), "
+                     # Live events of what a reply makes (background work such as a
+                     # send's outcome or the assignment sweep may queue others meanwhile).
+                     "(SELECT count(*) FROM live_event_pending WHERE kind = 'message.created') + "
+                     "(SELECT count(*) FROM live_event WHERE kind = 'message.created'), "
                      "(SELECT string_agg(concat_ws('|', id, status, priority, category, tags::text, "
                      "assignee_id, team_id), ';' ORDER BY id) FROM conversation)")[0]
