@@ -39,22 +39,6 @@ BEGIN
 END
 $$;
 
--- A boolean field of a JSON body; absent/null: false.
-CREATE FUNCTION parley_api_field_bool(p_obj jsonb, p_field text) RETURNS boolean
-LANGUAGE plpgsql IMMUTABLE AS $$
-DECLARE
-    v jsonb := p_obj -> p_field;
-BEGIN
-    IF v IS NULL OR jsonb_typeof(v) = 'null' THEN
-        RETURN false;
-    END IF;
-    IF jsonb_typeof(v) <> 'boolean' THEN
-        PERFORM parley_api_error(422, 'invalid_field', p_field || ': true or false');
-    END IF;
-    RETURN v::text::boolean;
-END
-$$;
-
 -- A rule of replies.sql that refused (raised with its name as the
 -- constraint): 409 for a state of the conversation (55000), else 422.
 CREATE FUNCTION parley_api_refused(p_state text, p_rule text, p_message text) RETURNS void
@@ -90,7 +74,7 @@ CREATE FUNCTION parley_api_collision(p_actor jsonb, p_conv bigint, p_body jsonb)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_seen  bigint := parley_api_field_id(p_body, 'last_seen_message_id', true);
-    v_force boolean := parley_api_field_bool(p_body, 'force');
+    v_force boolean := coalesce(parley_api_bool_field(p_body, 'force'), false);
     v_new   jsonb;
 BEGIN
     IF v_force THEN
